@@ -1,0 +1,282 @@
+//! The approval of one step: a small state machine with no I/O.
+//!
+//! ```text
+//!            approve (approver ≠ requester, same plan hash, before expiry)
+//!   Pending ─────────────────────────────────────────────────► Approved
+//!     │  ▲ ◄──── unapprove (the approver takes the reaction back) ──┘
+//!     │  reject (approver)        → Rejected
+//!     │  withdraw (requester/abort) → Withdrawn
+//!     │  expire (deadline passed) → Expired
+//!     └  supersede (weights moved; a new plan is asked for) → Superseded
+//! ```
+//!
+//! Whether someone *may* approve (user list, user groups) needs I/O, so the
+//! caller resolves it and passes an [`Actor`]; the rules about who, when and
+//! for which plan live here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::messages::UserError;
+use crate::plan::PlanHash;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    Approved { by: String, at: DateTime<Utc> },
+    Rejected { by: String, at: DateTime<Utc> },
+    Expired { at: DateTime<Utc> },
+    Withdrawn { by: String, at: DateTime<Utc> },
+    Superseded { at: DateTime<Utc> },
+}
+
+impl ApprovalState {
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            ApprovalState::Pending | ApprovalState::Approved { .. }
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved { .. } => "approved",
+            ApprovalState::Rejected { .. } => "rejected",
+            ApprovalState::Expired { .. } => "expired",
+            ApprovalState::Withdrawn { .. } => "withdrawn",
+            ApprovalState::Superseded { .. } => "superseded",
+        }
+    }
+}
+
+/// Someone acting on an approval, with what the config allows them.
+#[derive(Clone, Debug)]
+pub struct Actor<'a> {
+    pub user: &'a str,
+    pub is_approver: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub plan: PlanHash,
+    pub requester: String,
+    pub expires_at: DateTime<Utc>,
+    pub state: ApprovalState,
+}
+
+impl Approval {
+    pub fn new(plan: PlanHash, requester: impl Into<String>, expires_at: DateTime<Utc>) -> Self {
+        Self {
+            plan,
+            requester: requester.into(),
+            expires_at,
+            state: ApprovalState::Pending,
+        }
+    }
+
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.state == ApprovalState::Pending && now >= self.expires_at
+    }
+
+    /// An approval reaction on the message that showed plan `shown`.
+    pub fn approve(
+        &mut self,
+        actor: &Actor<'_>,
+        shown: &PlanHash,
+        now: DateTime<Utc>,
+    ) -> Result<(), UserError> {
+        self.require_pending(now)?;
+        if *shown != self.plan {
+            return Err(UserError::PlanChanged);
+        }
+        if actor.user == self.requester {
+            return Err(UserError::SelfApproval {
+                user: actor.user.to_owned(),
+            });
+        }
+        if !actor.is_approver {
+            return Err(UserError::NotApprover {
+                user: actor.user.to_owned(),
+            });
+        }
+        self.state = ApprovalState::Approved {
+            by: actor.user.to_owned(),
+            at: now,
+        };
+        Ok(())
+    }
+
+    /// The reject reaction. The requester rejecting their own plan withdraws it.
+    pub fn reject(&mut self, actor: &Actor<'_>, now: DateTime<Utc>) -> Result<(), UserError> {
+        self.require_pending(now)?;
+        if actor.user == self.requester {
+            return self.withdraw(actor.user, now);
+        }
+        if !actor.is_approver {
+            return Err(UserError::NotApprover {
+                user: actor.user.to_owned(),
+            });
+        }
+        self.state = ApprovalState::Rejected {
+            by: actor.user.to_owned(),
+            at: now,
+        };
+        Ok(())
+    }
+
+    /// The request is called off (the requester, or `abort`).
+    pub fn withdraw(&mut self, by: &str, now: DateTime<Utc>) -> Result<(), UserError> {
+        match self.state {
+            ApprovalState::Pending | ApprovalState::Approved { .. } => {
+                self.state = ApprovalState::Withdrawn {
+                    by: by.to_owned(),
+                    at: now,
+                };
+                Ok(())
+            }
+            _ => Err(self.not_pending()),
+        }
+    }
+
+    /// The approver removed their reaction before the step started.
+    pub fn unapprove(&mut self, user: &str) -> Result<(), UserError> {
+        match &self.state {
+            ApprovalState::Approved { by, .. } if by == user => {
+                self.state = ApprovalState::Pending;
+                Ok(())
+            }
+            _ => Err(self.not_pending()),
+        }
+    }
+
+    /// Moves a pending approval past its deadline to `Expired`; true if it did.
+    pub fn expire_if_due(&mut self, now: DateTime<Utc>) -> bool {
+        if self.is_due(now) {
+            self.state = ApprovalState::Expired {
+                at: self.expires_at,
+            };
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn supersede(&mut self, now: DateTime<Utc>) {
+        if !self.state.is_final() {
+            self.state = ApprovalState::Superseded { at: now };
+        }
+    }
+
+    fn require_pending(&mut self, now: DateTime<Utc>) -> Result<(), UserError> {
+        self.expire_if_due(now);
+        match self.state {
+            ApprovalState::Pending => Ok(()),
+            _ => Err(self.not_pending()),
+        }
+    }
+
+    fn not_pending(&self) -> UserError {
+        UserError::NotPending {
+            state: self.state.name(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+
+    fn hash() -> PlanHash {
+        serde_json::from_str("\"abc\"").unwrap()
+    }
+
+    fn pending() -> Approval {
+        Approval::new(hash(), "alice", t(15))
+    }
+
+    const BOB: Actor<'static> = Actor {
+        user: "bob",
+        is_approver: true,
+    };
+
+    #[test]
+    fn approver_approves() {
+        let mut a = pending();
+        a.approve(&BOB, &hash(), t(1)).unwrap();
+        assert!(matches!(a.state, ApprovalState::Approved { ref by, .. } if by == "bob"));
+    }
+
+    #[test]
+    fn requester_cannot_approve_even_as_approver() {
+        let mut a = pending();
+        let alice = Actor {
+            user: "alice",
+            is_approver: true,
+        };
+        assert!(matches!(
+            a.approve(&alice, &hash(), t(1)),
+            Err(UserError::SelfApproval { .. })
+        ));
+        assert_eq!(a.state, ApprovalState::Pending);
+    }
+
+    #[test]
+    fn non_approver_refused() {
+        let mut a = pending();
+        let carol = Actor {
+            user: "carol",
+            is_approver: false,
+        };
+        assert!(matches!(
+            a.approve(&carol, &hash(), t(1)),
+            Err(UserError::NotApprover { .. })
+        ));
+    }
+
+    #[test]
+    fn expired_cannot_be_approved() {
+        let mut a = pending();
+        assert!(matches!(
+            a.approve(&BOB, &hash(), t(15)),
+            Err(UserError::NotPending { state: "expired" })
+        ));
+    }
+
+    #[test]
+    fn other_plan_hash_refused() {
+        let mut a = pending();
+        let other: PlanHash = serde_json::from_str("\"def\"").unwrap();
+        assert!(matches!(
+            a.approve(&BOB, &other, t(1)),
+            Err(UserError::PlanChanged)
+        ));
+    }
+
+    #[test]
+    fn reject_withdraw_unapprove() {
+        let mut a = pending();
+        a.reject(&BOB, t(1)).unwrap();
+        assert!(matches!(a.state, ApprovalState::Rejected { .. }));
+
+        let mut a = pending();
+        let alice = Actor {
+            user: "alice",
+            is_approver: false,
+        };
+        a.reject(&alice, t(1)).unwrap();
+        assert!(matches!(a.state, ApprovalState::Withdrawn { .. }));
+
+        let mut a = pending();
+        a.approve(&BOB, &hash(), t(1)).unwrap();
+        assert!(a.unapprove("carol").is_err());
+        a.unapprove("bob").unwrap();
+        assert_eq!(a.state, ApprovalState::Pending);
+    }
+}

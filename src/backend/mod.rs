@@ -1,0 +1,148 @@
+//! Where weights live. One trait, [`RoutingBackend`], for the in-memory
+//! clusters of the sandbox and tests ([`memory`]) and the real modes
+//! (`routing-weight`, `ingress-annotations`, `route53`) that talk to
+//! Kubernetes and Route53.
+//!
+//! The engine never assumes a write worked: every method can fail per
+//! cluster, and the engine restores what it changed when one does.
+
+pub mod memory;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::config::{ClusterConfig, EnvironmentConfig};
+use crate::plan::Weights;
+
+/// Every configured cluster's routing state in one environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub clusters: BTreeMap<String, ClusterState>,
+}
+
+/// One cluster's routing object, if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterState {
+    /// `None`: the cluster has no routing object (not routed).
+    pub weight: Option<u8>,
+    /// Opaque version for optimistic concurrency (a resourceVersion).
+    pub version: Option<String>,
+}
+
+impl Snapshot {
+    /// Weights of the clusters that are routed.
+    pub fn weights(&self) -> Weights {
+        self.clusters
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.weight?)))
+            .collect()
+    }
+
+    pub fn version(&self, cluster: &str) -> Option<&str> {
+        self.clusters.get(cluster)?.version.as_deref()
+    }
+}
+
+/// How far one cluster has carried the weight to what serves traffic
+/// (Ingresses, Services, DNS records).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Convergence {
+    pub cluster: String,
+    pub converged: usize,
+    pub total: usize,
+    /// Objects that do not carry the weight yet.
+    pub stragglers: Vec<String>,
+}
+
+impl Convergence {
+    pub fn is_complete(&self) -> bool {
+        self.converged == self.total
+    }
+}
+
+/// Why a cluster may not receive traffic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GateFailure {
+    #[error("context {context} answers as `{found}`, not `{expected}`")]
+    IdentityMismatch {
+        context: String,
+        expected: String,
+        found: String,
+    },
+    #[error("cannot verify identity through context {context}: {reason}")]
+    IdentityUnknown { context: String, reason: String },
+    #[error("health check failed: {0}")]
+    Unhealthy(String),
+}
+
+impl GateFailure {
+    /// Only health failures can be overridden (break-glass); a cluster whose
+    /// identity is wrong or unknown never gets traffic.
+    pub fn is_health(&self) -> bool {
+        matches!(self, GateFailure::Unhealthy(_))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("{cluster}: changed by someone else since it was read")]
+    Conflict { cluster: String },
+    #[error("{cluster}: has no routing object")]
+    NotFound { cluster: String },
+    #[error("{cluster}: {reason}")]
+    Failed { cluster: String, reason: String },
+}
+
+impl BackendError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, BackendError::Conflict { .. })
+    }
+}
+
+/// The outcome of a successful write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Applied,
+    /// The routing object is in dry-run mode: accepted, but nothing serves it.
+    DryRun,
+}
+
+#[async_trait]
+pub trait RoutingBackend: Send + Sync {
+    /// Reads every configured cluster's routing state.
+    async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError>;
+
+    /// The cluster answers as the cluster the config names.
+    async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure>;
+
+    /// The cluster's health gate passes.
+    async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure>;
+
+    /// Sets a routed cluster's weight; with `expected_version`, fails with
+    /// [`BackendError::Conflict`] if the object changed since it was read.
+    async fn set_weight(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+        expected_version: Option<&str>,
+    ) -> Result<Written, BackendError>;
+
+    /// Creates the cluster's routing object at weight 0.
+    async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError>;
+
+    /// Deletes the cluster's routing object.
+    async fn delete(
+        &self,
+        cluster: &ClusterConfig,
+        expected_version: Option<&str>,
+    ) -> Result<Written, BackendError>;
+
+    /// Waits (bounded) until what serves traffic carries `expected`, and says
+    /// how far each cluster got.
+    async fn verify(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError>;
+}

@@ -1,0 +1,86 @@
+//! The chat channel the bot talks through: Slack in production, the
+//! terminal in the sandbox, a recorder in tests. Messages are Slack mrkdwn
+//! (`*bold*`, fenced tables, `<@USER>` mentions); other channels render it.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Where a posted message lives: reactions and thread replies refer to it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub channel: String,
+    pub ts: String,
+}
+
+impl fmt::Display for MessageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.channel, self.ts)
+    }
+}
+
+/// A message, as Slack mrkdwn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+}
+
+impl Message {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self { text: text.into() }
+    }
+
+    /// The first line: what a notification or an update notice shows.
+    pub fn headline(&self) -> &str {
+        self.text.lines().next().unwrap_or("")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("chat: {0}")]
+pub struct ChatError(pub String);
+
+#[async_trait]
+pub trait Chat: Send + Sync {
+    /// Posts in `channel`, or in the thread under `thread`.
+    async fn post(
+        &self,
+        channel: &str,
+        thread: Option<&MessageRef>,
+        message: &Message,
+    ) -> Result<MessageRef, ChatError>;
+
+    /// Replaces a message the bot posted earlier.
+    async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), ChatError>;
+
+    /// A message only `user` sees.
+    async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        message: &Message,
+    ) -> Result<(), ChatError>;
+
+    /// Adds the bot's own reaction to a message (the approve/reject hint).
+    async fn react(&self, at: &MessageRef, reaction: &str) -> Result<(), ChatError>;
+}
+
+/// Resolves user groups (`S…` ids) to their members; Slack's
+/// `usergroups.users.list` in production.
+#[async_trait]
+pub trait GroupResolver: Send + Sync {
+    /// The members of `group`, or `None` when `group` is not a user group.
+    async fn members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError>;
+}
+
+/// A fixed set of groups: the sandbox (none) and tests.
+#[derive(Clone, Debug, Default)]
+pub struct StaticGroups(pub std::collections::BTreeMap<String, Vec<String>>);
+
+#[async_trait]
+impl GroupResolver for StaticGroups {
+    async fn members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError> {
+        Ok(self.0.get(group).cloned())
+    }
+}

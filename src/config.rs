@@ -1,0 +1,529 @@
+//! The YAML config file (shape fixed by `design.md`) and its validation.
+//!
+//! Loading has two stages: serde turns YAML into these types (unknown keys and
+//! unknown modes are errors, reported with the key path and the line), then
+//! [`Config::validate`] checks what types cannot express and reports *every*
+//! problem at once, each with its key path — a broken config during an
+//! incident should cost one edit, not five.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Percent, Weights};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub slack: SlackConfig,
+    pub approval: ApprovalConfig,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    pub environments: BTreeMap<String, EnvironmentConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Channels where `/failover` is accepted; empty means any channel.
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// Slack user ids (`U…`, `W…`) or user-group ids (`S…`).
+    pub approvers: Vec<String>,
+    #[serde(default = "default_reaction")]
+    pub reaction: String,
+    #[serde(default = "default_reject_reaction")]
+    pub reject_reaction: String,
+    #[serde(default = "default_expiry", with = "humantime_serde")]
+    pub expires_after: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingMode {
+    /// Patch Lunar's `RoutingWeight` resources; their controller and
+    /// external-dns carry the weight to Ingresses and Route53.
+    #[default]
+    RoutingWeight,
+    /// Write the weight annotations on controlled Ingresses/Services directly.
+    IngressAnnotations,
+    /// Write Route53 weighted records directly.
+    Route53,
+}
+
+impl fmt::Display for RoutingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RoutingMode::RoutingWeight => "routing-weight",
+            RoutingMode::IngressAnnotations => "ingress-annotations",
+            RoutingMode::Route53 => "route53",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    #[serde(default)]
+    pub mode: RoutingMode,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_annotation_prefix")]
+    pub annotation_prefix: String,
+    /// Steps of `/failover to` in percent; read as `u32` so that 300 is
+    /// reported by validation as out of range rather than as a YAML type error.
+    #[serde(default = "default_steps")]
+    pub default_steps: Vec<u32>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            mode: RoutingMode::default(),
+            namespace: default_namespace(),
+            annotation_prefix: default_annotation_prefix(),
+            default_steps: default_steps(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    /// The channel that means this environment, so `in ENV` can be left out.
+    #[serde(default)]
+    pub channel: Option<String>,
+    pub clusters: Vec<ClusterConfig>,
+    #[serde(default)]
+    pub route53: Option<Route53Config>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's identity: its `cluster-identity` ConfigMap must say this.
+    pub name: String,
+    /// The kubeconfig context that reaches it.
+    pub context: String,
+    /// Optional health gate, fetched before traffic is raised on the cluster.
+    #[serde(default)]
+    pub health_url: Option<String>,
+    /// Initial weight of the cluster in the in-memory backend (the sandbox);
+    /// real backends read weights from the cluster and ignore this.
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route53Config {
+    pub zone_id: String,
+    pub records: Vec<String>,
+}
+
+fn default_reaction() -> String {
+    "white_check_mark".into()
+}
+fn default_reject_reaction() -> String {
+    "x".into()
+}
+fn default_expiry() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_namespace() -> String {
+    "operators".into()
+}
+fn default_annotation_prefix() -> String {
+    "external-dns.alpha.kubernetes.io/".into()
+}
+fn default_steps() -> Vec<u32> {
+    vec![10, 50, 100]
+}
+
+/// One thing wrong with a config file, with the key it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a config could not be used: every problem found, or why it was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid YAML for failover-bot: {0}")]
+    Syntax(String),
+    #[error("config is invalid:\n{}", list(.0))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+fn list(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Parses and validates a config document.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let mut failed_path = None;
+        let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                failed_path = Some(e.path().to_string());
+                e.into_inner()
+            })
+        });
+        let config: Config = parsed.map_err(|e| {
+            let at = failed_path
+                .filter(|p| p != ".")
+                .map(|p| format!("{p}: "))
+                .unwrap_or_default();
+            ConfigError::Syntax(format!("{at}{e}"))
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Everything wrong with this config; empty when it is usable.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Problems::default();
+        self.validate_approval(&mut problems);
+        self.validate_routing(&mut problems);
+        self.validate_environments(&mut problems);
+        problems.0
+    }
+
+    fn validate_approval(&self, p: &mut Problems) {
+        let approval = &self.approval;
+        if approval.approvers.is_empty() {
+            p.add(
+                "approval.approvers",
+                "no approvers: list at least one Slack user or user-group id",
+            );
+        }
+        for (i, approver) in approval.approvers.iter().enumerate() {
+            if approver.trim().is_empty() {
+                p.add(format!("approval.approvers[{i}]"), "empty approver id");
+            }
+        }
+        for (key, reaction) in [
+            ("approval.reaction", &approval.reaction),
+            ("approval.reject_reaction", &approval.reject_reaction),
+        ] {
+            if reaction.is_empty() || reaction.contains(':') || reaction.contains(' ') {
+                p.add(
+                    key,
+                    format!("`{reaction}` is not a reaction name; write it without colons, e.g. white_check_mark"),
+                );
+            }
+        }
+        if approval.reaction == approval.reject_reaction {
+            p.add(
+                "approval.reject_reaction",
+                "must differ from approval.reaction",
+            );
+        }
+        if approval.expires_after.is_zero() {
+            p.add("approval.expires_after", "must be longer than 0, e.g. 15m");
+        } else if approval.expires_after > Duration::from_secs(24 * 3600) {
+            p.add(
+                "approval.expires_after",
+                "at most 24h: an approval is for the situation it was given in",
+            );
+        }
+    }
+
+    fn validate_routing(&self, p: &mut Problems) {
+        let routing = &self.routing;
+        if routing.namespace.trim().is_empty() {
+            p.add("routing.namespace", "must not be empty");
+        }
+        if !routing.annotation_prefix.ends_with('/') {
+            p.add(
+                "routing.annotation_prefix",
+                format!(
+                    "`{}` must end with `/`, e.g. external-dns.alpha.kubernetes.io/",
+                    routing.annotation_prefix
+                ),
+            );
+        }
+        if let Err(message) = validate_steps(&routing.default_steps) {
+            p.add("routing.default_steps", message);
+        }
+    }
+
+    fn validate_environments(&self, p: &mut Problems) {
+        if self.environments.is_empty() {
+            p.add("environments", "no environments: define at least one");
+        }
+        let mut channel_owner: BTreeMap<&str, &str> = BTreeMap::new();
+        for (env, environment) in &self.environments {
+            let key = format!("environments.{env}");
+            if !is_simple_name(env) {
+                p.add(
+                    &key,
+                    "environment names use lowercase letters, digits and `-`",
+                );
+            }
+            if let Some(channel) = &environment.channel {
+                if let Some(other) = channel_owner.insert(channel, env) {
+                    p.add(
+                        format!("{key}.channel"),
+                        format!("channel {channel} already means environment {other}"),
+                    );
+                }
+                if !self.slack.channels.is_empty() && !self.slack.channels.contains(channel) {
+                    p.add(
+                        format!("{key}.channel"),
+                        format!("{channel} is not in slack.channels, so commands there would be refused"),
+                    );
+                }
+            }
+            validate_clusters(&key, &environment.clusters, p);
+            if let Some(route53) = &environment.route53 {
+                if route53.zone_id.trim().is_empty() {
+                    p.add(format!("{key}.route53.zone_id"), "must not be empty");
+                }
+                if route53.records.is_empty() {
+                    p.add(
+                        format!("{key}.route53.records"),
+                        "list at least one record name",
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentConfig> {
+        self.environments.get(name)
+    }
+
+    pub fn environment_names(&self) -> Vec<String> {
+        self.environments.keys().cloned().collect()
+    }
+}
+
+fn validate_clusters(key: &str, clusters: &[ClusterConfig], p: &mut Problems) {
+    if clusters.is_empty() {
+        p.add(format!("{key}.clusters"), "no clusters: list at least one");
+    }
+    let mut names = BTreeSet::new();
+    for (i, cluster) in clusters.iter().enumerate() {
+        let ckey = format!("{key}.clusters[{i}]");
+        if cluster.name.trim().is_empty() {
+            p.add(format!("{ckey}.name"), "must not be empty");
+        } else if !names.insert(cluster.name.as_str()) {
+            p.add(
+                format!("{ckey}.name"),
+                format!("duplicate cluster name {}", cluster.name),
+            );
+        }
+        if cluster.context.trim().is_empty() {
+            p.add(format!("{ckey}.context"), "must not be empty");
+        }
+        if let Some(url) = &cluster.health_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                p.add(
+                    format!("{ckey}.health_url"),
+                    format!("`{url}` is not an http(s) URL"),
+                );
+            }
+        }
+        if let Some(weight) = cluster.weight {
+            if weight > 255 {
+                p.add(
+                    format!("{ckey}.weight"),
+                    format!("{weight} is out of range: weights are 0–255"),
+                );
+            }
+        }
+    }
+    let weights: Vec<u32> = clusters.iter().filter_map(|c| c.weight).collect();
+    if !weights.is_empty() && weights.iter().all(|w| *w == 0) {
+        p.add(
+            format!("{key}.clusters"),
+            "every weight is 0, which Route53 treats as an even split; give one cluster traffic",
+        );
+    }
+}
+
+/// Checks a step list for `/failover to`: percentages, rising, ending at 100
+/// so that a failover ends with all traffic on the target.
+pub fn validate_steps(steps: &[u32]) -> Result<Vec<Percent>, String> {
+    if steps.is_empty() {
+        return Err("no steps: give at least one, e.g. 10,50,100".into());
+    }
+    let mut percents = Vec::with_capacity(steps.len());
+    for step in steps {
+        match Percent::new(*step).filter(|p| p.get() > 0) {
+            Some(p) => percents.push(p),
+            None => return Err(format!("step {step} is out of range: steps are 1–100")),
+        }
+    }
+    if percents.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("steps must rise, e.g. 10,50,100".into());
+    }
+    if percents.last() != Some(&Percent::MAX) {
+        return Err("the last step must be 100 so the failover completes, e.g. 10,50,100".into());
+    }
+    Ok(percents)
+}
+
+fn is_simple_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl EnvironmentConfig {
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.clusters.iter().map(|c| c.name.as_str())
+    }
+
+    /// The initial weights of the in-memory backend: clusters with a
+    /// `weight` key have a routing object, the others do not.
+    pub fn initial_weights(&self) -> Weights {
+        self.clusters
+            .iter()
+            .filter_map(|c| {
+                let w = u8::try_from(c.weight?).ok()?;
+                Some((c.name.clone(), w))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+approval:
+  approvers: [U01BOB]
+environments:
+  dev:
+    clusters:
+      - name: k8s-blue.dev.example.com
+        context: blue
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.approval.reaction, "white_check_mark");
+        assert_eq!(config.approval.reject_reaction, "x");
+        assert_eq!(config.approval.expires_after, Duration::from_secs(900));
+        assert_eq!(config.routing.mode, RoutingMode::RoutingWeight);
+        assert_eq!(config.routing.default_steps, vec![10, 50, 100]);
+    }
+
+    #[test]
+    fn unknown_mode_names_the_key() {
+        let text = format!("{MINIMAL}routing:\n  mode: magic\n");
+        let err = Config::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("routing.mode"), "{err}");
+        assert!(err.contains("magic"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_reported() {
+        let text = MINIMAL.replace("approvers:", "aprovers:");
+        let err = Config::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("aprovers"), "{err}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_with_keys() {
+        let text = r#"
+approval:
+  approvers: []
+  expires_after: 0s
+routing:
+  default_steps: [50, 10]
+environments:
+  dev:
+    clusters:
+      - {name: a, context: a, weight: 300}
+      - {name: a, context: ""}
+"#;
+        let Err(ConfigError::Invalid(problems)) = Config::from_yaml(text) else {
+            panic!("expected validation problems");
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"approval.approvers"), "{keys:?}");
+        assert!(keys.contains(&"approval.expires_after"), "{keys:?}");
+        assert!(keys.contains(&"routing.default_steps"), "{keys:?}");
+        assert!(
+            keys.contains(&"environments.dev.clusters[0].weight"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"environments.dev.clusters[1].name"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"environments.dev.clusters[1].context"),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn steps_must_rise_and_end_at_100() {
+        assert!(validate_steps(&[10, 50, 100]).is_ok());
+        assert!(validate_steps(&[100]).is_ok());
+        assert!(validate_steps(&[10, 50]).is_err());
+        assert!(validate_steps(&[50, 50, 100]).is_err());
+        assert!(validate_steps(&[0, 100]).is_err());
+        assert!(validate_steps(&[]).is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! The engine: takes commands and reactions, runs operations, talks to the
+//! chat and the backend through their traits. The same engine runs in the
+//! sandbox, in the tests and in production.
+//!
+//! Concurrency: each environment has its own async lock, held for the whole
+//! handling of an event that concerns it, so one environment's events are
+//! handled one at a time, in arrival order, while other environments proceed.
+//! The journal and the ledger sit behind one short-lived lock: a record is
+//! made durable and folded in one step, and nothing else happens under it.
+
+mod commands;
+mod drive;
+mod reactions;
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use super::journal::{Entry, Journal, JournalError, Record};
+use super::ledger::{Finished, Ledger};
+use super::OperationState;
+use crate::backend::RoutingBackend;
+use crate::chat::{Chat, ChatError, GroupResolver, Message, MessageRef};
+use crate::clock::Clock;
+use crate::command::{self, Command, Request};
+use crate::config::Config;
+use crate::messages::{self, UserError};
+
+/// A `/failover` command as it arrives from chat.
+#[derive(Clone, Debug)]
+pub struct CommandRequest {
+    pub user: String,
+    pub channel: String,
+    pub text: String,
+    /// The transport's delivery id (Slack `event_id`, envelope or trigger
+    /// id): a repeated id is ignored.
+    pub event_id: Option<String>,
+}
+
+/// A reaction added to or removed from a message.
+#[derive(Clone, Debug)]
+pub struct Reaction {
+    pub user: String,
+    pub name: String,
+    pub message: MessageRef,
+    pub added: bool,
+    pub event_id: Option<String>,
+}
+
+/// What a command means, known without any I/O.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Understood {
+    Help,
+    Request(Request),
+}
+
+/// Everything the engine is built from.
+pub struct EngineParts {
+    pub config: Arc<Config>,
+    pub backend: Arc<dyn RoutingBackend>,
+    pub chat: Arc<dyn Chat>,
+    pub groups: Arc<dyn GroupResolver>,
+    pub clock: Arc<dyn Clock>,
+    pub journal: Journal,
+    /// Records already in the journal (from [`Journal::open`]).
+    pub records: Vec<Record>,
+    /// The bot's own user id: its own reactions are hints, not votes.
+    pub bot_user: String,
+}
+
+/// Internal failures: logged in full, answered with a short apology.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+}
+
+/// Why handling an event stopped: the user's doing, or ours.
+#[derive(Debug)]
+enum Failure {
+    User(UserError),
+    Internal(EngineError),
+}
+
+impl From<UserError> for Failure {
+    fn from(e: UserError) -> Self {
+        Failure::User(e)
+    }
+}
+
+impl<E: Into<EngineError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Internal(e.into())
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+struct Store {
+    journal: Journal,
+    ledger: Ledger,
+}
+
+/// The last delivery ids seen, bounded: Slack retries within minutes, so a
+/// window of recent ids is enough on top of the journal's ids.
+struct EventWindow {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+const EVENT_WINDOW: usize = 10_000;
+
+impl EventWindow {
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.seen.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > EVENT_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+pub struct Engine {
+    config: Arc<Config>,
+    backend: Arc<dyn RoutingBackend>,
+    chat: Arc<dyn Chat>,
+    groups: Arc<dyn GroupResolver>,
+    clock: Arc<dyn Clock>,
+    bot_user: String,
+    store: Mutex<Store>,
+    env_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
+    events: Mutex<EventWindow>,
+}
+
+impl Engine {
+    /// Builds the engine and replays the journal's records into its state.
+    /// Call [`Engine::resume`] next to finish what a previous run left.
+    pub fn new(parts: EngineParts) -> Engine {
+        let ledger = Ledger::replay(&parts.records);
+        let mut window = EventWindow {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+        };
+        for id in &ledger.events {
+            window.insert(id);
+        }
+        let env_locks = parts
+            .config
+            .environments
+            .keys()
+            .map(|env| (env.clone(), tokio::sync::Mutex::new(())))
+            .collect();
+        Engine {
+            config: parts.config,
+            backend: parts.backend,
+            chat: parts.chat,
+            groups: parts.groups,
+            clock: parts.clock,
+            bot_user: parts.bot_user,
+            store: Mutex::new(Store {
+                journal: parts.journal,
+                ledger,
+            }),
+            env_locks,
+            events: Mutex::new(window),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Parses and resolves a command: no I/O, so transports can answer a
+    /// mistake before acknowledging.
+    pub fn understand(&self, request: &CommandRequest) -> Result<Understood, UserError> {
+        match command::parse(&request.text)? {
+            Command::Help => Ok(Understood::Help),
+            parsed => Ok(Understood::Request(command::resolve(
+                &self.config,
+                &request.channel,
+                &parsed,
+            )?)),
+        }
+    }
+
+    /// Handles one `/failover` command to the end (including any step an
+    /// approval-free path runs). Errors are answered in chat, never returned.
+    pub async fn handle_command(&self, request: CommandRequest) {
+        if !self.first_delivery(request.event_id.as_deref()) {
+            return;
+        }
+        let outcome = self.command(&request).await;
+        self.answer_failure(outcome, &request.channel, &request.user, None)
+            .await;
+    }
+
+    /// Handles a reaction on a plan message.
+    pub async fn handle_reaction(&self, reaction: Reaction) {
+        if reaction.user == self.bot_user || !self.first_delivery(reaction.event_id.as_deref()) {
+            return;
+        }
+        let outcome = self.reaction(&reaction).await;
+        self.answer_failure(
+            outcome,
+            &reaction.message.channel,
+            &reaction.user,
+            Some(&reaction.message),
+        )
+        .await;
+    }
+
+    /// Expires every approval whose deadline has passed. Call it
+    /// periodically (production) or before each input (sandbox).
+    pub async fn expire_due(&self) {
+        let now = self.clock.now();
+        let due: Vec<String> = self.with_ledger(|l| {
+            l.active
+                .iter()
+                .filter(|(_, op)| match &op.phase {
+                    super::Phase::AwaitingApproval(s) => s.approval.is_due(now),
+                    _ => false,
+                })
+                .map(|(env, _)| env.clone())
+                .collect()
+        });
+        for env in due {
+            let outcome = self.expire(&env).await;
+            self.log_failure(outcome, &env);
+        }
+    }
+
+    /// Continues every operation a previous run left unfinished: pending
+    /// approvals stay pending (and keep their deadline), approved steps run,
+    /// a step that was being applied is finished or restored.
+    pub async fn resume(&self) {
+        let envs: Vec<String> = self.with_ledger(|l| l.active.keys().cloned().collect());
+        for env in envs {
+            let outcome = self.resume_env(&env).await;
+            self.log_failure(outcome, &env);
+        }
+    }
+
+    /// Plan messages awaiting approval, oldest first.
+    pub fn pending_plan_messages(&self) -> Vec<MessageRef> {
+        self.with_ledger(|l| l.pending_messages().into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// The running operation in `env`, if any.
+    pub fn active_operation(&self, env: &str) -> Option<OperationState> {
+        self.with_ledger(|l| l.active.get(env).cloned())
+    }
+
+    /// Finished operations, oldest first.
+    pub fn finished_operations(&self) -> Vec<Finished> {
+        self.with_ledger(|l| l.finished.clone())
+    }
+
+    fn with_ledger<R>(&self, f: impl FnOnce(&Ledger) -> R) -> R {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(&store.ledger)
+    }
+
+    /// Makes `entry` durable, then folds it into the state.
+    fn record(&self, entry: Entry) -> Result<(), EngineError> {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let record = store.journal.append(self.clock.now(), entry)?;
+        store.ledger.apply(&record);
+        Ok(())
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn first_delivery(&self, event_id: Option<&str>) -> bool {
+        match event_id {
+            None => true,
+            Some(id) => self
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id),
+        }
+    }
+
+    async fn lock_env(&self, env: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.env_locks.get(env)?.lock().await)
+    }
+
+    /// User errors go back to the user (in the thread when about a plan
+    /// message, else privately); internal errors go to the log, and the user
+    /// gets a short apology.
+    async fn answer_failure(
+        &self,
+        outcome: Outcome,
+        channel: &str,
+        user: &str,
+        thread: Option<&MessageRef>,
+    ) {
+        let message = match outcome {
+            Ok(()) => return,
+            Err(Failure::User(error)) => messages::user_error(&error),
+            Err(Failure::Internal(error)) => {
+                tracing::error!(%error, channel, user, "internal error");
+                messages::internal_error(self.op_in_channel(channel))
+            }
+        };
+        let sent = match thread {
+            Some(at) => self
+                .chat
+                .post(channel, Some(at), &message)
+                .await
+                .map(|_| ()),
+            None => self.chat.post_ephemeral(channel, user, &message).await,
+        };
+        if let Err(error) = sent {
+            tracing::error!(%error, channel, user, "could not answer in chat");
+        }
+    }
+
+    fn log_failure(&self, outcome: Outcome, env: &str) {
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::User(error)) => tracing::warn!(env, %error, "refused"),
+            Err(Failure::Internal(error)) => tracing::error!(env, %error, "internal error"),
+        }
+    }
+
+    fn op_in_channel(&self, channel: &str) -> Option<u64> {
+        self.with_ledger(|l| {
+            l.active
+                .values()
+                .find(|o| o.header.channel == channel)
+                .map(|o| o.header.id)
+        })
+    }
+
+    /// Posts in a thread; a chat failure is logged, not fatal: the journal
+    /// is the record, and the operation must go on (a Slack outage must not
+    /// leave a step half-done).
+    async fn say(&self, channel: &str, thread: Option<&MessageRef>, message: Message) {
+        if let Err(error) = self.chat.post(channel, thread, &message).await {
+            tracing::error!(%error, channel, "could not post");
+        }
+    }
+
+    async fn update(&self, at: &MessageRef, message: Message) {
+        if let Err(error) = self.chat.update(at, &message).await {
+            tracing::error!(%error, message = %at, "could not update");
+        }
+    }
+}

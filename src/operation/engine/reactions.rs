@@ -1,0 +1,173 @@
+//! Reactions on plan messages: approve, reject, and taking an approval back.
+
+use super::{Engine, Outcome, Reaction};
+use crate::approval::{Actor, ApprovalState};
+use crate::messages::{self, PlanStatus, UserError};
+use crate::operation::journal::Entry;
+use crate::operation::{OperationState, Phase, ShownPlan};
+
+enum Vote {
+    Approve,
+    Reject,
+}
+
+impl Engine {
+    pub(super) async fn reaction(&self, reaction: &Reaction) -> Outcome {
+        let approval = &self.config.approval;
+        let vote = if reaction.name == approval.reaction {
+            Vote::Approve
+        } else if reaction.name == approval.reject_reaction {
+            Vote::Reject
+        } else {
+            return Ok(());
+        };
+        let Some(target) = self.with_ledger(|l| l.messages.get(&reaction.message).cloned()) else {
+            // Not a plan message: reactions elsewhere are none of our business.
+            return Ok(());
+        };
+        let Some(_guard) = self.lock_env(&target.env).await else {
+            return Ok(());
+        };
+        let op = self
+            .active_operation(&target.env)
+            .filter(|op| op.header.id == target.op);
+        let shown = op.as_ref().and_then(|op| match &op.phase {
+            Phase::AwaitingApproval(s) | Phase::Approved(s) if s.message == reaction.message => {
+                Some(s.clone())
+            }
+            _ => None,
+        });
+        let (Some(op), Some(shown)) = (op, shown) else {
+            if reaction.added {
+                return Err(UserError::PlanClosed { op: target.op }.into());
+            }
+            if matches!(vote, Vote::Approve) && self.approved_step(&target, &reaction.user) {
+                // Removing ✅ cannot undo a step that ran; say so rather than
+                // let the approver believe it did.
+                let note = messages::approval_removed_too_late(&reaction.user, target.step);
+                self.say(&reaction.message.channel, Some(&reaction.message), note)
+                    .await;
+            }
+            return Ok(());
+        };
+        match (vote, reaction.added) {
+            (Vote::Approve, true) => self.approve(&op, &shown, reaction).await,
+            (Vote::Reject, true) => self.reject(&op, &shown, reaction).await,
+            (Vote::Approve, false) => self.unapprove(&op, &shown, reaction).await,
+            (Vote::Reject, false) => Ok(()),
+        }
+    }
+
+    /// Whether `user` approved the step a plan message showed.
+    fn approved_step(&self, target: &crate::operation::ledger::PlanMessage, user: &str) -> bool {
+        self.with_ledger(|l| {
+            let approvals = l
+                .active
+                .values()
+                .find(|o| o.header.id == target.op)
+                .map(|o| &o.approvals)
+                .or_else(|| {
+                    l.finished
+                        .iter()
+                        .find(|f| f.header.id == target.op)
+                        .map(|f| &f.approvals)
+                });
+            approvals.is_some_and(|a| a.iter().any(|(s, by)| *s == target.step && by == user))
+        })
+    }
+
+    /// Whether `user` may approve: listed directly, or in a listed user group.
+    async fn may_approve(&self, user: &str) -> Result<bool, crate::chat::ChatError> {
+        let approvers = &self.config.approval.approvers;
+        if approvers.iter().any(|a| a == user) {
+            return Ok(true);
+        }
+        for entry in approvers {
+            if let Some(members) = self.groups.members(entry).await? {
+                if members.iter().any(|m| m == user) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    async fn approve(
+        &self,
+        op: &OperationState,
+        shown: &ShownPlan,
+        reaction: &Reaction,
+    ) -> Outcome {
+        let actor = Actor {
+            user: &reaction.user,
+            is_approver: self.may_approve(&reaction.user).await?,
+        };
+        let mut approval = shown.approval.clone();
+        let decided = approval.approve(&actor, &shown.plan.hash, self.now());
+        if let Err(refusal) = decided {
+            // Trying to approve a plan past its deadline expires it now.
+            if matches!(approval.state, ApprovalState::Expired { .. }) {
+                self.record_decision(op, shown, approval.state, None)?;
+                self.drive(&op.header.env).await?;
+            }
+            return Err(refusal.into());
+        }
+        self.record_decision(op, shown, approval.state.clone(), reaction.event_id.clone())?;
+        self.update_plan(
+            op,
+            shown,
+            PlanStatus::Applying {
+                by: reaction.user.clone(),
+            },
+        )
+        .await;
+        self.drive(&op.header.env).await
+    }
+
+    async fn reject(&self, op: &OperationState, shown: &ShownPlan, reaction: &Reaction) -> Outcome {
+        let actor = Actor {
+            user: &reaction.user,
+            is_approver: self.may_approve(&reaction.user).await?,
+        };
+        let mut approval = shown.approval.clone();
+        approval.reject(&actor, self.now())?;
+        self.record_decision(op, shown, approval.state, reaction.event_id.clone())?;
+        self.drive(&op.header.env).await
+    }
+
+    /// The approver removed their reaction. Before the step started this
+    /// takes the approval back; after, it changes nothing and says so.
+    async fn unapprove(
+        &self,
+        op: &OperationState,
+        shown: &ShownPlan,
+        reaction: &Reaction,
+    ) -> Outcome {
+        let mut approval = shown.approval.clone();
+        if approval.unapprove(&reaction.user).is_err() {
+            return Ok(());
+        }
+        self.record_decision(op, shown, approval.state, reaction.event_id.clone())?;
+        self.update_plan(op, shown, PlanStatus::Pending).await;
+        let note = messages::approval_taken_back(&reaction.user);
+        self.say(&op.header.channel, Some(&shown.message), note)
+            .await;
+        Ok(())
+    }
+
+    fn record_decision(
+        &self,
+        op: &OperationState,
+        shown: &ShownPlan,
+        state: ApprovalState,
+        event: Option<String>,
+    ) -> Result<(), super::EngineError> {
+        self.record(Entry::Decided {
+            op: op.header.id,
+            step: op.step,
+            plan: shown.plan.hash.clone(),
+            state,
+            event,
+        })
+    }
+}

@@ -1,0 +1,480 @@
+//! Weights, the shift arithmetic, and [`Plan`]: the one place where the weight
+//! invariants from `design.md` are enforced.
+//!
+//! A [`Plan`] can only be built through [`Plan::new`], which refuses any target
+//! that breaks an invariant. Everything that changes weights — the engine, the
+//! recovery path, rollback — goes through a `Plan`, so no code path can write
+//! weights that were not checked here. Gates that need I/O (cluster identity,
+//! health) are checked by the engine right before it applies a plan.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::messages::UserError;
+
+/// Traffic weights of the clusters that currently have a routing object
+/// (`RoutingWeight`, record set, …) in one environment, by cluster name.
+///
+/// Route53 weights are `0..=255`; `u8` makes anything else unrepresentable.
+/// A cluster that is configured but has no routing object is absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Weights(BTreeMap<String, u8>);
+
+impl Weights {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, cluster: &str) -> Option<u8> {
+        self.0.get(cluster).copied()
+    }
+
+    pub fn set(&mut self, cluster: impl Into<String>, weight: u8) {
+        self.0.insert(cluster.into(), weight);
+    }
+
+    pub fn remove(&mut self, cluster: &str) -> Option<u8> {
+        self.0.remove(cluster)
+    }
+
+    pub fn contains(&self, cluster: &str) -> bool {
+        self.0.contains_key(cluster)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u8)> {
+        self.0.iter().map(|(name, weight)| (name.as_str(), *weight))
+    }
+
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.values().map(|w| u32::from(*w)).sum()
+    }
+
+    /// True when clusters exist and every one of them is at 0 — the state in
+    /// which Route53 silently splits traffic evenly.
+    pub fn all_zero(&self) -> bool {
+        !self.0.is_empty() && self.total() == 0
+    }
+
+    /// The share of traffic `cluster` gets, in percent (0 when absent).
+    pub fn share_percent(&self, cluster: &str) -> f64 {
+        match (self.get(cluster), self.total()) {
+            (Some(w), total) if total > 0 => f64::from(w) * 100.0 / f64::from(total),
+            _ => 0.0,
+        }
+    }
+}
+
+impl FromIterator<(String, u8)> for Weights {
+    fn from_iter<I: IntoIterator<Item = (String, u8)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl<'a> FromIterator<(&'a str, u8)> for Weights {
+    fn from_iter<I: IntoIterator<Item = (&'a str, u8)>>(iter: I) -> Self {
+        Self(iter.into_iter().map(|(n, w)| (n.to_owned(), w)).collect())
+    }
+}
+
+/// A share of traffic in percent, `0..=100`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Percent(u8);
+
+impl Percent {
+    pub const MAX: Percent = Percent(100);
+
+    pub fn new(value: u32) -> Option<Percent> {
+        u8::try_from(value).ok().filter(|v| *v <= 100).map(Percent)
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+/// Weights sum to this after a shift, so a weight reads as a percentage
+/// (Lunar's clusters run at 100/0 and 50/50).
+pub const SHIFT_TOTAL: u32 = 100;
+
+/// The cluster a `shift` without `to` moves traffic to: the one with the
+/// smallest weight. A tie has no obvious answer, so it is the user's call.
+pub fn default_shift_target(current: &Weights) -> Result<String, UserError> {
+    let smallest = current.iter().map(|(_, w)| w).min();
+    let candidates: Vec<&str> = current
+        .iter()
+        .filter(|(_, w)| Some(*w) == smallest)
+        .map(|(name, _)| name)
+        .collect();
+    match candidates.as_slice() {
+        [] => Err(UserError::NoRoutedClusters),
+        [only] => Ok((*only).to_owned()),
+        tied => Err(UserError::AmbiguousShiftTarget {
+            tied: tied.iter().map(|s| (*s).to_owned()).collect(),
+        }),
+    }
+}
+
+/// `shift N to TARGET`: TARGET gets N% of the traffic and the other clusters
+/// share the rest in proportion to their current weights (equally when they
+/// are all 0). The result sums to [`SHIFT_TOTAL`]; rounding uses the largest
+/// remainder method so no cluster is more than one point off its exact share.
+pub fn shift(current: &Weights, target: &str, percent: Percent) -> Result<Weights, UserError> {
+    if !current.contains(target) {
+        return Err(UserError::ClusterNotRouted {
+            cluster: target.to_owned(),
+        });
+    }
+    let others: Vec<(&str, u32)> = current
+        .iter()
+        .filter(|(name, _)| *name != target)
+        .map(|(name, w)| (name, u32::from(w)))
+        .collect();
+    if others.is_empty() {
+        return Err(UserError::SingleCluster {
+            cluster: target.to_owned(),
+        });
+    }
+    let rest = SHIFT_TOTAL - u32::from(percent.get());
+    let mut after: Weights = split_proportionally(rest, &others).collect();
+    after.set(target, percent.get());
+    Ok(after)
+}
+
+/// Splits `amount` over `parts` in proportion to their weights (equally when
+/// all are 0) using largest remainders; ties go to the earlier part.
+fn split_proportionally<'a>(
+    amount: u32,
+    parts: &[(&'a str, u32)],
+) -> impl Iterator<Item = (&'a str, u8)> {
+    let basis: Vec<u32> = if parts.iter().all(|(_, w)| *w == 0) {
+        vec![1; parts.len()]
+    } else {
+        parts.iter().map(|(_, w)| *w).collect()
+    };
+    let sum: u32 = basis.iter().sum();
+    let mut shares: Vec<(usize, u32, u32)> = basis
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i, amount * b / sum, amount * b % sum))
+        .collect();
+    let mut left = amount - shares.iter().map(|(_, floor, _)| floor).sum::<u32>();
+    let mut by_remainder: Vec<usize> = (0..shares.len()).collect();
+    by_remainder.sort_by(|a, b| shares[*b].2.cmp(&shares[*a].2).then(a.cmp(b)));
+    for i in by_remainder {
+        if left == 0 {
+            break;
+        }
+        shares[i].1 += 1;
+        left -= 1;
+    }
+    let names: Vec<&'a str> = parts.iter().map(|(name, _)| *name).collect();
+    // Every share is at most `amount` <= 100, so the conversion cannot fail.
+    shares
+        .into_iter()
+        .map(move |(i, share, _)| (names[i], u8::try_from(share).unwrap_or(u8::MAX)))
+}
+
+/// What a plan does besides setting weights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// Set the weights of existing routing objects.
+    SetWeights,
+    /// Create a cluster's routing object at weight 0.
+    Create { cluster: String },
+    /// Delete a cluster's routing object; only allowed at weight 0.
+    Delete { cluster: String },
+}
+
+/// A short, stable fingerprint of a plan. An approval is bound to it: approving
+/// one hash never applies a plan with another.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlanHash(String);
+
+impl PlanHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PlanHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies the step a plan belongs to; part of the hash so two identical
+/// weight changes in different operations never share an approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanScope {
+    pub env: String,
+    pub operation: u64,
+    /// 1-based step number within the operation.
+    pub step: usize,
+}
+
+/// A checked weight change for one environment: every cluster's weight
+/// before and after. Build it with [`Plan::new`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub scope: PlanScope,
+    pub change: Change,
+    pub before: Weights,
+    pub after: Weights,
+    pub hash: PlanHash,
+}
+
+impl Plan {
+    /// Checks every weight invariant and computes the hash. This is the only
+    /// way to obtain a `Plan`.
+    pub fn new(
+        scope: PlanScope,
+        change: Change,
+        before: Weights,
+        after: Weights,
+    ) -> Result<Plan, UserError> {
+        check_invariants(&scope.env, &change, &before, &after)?;
+        let hash = hash_of(&scope, &change, &before, &after);
+        Ok(Plan {
+            scope,
+            change,
+            before,
+            after,
+            hash,
+        })
+    }
+
+    /// Clusters whose weight (or existence) this plan changes.
+    pub fn changed_clusters(&self) -> impl Iterator<Item = &str> {
+        let all: std::collections::BTreeSet<&str> = self
+            .before
+            .clusters()
+            .chain(self.after.clusters())
+            .collect();
+        all.into_iter()
+            .filter(|c| self.before.get(c) != self.after.get(c))
+    }
+
+    /// Clusters this plan gives more weight than they have now: these must pass
+    /// the health gate before the plan is applied.
+    pub fn raised_clusters(&self) -> impl Iterator<Item = &str> {
+        self.after
+            .iter()
+            .filter(|(name, w)| *w > self.before.get(name).unwrap_or(0))
+            .map(|(name, _)| name)
+    }
+
+    /// True when applying the plan would change nothing.
+    pub fn is_noop(&self) -> bool {
+        self.changed_clusters().next().is_none()
+    }
+}
+
+/// The invariants of `design.md` that need no I/O. Identity and health gates
+/// are checked by the engine before applying (they need the clusters).
+fn check_invariants(
+    env: &str,
+    change: &Change,
+    before: &Weights,
+    after: &Weights,
+) -> Result<(), UserError> {
+    if after.all_zero() || (after.is_empty() && !before.is_empty()) {
+        return Err(UserError::AllZero {
+            env: env.to_owned(),
+        });
+    }
+    match change {
+        Change::SetWeights => {
+            if before.clusters().ne(after.clusters()) {
+                return Err(UserError::Invalid(
+                    "a weight change may not add or remove clusters".into(),
+                ));
+            }
+        }
+        Change::Create { cluster } => {
+            if before.contains(cluster) {
+                return Err(UserError::AlreadyRouted {
+                    cluster: cluster.clone(),
+                });
+            }
+            if after.get(cluster) != Some(0) {
+                return Err(UserError::Invalid(
+                    "a new cluster must start at weight 0".into(),
+                ));
+            }
+        }
+        Change::Delete { cluster } => match before.get(cluster) {
+            None => {
+                return Err(UserError::ClusterNotRouted {
+                    cluster: cluster.clone(),
+                })
+            }
+            Some(0) => {}
+            Some(weight) => {
+                return Err(UserError::RemoveNonZero {
+                    cluster: cluster.clone(),
+                    weight,
+                })
+            }
+        },
+    }
+    Ok(())
+}
+
+fn hash_of(scope: &PlanScope, change: &Change, before: &Weights, after: &Weights) -> PlanHash {
+    // serde_json of BTreeMaps is deterministic, so the hash is stable across
+    // runs and restarts; it only needs to tell plans apart, so 12 hex digits
+    // are plenty and fit in a chat message.
+    let canonical = serde_json::json!({
+        "scope": scope,
+        "change": change,
+        "before": before,
+        "after": after,
+    });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    PlanHash(hex::encode(&digest[..6]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(pairs: &[(&str, u8)]) -> Weights {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn shift_half_from_blue_green() {
+        let now = weights(&[("blue", 100), ("green", 0)]);
+        let after = shift(&now, "green", Percent::new(50).unwrap()).unwrap();
+        assert_eq!(after, weights(&[("blue", 50), ("green", 50)]));
+    }
+
+    #[test]
+    fn shift_spreads_rest_in_proportion() {
+        let now = weights(&[("a", 60), ("b", 30), ("c", 10)]);
+        let after = shift(&now, "c", Percent::new(70).unwrap()).unwrap();
+        // a:b keep 2:1 of the remaining 30.
+        assert_eq!(after, weights(&[("a", 20), ("b", 10), ("c", 70)]));
+    }
+
+    #[test]
+    fn shift_spreads_rest_equally_when_others_are_zero() {
+        let now = weights(&[("a", 0), ("b", 0), ("c", 100)]);
+        let after = shift(&now, "c", Percent::new(0).unwrap()).unwrap();
+        assert_eq!(after, weights(&[("a", 50), ("b", 50), ("c", 0)]));
+    }
+
+    #[test]
+    fn shift_rounds_with_largest_remainder() {
+        let now = weights(&[("a", 1), ("b", 1), ("c", 1), ("d", 0)]);
+        let after = shift(&now, "d", Percent::new(0).unwrap()).unwrap();
+        assert_eq!(after.total(), 100);
+        assert_eq!(after, weights(&[("a", 34), ("b", 33), ("c", 33), ("d", 0)]));
+    }
+
+    #[test]
+    fn default_target_is_smallest_and_tie_is_an_error() {
+        let now = weights(&[("blue", 100), ("green", 0)]);
+        assert_eq!(default_shift_target(&now).unwrap(), "green");
+        let tie = weights(&[("blue", 50), ("green", 50)]);
+        assert!(matches!(
+            default_shift_target(&tie),
+            Err(UserError::AmbiguousShiftTarget { .. })
+        ));
+    }
+
+    #[test]
+    fn all_zero_plan_is_refused() {
+        let scope = PlanScope {
+            env: "dev".into(),
+            operation: 1,
+            step: 1,
+        };
+        let before = weights(&[("blue", 100), ("green", 0)]);
+        let after = weights(&[("blue", 0), ("green", 0)]);
+        assert!(matches!(
+            Plan::new(scope, Change::SetWeights, before, after),
+            Err(UserError::AllZero { .. })
+        ));
+    }
+
+    #[test]
+    fn remove_only_at_zero() {
+        let scope = PlanScope {
+            env: "dev".into(),
+            operation: 1,
+            step: 1,
+        };
+        let before = weights(&[("blue", 100), ("green", 10)]);
+        let after = weights(&[("blue", 100)]);
+        let err = Plan::new(
+            scope,
+            Change::Delete {
+                cluster: "green".into(),
+            },
+            before,
+            after,
+        )
+        .unwrap_err();
+        assert!(matches!(err, UserError::RemoveNonZero { weight: 10, .. }));
+    }
+
+    #[test]
+    fn hash_is_stable_and_distinguishes_plans() {
+        let scope = PlanScope {
+            env: "dev".into(),
+            operation: 1,
+            step: 1,
+        };
+        let before = weights(&[("blue", 100), ("green", 0)]);
+        let a = Plan::new(
+            scope.clone(),
+            Change::SetWeights,
+            before.clone(),
+            weights(&[("blue", 50), ("green", 50)]),
+        )
+        .unwrap();
+        let b = Plan::new(
+            scope.clone(),
+            Change::SetWeights,
+            before.clone(),
+            weights(&[("blue", 50), ("green", 50)]),
+        )
+        .unwrap();
+        let c = Plan::new(
+            scope,
+            Change::SetWeights,
+            before,
+            weights(&[("blue", 10), ("green", 90)]),
+        )
+        .unwrap();
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a.hash, c.hash);
+        assert_eq!(a.hash.as_str().len(), 12);
+    }
+}

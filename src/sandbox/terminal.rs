@@ -1,0 +1,164 @@
+//! The sandbox's chat: messages are printed as blocks prefixed with
+//! `[failover-bot]`, Slack mrkdwn rendered for a terminal.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::chat::{Chat, ChatError, Message, MessageRef};
+
+const PREFIX: &str = "[failover-bot] ";
+
+pub struct TerminalChat {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    out: Box<dyn Write + Send>,
+    next_ts: u64,
+}
+
+impl TerminalChat {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self {
+            inner: Mutex::new(Inner { out, next_ts: 1 }),
+        }
+    }
+
+    fn print(&self, marker: &str, text: &str) -> Result<u64, ChatError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let block = render(marker, text);
+        inner
+            .out
+            .write_all(block.as_bytes())
+            .and_then(|()| inner.out.flush())
+            .map_err(|e| ChatError(e.to_string()))?;
+        let ts = inner.next_ts;
+        inner.next_ts += 1;
+        Ok(ts)
+    }
+}
+
+#[async_trait]
+impl Chat for TerminalChat {
+    async fn post(
+        &self,
+        channel: &str,
+        thread: Option<&MessageRef>,
+        message: &Message,
+    ) -> Result<MessageRef, ChatError> {
+        let marker = if thread.is_some() { "↳ " } else { "" };
+        let ts = self.print(marker, &message.text)?;
+        Ok(MessageRef {
+            channel: channel.to_owned(),
+            ts: ts.to_string(),
+        })
+    }
+
+    async fn update(&self, _at: &MessageRef, message: &Message) -> Result<(), ChatError> {
+        // A terminal cannot rewrite what scrolled by: show the new headline.
+        self.print("✎ ", message.headline()).map(|_| ())
+    }
+
+    async fn post_ephemeral(
+        &self,
+        _channel: &str,
+        user: &str,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        self.print(&format!("(only @{user} sees this) "), &message.text)
+            .map(|_| ())
+    }
+
+    async fn react(&self, _at: &MessageRef, _reaction: &str) -> Result<(), ChatError> {
+        // The reaction hints are in the plan text already.
+        Ok(())
+    }
+}
+
+/// Renders mrkdwn for a terminal: mentions as `@name`, no bold markers or
+/// code fences, the leading emoji as a symbol, continuation lines indented
+/// under the prefix.
+pub fn render(marker: &str, text: &str) -> String {
+    let mut out = String::new();
+    let indent = " ".repeat(PREFIX.chars().count());
+    let mut first = true;
+    for line in text.lines() {
+        if line.trim() == "```" {
+            continue;
+        }
+        let line = plain(line);
+        if first {
+            out.push_str(PREFIX);
+            out.push_str(marker);
+            out.push_str(&leading_emoji(&line));
+            first = false;
+        } else {
+            out.push_str(&indent);
+            out.push_str(&line);
+        }
+        out.push('\n');
+    }
+    if first {
+        out.push_str(PREFIX);
+        out.push('\n');
+    }
+    out
+}
+
+fn plain(line: &str) -> String {
+    let mut s = line.replace('*', "");
+    for (from, to) in [("<!subteam^", "@"), ("<@", "@"), ("<#", "#")] {
+        while let Some(start) = s.find(from) {
+            let Some(end) = s[start..].find('>') else {
+                break;
+            };
+            let inner = s[start + from.len()..start + end].to_owned();
+            s.replace_range(start..start + end + 1, &format!("{to}{inner}"));
+        }
+    }
+    s
+}
+
+fn leading_emoji(line: &str) -> String {
+    const SYMBOLS: &[(&str, &str)] = &[
+        (":white_check_mark:", "✅"),
+        (":x:", "❌"),
+        (":warning:", "⚠️ "),
+        (":hourglass_flowing_sand:", "⏳"),
+        (":hourglass:", "⌛"),
+        (":gear:", "⚙️ "),
+        (":no_entry:", "⛔"),
+        (":leftwards_arrow_with_hook:", "↩️ "),
+        (":octagonal_sign:", "🛑"),
+        (":recycle:", "♻️ "),
+        (":rotating_light:", "🚨"),
+        (":checkered_flag:", "🏁"),
+        (":boom:", "💥"),
+        (":bar_chart:", "📊"),
+        (":scroll:", "📜"),
+        (":arrows_counterclockwise:", "🔄"),
+    ];
+    for (name, symbol) in SYMBOLS {
+        if let Some(rest) = line.strip_prefix(name) {
+            return format!("{symbol}{rest}");
+        }
+    }
+    line.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_mentions_tables_and_icons() {
+        let text =
+            ":white_check_mark: *Done* by <@bob> in <#C1>\n```\na  1\n```\nfor <!subteam^S1>";
+        assert_eq!(
+            render("", text),
+            "[failover-bot] ✅ Done by @bob in #C1\n               a  1\n               for @S1\n"
+        );
+    }
+}
