@@ -1,1 +1,146 @@
-fn main() {}
+//! Issue targets: plan + apply of one step over 50 in-memory clusters
+//! (< 1 ms). Measured three ways:
+//! - `plan/shift_50`: the arithmetic and invariants alone;
+//! - `step_50/memory_journal`: the whole engine path the sandbox takes —
+//!   command → plan posted → approval → apply → verify → result posted —
+//!   with the in-memory journal;
+//! - `step_50/file_journal`: the same with the production journal on disk
+//!   (one fsync per record, ~7 records per step), to show what durability costs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+use failover_bot::backend::memory::MemoryBackend;
+use failover_bot::chat::{Chat, ChatError, Message, MessageRef, StaticGroups};
+use failover_bot::clock::SystemClock;
+use failover_bot::config::Config;
+use failover_bot::operation::engine::{CommandRequest, Engine, EngineParts, Reaction};
+use failover_bot::operation::journal::Journal;
+use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope, Weights};
+
+/// A chat that only hands out message ids: the bench measures the engine.
+#[derive(Default)]
+struct NullChat(AtomicU64);
+
+#[async_trait]
+impl Chat for NullChat {
+    async fn post(
+        &self,
+        channel: &str,
+        _: Option<&MessageRef>,
+        _: &Message,
+    ) -> Result<MessageRef, ChatError> {
+        Ok(MessageRef {
+            channel: channel.to_owned(),
+            ts: self.0.fetch_add(1, Ordering::Relaxed).to_string(),
+        })
+    }
+    async fn update(&self, _: &MessageRef, _: &Message) -> Result<(), ChatError> {
+        Ok(())
+    }
+    async fn post_ephemeral(&self, _: &str, _: &str, _: &Message) -> Result<(), ChatError> {
+        Ok(())
+    }
+    async fn react(&self, _: &MessageRef, _: &str) -> Result<(), ChatError> {
+        Ok(())
+    }
+}
+
+const CLUSTERS: usize = 50;
+
+fn config() -> Config {
+    let clusters: String = (0..CLUSTERS)
+        .map(|i| {
+            // 2 each: every shift then changes (nearly) every cluster.
+            let weight = 2;
+            format!(
+                "      - {{name: k8s-{i:02}.dev.example.com, context: c{i}, weight: {weight}}}\n"
+            )
+        })
+        .collect();
+    Config::from_yaml(&format!(
+        "approval:\n  approvers: [alice, bob]\nenvironments:\n  dev:\n    clusters:\n{clusters}"
+    ))
+    .expect("bench config")
+}
+
+fn engine(journal: Journal) -> Engine {
+    let config = config();
+    Engine::new(EngineParts {
+        backend: Arc::new(MemoryBackend::from_config(&config)),
+        config: Arc::new(config),
+        chat: Arc::new(NullChat::default()),
+        groups: Arc::new(StaticGroups::default()),
+        clock: Arc::new(SystemClock),
+        journal,
+        records: Vec::new(),
+        bot_user: "UBOT".into(),
+    })
+}
+
+/// One whole step: `/failover shift N to k8s-01`, then bob's approval.
+async fn one_step(engine: &Engine, percent: u32) {
+    engine
+        .handle_command(CommandRequest {
+            user: "alice".into(),
+            channel: "C1".into(),
+            text: format!("shift {percent} to k8s-01"),
+            event_id: None,
+        })
+        .await;
+    let message = engine.pending_plan_messages().pop().expect("plan shown");
+    engine
+        .handle_reaction(Reaction {
+            user: "bob".into(),
+            name: "white_check_mark".into(),
+            message,
+            added: true,
+            event_id: None,
+        })
+        .await;
+}
+
+fn bench(c: &mut Criterion) {
+    let current: Weights = (0..CLUSTERS).map(|i| (format!("k8s-{i:02}"), 2)).collect();
+    c.bench_function("plan/shift_50", |b| {
+        b.iter(|| {
+            let after = shift(&current, "k8s-01", Percent::new(50).unwrap()).unwrap();
+            let scope = PlanScope {
+                env: "dev".into(),
+                operation: 1,
+                step: 1,
+            };
+            Plan::new(scope, Change::SetWeights, current.clone(), after).unwrap()
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("step_50");
+    let memory = engine(Journal::in_memory());
+    let mut flip = false;
+    group.bench_function("memory_journal", |b| {
+        b.iter(|| {
+            flip = !flip;
+            runtime.block_on(one_step(&memory, if flip { 60 } else { 40 }));
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+    let file = engine(journal);
+    group.sample_size(30);
+    group.bench_function("file_journal", |b| {
+        b.iter(|| {
+            flip = !flip;
+            runtime.block_on(one_step(&file, if flip { 60 } else { 40 }));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -302,11 +302,8 @@ fn check_invariants(
     before: &Weights,
     after: &Weights,
 ) -> Result<(), UserError> {
-    if after.all_zero() || (after.is_empty() && !before.is_empty()) {
-        return Err(UserError::AllZero {
-            env: env.to_owned(),
-        });
-    }
+    // The change-specific checks come first: they say more precisely what
+    // is wrong (e.g. "still has weight 100" rather than "all zero").
     match change {
         Change::SetWeights => {
             if before.clusters().ne(after.clusters()) {
@@ -341,6 +338,11 @@ fn check_invariants(
                 })
             }
         },
+    }
+    if after.all_zero() || (after.is_empty() && !before.is_empty()) {
+        return Err(UserError::AllZero {
+            env: env.to_owned(),
+        });
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ pub fn parse(text: &str) -> Result<Command, UserError> {
     };
     let verb_lower = verb.to_ascii_lowercase();
     let (verb_name, force) = match verb_lower.strip_suffix('!') {
-        Some(base) if base == "shift" => ("shift", true),
+        Some("shift") => ("shift", true),
         _ => (verb_lower.as_str(), false),
     };
     let command = match verb_name {

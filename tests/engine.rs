@@ -1,0 +1,569 @@
+//! The engine end to end through its traits: real journal file, in-memory
+//! clusters (with injected failures), a chat that records what the channel
+//! saw, and a frozen clock.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{weights, Harness, CONFIG, THREE_CLUSTERS};
+
+const BLUE: &str = "k8s-blue.dev.example.com";
+const GREEN: &str = "k8s-green.dev.example.com";
+
+fn blue_green(blue: u8, green: u8) -> failover_bot::plan::Weights {
+    weights(&[(BLUE, blue), (GREEN, green)])
+}
+
+#[tokio::test]
+async fn shift_is_planned_then_applied_after_a_second_persons_approval() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plans = h.chat.plans();
+    assert_eq!(plans.len(), 1);
+    let (plan_msg, text) = &plans[0];
+    assert!(text.contains("Operation #1 · step 1/1"), "{text}");
+    assert!(text.contains("shift 50% to green"), "{text}");
+    assert!(text.contains("100") && text.contains("→ 50"), "{text}");
+    assert!(text.contains("<@bob>"), "who may approve: {text}");
+    assert_eq!(
+        h.weights(),
+        blue_green(100, 0),
+        "nothing applied before approval"
+    );
+
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(50, 50));
+    let thread = h.chat.thread(plan_msg);
+    assert!(
+        thread
+            .iter()
+            .any(|t| t.contains("Step 1/1 applied and verified")),
+        "{thread:?}"
+    );
+    let updates = h.chat.updates(plan_msg);
+    assert!(
+        updates
+            .last()
+            .unwrap()
+            .contains("applied (approved by <@bob>)"),
+        "{updates:?}"
+    );
+    assert!(h.engine.active_operation("dev").is_none());
+}
+
+#[tokio::test]
+async fn self_approval_is_refused_in_the_thread_and_changes_nothing() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.approve("alice").await;
+    assert_eq!(h.weights(), blue_green(100, 0));
+    let thread = h.chat.thread(&plan);
+    assert!(
+        thread[0].contains("<@alice> cannot approve their own request"),
+        "{thread:?}"
+    );
+    assert!(h.newest_pending().is_some(), "still awaiting approval");
+}
+
+#[tokio::test]
+async fn non_approver_is_refused() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.approve("carol").await;
+    assert_eq!(h.weights(), blue_green(100, 0));
+    assert!(h.chat.thread(&plan)[0].contains("<@carol> is not an approver"));
+}
+
+#[tokio::test]
+async fn user_group_member_may_approve() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    h.approve("dave").await; // dave is in S0SRE
+    assert_eq!(h.weights(), blue_green(50, 50));
+}
+
+#[tokio::test]
+async fn reactions_by_the_bot_itself_are_ignored() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    h.approve("UBOT").await;
+    assert_eq!(h.weights(), blue_green(100, 0));
+    assert!(h.newest_pending().is_some());
+}
+
+#[tokio::test]
+async fn rejection_ends_the_operation_without_changes() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.react("bob", "x").await;
+    assert_eq!(h.weights(), blue_green(100, 0));
+    assert!(h.engine.active_operation("dev").is_none());
+    assert!(h
+        .chat
+        .updates(&plan)
+        .last()
+        .unwrap()
+        .contains("rejected by <@bob>"));
+    assert!(h
+        .chat
+        .thread(&plan)
+        .iter()
+        .any(|t| t.contains("No weight changed")));
+}
+
+#[tokio::test]
+async fn requester_rejecting_withdraws() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.react("alice", "x").await;
+    assert!(h.engine.active_operation("dev").is_none());
+    assert!(h
+        .chat
+        .updates(&plan)
+        .last()
+        .unwrap()
+        .contains("withdrawn by <@alice>"));
+    assert_eq!(h.weights(), blue_green(100, 0));
+}
+
+#[tokio::test]
+async fn approval_expires_by_the_clock() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.advance(Duration::from_secs(14 * 60));
+    h.engine.expire_due().await;
+    assert!(h.newest_pending().is_some(), "not expired at 14 minutes");
+    h.advance(Duration::from_secs(60));
+    h.engine.expire_due().await;
+    assert!(h.newest_pending().is_none());
+    assert!(h.chat.updates(&plan).last().unwrap().contains("expired"));
+    // A late approval is refused and changes nothing.
+    h.react_on(&plan, "bob", "white_check_mark", true).await;
+    assert_eq!(h.weights(), blue_green(100, 0));
+    assert!(h
+        .chat
+        .thread(&plan)
+        .iter()
+        .any(|t| t.contains("no longer awaiting approval")));
+}
+
+#[tokio::test]
+async fn approving_after_the_deadline_expires_it_even_without_a_tick() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    h.advance(Duration::from_secs(16 * 60));
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(100, 0));
+    assert!(h.engine.active_operation("dev").is_none());
+}
+
+#[tokio::test]
+async fn removing_an_approval_after_the_step_ran_says_it_is_too_late() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.approve("bob").await;
+    h.react_on(&plan, "bob", "white_check_mark", false).await;
+    assert_eq!(h.weights(), blue_green(50, 50));
+    assert!(h
+        .chat
+        .thread(&plan)
+        .iter()
+        .any(|t| t.contains("had already run")));
+}
+
+#[tokio::test]
+async fn a_plan_whose_weights_moved_is_replanned_and_asked_again() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let first = h.newest_pending().unwrap();
+    h.memory.edit_weight(BLUE, Some(80)); // someone else
+    h.approve("bob").await;
+    // Not applied: the plan no longer matches.
+    assert_eq!(h.weights(), blue_green(80, 0));
+    assert!(h
+        .chat
+        .updates(&first)
+        .last()
+        .unwrap()
+        .contains("superseded"));
+    let second = h.newest_pending().expect("a new plan is shown");
+    assert_ne!(first, second);
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(50, 50));
+}
+
+#[tokio::test]
+async fn a_write_conflict_restores_and_asks_again() {
+    let h = Harness::new(THREE_CLUSTERS);
+    h.cmd("alice", "shift 50 to b").await;
+    let first = h.newest_pending().unwrap();
+    // Between our read and our write someone edits b.
+    h.backend.edit_before_next_write("k8s-b.dev.example.com", 7);
+    h.approve("bob").await;
+    let thread = h.chat.thread(&first);
+    assert!(
+        thread.iter().any(|t| t.contains("changed by someone else")),
+        "{thread:?}"
+    );
+    let second = h.newest_pending().expect("re-planned");
+    assert_ne!(first, second);
+    h.approve("bob").await;
+    assert_eq!(h.weights().get("k8s-b.dev.example.com"), Some(50));
+}
+
+#[tokio::test]
+async fn a_second_operation_in_the_same_environment_is_refused() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    h.cmd("bob", "shift 10 to green").await;
+    let ephemerals = h.chat.ephemerals("bob");
+    assert_eq!(
+        ephemerals,
+        [":warning: dev is busy: operation #1 by <@alice>, step 1/1. `/failover abort` ends it."]
+    );
+    assert_eq!(h.chat.plans().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_write_puts_every_changed_cluster_back() {
+    let h = Harness::new(THREE_CLUSTERS);
+    h.cmd("alice", "shift 100 to c").await;
+    let plan = h.newest_pending().unwrap();
+    // c is raised first (works), then a is lowered: that write fails.
+    h.backend.fail_writes_to("k8s-a.dev.example.com", false);
+    h.approve("bob").await;
+    assert_eq!(
+        h.weights(),
+        weights(&[
+            ("k8s-a.dev.example.com", 100),
+            ("k8s-b.dev.example.com", 0),
+            ("k8s-c.dev.example.com", 0)
+        ])
+    );
+    let thread = h.chat.thread(&plan).join("\n");
+    assert!(
+        thread.contains("every changed cluster was put back"),
+        "{thread}"
+    );
+    assert!(
+        thread.contains("k8s-c.dev.example.com") && thread.contains("put back"),
+        "{thread}"
+    );
+    assert!(
+        thread.contains("failed: k8s-a.dev.example.com: injected failure"),
+        "{thread}"
+    );
+    assert!(h.chat.updates(&plan).last().unwrap().contains("failed"));
+    assert!(h.engine.active_operation("dev").is_none());
+}
+
+#[tokio::test]
+async fn a_restore_that_fails_is_reported_cluster_by_cluster() {
+    let h = Harness::new(THREE_CLUSTERS);
+    h.cmd("alice", "shift 100 to c").await;
+    let plan = h.newest_pending().unwrap();
+    h.backend.fail_writes_to("k8s-a.dev.example.com", true);
+    h.approve("bob").await;
+    // a could not be lowered; c was raised and put back.
+    assert_eq!(h.weights().get("k8s-c.dev.example.com"), Some(0));
+    let thread = h.chat.thread(&plan).join("\n");
+    assert!(
+        thread.contains("every changed cluster was put back"),
+        "{thread}"
+    );
+}
+
+#[tokio::test]
+async fn never_passes_through_all_zero() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "to green steps 100").await;
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(0, 100));
+    let trail = h.backend.trail.lock().unwrap().clone();
+    assert!(!trail.is_empty());
+    for seen in trail {
+        assert!(!seen.weights.all_zero(), "all zero at {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn failover_asks_a_separate_approval_for_every_step() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "to green steps 10,50,100").await;
+    for (step, expected) in [(1, (90, 10)), (2, (50, 50)), (3, (0, 100))] {
+        let plans = h.chat.plans();
+        assert_eq!(plans.len(), step, "one plan per step so far");
+        assert!(plans[step - 1].1.contains(&format!("step {step}/3")));
+        h.approve("alice").await; // the requester never can
+        assert_eq!(h.chat.plans().len(), step);
+        h.approve("bob").await;
+        assert_eq!(
+            h.weights(),
+            blue_green(expected.0, expected.1),
+            "after step {step}"
+        );
+    }
+    assert!(h.engine.active_operation("dev").is_none());
+    let finished = h.engine.finished_operations();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].approvals.len(), 3);
+    assert!(h.chat.all_text().contains("Operation #1 complete: 3 steps"));
+}
+
+#[tokio::test]
+async fn failover_skips_steps_the_target_already_has() {
+    let h = Harness::new(CONFIG);
+    h.memory.edit_weight(BLUE, Some(50));
+    h.memory.edit_weight(GREEN, Some(50));
+    h.cmd("alice", "to green").await; // default steps 10,50,100
+    let plans = h.chat.plans();
+    assert_eq!(plans.len(), 1);
+    assert!(plans[0].1.contains("step 1/1"), "{}", plans[0].1);
+}
+
+#[tokio::test]
+async fn abort_ends_a_failover_between_steps_without_changing_weights() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "to green steps 50,100").await;
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(50, 50));
+    let step2 = h.newest_pending().unwrap();
+    h.cmd("carol", "abort").await;
+    assert_eq!(h.weights(), blue_green(50, 50));
+    assert!(h.engine.active_operation("dev").is_none());
+    assert!(h
+        .chat
+        .updates(&step2)
+        .last()
+        .unwrap()
+        .contains("aborted by <@carol>"));
+    assert!(h
+        .chat
+        .thread(&step2)
+        .iter()
+        .any(|t| t.contains("Steps 1–1 stay applied")));
+    h.cmd("carol", "abort").await;
+    assert!(h.chat.ephemerals("carol")[0].contains("nothing to abort"));
+}
+
+#[tokio::test]
+async fn rollback_returns_to_the_weights_before_the_last_operation() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "to green steps 50,100").await;
+    h.approve("bob").await;
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(0, 100));
+    h.cmd("bob", "rollback").await;
+    let plan = h.chat.plans().pop().unwrap().1;
+    assert!(plan.contains("roll back to before operation #1"), "{plan}");
+    h.approve("alice").await;
+    assert_eq!(h.weights(), blue_green(100, 0));
+}
+
+#[tokio::test]
+async fn rollback_with_no_history_is_refused() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "rollback").await;
+    assert!(h.chat.ephemerals("alice")[0].contains("nothing to roll back in dev"));
+}
+
+#[tokio::test]
+async fn add_creates_at_zero_and_remove_only_at_zero() {
+    let h = Harness::new(THREE_CLUSTERS);
+    let d = "k8s-d.dev.example.com";
+    h.cmd("alice", "shift 10 to d").await;
+    assert!(h.chat.ephemerals("alice")[0].contains("has no routing weight yet"));
+    h.cmd("alice", "add d").await;
+    assert_eq!(h.memory.weight(d), None, "not before approval");
+    h.approve("bob").await;
+    assert_eq!(h.memory.weight(d), Some(0));
+
+    h.cmd("alice", "remove a").await;
+    let refusal = h.chat.ephemerals("alice").pop().unwrap();
+    assert!(refusal.contains("still has weight 100"), "{refusal}");
+    h.cmd("alice", "remove d").await;
+    h.approve("bob").await;
+    assert_eq!(h.memory.weight(d), None);
+    assert!(!h.weights().contains(d));
+}
+
+#[tokio::test]
+async fn identity_mismatch_is_refused_before_anything_is_written() {
+    let h = Harness::new(CONFIG);
+    h.memory.set_identity(GREEN, "k8s-other.prod.example.com");
+    h.cmd("alice", "shift 50").await;
+    let refusal = h.chat.ephemerals("alice").pop().unwrap();
+    assert!(
+        refusal.contains("context green answers as `k8s-other.prod.example.com`"),
+        "{refusal}"
+    );
+    assert!(h.chat.plans().is_empty());
+    assert_eq!(h.backend.writes(), 0);
+}
+
+#[tokio::test]
+async fn identity_is_checked_again_before_applying() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.memory.set_identity(GREEN, "k8s-other.prod.example.com");
+    h.approve("bob").await;
+    assert_eq!(h.backend.writes(), 0);
+    assert!(h
+        .chat
+        .updates(&plan)
+        .last()
+        .unwrap()
+        .contains("refused before any change"));
+}
+
+#[tokio::test]
+async fn failing_health_gate_refuses_unless_break_glass() {
+    let h = Harness::new(CONFIG);
+    h.memory.set_unhealthy(GREEN, Some("503 from /healthz"));
+    h.cmd("alice", "shift 50").await;
+    let refusal = h.chat.ephemerals("alice").pop().unwrap();
+    assert!(
+        refusal.contains("503 from /healthz") && refusal.contains("shift!"),
+        "{refusal}"
+    );
+
+    h.cmd("alice", "shift! 50").await;
+    let plan = h.chat.plans().pop().unwrap().1;
+    assert!(plan.contains("break-glass"), "{plan}");
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(50, 50));
+    let journal = h.journal_lines().join("\n");
+    assert!(
+        journal.contains("\"force\":true"),
+        "break-glass is journaled"
+    );
+}
+
+#[tokio::test]
+async fn the_same_delivery_acts_once() {
+    let h = Harness::new(CONFIG);
+    let request = failover_bot::operation::engine::CommandRequest {
+        user: "alice".into(),
+        channel: "C1".into(),
+        text: "shift 50".into(),
+        event_id: Some("Ev-dup".into()),
+    };
+    for _ in 0..3 {
+        h.engine.handle_command(request.clone()).await;
+    }
+    assert_eq!(h.chat.plans().len(), 1);
+    let plan = h.newest_pending().unwrap();
+    let approval = failover_bot::operation::engine::Reaction {
+        user: "bob".into(),
+        name: "white_check_mark".into(),
+        message: plan,
+        added: true,
+        event_id: Some("Ev-approve".into()),
+    };
+    for _ in 0..3 {
+        h.engine.handle_reaction(approval.clone()).await;
+    }
+    assert_eq!(h.backend.writes(), 2, "one write per cluster, once");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_specific_private_answer_and_changes_nothing() {
+    let h = Harness::new(CONFIG);
+    for (text, expected) in [
+        ("shfit 50", "did you mean `shift`?"),
+        ("shift 150", "percent must be 0–100"),
+        (
+            "shift 50 to gren",
+            "no cluster matches `gren` — did you mean `green`?",
+        ),
+        ("status in prod", "no environment `prod`"),
+        ("to green steps 50,10", "steps must rise"),
+    ] {
+        h.cmd("alice", text).await;
+        let answer = h.chat.ephemerals("alice").pop().unwrap();
+        assert!(answer.contains(expected), "{text}: {answer}");
+    }
+    assert!(h.chat.posts().is_empty());
+    assert_eq!(h.weights(), blue_green(100, 0));
+}
+
+#[tokio::test]
+async fn commands_outside_the_configured_channels_are_refused() {
+    let h = Harness::new(CONFIG);
+    h.engine
+        .handle_command(failover_bot::operation::engine::CommandRequest {
+            user: "alice".into(),
+            channel: "C999".into(),
+            text: "shift 50".into(),
+            event_id: None,
+        })
+        .await;
+    assert!(h.chat.ephemerals("alice")[0].contains("only taken in <#C1>"));
+    assert!(h.chat.plans().is_empty());
+}
+
+#[tokio::test]
+async fn status_and_history_report_from_the_clusters_and_the_journal() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    h.approve("bob").await;
+    h.cmd("alice", "shift 100 to green").await;
+    h.react("bob", "x").await;
+    h.cmd("carol", "status").await;
+    let status = h.chat.posts().pop().unwrap().1;
+    assert!(status.contains("no operation running"), "{status}");
+    assert!(status.contains(BLUE) && status.contains("50%"), "{status}");
+    h.cmd("carol", "history").await;
+    let history = h.chat.ephemerals("carol").pop().unwrap();
+    assert!(history.contains("#2 rejected"), "{history}");
+    assert!(history.contains("#1 completed"), "{history}");
+    assert!(history.contains("approved step 1 by <@bob>"), "{history}");
+}
+
+#[tokio::test]
+async fn a_restart_keeps_a_pending_approval_and_its_deadline() {
+    let mut h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().unwrap();
+    h.restart().await;
+    assert_eq!(h.newest_pending(), Some(plan.clone()));
+    h.approve("bob").await;
+    assert_eq!(h.weights(), blue_green(50, 50));
+
+    h.cmd("alice", "shift 100 to green").await;
+    h.restart().await;
+    h.advance(Duration::from_secs(15 * 60));
+    h.engine.expire_due().await;
+    assert!(
+        h.newest_pending().is_none(),
+        "expiry still counts after restart"
+    );
+}
+
+#[tokio::test]
+async fn history_survives_a_restart() {
+    let mut h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    h.approve("bob").await;
+    h.restart().await;
+    h.cmd("alice", "history").await;
+    assert!(h
+        .chat
+        .ephemerals("alice")
+        .pop()
+        .unwrap()
+        .contains("#1 completed"));
+    h.cmd("alice", "shift 60 to green").await;
+    assert!(
+        h.chat.plans().pop().unwrap().1.contains("Operation #2"),
+        "ids continue after a restart"
+    );
+}
