@@ -30,10 +30,43 @@ pub enum CliCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validate a config file and print what it describes; exit ≠ 0 on any problem.
+    /// The bot: Socket Mode when SLACK_APP_TOKEN is set, else the Events API
+    /// over HTTP on --listen (needs SLACK_SIGNING_SECRET). SLACK_BOT_TOKEN is
+    /// always needed; SLACK_API_URL points the bot at another Slack API base.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Address for the Events API (HTTP mode).
+        #[arg(long, default_value = "0.0.0.0:3000")]
+        listen: std::net::SocketAddr,
+        /// The journal: audit trail and restart state. Keep it on durable storage.
+        #[arg(long, default_value = "failover-journal.jsonl")]
+        journal: PathBuf,
+        /// Use in-memory clusters seeded from the config's `weight` keys
+        /// (a demo or test workspace) instead of real clusters.
+        #[arg(long)]
+        in_memory: bool,
+    },
+    /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
+    /// manifests/crd-routingweight.yaml.
+    Crd,
+    /// Validate the config, reach every cluster (through $KUBECONFIG), verify
+    /// each one's identity and the bot's permissions, print current weights;
+    /// exit ≠ 0 on any problem.
     Check {
         #[arg(long)]
         config: PathBuf,
+        /// Only validate the config file; do not contact any cluster.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print current weights per environment (as set, and as carried by the
+    /// controlled Ingresses/Services).
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// One environment; all when left out.
+        env: Option<String>,
     },
 }
 
@@ -56,7 +89,18 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         CliCommand::Sandbox { config } => sandbox(config).await,
-        CliCommand::Check { config } => check(&config),
+        CliCommand::Check { config, offline } => check(&config, offline).await,
+        CliCommand::Status { config, env } => status(&config, env.as_deref()).await,
+        CliCommand::Crd => {
+            print!("{}", crate::backend::kube::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        CliCommand::Serve {
+            config,
+            listen,
+            journal,
+            in_memory,
+        } => serve(config, listen, journal, in_memory).await,
     }
 }
 
@@ -93,7 +137,40 @@ async fn sandbox(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn check(path: &PathBuf) -> ExitCode {
+async fn serve(
+    config: PathBuf,
+    listen: std::net::SocketAddr,
+    journal: PathBuf,
+    in_memory: bool,
+) -> ExitCode {
+    crate::telemetry::init("info");
+    let config = match load(Some(&config)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let settings = match crate::slack::SlackSettings::from_env(|name| std::env::var(name).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("failover-bot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = crate::serve::ServeOptions {
+        config,
+        listen,
+        journal,
+        in_memory,
+    };
+    match crate::serve::serve(options, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("failover-bot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check(path: &PathBuf, offline: bool) -> ExitCode {
     let config = match load(Some(path)) {
         Ok(c) => c,
         Err(code) => return code,
@@ -104,11 +181,88 @@ fn check(path: &PathBuf) -> ExitCode {
         config.approval.approvers.len(),
         humantime::format_duration(config.approval.expires_after)
     );
+    if offline {
+        for (name, env) in &config.environments {
+            println!("  {name}:");
+            for cluster in &env.clusters {
+                println!("    {} (context {})", cluster.name, cluster.context);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let backend = match crate::backend::kube::KubeBackend::connect(&config, None).await {
+        Ok(b) => b,
+        Err(e) => {
+            println!("✗ {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ok = true;
     for (name, env) in &config.environments {
-        println!("  {name}:");
+        println!("{name}:");
         for cluster in &env.clusters {
-            println!("    {} (context {})", cluster.name, cluster.context);
+            let found = backend.check_cluster(cluster).await;
+            ok &= found.is_ok();
+            println!("{}", crate::messages::cluster_check(cluster, &found));
         }
     }
-    ExitCode::SUCCESS
+    if ok {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("some checks failed");
+        ExitCode::FAILURE
+    }
+}
+
+async fn status(path: &PathBuf, only: Option<&str>) -> ExitCode {
+    let config = match load(Some(path)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(env) = only.filter(|e| !config.environments.contains_key(*e)) {
+        eprintln!(
+            "failover-bot: no environment {env}; environments: {}",
+            config.environment_names().join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let backend = match crate::backend::kube::KubeBackend::connect(&config, None).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("failover-bot: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for (name, env) in &config.environments {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        match crate::backend::RoutingBackend::read(&backend, env).await {
+            Ok(snapshot) => {
+                let observed =
+                    crate::backend::RoutingBackend::observe(&backend, env, &snapshot.weights())
+                        .await
+                        .ok();
+                let view = crate::messages::StatusView {
+                    env: name,
+                    config: &config,
+                    snapshot: &snapshot,
+                    observed: observed.as_deref(),
+                    running: None,
+                };
+                let text = crate::messages::status(&view).text;
+                println!(
+                    "{}",
+                    crate::sandbox::terminal::render("", &text).replace("[failover-bot] ", "")
+                );
+            }
+            Err(e) => {
+                println!("{name}: cannot read weights: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
 }

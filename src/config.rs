@@ -83,6 +83,10 @@ pub struct RoutingConfig {
     /// reported by validation as out of range rather than as a YAML type error.
     #[serde(default = "default_steps")]
     pub default_steps: Vec<u32>,
+    /// How long to wait, after a step, for Ingresses/Services (and DNS) to
+    /// carry the new weights before reporting stragglers.
+    #[serde(default = "default_verify_timeout", with = "humantime_serde")]
+    pub verify_timeout: Duration,
 }
 
 impl Default for RoutingConfig {
@@ -92,6 +96,7 @@ impl Default for RoutingConfig {
             namespace: default_namespace(),
             annotation_prefix: default_annotation_prefix(),
             default_steps: default_steps(),
+            verify_timeout: default_verify_timeout(),
         }
     }
 }
@@ -144,6 +149,9 @@ fn default_namespace() -> String {
 }
 fn default_annotation_prefix() -> String {
     "external-dns.alpha.kubernetes.io/".into()
+}
+fn default_verify_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 fn default_steps() -> Vec<u32> {
     vec![10, 50, 100]

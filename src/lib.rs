@@ -39,4 +39,6 @@ pub mod messages;
 pub mod operation;
 pub mod plan;
 pub mod sandbox;
+pub mod serve;
+pub mod slack;
 pub mod telemetry;

@@ -350,6 +350,14 @@ pub fn help(config: &Config) -> Message {
     ))
 }
 
+/// The immediate answer to a slash command that goes on to do work.
+pub fn accepted(text: &str) -> Message {
+    Message::new(format!(
+        ":hourglass_flowing_sand: Working on `/failover {}` — the answer follows in the channel.",
+        text.trim().trim_start_matches("/failover").trim()
+    ))
+}
+
 pub fn user_error(error: &UserError) -> Message {
     Message::new(format!(":warning: {error}"))
 }
@@ -881,4 +889,42 @@ pub fn history(env: &str, finished: &[Finished], running: Option<&OperationState
         );
     }
     Message::new(text.trim_end().to_owned())
+}
+
+/// One line per cluster for `failover-bot check`.
+pub fn cluster_check(
+    cluster: &crate::config::ClusterConfig,
+    found: &crate::backend::kube::ClusterCheck,
+) -> String {
+    let mut problems = Vec::new();
+    if let Err(e) = &found.identity {
+        problems.push(format!("identity: {e}"));
+    }
+    if let Err(e) = &found.weight {
+        problems.push(format!("weight: {e}"));
+    }
+    if !found.missing_permissions.is_empty() {
+        problems.push(format!(
+            "missing permissions (see manifests/rbac.yaml): {}",
+            found.missing_permissions.join(", ")
+        ));
+    }
+    let weight = match &found.weight {
+        Ok(Some(w)) => format!("weight {w}"),
+        Ok(None) => "not routed".to_owned(),
+        Err(_) => "weight unknown".to_owned(),
+    };
+    if problems.is_empty() {
+        format!(
+            "  ✓ {} (context {}): identity verified, {weight}",
+            cluster.name, cluster.context
+        )
+    } else {
+        format!(
+            "  ✗ {} (context {}): {}",
+            cluster.name,
+            cluster.context,
+            problems.join("; ")
+        )
+    }
 }

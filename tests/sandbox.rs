@@ -152,7 +152,7 @@ fn a_broken_config_is_refused_with_the_key() {
 fn the_shipped_example_configs_are_valid() {
     for example in ["examples/config.yaml", "examples/sandbox.yaml"] {
         let output = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
-            .args(["check", "--config", example])
+            .args(["check", "--offline", "--config", example])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();
@@ -162,4 +162,25 @@ fn the_shipped_example_configs_are_valid() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+#[test]
+fn crd_manifest_is_what_the_binary_prints() {
+    let output = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/crd-routingweight.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        printed, shipped,
+        "manifests/crd-routingweight.yaml is stale: run `failover-bot crd > manifests/crd-routingweight.yaml`"
+    );
+    assert!(printed.contains("name: routingweights.routing.lunar.tech"));
+    assert!(printed.contains("- clusterName"));
 }

@@ -232,6 +232,14 @@ impl RoutingBackend for MemoryBackend {
         env: &EnvironmentConfig,
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError> {
+        self.observe(env, expected).await
+    }
+
+    async fn observe(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
         // In memory the weight *is* what serves traffic: one object each.
         let clusters = self.lock();
         Ok(env

@@ -6,6 +6,8 @@
 //! The engine never assumes a write worked: every method can fail per
 //! cluster, and the engine restores what it changed when one does.
 
+pub mod health;
+pub mod kube;
 pub mod memory;
 
 use std::collections::BTreeMap;
@@ -141,6 +143,14 @@ pub trait RoutingBackend: Send + Sync {
     /// Waits (bounded) until what serves traffic carries `expected`, and says
     /// how far each cluster got.
     async fn verify(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError>;
+
+    /// How far each cluster carries `expected` right now, without waiting
+    /// (for `status`).
+    async fn observe(
         &self,
         env: &EnvironmentConfig,
         expected: &Weights,

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_slack;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -334,6 +336,13 @@ impl RoutingBackend for FaultyBackend {
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError> {
         self.inner.verify(env, expected).await
+    }
+    async fn observe(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        self.inner.observe(env, expected).await
     }
 }
 

@@ -220,7 +220,7 @@ impl Engine {
         let snapshot = self.read(env).await?;
         let weights = snapshot.weights();
         let observed = match self.config.environment(env) {
-            Some(environment) => self.backend.verify(environment, &weights).await.ok(),
+            Some(environment) => self.backend.observe(environment, &weights).await.ok(),
             None => None,
         };
         let running = self.active_operation(env);

@@ -191,6 +191,35 @@ impl Engine {
         }
     }
 
+    /// What to answer a command with straight away, with no I/O: help, or
+    /// the mistake in it. `None` means the command goes to
+    /// [`Engine::handle_command`], which answers in the channel. Transports
+    /// use this to reply within Slack's 3 seconds, and then call
+    /// [`Engine::log_command`] so the journal still has the command.
+    pub fn quick_reply(&self, request: &CommandRequest) -> Option<Message> {
+        match self.understand(request) {
+            Ok(Understood::Help) => Some(messages::help(&self.config)),
+            Ok(Understood::Request(_)) => None,
+            Err(error) => Some(messages::user_error(&error)),
+        }
+    }
+
+    /// Journals a command that was answered by [`Engine::quick_reply`].
+    pub async fn log_command(&self, request: CommandRequest) {
+        if !self.first_delivery(request.event_id.as_deref()) {
+            return;
+        }
+        let entry = Entry::Command {
+            user: request.user,
+            channel: request.channel,
+            text: request.text,
+            event: request.event_id,
+        };
+        if let Err(error) = self.record(entry) {
+            tracing::error!(%error, "could not journal a command");
+        }
+    }
+
     /// Handles one `/failover` command to the end (including any step an
     /// approval-free path runs). Errors are answered in chat, never returned.
     pub async fn handle_command(&self, request: CommandRequest) {

@@ -1,0 +1,585 @@
+//! Kubernetes: one client per configured cluster (from its kubeconfig
+//! context, or in-cluster config for the context `in-cluster`), with short,
+//! explicit timeouts — a chat bot must answer, not hang.
+//!
+//! Modes:
+//! - `routing-weight`: the `RoutingWeight` named after the cluster, in the
+//!   configured namespace, is read and replaced with the resourceVersion seen
+//!   when planning (a conflict re-plans). Lunar's controller carries it to
+//!   the controlled Ingresses/Services; [`verify`](RoutingBackend::verify)
+//!   watches them until they do.
+//! - `ingress-annotations`: the bot writes the same annotations onto every
+//!   Ingress and Service annotated `routing.lunar.tech/controlled: "true"`.
+//!
+//! Before any write the cluster's `cluster-identity` ConfigMap must name the
+//! cluster the config expects.
+
+pub mod crd;
+mod objects;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+
+use self::crd::{RoutingWeight, RoutingWeightSpec};
+use self::objects::Controlled;
+use super::health::HealthProbe;
+use super::{
+    BackendError, ClusterState, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+};
+use crate::config::{ClusterConfig, Config, EnvironmentConfig, RoutingMode};
+use crate::plan::Weights;
+
+/// The context name that means "the cluster the bot runs in".
+pub const IN_CLUSTER: &str = "in-cluster";
+pub const IDENTITY_CONFIGMAP: &str = "cluster-identity";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Debug)]
+pub struct KubeSettings {
+    pub mode: RoutingMode,
+    pub namespace: String,
+    pub prefix: String,
+    pub verify_timeout: Duration,
+}
+
+impl KubeSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            mode: config.routing.mode,
+            namespace: config.routing.namespace.clone(),
+            prefix: config.routing.annotation_prefix.clone(),
+            verify_timeout: config.routing.verify_timeout,
+        }
+    }
+}
+
+pub struct KubeBackend {
+    settings: KubeSettings,
+    clients: BTreeMap<String, Client>,
+    health: HealthProbe,
+}
+
+fn failed(cluster: &str, reason: impl std::fmt::Display) -> BackendError {
+    BackendError::Failed {
+        cluster: cluster.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A short description of a kube error for the channel.
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => {
+            let text = other.to_string();
+            text.chars().take(200).collect()
+        }
+    }
+}
+
+fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 409)
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 404)
+}
+
+impl KubeBackend {
+    /// A client for every configured cluster. `kubeconfig`: a path, or
+    /// `None` for `$KUBECONFIG` / `~/.kube/config`.
+    pub async fn connect(
+        config: &Config,
+        kubeconfig: Option<&Path>,
+    ) -> Result<KubeBackend, String> {
+        let needs_file = config
+            .environments
+            .values()
+            .flat_map(|e| &e.clusters)
+            .any(|c| c.context != IN_CLUSTER);
+        let file = if needs_file {
+            let read = match kubeconfig {
+                Some(path) => Kubeconfig::read_from(path),
+                None => Kubeconfig::read(),
+            };
+            Some(read.map_err(|e| format!("cannot read the kubeconfig: {e}"))?)
+        } else {
+            None
+        };
+        let mut clients = BTreeMap::new();
+        for cluster in config.environments.values().flat_map(|e| &e.clusters) {
+            let client = client_for(&cluster.context, file.as_ref())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cluster {} (context {}): {e}",
+                        cluster.name, cluster.context
+                    )
+                })?;
+            clients.insert(cluster.name.clone(), client);
+        }
+        Ok(KubeBackend {
+            settings: KubeSettings::from_config(config),
+            clients,
+            health: HealthProbe::new(),
+        })
+    }
+
+    fn client(&self, cluster: &str) -> Result<&Client, BackendError> {
+        self.clients
+            .get(cluster)
+            .ok_or_else(|| failed(cluster, "no client for this cluster"))
+    }
+
+    fn weights_api(&self, cluster: &str) -> Result<Api<RoutingWeight>, BackendError> {
+        Ok(Api::namespaced(
+            self.client(cluster)?.clone(),
+            &self.settings.namespace,
+        ))
+    }
+
+    fn controlled(&self, cluster: &str) -> Result<Controlled, BackendError> {
+        Ok(Controlled::new(
+            self.client(cluster)?.clone(),
+            &self.settings.prefix,
+        ))
+    }
+
+    async fn read_cluster(&self, cluster: &ClusterConfig) -> Result<ClusterState, BackendError> {
+        let name = &cluster.name;
+        match self.settings.mode {
+            RoutingMode::RoutingWeight => {
+                let found = self
+                    .weights_api(name)?
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| failed(name, describe(&e)))?;
+                let Some(rw) = found else {
+                    return Ok(ClusterState {
+                        weight: None,
+                        version: None,
+                    });
+                };
+                let weight = rw.spec.weight(&self.settings.prefix).ok_or_else(|| {
+                    failed(
+                        name,
+                        "its RoutingWeight has no valid weight annotation (0–255)",
+                    )
+                })?;
+                Ok(ClusterState {
+                    weight: Some(weight),
+                    version: rw.metadata.resource_version,
+                })
+            }
+            RoutingMode::IngressAnnotations => {
+                let objects = self.controlled(name)?.list(name).await?;
+                Ok(ClusterState {
+                    weight: objects.common_weight(),
+                    version: None,
+                })
+            }
+            RoutingMode::Route53 => Err(failed(name, "the route53 mode is not built yet")),
+        }
+    }
+
+    async fn replace_weight(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+        expected_version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        let name = &cluster.name;
+        let api = self.weights_api(name)?;
+        let mut rw = match api.get(name).await {
+            Ok(rw) => rw,
+            Err(e) if is_not_found(&e) => {
+                return Err(BackendError::NotFound {
+                    cluster: name.clone(),
+                })
+            }
+            Err(e) => return Err(failed(name, describe(&e))),
+        };
+        if let Some(expected) = expected_version {
+            if rw.metadata.resource_version.as_deref() != Some(expected) {
+                return Err(BackendError::Conflict {
+                    cluster: name.clone(),
+                });
+            }
+        }
+        rw.spec.set_weight(&self.settings.prefix, weight);
+        match api.replace(name, &PostParams::default(), &rw).await {
+            Ok(saved) if saved.spec.dry_run => Ok(Written::DryRun),
+            Ok(_) => Ok(Written::Applied),
+            Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
+                cluster: name.clone(),
+            }),
+            Err(e) => Err(failed(name, describe(&e))),
+        }
+    }
+
+    /// One pass over the cluster's controlled objects: how many carry `weight`.
+    async fn convergence(
+        &self,
+        cluster: &str,
+        weight: u8,
+    ) -> Result<(Convergence, objects::Versions), BackendError> {
+        let objects = self.controlled(cluster)?.list(cluster).await?;
+        Ok((objects.convergence(cluster, weight), objects.versions()))
+    }
+
+    async fn converge(
+        &self,
+        cluster: &str,
+        weight: u8,
+        timeout: Duration,
+    ) -> Result<Convergence, BackendError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (report, versions) = self.convergence(cluster, weight).await?;
+            let now = Instant::now();
+            if report.is_complete() || now >= deadline {
+                return Ok(report);
+            }
+            // Wait for the next change to an Ingress or Service (a watch,
+            // not a polling loop), then look again.
+            self.controlled(cluster)?
+                .wait_for_change(&versions, deadline - now)
+                .await;
+        }
+    }
+
+    /// `failover-bot check`: everything that must hold for one cluster.
+    pub async fn check_cluster(&self, cluster: &ClusterConfig) -> ClusterCheck {
+        let identity = self
+            .check_identity(cluster)
+            .await
+            .map_err(|e| e.to_string());
+        let state = self.read_cluster(cluster).await.map_err(|e| e.to_string());
+        let missing = match self.client(&cluster.name) {
+            Ok(client) => self.missing_permissions(client).await,
+            Err(e) => vec![e.to_string()],
+        };
+        ClusterCheck {
+            identity,
+            weight: state.map(|s| s.weight),
+            missing_permissions: missing,
+        }
+    }
+
+    /// What the bot needs in each mode that this client may not do.
+    async fn missing_permissions(&self, client: &Client) -> Vec<String> {
+        let ns = self.settings.namespace.as_str();
+        let mut needed = vec![Permission::named(
+            "get",
+            "",
+            "configmaps",
+            ns,
+            IDENTITY_CONFIGMAP,
+        )];
+        let (watch_verbs, weights): (&[&str], bool) = match self.settings.mode {
+            RoutingMode::RoutingWeight => (&["list", "watch"], true),
+            RoutingMode::IngressAnnotations => (&["list", "watch", "patch"], false),
+            RoutingMode::Route53 => (&[], false),
+        };
+        if weights {
+            for verb in ["get", "create", "update", "delete"] {
+                needed.push(Permission::in_namespace(
+                    verb,
+                    "routing.lunar.tech",
+                    "routingweights",
+                    ns,
+                ));
+            }
+        }
+        for verb in watch_verbs {
+            needed.push(Permission::cluster_wide(
+                verb,
+                "networking.k8s.io",
+                "ingresses",
+            ));
+            needed.push(Permission::cluster_wide(verb, "", "services"));
+        }
+        let reviews = needed.into_iter().map(|p| async move {
+            let allowed = can_i(client, &p).await;
+            (!allowed).then(|| p.to_string())
+        });
+        join_all(reviews).await.into_iter().flatten().collect()
+    }
+}
+
+/// One thing the bot must be allowed to do (a SelfSubjectAccessReview).
+struct Permission<'a> {
+    verb: &'a str,
+    group: &'a str,
+    resource: &'a str,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+impl<'a> Permission<'a> {
+    fn cluster_wide(verb: &'a str, group: &'a str, resource: &'a str) -> Self {
+        Self {
+            verb,
+            group,
+            resource,
+            namespace: None,
+            name: None,
+        }
+    }
+    fn in_namespace(verb: &'a str, group: &'a str, resource: &'a str, namespace: &'a str) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..Self::cluster_wide(verb, group, resource)
+        }
+    }
+    fn named(
+        verb: &'a str,
+        group: &'a str,
+        resource: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> Self {
+        Self {
+            name: Some(name),
+            ..Self::in_namespace(verb, group, resource, namespace)
+        }
+    }
+}
+
+impl std::fmt::Display for Permission<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.verb, self.resource)?;
+        if !self.group.is_empty() {
+            write!(f, ".{}", self.group)?;
+        }
+        if let Some(name) = self.name {
+            write!(f, " {name}")?;
+        }
+        match self.namespace {
+            Some(ns) => write!(f, " in {ns}"),
+            None => f.write_str(" cluster-wide"),
+        }
+    }
+}
+
+/// What `check` found for one cluster.
+#[derive(Debug)]
+pub struct ClusterCheck {
+    pub identity: Result<(), String>,
+    pub weight: Result<Option<u8>, String>,
+    pub missing_permissions: Vec<String>,
+}
+
+impl ClusterCheck {
+    pub fn is_ok(&self) -> bool {
+        self.identity.is_ok() && self.weight.is_ok() && self.missing_permissions.is_empty()
+    }
+}
+
+async fn can_i(client: &Client, permission: &Permission<'_>) -> bool {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(permission.verb.to_owned()),
+                group: Some(permission.group.to_owned()),
+                resource: Some(permission.resource.to_owned()),
+                namespace: permission.namespace.map(str::to_owned),
+                name: permission.name.map(str::to_owned),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    match api.create(&PostParams::default(), &review).await {
+        Ok(answer) => answer.status.is_some_and(|s| s.allowed),
+        Err(_) => false,
+    }
+}
+
+async fn client_for(context: &str, file: Option<&Kubeconfig>) -> Result<Client, String> {
+    let mut config = if context == IN_CLUSTER {
+        kube::Config::incluster().map_err(|e| format!("no in-cluster config: {e}"))?
+    } else {
+        let file = file.ok_or("no kubeconfig")?;
+        let options = KubeConfigOptions {
+            context: Some(context.to_owned()),
+            ..Default::default()
+        };
+        kube::Config::from_custom_kubeconfig(file.clone(), &options)
+            .await
+            .map_err(|e| format!("kubeconfig context: {e}"))?
+    };
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.write_timeout = Some(READ_TIMEOUT);
+    Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))
+}
+
+#[async_trait]
+impl RoutingBackend for KubeBackend {
+    async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
+        let reads = join_all(env.clusters.iter().map(|c| self.read_cluster(c))).await;
+        let mut snapshot = Snapshot::default();
+        for (cluster, state) in env.clusters.iter().zip(reads) {
+            snapshot.clusters.insert(cluster.name.clone(), state?);
+        }
+        Ok(snapshot)
+    }
+
+    async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        let unknown = |reason: String| GateFailure::IdentityUnknown {
+            context: cluster.context.clone(),
+            reason,
+        };
+        let client = self
+            .client(&cluster.name)
+            .map_err(|e| unknown(e.to_string()))?;
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.settings.namespace);
+        let map = api
+            .get_opt(IDENTITY_CONFIGMAP)
+            .await
+            .map_err(|e| unknown(describe(&e)))?
+            .ok_or_else(|| {
+                unknown(format!(
+                    "no ConfigMap {IDENTITY_CONFIGMAP} in namespace {}",
+                    self.settings.namespace
+                ))
+            })?;
+        let found = map
+            .data
+            .as_ref()
+            .and_then(|d| d.get("clusterName"))
+            .cloned()
+            .unwrap_or_default();
+        if found == cluster.name {
+            Ok(())
+        } else {
+            Err(GateFailure::IdentityMismatch {
+                context: cluster.context.clone(),
+                expected: cluster.name.clone(),
+                found,
+            })
+        }
+    }
+
+    async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        match &cluster.health_url {
+            Some(url) => self.health.check(url).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn set_weight(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+        expected_version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        match self.settings.mode {
+            RoutingMode::RoutingWeight => {
+                self.replace_weight(cluster, weight, expected_version).await
+            }
+            RoutingMode::IngressAnnotations => {
+                self.controlled(&cluster.name)?
+                    .annotate(&cluster.name, Some(weight))
+                    .await?;
+                Ok(Written::Applied)
+            }
+            RoutingMode::Route53 => Err(failed(&cluster.name, "the route53 mode is not built yet")),
+        }
+    }
+
+    async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        let name = &cluster.name;
+        match self.settings.mode {
+            RoutingMode::RoutingWeight => {
+                let mut rw = RoutingWeight::new(
+                    name,
+                    RoutingWeightSpec::new_at_zero(name, &self.settings.prefix),
+                );
+                rw.metadata.namespace = Some(self.settings.namespace.clone());
+                self.weights_api(name)?
+                    .create(&PostParams::default(), &rw)
+                    .await
+                    .map_err(|e| failed(name, describe(&e)))?;
+                Ok(Written::Applied)
+            }
+            RoutingMode::IngressAnnotations => {
+                self.controlled(name)?.annotate(name, Some(0)).await?;
+                Ok(Written::Applied)
+            }
+            RoutingMode::Route53 => Err(failed(name, "the route53 mode is not built yet")),
+        }
+    }
+
+    async fn delete(
+        &self,
+        cluster: &ClusterConfig,
+        expected_version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        let name = &cluster.name;
+        match self.settings.mode {
+            RoutingMode::RoutingWeight => {
+                let params = DeleteParams {
+                    preconditions: expected_version.map(|v| Preconditions {
+                        resource_version: Some(v.to_owned()),
+                        uid: None,
+                    }),
+                    ..Default::default()
+                };
+                match self.weights_api(name)?.delete(name, &params).await {
+                    Ok(_) => Ok(Written::Applied),
+                    Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
+                        cluster: name.clone(),
+                    }),
+                    Err(e) => Err(failed(name, describe(&e))),
+                }
+            }
+            RoutingMode::IngressAnnotations => {
+                self.controlled(name)?.annotate(name, None).await?;
+                Ok(Written::Applied)
+            }
+            RoutingMode::Route53 => Err(failed(name, "the route53 mode is not built yet")),
+        }
+    }
+
+    async fn verify(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let timeout = self.settings.verify_timeout;
+        let checks = expected
+            .iter()
+            .filter(|(c, _)| env.cluster(c).is_some())
+            .map(|(cluster, weight)| self.converge(cluster, weight, timeout));
+        join_all(checks).await.into_iter().collect()
+    }
+
+    async fn observe(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let checks = expected
+            .iter()
+            .filter(|(c, _)| env.cluster(c).is_some())
+            .map(|(cluster, weight)| async move { Ok(self.convergence(cluster, weight).await?.0) });
+        join_all(checks).await.into_iter().collect()
+    }
+}

@@ -1,0 +1,231 @@
+//! The Slack Web API as the bot's chat: posts, updates, ephemerals, the
+//! reaction hints, and user-group lookups — through slack-morphism, at the
+//! API base URL from `SLACK_API_URL`.
+//!
+//! A 429 is retried after its `Retry-After` (bounded); nothing else is
+//! retried, because Slack may have acted on a request that failed with a 5xx
+//! and a failover channel must not show a message twice.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hyper_util::client::legacy::connect::Connect;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use super::Secret;
+use crate::chat::{Chat, ChatError, GroupResolver, Message, MessageRef};
+
+/// At most this many retries after a 429, and never a wait longer than this.
+const MAX_RATE_LIMIT_RETRIES: usize = 3;
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// User groups change rarely; a short cache keeps approvals from costing an
+/// API call each.
+const GROUP_CACHE_TTL: Duration = Duration::from_secs(60);
+
+pub type Connector<H> = SlackClientHyperConnector<H>;
+
+/// User group → when it was looked up, and its members (`None`: no such group).
+type GroupCache = HashMap<String, (Instant, Option<Vec<String>>)>;
+
+pub struct SlackChat<H: Send + Sync + Clone + Connect + 'static> {
+    client: Arc<SlackClient<Connector<H>>>,
+    token: SlackApiToken,
+    groups: Mutex<GroupCache>,
+}
+
+impl<H: Send + Sync + Clone + Connect + 'static> SlackChat<H> {
+    pub fn new(client: Arc<SlackClient<Connector<H>>>, bot_token: &Secret) -> Self {
+        Self {
+            client,
+            token: SlackApiToken::new(bot_token.expose().into()),
+            groups: Mutex::default(),
+        }
+    }
+
+    /// The bot's own user id (`auth.test`): its reactions are hints, not votes.
+    pub async fn bot_user_id(&self) -> Result<String, ChatError> {
+        let session = self.client.open_session(&self.token);
+        let response = with_rate_limit_retry(|| session.auth_test()).await?;
+        Ok(response.user_id.to_string())
+    }
+}
+
+/// Runs a Web API call, retrying after `Retry-After` on 429.
+async fn with_rate_limit_retry<T, F, Fut>(call: F) -> Result<T, ChatError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ClientResult<T>>,
+{
+    let mut retries = 0;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(SlackClientError::RateLimitError(limit)) if retries < MAX_RATE_LIMIT_RETRIES => {
+                retries += 1;
+                let wait = limit
+                    .retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(MAX_RETRY_AFTER);
+                tracing::warn!(?wait, retries, "Slack rate limit: waiting before retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => return Err(ChatError(describe(&error))),
+        }
+    }
+}
+
+/// A short description that never includes request bodies or tokens.
+fn describe(error: &SlackClientError) -> String {
+    match error {
+        SlackClientError::ApiError(e) => format!("Slack API error: {}", e.code),
+        SlackClientError::HttpError(e) => format!("Slack HTTP error: status {}", e.status_code),
+        SlackClientError::RateLimitError(_) => "Slack rate limit: gave up after retries".into(),
+        other => format!(
+            "Slack call failed: {}",
+            other.to_string().chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// The message as Block Kit (one mrkdwn section) with the text as the
+/// plain-text fallback that notifications and screen readers use.
+fn content(message: &Message) -> SlackMessageContent {
+    let section = SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(
+        SlackBlockMarkDownText::new(truncate(&message.text, 3000)),
+    ));
+    SlackMessageContent::new()
+        .with_text(message.text.clone())
+        .with_blocks(vec![section.into()])
+}
+
+/// Block text is limited to 3,000 characters; cut on a char boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[async_trait]
+impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
+    async fn post(
+        &self,
+        channel: &str,
+        thread: Option<&MessageRef>,
+        message: &Message,
+    ) -> Result<MessageRef, ChatError> {
+        let session = self.client.open_session(&self.token);
+        let mut request = SlackApiChatPostMessageRequest::new(channel.into(), content(message));
+        if let Some(thread) = thread {
+            request = request.with_thread_ts(thread.ts.clone().into());
+        }
+        let response = with_rate_limit_retry(|| session.chat_post_message(&request)).await?;
+        Ok(MessageRef {
+            channel: response.channel.to_string(),
+            ts: response.ts.to_string(),
+        })
+    }
+
+    async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), ChatError> {
+        let session = self.client.open_session(&self.token);
+        let request = SlackApiChatUpdateRequest::new(
+            at.channel.clone().into(),
+            content(message),
+            at.ts.clone().into(),
+        );
+        with_rate_limit_retry(|| session.chat_update(&request)).await?;
+        Ok(())
+    }
+
+    async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let session = self.client.open_session(&self.token);
+        let request =
+            SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), content(message));
+        with_rate_limit_retry(|| session.chat_post_ephemeral(&request)).await?;
+        Ok(())
+    }
+
+    async fn react(&self, at: &MessageRef, reaction: &str) -> Result<(), ChatError> {
+        let session = self.client.open_session(&self.token);
+        let request = SlackApiReactionsAddRequest::new(
+            at.channel.clone().into(),
+            reaction.into(),
+            at.ts.clone().into(),
+        );
+        with_rate_limit_retry(|| session.reactions_add(&request)).await?;
+        Ok(())
+    }
+}
+
+/// Slack user-group ids start with `S`; user ids with `U` or `W`.
+fn is_user_group(id: &str) -> bool {
+    id.len() > 1
+        && id.starts_with('S')
+        && id[1..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+#[async_trait]
+impl<H: Send + Sync + Clone + Connect + 'static> GroupResolver for SlackChat<H> {
+    async fn members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError> {
+        if !is_user_group(group) {
+            return Ok(None);
+        }
+        if let Some((at, members)) = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+        {
+            if at.elapsed() < GROUP_CACHE_TTL {
+                return Ok(members.clone());
+            }
+        }
+        let session = self.client.open_session(&self.token);
+        let request = SlackApiUserGroupsUsersListRequest::new(group.into());
+        let members = match with_rate_limit_retry(|| session.usergroups_users_list(&request)).await
+        {
+            Ok(response) => Some(response.users.iter().map(ToString::to_string).collect()),
+            Err(ChatError(e)) if e.contains("no_such_subteam") => None,
+            Err(e) => return Err(e),
+        };
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group.to_owned(), (Instant::now(), members.clone()));
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_groups_are_told_from_users() {
+        assert!(is_user_group("S0SREGROUP"));
+        assert!(!is_user_group("U01BOB"));
+        assert!(!is_user_group("sam"));
+        assert!(!is_user_group("S"));
+    }
+
+    #[test]
+    fn long_texts_are_cut_for_blocks() {
+        let long = "é".repeat(3100);
+        let cut = truncate(&long, 3000);
+        assert_eq!(cut.chars().count(), 3000);
+        assert!(cut.ends_with('…'));
+    }
+}

@@ -1,0 +1,613 @@
+//! The real `failover-bot serve` process against the wire-level fake Slack,
+//! over both transports: Socket Mode and the signed Events API over HTTP.
+//! Every scenario runs on both; assertions are on what the channel saw.
+
+mod support;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::fake_slack::{self, FakeSlack, Fault, Posted};
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const WAIT: Duration = Duration::from_secs(10);
+
+const CONFIG: &str = r#"
+slack:
+  channels: [C1]
+approval:
+  approvers: [UALICE, UBOB, S0SRE]
+  expires_after: EXPIRY
+environments:
+  dev:
+    channel: C1
+    clusters:
+      - {name: k8s-blue.dev.example.com, context: blue, weight: 100}
+      - {name: k8s-green.dev.example.com, context: green, weight: 0}
+"#;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Socket,
+    Http,
+}
+
+/// The `serve` process; killed on drop, its log kept for failure messages.
+struct Bot {
+    child: Child,
+    transport: Transport,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Bot {
+    async fn start(fake: &FakeSlack, transport: Transport) -> Bot {
+        Bot::start_with(fake, transport, "15m").await
+    }
+
+    async fn start_with(fake: &FakeSlack, transport: Transport, expiry: &str) -> Bot {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, CONFIG.replace("EXPIRY", expiry)).unwrap();
+        let log = dir.path().join("bot.log");
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_failover-bot"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--journal")
+            .arg(dir.path().join("journal.jsonl"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--in-memory")
+            .env("SLACK_BOT_TOKEN", "xoxb-test-bot-token")
+            .env("SLACK_API_URL", fake.api_url())
+            .env("RUST_LOG", "info")
+            .env_remove("SLACK_APP_TOKEN")
+            .env_remove("SLACK_SIGNING_SECRET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        match transport {
+            Transport::Socket => command.env("SLACK_APP_TOKEN", "xapp-test-app-token"),
+            Transport::Http => command.env("SLACK_SIGNING_SECRET", SECRET),
+        };
+        let child = command.spawn().expect("failover-bot serve starts");
+        let bot = Bot {
+            child,
+            transport,
+            port,
+            log,
+            _dir: dir,
+        };
+        bot.wait_ready(fake).await;
+        bot
+    }
+
+    fn log(&self) -> String {
+        let mut text = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
+        text
+    }
+
+    async fn wait_ready(&self, fake: &FakeSlack) {
+        let ready = match self.transport {
+            Transport::Socket => fake.wait_connected(1, WAIT).await,
+            Transport::Http => {
+                let url = format!("http://127.0.0.1:{}/healthz", self.port);
+                let mut ok = false;
+                for _ in 0..500 {
+                    if reqwest::get(&url)
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                    {
+                        ok = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ok
+            }
+        };
+        assert!(ready, "bot did not become ready; log:\n{}", self.log());
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Types `/failover TEXT` as `user`; returns the immediate (ephemeral) reply.
+    async fn slash(&self, fake: &FakeSlack, user: &str, text: &str, trigger: &str) -> String {
+        match self.transport {
+            Transport::Socket => {
+                let id = fake
+                    .send_envelope(
+                        "slash_commands",
+                        fake_slack::slash_command(user, "C1", text, trigger),
+                        true,
+                    )
+                    .await;
+                let ack = fake
+                    .wait_ack(&id, WAIT)
+                    .await
+                    .expect("slash command acknowledged");
+                ack["payload"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+            Transport::Http => {
+                let body = fake_slack::slash_command_form(user, "C1", text, trigger);
+                let response = signed_post(&self.url("/slack/commands"), &body, now()).await;
+                assert_eq!(response.status(), 200);
+                let json: Value = response.json().await.unwrap();
+                json["text"].as_str().unwrap_or_default().to_owned()
+            }
+        }
+    }
+
+    /// Delivers a reaction event (added or removed) on message `ts`.
+    async fn reaction(
+        &self,
+        fake: &FakeSlack,
+        event_id: &str,
+        user: &str,
+        name: &str,
+        ts: &str,
+        added: bool,
+    ) {
+        let event = fake_slack::reaction_event(event_id, user, name, "C1", ts, added);
+        match self.transport {
+            Transport::Socket => {
+                let id = fake.send_envelope("events_api", event, false).await;
+                assert!(
+                    fake.wait_ack(&id, WAIT).await.is_some(),
+                    "event acknowledged"
+                );
+            }
+            Transport::Http => {
+                let response =
+                    signed_post(&self.url("/slack/events"), &event.to_string(), now()).await;
+                assert_eq!(response.status(), 200);
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn signed_post(url: &str, body: &str, timestamp: i64) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("X-Slack-Request-Timestamp", timestamp.to_string())
+        .header(
+            "X-Slack-Signature",
+            fake_slack::sign(SECRET, timestamp, body),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn plans(fake: &FakeSlack) -> Vec<Posted> {
+    fake.posts()
+        .into_iter()
+        .filter(|p| {
+            p.thread_ts.is_none()
+                && p.ephemeral_user.is_none()
+                && p.text.contains("awaiting approval")
+        })
+        .collect()
+}
+
+fn thread(fake: &FakeSlack, ts: &str) -> Vec<String> {
+    fake.posts()
+        .into_iter()
+        .filter(|p| p.thread_ts.as_deref() == Some(ts))
+        .map(|p| p.text)
+        .collect()
+}
+
+fn thread_has(fake: &FakeSlack, ts: &str, needle: &str) -> bool {
+    thread(fake, ts).iter().any(|t| t.contains(needle))
+}
+
+fn last_update(fake: &FakeSlack, ts: &str) -> String {
+    fake.updates()
+        .into_iter()
+        .filter(|u| u.ts == ts)
+        .map(|u| u.text)
+        .next_back()
+        .unwrap_or_default()
+}
+
+async fn wait(fake: &FakeSlack, bot: &Bot, what: &str, pred: impl Fn(&FakeSlack) -> bool) {
+    assert!(
+        fake.wait_until(what, WAIT, pred).await,
+        "{what}; bot log:\n{}",
+        bot.log()
+    );
+}
+
+/// `/failover shift 50` by alice; returns the plan message's ts.
+async fn propose(fake: &FakeSlack, bot: &Bot) -> String {
+    let reply = bot.slash(fake, "UALICE", "shift 50", "trig-1").await;
+    assert!(reply.contains("Working on `/failover shift 50`"), "{reply}");
+    wait(fake, bot, "plan posted", |f| !plans(f).is_empty()).await;
+    plans(fake)[0].ts.clone()
+}
+
+async fn happy_path(transport: Transport) {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, transport).await;
+    let ts = propose(&fake, &bot).await;
+    let plan = &plans(&fake)[0];
+    assert!(
+        plan.text.contains("k8s-blue.dev.example.com"),
+        "{}",
+        plan.text
+    );
+    assert!(plan.text.contains("→ 50"), "{}", plan.text);
+    assert!(
+        plan.text.contains("<@UBOB>"),
+        "who may approve: {}",
+        plan.text
+    );
+    assert!(plan.blocks.is_some(), "Block Kit with a text fallback");
+    wait(&fake, &bot, "approve/reject hints", |f| {
+        f.reactions_added().len() == 2
+    })
+    .await;
+
+    bot.reaction(&fake, "Ev-self", "UALICE", "white_check_mark", &ts, true)
+        .await;
+    wait(&fake, &bot, "self-approval refused in the thread", |f| {
+        thread_has(f, &ts, "cannot approve their own request")
+    })
+    .await;
+    bot.reaction(&fake, "Ev-bob", "UBOB", "white_check_mark", &ts, true)
+        .await;
+    wait(&fake, &bot, "applied in the thread", |f| {
+        thread_has(f, &ts, "applied and verified")
+    })
+    .await;
+    wait(&fake, &bot, "plan updated to applied", |f| {
+        last_update(f, &ts).contains("applied (approved by <@UBOB>)")
+    })
+    .await;
+    assert!(
+        !bot.log().contains("xoxb-test-bot-token") && !bot.log().contains("xapp-test-app-token"),
+        "tokens never logged"
+    );
+}
+
+#[tokio::test]
+async fn socket_mode_shift_refuses_self_approval_and_applies_on_second_person() {
+    happy_path(Transport::Socket).await;
+}
+
+#[tokio::test]
+async fn http_shift_refuses_self_approval_and_applies_on_second_person() {
+    happy_path(Transport::Http).await;
+}
+
+async fn group_approver(transport: Transport) {
+    let fake = FakeSlack::start().await;
+    fake.set_usergroup("S0SRE", &["UDAVE"]);
+    let bot = Bot::start(&fake, transport).await;
+    let ts = propose(&fake, &bot).await;
+    bot.reaction(&fake, "Ev-dave", "UDAVE", "white_check_mark", &ts, true)
+        .await;
+    wait(&fake, &bot, "group member's approval applies", |f| {
+        thread_has(f, &ts, "applied and verified")
+    })
+    .await;
+    assert_eq!(fake.calls_to("usergroups.users.list").len(), 1);
+}
+
+#[tokio::test]
+async fn socket_mode_user_group_member_approves() {
+    group_approver(Transport::Socket).await;
+}
+
+#[tokio::test]
+async fn http_user_group_member_approves() {
+    group_approver(Transport::Http).await;
+}
+
+async fn reject_and_withdraw(transport: Transport) {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, transport).await;
+    let ts = propose(&fake, &bot).await;
+    bot.reaction(&fake, "Ev-x", "UBOB", "x", &ts, true).await;
+    wait(&fake, &bot, "rejected", |f| {
+        last_update(f, &ts).contains("rejected by <@UBOB>")
+    })
+    .await;
+
+    let reply = bot
+        .slash(&fake, "UALICE", "shift 60 to green", "trig-2")
+        .await;
+    assert!(reply.contains("Working on"), "{reply}");
+    wait(&fake, &bot, "second plan", |f| plans(f).len() == 2).await;
+    let second = plans(&fake)[1].ts.clone();
+    bot.reaction(&fake, "Ev-withdraw", "UALICE", "x", &second, true)
+        .await;
+    wait(&fake, &bot, "withdrawn", |f| {
+        last_update(f, &second).contains("withdrawn by <@UALICE>")
+    })
+    .await;
+    assert!(!thread(&fake, &ts)
+        .iter()
+        .chain(thread(&fake, &second).iter())
+        .any(|t| t.contains("applied")));
+}
+
+#[tokio::test]
+async fn socket_mode_reject_and_withdraw() {
+    reject_and_withdraw(Transport::Socket).await;
+}
+
+#[tokio::test]
+async fn http_reject_and_withdraw() {
+    reject_and_withdraw(Transport::Http).await;
+}
+
+async fn expiry(transport: Transport) {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start_with(&fake, transport, "2s").await;
+    let ts = propose(&fake, &bot).await;
+    wait(&fake, &bot, "expired by the timer", |f| {
+        last_update(f, &ts).contains("expired")
+    })
+    .await;
+    bot.reaction(&fake, "Ev-late", "UBOB", "white_check_mark", &ts, true)
+        .await;
+    wait(&fake, &bot, "late approval refused", |f| {
+        thread_has(f, &ts, "no longer awaiting approval")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn socket_mode_approval_expires() {
+    expiry(Transport::Socket).await;
+}
+
+#[tokio::test]
+async fn http_approval_expires() {
+    expiry(Transport::Http).await;
+}
+
+async fn duplicate_deliveries(transport: Transport) {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, transport).await;
+    let ts = propose(&fake, &bot).await;
+    // Slack retries a slash command's trigger and an event's id: each acts once.
+    for _ in 0..2 {
+        bot.slash(&fake, "UALICE", "shift 50", "trig-1").await;
+    }
+    for _ in 0..3 {
+        bot.reaction(&fake, "Ev-same", "UBOB", "white_check_mark", &ts, true)
+            .await;
+    }
+    wait(&fake, &bot, "applied", |f| {
+        thread_has(f, &ts, "applied and verified")
+    })
+    .await;
+    bot.slash(&fake, "UCAROL", "status", "trig-status").await;
+    wait(&fake, &bot, "status posted", |f| {
+        f.posts()
+            .iter()
+            .any(|p| p.text.contains("no operation running"))
+    })
+    .await;
+    let applied = thread(&fake, &ts)
+        .iter()
+        .filter(|t| t.contains("applied and verified"))
+        .count();
+    assert_eq!(applied, 1, "one execution");
+    assert_eq!(plans(&fake).len(), 1, "one plan");
+}
+
+#[tokio::test]
+async fn socket_mode_same_event_three_times_acts_once() {
+    duplicate_deliveries(Transport::Socket).await;
+}
+
+#[tokio::test]
+async fn http_same_event_three_times_acts_once() {
+    duplicate_deliveries(Transport::Http).await;
+}
+
+async fn rate_limited(transport: Transport) {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, transport).await;
+    fake.fail_next(
+        "chat.postMessage",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    let started = std::time::Instant::now();
+    let ts = propose(&fake, &bot).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for Retry-After"
+    );
+    assert_eq!(
+        fake.calls_to("chat.postMessage").len(),
+        2,
+        "one 429, one retry"
+    );
+    assert!(!ts.is_empty());
+}
+
+#[tokio::test]
+async fn socket_mode_429_is_retried_after_retry_after() {
+    rate_limited(Transport::Socket).await;
+}
+
+#[tokio::test]
+async fn http_429_is_retried_after_retry_after() {
+    rate_limited(Transport::Http).await;
+}
+
+async fn bad_input(transport: Transport) {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, transport).await;
+    let reply = bot.slash(&fake, "UALICE", "shfit 50", "trig-bad").await;
+    assert!(reply.contains("did you mean `shift`?"), "{reply}");
+    let reply = bot.slash(&fake, "UALICE", "help", "trig-help").await;
+    assert!(reply.contains("/failover shift PERCENT"), "{reply}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        fake.calls_to("chat.postMessage").is_empty(),
+        "nothing posted"
+    );
+}
+
+#[tokio::test]
+async fn socket_mode_bad_input_is_answered_at_once_and_privately() {
+    bad_input(Transport::Socket).await;
+}
+
+#[tokio::test]
+async fn http_bad_input_is_answered_at_once_and_privately() {
+    bad_input(Transport::Http).await;
+}
+
+#[tokio::test]
+async fn socket_dropped_mid_operation_reconnects_and_completes() {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, Transport::Socket).await;
+    let ts = propose(&fake, &bot).await;
+    fake.drop_socket().await;
+    assert!(
+        fake.wait_connected(2, WAIT).await,
+        "reconnected; log:\n{}",
+        bot.log()
+    );
+    bot.reaction(
+        &fake,
+        "Ev-after-drop",
+        "UBOB",
+        "white_check_mark",
+        &ts,
+        true,
+    )
+    .await;
+    wait(&fake, &bot, "applied after reconnect", |f| {
+        thread_has(f, &ts, "applied and verified")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn socket_disconnect_envelope_reconnects() {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, Transport::Socket).await;
+    fake.send_disconnect("refresh_requested").await;
+    assert!(
+        fake.wait_connected(2, WAIT).await,
+        "reconnected; log:\n{}",
+        bot.log()
+    );
+    propose(&fake, &bot).await;
+}
+
+#[tokio::test]
+async fn http_forged_or_stale_signatures_get_401_and_do_nothing() {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, Transport::Http).await;
+    let body = fake_slack::slash_command_form("UALICE", "C1", "shift 50", "trig-forged");
+    let client = reqwest::Client::new();
+
+    let unsigned = client
+        .post(bot.url("/slack/commands"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+
+    let forged = client
+        .post(bot.url("/slack/commands"))
+        .header("X-Slack-Request-Timestamp", now().to_string())
+        .header(
+            "X-Slack-Signature",
+            fake_slack::sign("not-the-secret", now(), &body),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let stale = signed_post(&bot.url("/slack/commands"), &body, now() - 6 * 60).await;
+    assert_eq!(stale.status(), 401);
+
+    let event =
+        fake_slack::reaction_event("Ev-forged", "UBOB", "white_check_mark", "C1", "1.1", true);
+    let forged_event = client
+        .post(bot.url("/slack/events"))
+        .header("X-Slack-Request-Timestamp", now().to_string())
+        .header("X-Slack-Signature", "v0=deadbeef")
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_event.status(), 401);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        fake.calls_to("chat.postMessage").is_empty(),
+        "nothing posted"
+    );
+    assert!(
+        fake.calls_to("chat.postEphemeral").is_empty(),
+        "nothing answered"
+    );
+}
+
+#[tokio::test]
+async fn http_url_verification_and_malformed_events() {
+    let fake = FakeSlack::start().await;
+    let bot = Bot::start(&fake, Transport::Http).await;
+    let challenge = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let response = signed_post(&bot.url("/slack/events"), challenge, now()).await;
+    assert_eq!(response.status(), 200);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(
+        json["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+
+    let response = signed_post(&bot.url("/slack/events"), "{not json", now()).await;
+    assert_eq!(response.status(), 400);
+    let response = signed_post(&bot.url("/slack/commands"), "user_id=U1", now()).await;
+    assert_eq!(response.status(), 400);
+}
