@@ -691,20 +691,28 @@ fn results_table(report: &StepReport<'_>) -> String {
     table(["cluster", "weight", "result"], rows)
 }
 
-pub fn superseded(plan: &Plan, now: &Weights) -> Message {
+pub fn superseded(plan: &Plan, now: &Weights, moved: &[String]) -> Message {
     let changed: Vec<String> = plan
         .before
         .iter()
         .filter(|(c, w)| now.get(c) != Some(*w))
         .map(|(c, w)| format!("{c} {w} → {}", cell(now.get(c))))
         .collect();
-    Message::new(format!(
-        ":recycle: The weights changed since this plan was shown ({}). The approval does not carry over: a new plan follows.",
-        if changed.is_empty() {
-            "a cluster was added or removed".to_owned()
-        } else {
+    let what = if !changed.is_empty() {
+        format!(
+            "The weights changed since this plan was shown ({})",
             changed.join(", ")
-        }
+        )
+    } else if plan.before.clusters().ne(now.clusters()) {
+        "A cluster was added or removed since this plan was shown".to_owned()
+    } else {
+        format!(
+            "The routing objects of {} were changed by someone else since this plan was shown",
+            moved.join(", ")
+        )
+    };
+    Message::new(format!(
+        ":recycle: {what}. The approval does not carry over: a new plan follows."
     ))
 }
 

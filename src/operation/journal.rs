@@ -53,6 +53,8 @@ pub enum Entry {
         expires_at: DateTime<Utc>,
         #[serde(default)]
         warnings: Vec<String>,
+        #[serde(default)]
+        versions: std::collections::BTreeMap<String, String>,
     },
     /// The approval of a step changed state.
     Decided {

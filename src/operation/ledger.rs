@@ -86,6 +86,7 @@ impl Ledger {
                 message,
                 expires_at,
                 warnings,
+                versions,
             } => {
                 let Some(state) = self.op_mut(*op) else {
                     return;
@@ -99,6 +100,7 @@ impl Ledger {
                     plan: plan.clone(),
                     message: message.clone(),
                     warnings: warnings.clone(),
+                    versions: versions.clone(),
                 };
                 state.step = *step;
                 state.last_shown = Some(shown.clone());

@@ -13,6 +13,8 @@ pub mod engine;
 pub mod journal;
 pub mod ledger;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +87,9 @@ pub struct ShownPlan {
     pub approval: Approval,
     /// Gate failures pushed through with break-glass, shown on the plan.
     pub warnings: Vec<String>,
+    /// Each routing object's version (resourceVersion) when the plan was
+    /// made: if one moved, the plan is made and asked for again.
+    pub versions: BTreeMap<String, String>,
 }
 
 /// Where a running operation is. Each phase is the result of a journal

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fake_slack;
+pub mod kube_env;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! and apply an approved one, finish. Resuming after a restart is the same
 //! loop, so a crash at any point continues from the last durable record.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::future::join_all;
@@ -23,6 +24,8 @@ pub(super) struct Prepared {
     pub plan: Plan,
     /// Health-gate failures pushed through with break-glass.
     pub warnings: Vec<String>,
+    /// The routing objects' versions the plan was made from.
+    pub versions: BTreeMap<String, String>,
 }
 
 impl Prepared {
@@ -35,6 +38,7 @@ impl Prepared {
         Ok(Prepared {
             plan: Plan::new(scope, self.plan.change, self.plan.before, self.plan.after)?,
             warnings: self.warnings,
+            versions: self.versions,
         })
     }
 }
@@ -76,7 +80,16 @@ impl Engine {
         };
         let plan = Plan::new(scope, change, before, after)?;
         let warnings = self.gates(&header.env, &plan, header.kind.force()).await?;
-        Ok(Prepared { plan, warnings })
+        let versions = snapshot
+            .clusters
+            .iter()
+            .filter_map(|(c, s)| Some((c.clone(), s.version.clone()?)))
+            .collect();
+        Ok(Prepared {
+            plan,
+            warnings,
+            versions,
+        })
     }
 
     /// Identity of every cluster the plan touches, and health of every
@@ -149,6 +162,7 @@ impl Engine {
             },
             approval,
             warnings: prepared.warnings,
+            versions: prepared.versions,
         };
         let text = messages::plan(&self.plan_view(header, step, &shown, PlanStatus::Pending));
         shown.message = self.chat.post(&header.channel, None, &text).await?;
@@ -167,6 +181,7 @@ impl Engine {
             message: shown.message,
             expires_at,
             warnings: shown.warnings,
+            versions: shown.versions,
         })?;
         Ok(())
     }
@@ -228,8 +243,9 @@ impl Engine {
             Ok(snapshot) => snapshot,
             Err(refusal) => return self.refuse_step(op, refusal).await,
         };
-        if snapshot.weights() != shown.plan.before {
-            return self.supersede(op, shown, &snapshot.weights()).await;
+        let moved = moved_objects(shown, &snapshot);
+        if snapshot.weights() != shown.plan.before || !moved.is_empty() {
+            return self.supersede(op, shown, &snapshot.weights(), &moved).await;
         }
         if let Err(refusal) = self
             .gates(&op.header.env, &shown.plan, op.header.kind.force())
@@ -301,6 +317,7 @@ impl Engine {
         op: &OperationState,
         shown: &ShownPlan,
         now_weights: &Weights,
+        moved: &[String],
     ) -> Result<(), EngineError> {
         self.record(Entry::Decided {
             op: op.header.id,
@@ -310,7 +327,7 @@ impl Engine {
             event: None,
         })?;
         self.update_plan(op, shown, PlanStatus::Superseded).await;
-        let note = messages::superseded(&shown.plan, now_weights);
+        let note = messages::superseded(&shown.plan, now_weights, moved);
         self.say(&op.header.channel, Some(&shown.message), note)
             .await;
         Ok(())
@@ -537,6 +554,17 @@ fn target_of(
             )
         }
     })
+}
+
+/// Routing objects whose version moved since the plan was made (someone
+/// else wrote them, even if the weights look the same).
+fn moved_objects(shown: &ShownPlan, snapshot: &Snapshot) -> Vec<String> {
+    shown
+        .versions
+        .iter()
+        .filter(|(cluster, version)| snapshot.version(cluster) != Some(version.as_str()))
+        .map(|(cluster, _)| cluster.clone())
+        .collect()
 }
 
 /// A step being finished after a restart must start from weights that are,

@@ -1,0 +1,641 @@
+//! The engine with the Kubernetes backend against real kube-apiservers (one
+//! etcd, one API server per simulated cluster). Lunar's cluster-routing
+//! controller is played by a small loop that does what it does: copy the
+//! RoutingWeight's annotations onto controlled Ingresses and Services, only
+//! in the cluster whose identity the RoutingWeight names.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::Client;
+
+use failover_bot::backend::kube::crd::RoutingWeight;
+use failover_bot::backend::kube::KubeBackend;
+use failover_bot::backend::RoutingBackend;
+use failover_bot::chat::StaticGroups;
+use failover_bot::clock::OffsetClock;
+use failover_bot::config::Config;
+use failover_bot::operation::engine::{CommandRequest, Engine, EngineParts, Reaction};
+use failover_bot::operation::journal::Journal;
+use support::kube_env::KubeEnv;
+use support::RecordingChat;
+
+const PREFIX: &str = "external-dns.alpha.kubernetes.io/";
+
+/// The engine on real clusters, with a recording chat.
+struct Bot {
+    engine: Engine,
+    chat: Arc<RecordingChat>,
+    _dir: tempfile::TempDir,
+}
+
+impl Bot {
+    fn new(config: Config, backend: Arc<dyn RoutingBackend>) -> Bot {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, records) = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+        let chat = Arc::new(RecordingChat::default());
+        let engine = Engine::new(EngineParts {
+            config: Arc::new(config),
+            backend,
+            chat: chat.clone(),
+            groups: Arc::new(StaticGroups::default()),
+            clock: Arc::new(OffsetClock::new()),
+            journal,
+            records,
+            bot_user: "UBOT".into(),
+        });
+        Bot {
+            engine,
+            chat,
+            _dir: dir,
+        }
+    }
+
+    async fn cmd(&self, user: &str, text: &str) {
+        self.engine
+            .handle_command(CommandRequest {
+                user: user.into(),
+                channel: "C1".into(),
+                text: text.into(),
+                event_id: None,
+            })
+            .await;
+    }
+
+    async fn approve(&self, user: &str) {
+        let message = self
+            .engine
+            .pending_plan_messages()
+            .pop()
+            .unwrap_or_else(|| panic!("a plan awaits approval; chat:\n{}", self.chat.all_text()));
+        self.engine
+            .handle_reaction(Reaction {
+                user: user.into(),
+                name: "white_check_mark".into(),
+                message,
+                added: true,
+                event_id: None,
+            })
+            .await;
+    }
+
+    fn said(&self) -> String {
+        self.chat.all_text()
+    }
+}
+
+fn config(env: &KubeEnv, mode: &str, verify_timeout: &str) -> Config {
+    let clusters: String = env
+        .clusters()
+        .iter()
+        .map(|c| format!("      - {{name: {}, context: {}}}\n", c.name, c.context))
+        .collect();
+    Config::from_yaml(&format!(
+        "slack:\n  channels: [C1]\napproval:\n  approvers: [alice, bob]\nrouting:\n  mode: {mode}\n  verify_timeout: {verify_timeout}\nenvironments:\n  dev:\n    channel: C1\n    clusters:\n{clusters}"
+    ))
+    .unwrap()
+}
+
+fn routing_weight_yaml(cluster: &str, weight: u8) -> String {
+    format!(
+        "apiVersion: routing.lunar.tech/v1alpha1\nkind: RoutingWeight\nmetadata:\n  name: {cluster}\n  namespace: operators\nspec:\n  clusterName: {cluster}\n  dryRun: false\n  annotations:\n  - key: {PREFIX}aws-weight\n    value: \"{weight}\"\n  - key: {PREFIX}set-identifier\n    value: {cluster}\n"
+    )
+}
+
+/// An Ingress and a Service in namespace `web`, both controlled.
+fn controlled_objects_yaml(extra_annotations: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: web
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  namespace: web
+  annotations:
+    routing.lunar.tech/controlled: "true"{extra_annotations}
+spec:
+  ports:
+  - port: 80
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: web
+  annotations:
+    routing.lunar.tech/controlled: "true"{extra_annotations}
+spec:
+  defaultBackend:
+    service:
+      name: api
+      port:
+        number: 80
+"#
+    )
+}
+
+/// Routing weights a=100, b=0, c=0 (as RoutingWeights) and controlled objects.
+async fn setup_routing_weights(env: &KubeEnv) {
+    for (i, cluster) in env.clusters().iter().enumerate() {
+        let weight = if i == 0 { 100 } else { 0 };
+        env.apply(i, &routing_weight_yaml(&cluster.name, weight));
+        env.apply(i, &controlled_objects_yaml(""));
+    }
+}
+
+async fn weight_of(env: &KubeEnv, index: usize) -> Option<u8> {
+    let name = &env.clusters()[index].name;
+    let api: Api<RoutingWeight> = Api::namespaced(env.client(index).await, "operators");
+    api.get_opt(name)
+        .await
+        .unwrap()
+        .and_then(|rw| rw.spec.weight(PREFIX))
+}
+
+async fn weights(env: &KubeEnv) -> Vec<Option<u8>> {
+    let mut out = Vec::new();
+    for i in 0..env.clusters().len() {
+        out.push(weight_of(env, i).await);
+    }
+    out
+}
+
+/// What Lunar's cluster-routing controller does, as a loop; aborted on drop.
+struct LunarController(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for LunarController {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl LunarController {
+    async fn start(env: &KubeEnv, only: &[usize]) -> LunarController {
+        let mut tasks = Vec::new();
+        for &i in only {
+            let client = env.client(i).await;
+            let identity = env.clusters()[i].name.clone();
+            tasks.push(tokio::spawn(copy_annotations_forever(client, identity)));
+        }
+        LunarController(tasks)
+    }
+}
+
+async fn copy_annotations_forever(client: Client, identity: String) {
+    loop {
+        let _ = copy_annotations_once(&client, &identity).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn copy_annotations_once(client: &Client, identity: &str) -> Result<(), kube::Error> {
+    let weights: Api<RoutingWeight> = Api::namespaced(client.clone(), "operators");
+    let Some(rw) = weights
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|rw| rw.spec.cluster_name == identity && !rw.spec.dry_run)
+    else {
+        return Ok(());
+    };
+    let annotations: serde_json::Map<String, serde_json::Value> = rw
+        .spec
+        .annotations
+        .iter()
+        .map(|a| (a.key.clone(), a.value.clone().into()))
+        .collect();
+    let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "web");
+    let services: Api<Service> = Api::namespaced(client.clone(), "web");
+    ingresses
+        .patch("api", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    services
+        .patch("api", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn kube_backend(env: &KubeEnv, config: &Config) -> Arc<KubeBackend> {
+    Arc::new(
+        KubeBackend::connect(config, Some(env.kubeconfig()))
+            .await
+            .expect("clients for every context"),
+    )
+}
+
+#[tokio::test]
+async fn failover_in_three_approved_steps_moves_the_routing_weights() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    let _controller = LunarController::start(&env, &[0, 1, 2]).await;
+    let config = config(&env, "routing-weight", "20s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+
+    bot.cmd("alice", "to c steps 10,50,100").await;
+    for (step, expected) in [
+        (1, [Some(90), Some(0), Some(10)]),
+        (2, [Some(50), Some(0), Some(50)]),
+        (3, [Some(0), Some(0), Some(100)]),
+    ] {
+        assert_eq!(bot.chat.plans().len(), step, "{}", bot.said());
+        bot.approve("bob").await;
+        assert_eq!(
+            weights(&env).await,
+            expected,
+            "after step {step}: {}",
+            bot.said()
+        );
+    }
+    let said = bot.said();
+    assert!(said.contains("Step 3/3 applied and verified"), "{said}");
+    assert!(said.contains("Operation #1 complete: 3 steps"), "{said}");
+    // The controller carried the last weights to the controlled objects.
+    let ingresses: Api<Ingress> = Api::namespaced(env.client(2).await, "web");
+    let ingress = ingresses.get("api").await.unwrap();
+    let annotations = ingress.metadata.annotations.unwrap();
+    assert_eq!(annotations[&format!("{PREFIX}aws-weight")], "100");
+    assert_eq!(
+        annotations[&format!("{PREFIX}set-identifier")],
+        env.clusters()[2].name
+    );
+}
+
+#[tokio::test]
+async fn identity_mismatch_is_refused_and_nothing_is_written() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    env.set_identity(2, "k8s-somewhere-else.prod.example.com");
+    let config = config(&env, "routing-weight", "5s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+    let before = resource_versions(&env).await;
+
+    bot.cmd("alice", "shift 50 to c").await;
+    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    assert!(
+        refusal.contains(&format!("context {}", env.clusters()[2].context)),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains("k8s-somewhere-else.prod.example.com"),
+        "{refusal}"
+    );
+    assert!(refusal.contains(&env.clusters()[2].name), "{refusal}");
+    assert!(bot.chat.plans().is_empty());
+    assert_eq!(
+        resource_versions(&env).await,
+        before,
+        "nothing written anywhere"
+    );
+}
+
+async fn resource_versions(env: &KubeEnv) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for (i, c) in env.clusters().iter().enumerate() {
+        let api: Api<RoutingWeight> = Api::namespaced(env.client(i).await, "operators");
+        out.push(api.get(&c.name).await.unwrap().metadata.resource_version);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_concurrent_edit_conflicts_and_the_step_is_planned_again() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    let _controller = LunarController::start(&env, &[0, 1, 2]).await;
+    let config = config(&env, "routing-weight", "20s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+
+    bot.cmd("alice", "shift 50 to c").await;
+    // Someone changes cluster a's RoutingWeight (not its weight) after the plan:
+    // the resourceVersion moves, so our write must not go through blindly.
+    let api: Api<RoutingWeight> = Api::namespaced(env.client(0).await, "operators");
+    let patch = serde_json::json!({ "metadata": { "labels": { "touched": "by-someone" } } });
+    api.patch(
+        &env.clusters()[0].name,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    bot.approve("bob").await;
+    let said = bot.said();
+    assert!(
+        said.contains("changed by someone else since this plan was shown"),
+        "{said}"
+    );
+    assert_eq!(bot.chat.plans().len(), 2, "planned again: {said}");
+    bot.approve("bob").await;
+    assert_eq!(
+        weights(&env).await,
+        [Some(50), Some(0), Some(50)],
+        "{}",
+        bot.said()
+    );
+}
+
+/// Kills a cluster's API server right before the bot writes to it.
+struct KillBeforeWrite {
+    inner: Arc<KubeBackend>,
+    victim: String,
+    kill: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+#[async_trait::async_trait]
+impl RoutingBackend for KillBeforeWrite {
+    async fn read(
+        &self,
+        env: &failover_bot::config::EnvironmentConfig,
+    ) -> Result<failover_bot::backend::Snapshot, failover_bot::backend::BackendError> {
+        self.inner.read(env).await
+    }
+    async fn check_identity(
+        &self,
+        c: &failover_bot::config::ClusterConfig,
+    ) -> Result<(), failover_bot::backend::GateFailure> {
+        self.inner.check_identity(c).await
+    }
+    async fn check_health(
+        &self,
+        c: &failover_bot::config::ClusterConfig,
+    ) -> Result<(), failover_bot::backend::GateFailure> {
+        self.inner.check_health(c).await
+    }
+    async fn set_weight(
+        &self,
+        c: &failover_bot::config::ClusterConfig,
+        w: u8,
+        v: Option<&str>,
+    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
+        if c.name == self.victim {
+            if let Some(kill) = self.kill.lock().unwrap().take() {
+                kill();
+            }
+        }
+        self.inner.set_weight(c, w, v).await
+    }
+    async fn create(
+        &self,
+        c: &failover_bot::config::ClusterConfig,
+    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
+        self.inner.create(c).await
+    }
+    async fn delete(
+        &self,
+        c: &failover_bot::config::ClusterConfig,
+        v: Option<&str>,
+    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
+        self.inner.delete(c, v).await
+    }
+    async fn verify(
+        &self,
+        env: &failover_bot::config::EnvironmentConfig,
+        w: &failover_bot::plan::Weights,
+    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
+        self.inner.verify(env, w).await
+    }
+    async fn observe(
+        &self,
+        env: &failover_bot::config::EnvironmentConfig,
+        w: &failover_bot::plan::Weights,
+    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
+        self.inner.observe(env, w).await
+    }
+}
+
+#[tokio::test]
+async fn an_api_server_dying_mid_step_restores_the_clusters_already_changed() {
+    let env = Arc::new(KubeEnv::start(3).await);
+    setup_routing_weights(&env).await;
+    let config = config(&env, "routing-weight", "5s");
+    let killer = env.clone();
+    let backend = Arc::new(KillBeforeWrite {
+        inner: kube_backend(&env, &config).await,
+        victim: env.clusters()[0].name.clone(),
+        kill: std::sync::Mutex::new(Some(Box::new(move || killer.kill_apiserver(0)))),
+    });
+    let bot = Bot::new(config.clone(), backend);
+
+    // c is raised first (succeeds), then a is lowered: a's API server dies.
+    bot.cmd("alice", "shift 100 to c").await;
+    bot.approve("bob").await;
+    let said = bot.said();
+    assert!(
+        said.contains("every changed cluster was put back"),
+        "{said}"
+    );
+    assert!(said.contains(&env.clusters()[0].name), "{said}");
+    assert_eq!(weight_of(&env, 2).await, Some(0), "c put back: {said}");
+    assert_eq!(weight_of(&env, 1).await, Some(0));
+}
+
+#[tokio::test]
+async fn ingress_annotations_mode_converges_on_real_ingresses_and_services() {
+    let env = KubeEnv::start(3).await;
+    for (i, weight) in [(0, Some(100)), (1, Some(0)), (2, None::<u8>)] {
+        let annotations = match weight {
+            Some(w) => format!("\n    {PREFIX}aws-weight: \"{w}\""),
+            None => String::new(),
+        };
+        env.apply(i, &controlled_objects_yaml(&annotations));
+    }
+    let config = config(&env, "ingress-annotations", "20s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+
+    bot.cmd("alice", "status").await;
+    let status = bot.chat.posts().pop().unwrap().1;
+    assert!(
+        status.contains("not routed"),
+        "c has no weight annotation: {status}"
+    );
+
+    bot.cmd("alice", "shift 30 to b").await;
+    bot.approve("bob").await;
+    assert!(
+        bot.said().contains("applied and verified"),
+        "{}",
+        bot.said()
+    );
+    for (i, expected) in [(0, "70"), (1, "30")] {
+        let client = env.client(i).await;
+        let ingress = Api::<Ingress>::namespaced(client.clone(), "web")
+            .get("api")
+            .await
+            .unwrap();
+        let service = Api::<Service>::namespaced(client, "web")
+            .get("api")
+            .await
+            .unwrap();
+        for annotations in [
+            ingress.metadata.annotations.unwrap(),
+            service.metadata.annotations.unwrap(),
+        ] {
+            assert_eq!(annotations[&format!("{PREFIX}aws-weight")], expected);
+            assert_eq!(
+                annotations[&format!("{PREFIX}set-identifier")],
+                env.clusters()[i].name
+            );
+        }
+    }
+    bot.cmd("alice", "add c").await;
+    bot.approve("bob").await;
+    let service = Api::<Service>::namespaced(env.client(2).await, "web")
+        .get("api")
+        .await
+        .unwrap();
+    assert_eq!(
+        service.metadata.annotations.unwrap()[&format!("{PREFIX}aws-weight")],
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn verification_times_out_and_names_the_stragglers() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    // No controller in cluster c: its Ingress and Service never get the weight.
+    let _controller = LunarController::start(&env, &[0, 1]).await;
+    let config = config(&env, "routing-weight", "2s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+    bot.cmd("alice", "to c steps 50,100").await;
+    bot.approve("bob").await;
+    let said = bot.said();
+    assert!(
+        said.contains(&format!("not yet carried by {}", env.clusters()[2].name)),
+        "{said}"
+    );
+    assert!(
+        bot.engine.pending_plan_messages().is_empty(),
+        "no next step after an unverified one"
+    );
+    bot.cmd("alice", "status").await;
+    let status = bot.chat.posts().pop().unwrap().1;
+    assert!(
+        status.contains("DRIFT 0/2: Ingress web/api (weight none), Service web/api (weight none)"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn the_bot_works_with_exactly_the_shipped_role_and_not_without_it() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    let _controller = LunarController::start(&env, &[0, 1, 2]).await;
+    let config = config(&env, "routing-weight", "20s");
+    let as_bot = env.kubeconfig_for(env.bot_token());
+
+    let without = KubeBackend::connect(&config, Some(&as_bot)).await.unwrap();
+    let check = without
+        .check_cluster(&config.environments["dev"].clusters[0])
+        .await;
+    assert!(!check.is_ok());
+    assert!(
+        check
+            .missing_permissions
+            .iter()
+            .any(|p| p.contains("update routingweights")),
+        "{check:?}"
+    );
+    let bot = Bot::new(config.clone(), Arc::new(without));
+    bot.cmd("alice", "shift 50 to c").await;
+    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    assert!(
+        refusal.contains("cannot read the weights in dev") && refusal.contains("forbidden"),
+        "{refusal}"
+    );
+
+    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
+        .unwrap();
+    for i in 0..3 {
+        env.apply(i, &rbac);
+    }
+    let with = KubeBackend::connect(&config, Some(&as_bot)).await.unwrap();
+    for cluster in &config.environments["dev"].clusters {
+        let check = with.check_cluster(cluster).await;
+        assert!(check.is_ok(), "{check:?}");
+    }
+    let bot = Bot::new(config.clone(), Arc::new(with));
+    bot.cmd("alice", "shift 50 to c").await;
+    bot.approve("bob").await;
+    assert_eq!(
+        weights(&env).await,
+        [Some(50), Some(0), Some(50)],
+        "{}",
+        bot.said()
+    );
+    bot.cmd("alice", "add b").await;
+    assert!(bot
+        .chat
+        .ephemerals("alice")
+        .pop()
+        .unwrap_or_default()
+        .contains("already has a routing weight"));
+}
+
+fn run_cli(env: &KubeEnv, config: &Config, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, serde_json::to_string(config).unwrap()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .env("KUBECONFIG", env.kubeconfig())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn check_and_status_on_a_healthy_and_a_broken_setup() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    let config = config(&env, "routing-weight", "5s");
+
+    let (ok, out) = run_cli(&env, &config, &["check"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "✓ {} (context {}): identity verified, weight 100",
+            env.clusters()[0].name,
+            env.clusters()[0].context
+        )),
+        "{out}"
+    );
+
+    let (ok, out) = run_cli(&env, &config, &["status"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&env.clusters()[0].name) && out.contains("100%"),
+        "{out}"
+    );
+
+    env.set_identity(1, "k8s-wrong.example.com");
+    env.kill_apiserver(2);
+    let (ok, out) = run_cli(&env, &config, &["check"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("answers as `k8s-wrong.example.com`"), "{out}");
+    assert!(
+        out.contains(&format!("✗ {}", env.clusters()[2].name)),
+        "{out}"
+    );
+    assert!(out.contains("some checks failed"), "{out}");
+}
