@@ -639,3 +639,40 @@ async fn check_and_status_on_a_healthy_and_a_broken_setup() {
     );
     assert!(out.contains("some checks failed"), "{out}");
 }
+
+#[tokio::test]
+async fn a_dry_run_routing_weight_is_reported_as_dry_run_not_applied() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    let _controller = LunarController::start(&env, &[0, 1, 2]).await;
+    let api: Api<RoutingWeight> = Api::namespaced(env.client(2).await, "operators");
+    let patch = serde_json::json!({ "spec": { "dryRun": true } });
+    api.patch(
+        &env.clusters()[2].name,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let config = config(&env, "routing-weight", "10s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+    bot.cmd("alice", "shift 50 to c").await;
+    bot.approve("bob").await;
+    let said = bot.said();
+    assert!(
+        said.contains(&format!(
+            "Dry run on {}: accepted, not served",
+            env.clusters()[2].name
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("dry run"),
+        "the cluster's row says dry run: {said}"
+    );
+    assert_eq!(
+        weight_of(&env, 2).await,
+        Some(50),
+        "the RoutingWeight itself holds the weight"
+    );
+}
