@@ -18,25 +18,11 @@ use failover_bot::config::Config;
 use failover_bot::operation::apply::apply;
 use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope};
 
-const PREFIX: &str = "external-dns.alpha.kubernetes.io/";
+use kube_env::ANNOTATION_PREFIX as PREFIX;
 const ROUNDS: usize = 15;
 
 fn config(env: &kube_env::KubeEnv) -> Config {
-    let clusters: String = env
-        .clusters()
-        .iter()
-        .map(|c| format!("      - {{name: {}, context: {}}}\n", c.name, c.context))
-        .collect();
-    Config::from_yaml(&format!(
-        "approval:\n  approvers: [alice, bob]\nenvironments:\n  dev:\n    clusters:\n{clusters}"
-    ))
-    .unwrap()
-}
-
-fn routing_weight(cluster: &str, weight: u8) -> String {
-    format!(
-        "apiVersion: routing.lunar.tech/v1alpha1\nkind: RoutingWeight\nmetadata:\n  name: {cluster}\n  namespace: operators\nspec:\n  clusterName: {cluster}\n  annotations:\n  - key: {PREFIX}aws-weight\n    value: \"{weight}\"\n  - key: {PREFIX}set-identifier\n    value: {cluster}\n"
-    )
+    Config::from_yaml(&env.config_yaml("  mode: routing-weight\n", "")).unwrap()
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -107,7 +93,7 @@ async fn measure(n: usize) -> (Duration, Option<Duration>) {
     for (i, cluster) in env.clusters().iter().enumerate() {
         env.apply(
             i,
-            &routing_weight(&cluster.name, if i == 0 { 100 } else { 0 }),
+            &kube_env::routing_weight_yaml(&cluster.name, if i == 0 { 100 } else { 0 }),
         );
     }
     let config = config(&env);

@@ -197,6 +197,10 @@ async fn check(path: &PathBuf, offline: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let route53 = match config.environments.values().any(|e| e.route53.is_some()) {
+        true => Some(crate::backend::route53::Route53::from_env().await),
+        false => None,
+    };
     let mut ok = true;
     for (name, env) in &config.environments {
         println!("{name}:");
@@ -204,6 +208,11 @@ async fn check(path: &PathBuf, offline: bool) -> ExitCode {
             let found = backend.check_cluster(cluster).await;
             ok &= found.is_ok();
             println!("{}", crate::messages::cluster_check(cluster, &found));
+        }
+        if let (Some(route53), Some(dns)) = (&route53, &env.route53) {
+            let problems = crate::backend::dns::check_records(route53, env, dns).await;
+            ok &= problems.is_empty();
+            println!("{}", crate::messages::records_check(dns, &problems));
         }
     }
     if ok {
@@ -227,7 +236,7 @@ async fn status(path: &PathBuf, only: Option<&str>) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let backend = match crate::backend::kube::KubeBackend::connect(&config, None).await {
+    let backend = match crate::serve::real_backend(&config).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("failover-bot: {e}");
@@ -239,12 +248,9 @@ async fn status(path: &PathBuf, only: Option<&str>) -> ExitCode {
         if only.is_some_and(|o| o != name) {
             continue;
         }
-        match crate::backend::RoutingBackend::read(&backend, env).await {
+        match backend.read(env).await {
             Ok(snapshot) => {
-                let observed =
-                    crate::backend::RoutingBackend::observe(&backend, env, &snapshot.weights())
-                        .await
-                        .ok();
+                let observed = backend.observe(env, &snapshot.weights()).await.ok();
                 let view = crate::messages::StatusView {
                     env: name,
                     config: &config,

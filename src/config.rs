@@ -321,6 +321,12 @@ impl Config {
                 }
             }
             validate_clusters(&key, &environment.clusters, p);
+            if self.routing.mode == RoutingMode::Route53 && environment.route53.is_none() {
+                p.add(
+                    format!("{key}.route53"),
+                    "mode route53 writes the weighted records, so every environment needs a route53 section",
+                );
+            }
             if let Some(route53) = &environment.route53 {
                 if route53.zone_id.trim().is_empty() {
                     p.add(format!("{key}.route53.zone_id"), "must not be empty");

@@ -899,6 +899,19 @@ pub fn history(env: &str, finished: &[Finished], running: Option<&OperationState
     Message::new(text.trim_end().to_owned())
 }
 
+/// The Route53 line of `failover-bot check`.
+pub fn records_check(dns: &crate::config::Route53Config, problems: &[String]) -> String {
+    if problems.is_empty() {
+        format!(
+            "  ✓ Route53 zone {}: every record has a weighted set per cluster ({})",
+            dns.zone_id,
+            dns.records.join(", ")
+        )
+    } else {
+        format!("  ✗ Route53 zone {}: {}", dns.zone_id, problems.join("; "))
+    }
+}
+
 /// One line per cluster for `failover-bot check`.
 pub fn cluster_check(
     cluster: &crate::config::ClusterConfig,

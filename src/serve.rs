@@ -11,8 +11,10 @@ use std::time::Duration;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use slack_morphism::prelude::*;
 
+use crate::backend::dns::{DnsVerified, Route53Mode};
 use crate::backend::kube::KubeBackend;
 use crate::backend::memory::MemoryBackend;
+use crate::backend::route53::Route53;
 use crate::backend::RoutingBackend;
 use crate::clock::SystemClock;
 use crate::config::{Config, RoutingMode};
@@ -47,18 +49,31 @@ pub async fn serve(options: ServeOptions, settings: SlackSettings) -> Result<(),
     }
 }
 
-/// In-memory clusters (`--in-memory`), else the real clusters of the
-/// config's mode, reached through `$KUBECONFIG`.
+/// In-memory clusters (`--in-memory`), else the real ones.
 pub async fn backend(options: &ServeOptions) -> Result<Arc<dyn RoutingBackend>, String> {
     if options.in_memory {
         return Ok(Arc::new(MemoryBackend::from_config(&options.config)));
     }
-    match options.config.routing.mode {
-        RoutingMode::Route53 => Err(
-            "routing mode route53 is not built yet; use routing-weight or ingress-annotations"
-                .into(),
-        ),
-        _ => Ok(Arc::new(KubeBackend::connect(&options.config, None).await?)),
+    real_backend(&options.config).await
+}
+
+/// The clusters of the config's mode, reached through `$KUBECONFIG` (and
+/// the standard AWS chain for Route53): Route53 verification is added
+/// wherever an environment has a `route53` section.
+pub async fn real_backend(config: &Config) -> Result<Arc<dyn RoutingBackend>, String> {
+    let kube = Arc::new(KubeBackend::connect(config, None).await?);
+    let timeout = config.routing.verify_timeout;
+    let needs_dns = config.environments.values().any(|e| e.route53.is_some());
+    match config.routing.mode {
+        RoutingMode::Route53 => {
+            let route53 = Arc::new(Route53::from_env().await);
+            Ok(Arc::new(Route53Mode::new(kube, route53, timeout)))
+        }
+        _ if needs_dns => {
+            let route53 = Arc::new(Route53::from_env().await);
+            Ok(Arc::new(DnsVerified::new(kube, route53, timeout)))
+        }
+        _ => Ok(kube),
     }
 }
 

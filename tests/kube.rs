@@ -17,94 +17,15 @@ use kube::Client;
 use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::RoutingBackend;
-use failover_bot::chat::StaticGroups;
-use failover_bot::clock::OffsetClock;
 use failover_bot::config::Config;
-use failover_bot::operation::engine::{CommandRequest, Engine, EngineParts, Reaction};
-use failover_bot::operation::journal::Journal;
-use support::kube_env::KubeEnv;
-use support::RecordingChat;
+use support::kube_env::{routing_weight_yaml, KubeEnv};
+use support::TestBot as Bot;
 
-const PREFIX: &str = "external-dns.alpha.kubernetes.io/";
-
-/// The engine on real clusters, with a recording chat.
-struct Bot {
-    engine: Engine,
-    chat: Arc<RecordingChat>,
-    _dir: tempfile::TempDir,
-}
-
-impl Bot {
-    fn new(config: Config, backend: Arc<dyn RoutingBackend>) -> Bot {
-        let dir = tempfile::tempdir().unwrap();
-        let (journal, records) = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
-        let chat = Arc::new(RecordingChat::default());
-        let engine = Engine::new(EngineParts {
-            config: Arc::new(config),
-            backend,
-            chat: chat.clone(),
-            groups: Arc::new(StaticGroups::default()),
-            clock: Arc::new(OffsetClock::new()),
-            journal,
-            records,
-            bot_user: "UBOT".into(),
-        });
-        Bot {
-            engine,
-            chat,
-            _dir: dir,
-        }
-    }
-
-    async fn cmd(&self, user: &str, text: &str) {
-        self.engine
-            .handle_command(CommandRequest {
-                user: user.into(),
-                channel: "C1".into(),
-                text: text.into(),
-                event_id: None,
-            })
-            .await;
-    }
-
-    async fn approve(&self, user: &str) {
-        let message = self
-            .engine
-            .pending_plan_messages()
-            .pop()
-            .unwrap_or_else(|| panic!("a plan awaits approval; chat:\n{}", self.chat.all_text()));
-        self.engine
-            .handle_reaction(Reaction {
-                user: user.into(),
-                name: "white_check_mark".into(),
-                message,
-                added: true,
-                event_id: None,
-            })
-            .await;
-    }
-
-    fn said(&self) -> String {
-        self.chat.all_text()
-    }
-}
+use support::kube_env::ANNOTATION_PREFIX as PREFIX;
 
 fn config(env: &KubeEnv, mode: &str, verify_timeout: &str) -> Config {
-    let clusters: String = env
-        .clusters()
-        .iter()
-        .map(|c| format!("      - {{name: {}, context: {}}}\n", c.name, c.context))
-        .collect();
-    Config::from_yaml(&format!(
-        "slack:\n  channels: [C1]\napproval:\n  approvers: [alice, bob]\nrouting:\n  mode: {mode}\n  verify_timeout: {verify_timeout}\nenvironments:\n  dev:\n    channel: C1\n    clusters:\n{clusters}"
-    ))
-    .unwrap()
-}
-
-fn routing_weight_yaml(cluster: &str, weight: u8) -> String {
-    format!(
-        "apiVersion: routing.lunar.tech/v1alpha1\nkind: RoutingWeight\nmetadata:\n  name: {cluster}\n  namespace: operators\nspec:\n  clusterName: {cluster}\n  dryRun: false\n  annotations:\n  - key: {PREFIX}aws-weight\n    value: \"{weight}\"\n  - key: {PREFIX}set-identifier\n    value: {cluster}\n"
-    )
+    let routing = format!("  mode: {mode}\n  verify_timeout: {verify_timeout}\n");
+    Config::from_yaml(&env.config_yaml(&routing, "")).unwrap()
 }
 
 /// An Ingress and a Service in namespace `web`, both controlled.

@@ -151,6 +151,11 @@ async fn crash_at_every_record_boundary_and_write_then_resume() {
         }
     }
     assert!(crash_points > lines.len(), "{crash_points} crash points");
+    eprintln!(
+        "crash recovery: {crash_points} crash points over a {}-record journal and {} backend observations",
+        lines.len(),
+        trail.len()
+    );
 }
 
 #[tokio::test]

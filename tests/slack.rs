@@ -418,13 +418,24 @@ async fn duplicate_deliveries(transport: Transport) {
         thread_has(f, &ts, "applied and verified")
     })
     .await;
-    bot.slash(&fake, "UCAROL", "status", "trig-status").await;
-    wait(&fake, &bot, "status posted", |f| {
-        f.posts()
-            .iter()
-            .any(|p| p.text.contains("no operation running"))
-    })
-    .await;
+    // The operation is recorded as ended just after its result is posted:
+    // ask for status until the bot says nothing runs (bounded).
+    let mut idle = false;
+    for attempt in 0..20 {
+        bot.slash(&fake, "UCAROL", "status", &format!("trig-status-{attempt}"))
+            .await;
+        idle = fake
+            .wait_until("status says idle", Duration::from_millis(500), |f| {
+                f.posts()
+                    .iter()
+                    .any(|p| p.text.contains("no operation running"))
+            })
+            .await;
+        if idle {
+            break;
+        }
+    }
+    assert!(idle, "status never said idle; bot log:\n{}", bot.log());
     let applied = thread(&fake, &ts)
         .iter()
         .filter(|t| t.contains("applied and verified"))

@@ -6,9 +6,11 @@
 //! The engine never assumes a write worked: every method can fail per
 //! cluster, and the engine restores what it changed when one does.
 
+pub mod dns;
 pub mod health;
 pub mod kube;
 pub mod memory;
+pub mod route53;
 
 use std::collections::BTreeMap;
 
@@ -155,4 +157,15 @@ pub trait RoutingBackend: Send + Sync {
         env: &EnvironmentConfig,
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError>;
+
+    /// Sets every cluster's weight in one atomic call, for backends that
+    /// can (a Route53 change batch). `None`: write cluster by cluster.
+    /// `Some(Err)` means nothing changed.
+    async fn write_all(
+        &self,
+        _env: &EnvironmentConfig,
+        _weights: &Weights,
+    ) -> Option<Result<Written, BackendError>> {
+        None
+    }
 }

@@ -80,6 +80,11 @@ pub async fn apply(
     plan: &Plan,
     current: &Snapshot,
 ) -> Applied {
+    if plan.change == Change::SetWeights {
+        if let Some(result) = backend.write_all(env, &plan.after).await {
+            return applied_atomically(plan, current, result);
+        }
+    }
     let mut held: BTreeMap<String, Option<u8>> = plan
         .changed_clusters()
         .map(|c| (c.to_owned(), current.clusters.get(c).and_then(|s| s.weight)))
@@ -98,7 +103,7 @@ pub async fn apply(
         if *from == plan.after.get(cluster) {
             results.insert(
                 cluster.clone(),
-                result(cluster, *from, *from, ClusterOutcome::Unchanged),
+                result_of(cluster, *from, *from, ClusterOutcome::Unchanged),
             );
         }
     }
@@ -117,7 +122,7 @@ pub async fn apply(
                     };
                     results.insert(
                         mv.cluster.clone(),
-                        result(&mv.cluster, mv.from, mv.to, outcome),
+                        result_of(&mv.cluster, mv.from, mv.to, outcome),
                     );
                 }
                 Err(error) => {
@@ -126,7 +131,7 @@ pub async fn apply(
                     };
                     results.insert(
                         mv.cluster.clone(),
-                        result(&mv.cluster, mv.from, mv.to, outcome),
+                        result_of(&mv.cluster, mv.from, mv.to, outcome),
                     );
                     errors.push(error);
                 }
@@ -176,7 +181,7 @@ async fn restore(
             let before_step = mv.to;
             let during_step = mv.from;
             let entry = results.entry(mv.cluster.clone()).or_insert_with(|| {
-                result(
+                result_of(
                     &mv.cluster,
                     before_step,
                     during_step,
@@ -195,6 +200,35 @@ async fn restore(
         }
     }
     all_restored
+}
+
+/// The result of an atomic write: every changed cluster, or none of them.
+fn applied_atomically(
+    plan: &Plan,
+    current: &Snapshot,
+    result: Result<Written, BackendError>,
+) -> Applied {
+    let outcome = match &result {
+        Ok(Written::Applied) => ClusterOutcome::Applied,
+        Ok(Written::DryRun) => ClusterOutcome::DryRun,
+        Err(error) => ClusterOutcome::Failed {
+            error: format!("{error} (atomic: nothing changed)"),
+        },
+    };
+    let results = plan
+        .changed_clusters()
+        .map(|c| {
+            let from = current.clusters.get(c).and_then(|s| s.weight);
+            result_of(c, from, plan.after.get(c), outcome.clone())
+        })
+        .collect();
+    Applied {
+        results,
+        failure: result.err().map(|e| ApplyFailure {
+            errors: vec![e],
+            restored: true,
+        }),
+    }
 }
 
 fn undo_change(change: &Change) -> Change {
@@ -251,7 +285,7 @@ async fn write(
     }
 }
 
-fn result(
+fn result_of(
     cluster: &str,
     from: Option<u8>,
     to: Option<u8>,

@@ -979,3 +979,29 @@ async fn start_apiserver(
     }
     unreachable!("the last attempt panics")
 }
+
+/// The annotation prefix Lunar uses (and the config's default).
+pub const ANNOTATION_PREFIX: &str = "external-dns.alpha.kubernetes.io/";
+
+/// A RoutingWeight as Lunar publishes them, for `apply`.
+pub fn routing_weight_yaml(cluster: &str, weight: u8) -> String {
+    let p = ANNOTATION_PREFIX;
+    format!(
+        "apiVersion: routing.lunar.tech/v1alpha1\nkind: RoutingWeight\nmetadata:\n  name: {cluster}\n  namespace: operators\nspec:\n  clusterName: {cluster}\n  dryRun: false\n  annotations:\n  - key: {p}aws-weight\n    value: \"{weight}\"\n  - key: {p}set-identifier\n    value: {cluster}\n"
+    )
+}
+
+impl KubeEnv {
+    /// A bot config with one environment `dev` holding every cluster of this
+    /// environment; `routing` and `extra_env` are spliced in as YAML lines.
+    pub fn config_yaml(&self, routing: &str, extra_env: &str) -> String {
+        let clusters: String = self
+            .clusters()
+            .iter()
+            .map(|c| format!("      - {{name: {}, context: {}}}\n", c.name, c.context))
+            .collect();
+        format!(
+            "slack:\n  channels: [C1]\napproval:\n  approvers: [alice, bob]\nrouting:\n{routing}environments:\n  dev:\n    channel: C1\n    clusters:\n{clusters}{extra_env}"
+        )
+    }
+}

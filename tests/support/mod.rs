@@ -7,6 +7,7 @@
 
 pub mod fake_slack;
 pub mod kube_env;
+pub mod moto;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -523,4 +524,68 @@ fn build_engine(
 
 pub fn weights(pairs: &[(&str, u8)]) -> Weights {
     pairs.iter().copied().collect()
+}
+
+/// The real engine on any backend, with a recording chat and a journal
+/// file: what the Kubernetes and DNS tests drive.
+pub struct TestBot {
+    pub engine: Engine,
+    pub chat: Arc<RecordingChat>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBot {
+    pub fn new(config: Config, backend: Arc<dyn RoutingBackend>) -> TestBot {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, records) = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
+        let chat = Arc::new(RecordingChat::default());
+        let engine = Engine::new(EngineParts {
+            config: Arc::new(config),
+            backend,
+            chat: chat.clone(),
+            groups: Arc::new(StaticGroups::default()),
+            clock: Arc::new(OffsetClock::new()),
+            journal,
+            records,
+            bot_user: "UBOT".into(),
+        });
+        TestBot {
+            engine,
+            chat,
+            _dir: dir,
+        }
+    }
+
+    pub async fn cmd(&self, user: &str, text: &str) {
+        self.engine
+            .handle_command(CommandRequest {
+                user: user.into(),
+                channel: "C1".into(),
+                text: text.into(),
+                event_id: None,
+            })
+            .await;
+    }
+
+    /// `user` approves the newest plan awaiting approval.
+    pub async fn approve(&self, user: &str) {
+        let message = self
+            .engine
+            .pending_plan_messages()
+            .pop()
+            .unwrap_or_else(|| panic!("a plan awaits approval; chat:\n{}", self.said()));
+        self.engine
+            .handle_reaction(Reaction {
+                user: user.into(),
+                name: "white_check_mark".into(),
+                message,
+                added: true,
+                event_id: None,
+            })
+            .await;
+    }
+
+    pub fn said(&self) -> String {
+        self.chat.all_text()
+    }
 }

@@ -1,0 +1,318 @@
+//! DNS on top of the cluster backends.
+//!
+//! - [`DnsVerified`] wraps any backend: when an environment has a `route53`
+//!   section, verification also waits until Route53 serves the planned
+//!   weights (in `routing-weight` mode that proves external-dns caught up),
+//!   and `status` shows what Route53 serves next to what is set.
+//! - [`Route53Mode`] is the `route53` mode: weights live in Route53 itself,
+//!   written in one atomic change batch per step; cluster identity is still
+//!   checked through Kubernetes before any write.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::kube::KubeBackend;
+use super::route53::{RecordReport, Route53};
+use super::{
+    BackendError, ClusterState, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+};
+use crate::config::{ClusterConfig, EnvironmentConfig};
+use crate::plan::Weights;
+
+/// Route53's verdict folded into per-cluster convergence: one "object" per
+/// record name, a straggler per record that does not serve the weight yet.
+fn per_cluster(expected: &Weights, reports: &[RecordReport]) -> Vec<Convergence> {
+    expected
+        .clusters()
+        .map(|cluster| {
+            let stragglers: Vec<String> = reports
+                .iter()
+                .filter(|r| {
+                    r.stragglers
+                        .iter()
+                        .any(|s| s.starts_with(&format!("{cluster}:")))
+                })
+                .map(|r| format!("Route53 {}", r.record))
+                .collect();
+            Convergence {
+                cluster: cluster.to_owned(),
+                converged: reports.len() - stragglers.len(),
+                total: reports.len(),
+                stragglers,
+            }
+        })
+        .collect()
+}
+
+/// Adds one cluster's Route53 convergence to its Kubernetes convergence.
+fn merge(mut inner: Vec<Convergence>, dns: Vec<Convergence>) -> Vec<Convergence> {
+    for extra in dns {
+        match inner.iter_mut().find(|c| c.cluster == extra.cluster) {
+            Some(c) => {
+                c.converged += extra.converged;
+                c.total += extra.total;
+                c.stragglers.extend(extra.stragglers);
+            }
+            None => inner.push(extra),
+        }
+    }
+    inner
+}
+
+fn dns_error(error: impl std::fmt::Display) -> BackendError {
+    BackendError::Failed {
+        cluster: "Route53".into(),
+        reason: error.to_string(),
+    }
+}
+
+pub struct DnsVerified {
+    inner: Arc<dyn RoutingBackend>,
+    route53: Arc<Route53>,
+    timeout: std::time::Duration,
+}
+
+impl DnsVerified {
+    pub fn new(
+        inner: Arc<dyn RoutingBackend>,
+        route53: Arc<Route53>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            inner,
+            route53,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl RoutingBackend for DnsVerified {
+    async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
+        self.inner.read(env).await
+    }
+    async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        self.inner.check_identity(cluster).await
+    }
+    async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        self.inner.check_health(cluster).await
+    }
+    async fn set_weight(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+        expected_version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        self.inner
+            .set_weight(cluster, weight, expected_version)
+            .await
+    }
+    async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        self.inner.create(cluster).await
+    }
+    async fn delete(
+        &self,
+        cluster: &ClusterConfig,
+        expected_version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        self.inner.delete(cluster, expected_version).await
+    }
+    async fn write_all(
+        &self,
+        env: &EnvironmentConfig,
+        weights: &Weights,
+    ) -> Option<Result<Written, BackendError>> {
+        self.inner.write_all(env, weights).await
+    }
+
+    async fn verify(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let inner = self.inner.verify(env, expected).await?;
+        let Some(dns) = &env.route53 else {
+            return Ok(inner);
+        };
+        let reports = self
+            .route53
+            .wait_until(&dns.zone_id, &dns.records, expected, self.timeout)
+            .await
+            .map_err(dns_error)?;
+        Ok(merge(inner, per_cluster(expected, &reports)))
+    }
+
+    async fn observe(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let inner = self.inner.observe(env, expected).await?;
+        let Some(dns) = &env.route53 else {
+            return Ok(inner);
+        };
+        let reports = self
+            .route53
+            .check(&dns.zone_id, &dns.records, expected)
+            .await
+            .map_err(dns_error)?;
+        Ok(merge(inner, per_cluster(expected, &reports)))
+    }
+}
+
+/// Mode `route53`: the weighted records are the routing objects.
+pub struct Route53Mode {
+    identity: Arc<KubeBackend>,
+    route53: Arc<Route53>,
+    timeout: std::time::Duration,
+}
+
+impl Route53Mode {
+    pub fn new(
+        identity: Arc<KubeBackend>,
+        route53: Arc<Route53>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            identity,
+            route53,
+            timeout,
+        }
+    }
+
+    fn refuse(cluster: &str, what: &str) -> BackendError {
+        BackendError::Failed {
+            cluster: cluster.to_owned(),
+            reason: format!(
+                "in mode route53 the bot never {what} records; do it with your DNS tooling"
+            ),
+        }
+    }
+}
+
+fn zone(env: &EnvironmentConfig) -> Result<&crate::config::Route53Config, BackendError> {
+    env.route53
+        .as_ref()
+        .ok_or_else(|| dns_error("mode route53 needs a route53 section in every environment"))
+}
+
+#[async_trait]
+impl RoutingBackend for Route53Mode {
+    /// A cluster's weight is its weighted set's weight on the first record
+    /// name (the others are verified to match after every step).
+    async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
+        let dns = zone(env)?;
+        let observed = self
+            .route53
+            .observe(&dns.zone_id, &dns.records)
+            .await
+            .map_err(dns_error)?;
+        let first = observed
+            .into_iter()
+            .next()
+            .map(|(_, w)| w)
+            .unwrap_or_default();
+        let mut snapshot = Snapshot::default();
+        for cluster in &env.clusters {
+            snapshot.clusters.insert(
+                cluster.name.clone(),
+                ClusterState {
+                    weight: first.get(&cluster.name).copied(),
+                    version: None,
+                },
+            );
+        }
+        Ok(snapshot)
+    }
+    async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        self.identity.check_identity(cluster).await
+    }
+    async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        self.identity.check_health(cluster).await
+    }
+    async fn set_weight(
+        &self,
+        cluster: &ClusterConfig,
+        _weight: u8,
+        _expected_version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        // Only reached when a batch is not possible; a cluster-by-cluster
+        // write would break the one-atomic-batch-per-step guarantee.
+        Err(Self::refuse(&cluster.name, "writes single"))
+    }
+    async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        Err(Self::refuse(&cluster.name, "creates"))
+    }
+    async fn delete(
+        &self,
+        cluster: &ClusterConfig,
+        _: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        Err(Self::refuse(&cluster.name, "deletes"))
+    }
+    async fn write_all(
+        &self,
+        env: &EnvironmentConfig,
+        weights: &Weights,
+    ) -> Option<Result<Written, BackendError>> {
+        let dns = match zone(env) {
+            Ok(dns) => dns,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            self.route53
+                .write_weights(&dns.zone_id, &dns.records, weights)
+                .await
+                .map(|_| Written::Applied)
+                .map_err(dns_error),
+        )
+    }
+    async fn verify(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let dns = zone(env)?;
+        let reports = self
+            .route53
+            .wait_until(&dns.zone_id, &dns.records, expected, self.timeout)
+            .await
+            .map_err(dns_error)?;
+        Ok(per_cluster(expected, &reports))
+    }
+    async fn observe(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let dns = zone(env)?;
+        let reports = self
+            .route53
+            .check(&dns.zone_id, &dns.records, expected)
+            .await
+            .map_err(dns_error)?;
+        Ok(per_cluster(expected, &reports))
+    }
+}
+
+/// `failover-bot check`: the zone answers and every record has one weighted
+/// set per configured cluster. Returns the problems found.
+pub async fn check_records(
+    route53: &Route53,
+    env: &EnvironmentConfig,
+    dns: &crate::config::Route53Config,
+) -> Vec<String> {
+    match route53.observe(&dns.zone_id, &dns.records).await {
+        Err(e) => vec![format!("cannot read the zone: {e}")],
+        Ok(observed) => observed
+            .iter()
+            .flat_map(|(record, sets)| {
+                env.clusters
+                    .iter()
+                    .filter(|c| !sets.contains_key(&c.name))
+                    .map(move |c| format!("{record} has no weighted set for {}", c.name))
+            })
+            .collect(),
+    }
+}
