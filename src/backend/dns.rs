@@ -121,9 +121,10 @@ impl RoutingBackend for DnsVerified {
     async fn write_all(
         &self,
         env: &EnvironmentConfig,
-        weights: &Weights,
+        before: &Weights,
+        after: &Weights,
     ) -> Option<Result<Written, BackendError>> {
-        self.inner.write_all(env, weights).await
+        self.inner.write_all(env, before, after).await
     }
 
     async fn verify(
@@ -251,23 +252,44 @@ impl RoutingBackend for Route53Mode {
     ) -> Result<Written, BackendError> {
         Err(Self::refuse(&cluster.name, "deletes"))
     }
+    /// One batch per zone when the step fits (several when it does not).
+    /// If a batch fails, earlier batches of the step may have landed: every
+    /// record is written back to `before`; only if that fails too is the
+    /// step reported as partial.
     async fn write_all(
         &self,
         env: &EnvironmentConfig,
-        weights: &Weights,
+        before: &Weights,
+        after: &Weights,
     ) -> Option<Result<Written, BackendError>> {
         let dns = match zone(env) {
             Ok(dns) => dns,
             Err(e) => return Some(Err(e)),
         };
-        Some(
-            self.route53
-                .write_weights(&dns.zone_id, &dns.records, weights)
-                .await
-                .map(|_| Written::Applied)
-                .map_err(dns_error),
-        )
+        let written = self
+            .route53
+            .write_weights(&dns.zone_id, &dns.records, after)
+            .await;
+        let Err(error) = written else {
+            return Some(Ok(Written::Applied));
+        };
+        if matches!(error, super::route53::Route53Error::Invalid(_)) {
+            // Refused before any call: nothing to put back.
+            return Some(Err(dns_error(error)));
+        }
+        let restored = self
+            .route53
+            .write_weights(&dns.zone_id, &dns.records, before)
+            .await;
+        Some(Err(match restored {
+            Ok(_) => dns_error(format!("{error}; every record was put back")),
+            Err(restore) => BackendError::Partial {
+                cluster: "Route53".into(),
+                reason: format!("{error}; putting the records back failed too: {restore}"),
+            },
+        }))
     }
+
     async fn verify(
         &self,
         env: &EnvironmentConfig,

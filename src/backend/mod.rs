@@ -96,6 +96,9 @@ pub enum BackendError {
     NotFound { cluster: String },
     #[error("{cluster}: {reason}")]
     Failed { cluster: String, reason: String },
+    /// Part of a multi-part write landed and could not be put back.
+    #[error("{cluster}: {reason}")]
+    Partial { cluster: String, reason: String },
 }
 
 impl BackendError {
@@ -158,13 +161,15 @@ pub trait RoutingBackend: Send + Sync {
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError>;
 
-    /// Sets every cluster's weight in one atomic call, for backends that
-    /// can (a Route53 change batch). `None`: write cluster by cluster.
-    /// `Some(Err)` means nothing changed.
+    /// Sets every cluster's weight from `before` to `after` in as few
+    /// atomic calls as the backend can (Route53 change batches). `None`:
+    /// write cluster by cluster. On failure the backend puts back what
+    /// landed; [`BackendError::Partial`] means it could not.
     async fn write_all(
         &self,
         _env: &EnvironmentConfig,
-        _weights: &Weights,
+        _before: &Weights,
+        _after: &Weights,
     ) -> Option<Result<Written, BackendError>> {
         None
     }

@@ -81,7 +81,7 @@ pub async fn apply(
     current: &Snapshot,
 ) -> Applied {
     if plan.change == Change::SetWeights {
-        if let Some(result) = backend.write_all(env, &plan.after).await {
+        if let Some(result) = backend.write_all(env, &plan.before, &plan.after).await {
             return applied_atomically(plan, current, result);
         }
     }
@@ -202,7 +202,8 @@ async fn restore(
     all_restored
 }
 
-/// The result of an atomic write: every changed cluster, or none of them.
+/// The result of a write of all clusters at once: every changed cluster,
+/// or (after the backend put back what landed) none of them.
 fn applied_atomically(
     plan: &Plan,
     current: &Snapshot,
@@ -211,8 +212,11 @@ fn applied_atomically(
     let outcome = match &result {
         Ok(Written::Applied) => ClusterOutcome::Applied,
         Ok(Written::DryRun) => ClusterOutcome::DryRun,
+        Err(error @ BackendError::Partial { .. }) => ClusterOutcome::RestoreFailed {
+            error: error.to_string(),
+        },
         Err(error) => ClusterOutcome::Failed {
-            error: format!("{error} (atomic: nothing changed)"),
+            error: error.to_string(),
         },
     };
     let results = plan
@@ -225,8 +229,8 @@ fn applied_atomically(
     Applied {
         results,
         failure: result.err().map(|e| ApplyFailure {
+            restored: !matches!(e, BackendError::Partial { .. }),
             errors: vec![e],
-            restored: true,
         }),
     }
 }
