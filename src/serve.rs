@@ -11,7 +11,7 @@ use std::time::Duration;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use slack_morphism::prelude::*;
 
-use crate::backend::dns::{DnsVerified, Route53Mode};
+use crate::backend::dns::{cluster_zones, DnsVerified, Route53Mode};
 use crate::backend::kube::KubeBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::route53::Route53;
@@ -64,14 +64,15 @@ pub async fn real_backend(config: &Config) -> Result<Arc<dyn RoutingBackend>, St
     let kube = Arc::new(KubeBackend::connect(config, None).await?);
     let timeout = config.routing.verify_timeout;
     let needs_dns = config.environments.values().any(|e| e.route53.is_some());
+    let zones = cluster_zones(config);
     match config.routing.mode {
         RoutingMode::Route53 => {
             let route53 = Arc::new(Route53::from_env().await);
-            Ok(Arc::new(Route53Mode::new(kube, route53, timeout)))
+            Ok(Arc::new(Route53Mode::new(kube, route53, timeout, zones)))
         }
         _ if needs_dns => {
             let route53 = Arc::new(Route53::from_env().await);
-            Ok(Arc::new(DnsVerified::new(kube, route53, timeout)))
+            Ok(Arc::new(DnsVerified::new(kube, route53, timeout, zones)))
         }
         _ => Ok(kube),
     }

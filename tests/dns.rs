@@ -13,7 +13,7 @@ use aws_sdk_route53::types::{
 };
 use kube::api::{Api, ListParams};
 
-use failover_bot::backend::dns::{DnsVerified, Route53Mode};
+use failover_bot::backend::dns::{cluster_zones, DnsVerified, Route53Mode};
 use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::route53::Route53;
@@ -143,12 +143,14 @@ async fn route53_mode_writes_every_record_in_one_batch_after_approval() {
             .await
             .unwrap(),
     );
+    let zones = cluster_zones(&config);
     let bot = Bot::new(
         config,
         Arc::new(Route53Mode::new(
             kube,
             route53.clone(),
             Duration::from_secs(3),
+            zones,
         )),
     );
 
@@ -199,12 +201,14 @@ async fn route53_mode_refuses_a_cluster_with_the_wrong_identity() {
             .await
             .unwrap(),
     );
+    let zones = cluster_zones(&config);
     let bot = Bot::new(
         config,
         Arc::new(Route53Mode::new(
             kube,
             route53.clone(),
             Duration::from_secs(3),
+            zones,
         )),
     );
     bot.cmd("alice", "shift 50 to c").await;
@@ -252,7 +256,12 @@ async fn routing_weight_mode_waits_for_route53_and_names_records_that_lag() {
             .await
             .unwrap(),
     );
-    let backend = Arc::new(DnsVerified::new(kube, route53, Duration::from_secs(3)));
+    let backend = Arc::new(DnsVerified::new(
+        kube,
+        route53,
+        Duration::from_secs(3),
+        cluster_zones(&config),
+    ));
     let bot = Bot::new(config, backend);
 
     // external-dns runs: the step is verified in Route53 too.
@@ -339,4 +348,127 @@ async fn check_reaches_route53_through_the_standard_aws_environment() {
         "{out}"
     );
     assert!(out.contains("some checks failed"), "{out}");
+}
+
+/// Attaches `health_check` to `cluster`'s A records on every name.
+async fn attach_health_check(
+    raw: &aws_sdk_route53::Client,
+    zone: &str,
+    cluster: &str,
+    index: usize,
+    weight: i64,
+    health_check: &str,
+) {
+    let changes = RECORDS
+        .iter()
+        .map(|record| {
+            Change::builder()
+                .action(ChangeAction::Upsert)
+                .resource_record_set(
+                    ResourceRecordSet::builder()
+                        .name(*record)
+                        .r#type(RrType::A)
+                        .set_identifier(cluster)
+                        .weight(weight)
+                        .ttl(60)
+                        .health_check_id(health_check)
+                        .resource_records(
+                            ResourceRecord::builder()
+                                .value(format!("10.0.0.{}", index + 1))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        })
+        .collect();
+    raw.change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn route53_health_checks_on_a_clusters_records_gate_its_traffic() {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
+    let env = KubeEnv::start(3).await;
+    let moto = Moto::start().await;
+    let raw = raw_client(&moto.endpoint()).await;
+    let names: Vec<String> = env.clusters().iter().map(|c| c.name.clone()).collect();
+    let zone = zone_with_records(&raw, &[(&names[0], 100), (&names[1], 0), (&names[2], 0)]).await;
+    let check = raw
+        .create_health_check()
+        .caller_reference("hc-c")
+        .health_check_config(
+            HealthCheckConfig::builder()
+                .r#type(HealthCheckType::Http)
+                .ip_address("10.0.0.3")
+                .port(80)
+                .resource_path("/healthz")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let check_id = check.health_check().unwrap().id().to_owned();
+    attach_health_check(&raw, &zone, &names[2], 2, 0, &check_id).await;
+
+    let config = config(&env, "route53", &zone);
+    let zones = cluster_zones(&config);
+    let route53 = Arc::new(Route53::for_endpoint(&moto.endpoint()).await);
+    let kube = Arc::new(
+        KubeBackend::connect(&config, Some(env.kubeconfig()))
+            .await
+            .unwrap(),
+    );
+    let bot = Bot::new(
+        config,
+        Arc::new(Route53Mode::new(
+            kube,
+            route53.clone(),
+            Duration::from_secs(3),
+            zones,
+        )),
+    );
+
+    // The check reports success: the step goes through.
+    bot.cmd("alice", "shift 10 to c").await;
+    bot.approve("bob").await;
+    assert!(
+        bot.said().contains("applied and verified"),
+        "{}",
+        bot.said()
+    );
+
+    // A check that cannot be read (deleted) refuses raising c any further.
+    raw.delete_health_check()
+        .health_check_id(&check_id)
+        .send()
+        .await
+        .unwrap();
+    bot.cmd("alice", "shift 50 to c").await;
+    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    assert!(
+        refusal.contains(&format!("cannot read Route53 health check {check_id}")),
+        "{refusal}"
+    );
+    let observed = route53
+        .observe(&zone, &RECORDS.map(String::from))
+        .await
+        .unwrap();
+    assert!(
+        observed.iter().all(|(_, w)| w.get(&names[2]) == Some(&10)),
+        "nothing written: {observed:?}"
+    );
 }

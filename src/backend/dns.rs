@@ -60,6 +60,58 @@ fn merge(mut inner: Vec<Convergence>, dns: Vec<Convergence>) -> Vec<Convergence>
     inner
 }
 
+/// How far Route53 serves `expected`, per cluster: now (`wait: None`) or
+/// after waiting up to `wait` for it to catch up.
+async fn route53_convergence(
+    route53: &Route53,
+    dns: &crate::config::Route53Config,
+    expected: &Weights,
+    wait: Option<std::time::Duration>,
+) -> Result<Vec<Convergence>, BackendError> {
+    let reports = match wait {
+        Some(timeout) => {
+            route53
+                .wait_until(&dns.zone_id, &dns.records, expected, timeout)
+                .await
+        }
+        None => route53.check(&dns.zone_id, &dns.records, expected).await,
+    }
+    .map_err(dns_error)?;
+    Ok(per_cluster(expected, &reports))
+}
+
+/// Which Route53 zone and records each cluster's traffic goes through.
+pub type ClusterZones = std::collections::BTreeMap<String, crate::config::Route53Config>;
+
+pub fn cluster_zones(config: &crate::config::Config) -> ClusterZones {
+    config
+        .environments
+        .values()
+        .filter_map(|env| Some((env, env.route53.clone()?)))
+        .flat_map(|(env, dns)| {
+            env.clusters
+                .iter()
+                .map(move |c| (c.name.clone(), dns.clone()))
+        })
+        .collect()
+}
+
+/// The health gate from Route53's own health checks on the cluster's
+/// records, when its environment has a `route53` section.
+async fn route53_health(
+    route53: &Route53,
+    zones: &ClusterZones,
+    cluster: &ClusterConfig,
+) -> Result<(), GateFailure> {
+    match zones.get(&cluster.name) {
+        Some(dns) => route53
+            .cluster_health(&dns.zone_id, &dns.records, &cluster.name)
+            .await
+            .map_err(GateFailure::Unhealthy),
+        None => Ok(()),
+    }
+}
+
 fn dns_error(error: impl std::fmt::Display) -> BackendError {
     BackendError::Failed {
         cluster: "Route53".into(),
@@ -71,6 +123,7 @@ pub struct DnsVerified {
     inner: Arc<dyn RoutingBackend>,
     route53: Arc<Route53>,
     timeout: std::time::Duration,
+    zones: ClusterZones,
 }
 
 impl DnsVerified {
@@ -78,11 +131,13 @@ impl DnsVerified {
         inner: Arc<dyn RoutingBackend>,
         route53: Arc<Route53>,
         timeout: std::time::Duration,
+        zones: ClusterZones,
     ) -> Self {
         Self {
             inner,
             route53,
             timeout,
+            zones,
         }
     }
 }
@@ -96,7 +151,8 @@ impl RoutingBackend for DnsVerified {
         self.inner.check_identity(cluster).await
     }
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
-        self.inner.check_health(cluster).await
+        self.inner.check_health(cluster).await?;
+        route53_health(&self.route53, &self.zones, cluster).await
     }
     async fn set_weight(
         &self,
@@ -136,12 +192,8 @@ impl RoutingBackend for DnsVerified {
         let Some(dns) = &env.route53 else {
             return Ok(inner);
         };
-        let reports = self
-            .route53
-            .wait_until(&dns.zone_id, &dns.records, expected, self.timeout)
-            .await
-            .map_err(dns_error)?;
-        Ok(merge(inner, per_cluster(expected, &reports)))
+        let dns = route53_convergence(&self.route53, dns, expected, Some(self.timeout)).await?;
+        Ok(merge(inner, dns))
     }
 
     async fn observe(
@@ -153,12 +205,8 @@ impl RoutingBackend for DnsVerified {
         let Some(dns) = &env.route53 else {
             return Ok(inner);
         };
-        let reports = self
-            .route53
-            .check(&dns.zone_id, &dns.records, expected)
-            .await
-            .map_err(dns_error)?;
-        Ok(merge(inner, per_cluster(expected, &reports)))
+        let dns = route53_convergence(&self.route53, dns, expected, None).await?;
+        Ok(merge(inner, dns))
     }
 }
 
@@ -167,6 +215,7 @@ pub struct Route53Mode {
     identity: Arc<KubeBackend>,
     route53: Arc<Route53>,
     timeout: std::time::Duration,
+    zones: ClusterZones,
 }
 
 impl Route53Mode {
@@ -174,11 +223,13 @@ impl Route53Mode {
         identity: Arc<KubeBackend>,
         route53: Arc<Route53>,
         timeout: std::time::Duration,
+        zones: ClusterZones,
     ) -> Self {
         Self {
             identity,
             route53,
             timeout,
+            zones,
         }
     }
 
@@ -230,7 +281,8 @@ impl RoutingBackend for Route53Mode {
         self.identity.check_identity(cluster).await
     }
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
-        self.identity.check_health(cluster).await
+        self.identity.check_health(cluster).await?;
+        route53_health(&self.route53, &self.zones, cluster).await
     }
     async fn set_weight(
         &self,
@@ -295,26 +347,14 @@ impl RoutingBackend for Route53Mode {
         env: &EnvironmentConfig,
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError> {
-        let dns = zone(env)?;
-        let reports = self
-            .route53
-            .wait_until(&dns.zone_id, &dns.records, expected, self.timeout)
-            .await
-            .map_err(dns_error)?;
-        Ok(per_cluster(expected, &reports))
+        route53_convergence(&self.route53, zone(env)?, expected, Some(self.timeout)).await
     }
     async fn observe(
         &self,
         env: &EnvironmentConfig,
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError> {
-        let dns = zone(env)?;
-        let reports = self
-            .route53
-            .check(&dns.zone_id, &dns.records, expected)
-            .await
-            .map_err(dns_error)?;
-        Ok(per_cluster(expected, &reports))
+        route53_convergence(&self.route53, zone(env)?, expected, None).await
     }
 }
 

@@ -356,6 +356,52 @@ impl Route53 {
             .collect()
     }
 
+    /// The gate for `cluster` from Route53's own health checks: every
+    /// health check attached to its weighted records (its set identifier) on
+    /// `records` must have every checker reporting success. Ok when none of
+    /// its records has a health check (nothing configured).
+    pub async fn cluster_health(
+        &self,
+        zone_id: &str,
+        records: &[String],
+        cluster: &str,
+    ) -> Result<(), String> {
+        let zone = valid_zone(zone_id).map_err(|e| e.to_string())?;
+        let mut ids = BTreeSet::new();
+        for name in records {
+            let sets = self
+                .list_raw(&zone, name)
+                .await
+                .map_err(|e| e.to_string())?;
+            ids.extend(
+                sets.iter()
+                    .filter(|s| is_routed(&s.r#type))
+                    .filter(|s| s.set_identifier.as_deref() == Some(cluster))
+                    .filter_map(|s| s.health_check_id.clone()),
+            );
+        }
+        for id in ids {
+            let answer = self
+                .client
+                .get_health_check_status()
+                .health_check_id(&id)
+                .send()
+                .await
+                .map_err(|e| {
+                    let text = aws_sdk_route53::error::DisplayErrorContext(&e).to_string();
+                    let short: String = text.chars().take(200).collect();
+                    format!("cannot read Route53 health check {id}: {short}")
+                })?;
+            let statuses: Vec<String> = answer
+                .health_check_observations()
+                .iter()
+                .filter_map(|o| o.status_report()?.status().map(str::to_owned))
+                .collect();
+            health_verdict(&id, &statuses)?;
+        }
+        Ok(())
+    }
+
     async fn list_raw(
         &self,
         zone: &str,
@@ -925,6 +971,18 @@ fn show_weight(w: Option<u8>) -> String {
     w.map_or_else(|| "no weight".to_owned(), |w| w.to_string())
 }
 
+/// Route53 reports each checker's status as text starting with `Success`
+/// or `Failure`; the gate passes only when every checker succeeded.
+pub fn health_verdict(id: &str, statuses: &[String]) -> Result<(), String> {
+    if statuses.is_empty() {
+        return Err(format!("Route53 health check {id} has no observations yet"));
+    }
+    match statuses.iter().find(|s| !s.starts_with("Success")) {
+        Some(bad) => Err(format!("Route53 health check {id}: {bad}")),
+        None => Ok(()),
+    }
+}
+
 fn is_routed(ty: &RrType) -> bool {
     ROUTED_TYPES.contains(&ty.as_str())
 }
@@ -1155,6 +1213,16 @@ mod tests {
             ))
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn health_passes_only_when_every_checker_succeeds() {
+        let ok = "Success: HTTP Status Code: 200".to_owned();
+        let bad = "Failure: Connection timed out".to_owned();
+        assert!(health_verdict("hc1", &[ok.clone(), ok.clone()]).is_ok());
+        let err = health_verdict("hc1", &[ok, bad]).unwrap_err();
+        assert!(err.contains("Failure: Connection timed out"), "{err}");
+        assert!(health_verdict("hc1", &[]).is_err());
     }
 
     #[test]
