@@ -50,6 +50,11 @@ pub enum CliCommand {
     /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
     /// manifests/crd-routingweight.yaml.
     Crd,
+    /// The audit trail in the journal.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Validate the config, reach every cluster (through $KUBECONFIG), verify
     /// each one's identity and the bot's permissions, print current weights;
     /// exit ≠ 0 on any problem.
@@ -68,6 +73,14 @@ pub enum CliCommand {
         /// One environment; all when left out.
         env: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the journal's hash chain (any edited, inserted or deleted
+    /// record breaks it) and print who requested and who approved every
+    /// weight change; exit ≠ 0 if the chain is broken.
+    Verify { file: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -91,6 +104,9 @@ async fn run(cli: Cli) -> ExitCode {
         CliCommand::Sandbox { config } => sandbox(config).await,
         CliCommand::Check { config, offline } => check(&config, offline).await,
         CliCommand::Status { config, env } => status(&config, env.as_deref()).await,
+        CliCommand::Audit {
+            command: AuditCommand::Verify { file },
+        } => audit_verify(&file),
         CliCommand::Crd => {
             print!("{}", crate::backend::kube::crd::crd_yaml());
             ExitCode::SUCCESS
@@ -168,6 +184,41 @@ async fn serve(
             ExitCode::FAILURE
         }
     }
+}
+
+fn audit_verify(path: &PathBuf) -> ExitCode {
+    use crate::operation::journal::{verify_chain, Record};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("failover-bot: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    if let Err(brk) = verify_chain(&lines) {
+        println!("{}", crate::messages::audit_broken(path, brk.line));
+        return ExitCode::FAILURE;
+    }
+    let mut records = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                println!(
+                    "{}",
+                    crate::messages::audit_unreadable(path, i + 1, &e.to_string())
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let ledger = crate::operation::ledger::Ledger::replay(&records);
+    println!(
+        "{}",
+        crate::messages::audit_report(path, records.len(), &ledger)
+    );
+    ExitCode::SUCCESS
 }
 
 async fn check(path: &PathBuf, offline: bool) -> ExitCode {

@@ -949,3 +949,61 @@ pub fn cluster_check(
         )
     }
 }
+
+/// `failover-bot audit verify`: the chain is broken at `line`.
+pub fn audit_broken(path: &std::path::Path, line: usize) -> String {
+    format!(
+        "✗ {}: record {line} does not follow the one before it — a record was edited, inserted or deleted at or before line {line}",
+        path.display()
+    )
+}
+
+pub fn audit_unreadable(path: &std::path::Path, line: usize, reason: &str) -> String {
+    format!(
+        "✗ {}: line {line} is not a journal record: {reason}",
+        path.display()
+    )
+}
+
+/// Who asked for and who approved every weight change, oldest first.
+pub fn audit_report(
+    path: &std::path::Path,
+    records: usize,
+    ledger: &crate::operation::ledger::Ledger,
+) -> String {
+    let mut out = format!(
+        "✓ {}: hash chain intact over {records} records",
+        path.display()
+    );
+    let running = ledger
+        .active
+        .values()
+        .map(|op| (&op.header, &op.approvals, "running"));
+    let finished = ledger
+        .finished
+        .iter()
+        .map(|f| (&f.header, &f.approvals, f.outcome.word()));
+    let mut operations: Vec<_> = finished.chain(running).collect();
+    operations.sort_by_key(|(header, _, _)| header.id);
+    for (header, approvals, outcome) in operations {
+        let approved: Vec<String> = approvals
+            .iter()
+            .map(|(step, by)| format!("step {step} by {by}"))
+            .collect();
+        let approved = if approved.is_empty() {
+            "no step approved".to_owned()
+        } else {
+            format!("approved {}", approved.join(", "))
+        };
+        let _ = write!(
+            out,
+            "\n#{} {} {} · `/failover {}` requested by {} · {approved} · {outcome}",
+            header.id,
+            header.started_at.format("%Y-%m-%d %H:%M UTC"),
+            header.env,
+            header.command.trim().trim_start_matches("/failover").trim(),
+            header.requester,
+        );
+    }
+    out
+}

@@ -692,3 +692,63 @@ async fn an_all_at_once_write_reports_put_back_or_partial_honestly() {
         "{said}"
     );
 }
+
+fn audit(path: &std::path::Path) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn audit_verify_names_requesters_and_approvers_and_detects_an_edited_record() {
+    let h = Harness::new(CONFIG);
+    h.cmd("alice", "to green steps 50,100").await;
+    h.approve("bob").await;
+    h.approve("dave").await;
+    h.cmd("bob", "shift 30 to blue").await;
+    h.react("alice", "x").await;
+
+    let (code, out) = audit(&h.journal_path);
+    assert_eq!(code, Some(0), "{out}");
+    let lines = h.journal_lines();
+    assert!(
+        out.contains(&format!("hash chain intact over {} records", lines.len())),
+        "{out}"
+    );
+    assert!(
+        out.contains("#1 ") && out.contains("`/failover to green steps 50,100` requested by alice · approved step 1 by bob, step 2 by dave · completed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("requested by bob · no step approved · rejected"),
+        "{out}"
+    );
+
+    // Someone rewrites who approved step 1.
+    let dir = tempfile::tempdir().unwrap();
+    let tampered = dir.path().join("journal.jsonl");
+    let edited: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            if l.contains("\"type\":\"decided\"") && l.contains("\"by\":\"bob\"") {
+                l.replace("\"by\":\"bob\"", "\"by\":\"eve\"")
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    let changed = edited.iter().zip(&lines).position(|(a, b)| a != b).unwrap() + 1;
+    std::fs::write(&tampered, edited.join("\n") + "\n").unwrap();
+    let (code, out) = audit(&tampered);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("record {} does not follow", changed + 1)),
+        "the record after the edited one names it: {out}"
+    );
+}
