@@ -12,9 +12,7 @@ mod moto;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
-};
+use aws_sdk_route53::types::{ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
 use failover_bot::backend::route53::{Route53, WeightedSet};
 use failover_bot::plan::Weights;
 
@@ -47,33 +45,6 @@ fn set(name: &str, ty: &str, id: &str, weight: i64, values: &[String]) -> Resour
         .unwrap()
 }
 
-async fn change(r53: &Route53, zone: &str, action: ChangeAction, sets: Vec<ResourceRecordSet>) {
-    for chunk in sets.chunks(400) {
-        let changes = chunk
-            .iter()
-            .map(|s| {
-                Change::builder()
-                    .action(action.clone())
-                    .resource_record_set(s.clone())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        r53.client()
-            .change_resource_record_sets()
-            .hosted_zone_id(zone)
-            .change_batch(
-                ChangeBatch::builder()
-                    .set_changes(Some(changes))
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("change batch");
-    }
-}
-
 /// The naive step: read each record name, then one UPSERT call per set.
 async fn naive_step(r53: &Route53, zone: &str, records: &[String], target: &Weights) {
     for name in records {
@@ -82,7 +53,7 @@ async fn naive_step(r53: &Route53, zone: &str, records: &[String], target: &Weig
             let Some(w) = target.get(&s.set_identifier) else {
                 continue;
             };
-            change(
+            moto::change_record_sets(
                 r53,
                 zone,
                 ChangeAction::Upsert,
@@ -151,7 +122,7 @@ async fn main() {
             seed.push(set(name, "TXT", &id, w, &[owner]));
         }
     }
-    change(&admin, &zone, ChangeAction::Create, seed).await;
+    moto::change_record_sets(&admin, &zone, ChangeAction::Create, seed).await;
 
     let r53 = Route53::for_endpoint(&moto.endpoint()).await;
     let mut ours_times = Vec::new();

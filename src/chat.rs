@@ -66,6 +66,15 @@ pub trait Chat: Send + Sync {
     async fn react(&self, at: &MessageRef, reaction: &str) -> Result<(), ChatError>;
 }
 
+/// Slack user-group ids start with `S` (user ids with `U` or `W`).
+pub fn is_user_group(id: &str) -> bool {
+    id.len() > 1
+        && id.starts_with('S')
+        && id[1..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
 /// Resolves user groups (`S…` ids) to their members; Slack's
 /// `usergroups.users.list` in production.
 #[async_trait]

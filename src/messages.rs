@@ -387,12 +387,7 @@ fn mention(user: &str) -> String {
 
 /// Approvers as mentions; user groups (`S…`) as group mentions.
 fn approver_mention(id: &str) -> String {
-    let is_group = id.len() > 1
-        && id.starts_with('S')
-        && id[1..]
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    if is_group {
+    if crate::chat::is_user_group(id) {
         format!("<!subteam^{id}>")
     } else {
         mention(id)

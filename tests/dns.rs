@@ -29,21 +29,7 @@ const RECORDS: [&str; 2] = ["api.dev.example.com.", "www.dev.example.com."];
 /// A raw Route53 client for setting the scene (the bot's own client is
 /// the subject under test).
 async fn raw_client(endpoint: &str) -> aws_sdk_route53::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_route53::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_route53::Client::new(&config)
+    Route53::for_endpoint(endpoint).await.client().clone()
 }
 
 fn upsert(name: &str, kind: RrType, set_id: &str, weight: i64, value: &str) -> Change {

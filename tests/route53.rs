@@ -17,7 +17,7 @@ use aws_sdk_route53::types::{
 };
 use failover_bot::backend::route53::{ApiCalls, RecordReport, Route53, Route53Error, WeightedSet};
 use failover_bot::plan::Weights;
-use moto::Moto;
+use moto::{change_record_sets, Moto};
 
 const A: &str = "k8s-a.test.example.com";
 const B: &str = "k8s-b.test.example.com";
@@ -127,35 +127,6 @@ fn record_set(
         .unwrap()
 }
 
-/// Sends `sets` with `action`, 400 per batch (well within moto's limits).
-async fn apply(admin: &Route53, zone: &str, action: ChangeAction, sets: Vec<ResourceRecordSet>) {
-    for chunk in sets.chunks(400) {
-        let changes = chunk
-            .iter()
-            .map(|s| {
-                Change::builder()
-                    .action(action.clone())
-                    .resource_record_set(s.clone())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        admin
-            .client()
-            .change_resource_record_sets()
-            .hosted_zone_id(zone)
-            .change_batch(
-                ChangeBatch::builder()
-                    .set_changes(Some(changes))
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("seed change batch");
-    }
-}
-
 /// Creates, for every record and cluster, the weighted record and its TXT
 /// ownership twin (same name, set identifier and weight).
 async fn seed(admin: &Route53, zone: &str, records: &[Rec], clusters: &[(&str, u8)]) {
@@ -189,7 +160,7 @@ async fn seed_with(
             sets.push(record_set(&r.name, "TXT", cluster, w, r.ttl, &txt(r)));
         }
     }
-    apply(admin, zone, ChangeAction::Create, sets).await;
+    change_record_sets(admin, zone, ChangeAction::Create, sets).await;
 }
 
 /// Sets weights directly, as external-dns would (both records of a pair).
@@ -223,7 +194,7 @@ async fn set_weights_directly(
             ));
         }
     }
-    apply(admin, zone, ChangeAction::Upsert, sets).await;
+    change_record_sets(admin, zone, ChangeAction::Upsert, sets).await;
 }
 
 fn to_weighted(s: &ResourceRecordSet) -> WeightedSet {
@@ -351,7 +322,7 @@ async fn check_reports_match_and_mismatch() {
     }
 
     // A TXT twin that disagrees is a straggler too, on that record only.
-    apply(
+    change_record_sets(
         &e.admin,
         &e.zone,
         ChangeAction::Upsert,
@@ -642,7 +613,7 @@ async fn chunking_above_1000_changes_uses_the_fewest_batches_the_limits_allow() 
             record_set(&s.name, "TXT", &s.set_identifier, w, 60, &long_txt)
         })
         .collect();
-    apply(&e.admin, &e.zone, ChangeAction::Upsert, twins).await;
+    change_record_sets(&e.admin, &e.zone, ChangeAction::Upsert, twins).await;
     let initial = dump(&e.admin, &e.zone).await;
     let target = weights(&[(A, 0), (B, 100)]);
     let before = e.r53.api_calls_by_operation();
@@ -739,7 +710,7 @@ async fn a_cluster_without_a_record_or_twin_is_refused_before_any_write() {
     let records = three_records();
     seed(&e.admin, &e.zone, &records, &[(A, 100), (B, 0)]).await;
     // C has a weighted record on www only; no TXT twin there.
-    apply(
+    change_record_sets(
         &e.admin,
         &e.zone,
         ChangeAction::Create,
@@ -884,7 +855,7 @@ async fn record_sets_on_a_name_with_many_set_identifiers_returns_each_once() {
             ]
         })
         .collect();
-    apply(&e.admin, &e.zone, ChangeAction::Create, extra).await;
+    change_record_sets(&e.admin, &e.zone, ChangeAction::Create, extra).await;
 
     let want: Vec<WeightedSet> = dump(&e.admin, &e.zone)
         .await

@@ -17,7 +17,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::Secret;
-use crate::chat::{Chat, ChatError, GroupResolver, Message, MessageRef};
+use crate::chat::{is_user_group, Chat, ChatError, GroupResolver, Message, MessageRef};
 
 /// At most this many retries after a 429, and never a wait longer than this.
 const MAX_RATE_LIMIT_RETRIES: usize = 3;
@@ -166,15 +166,6 @@ impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
         with_rate_limit_retry(|| session.reactions_add(&request)).await?;
         Ok(())
     }
-}
-
-/// Slack user-group ids start with `S`; user ids with `U` or `W`.
-fn is_user_group(id: &str) -> bool {
-    id.len() > 1
-        && id.starts_with('S')
-        && id[1..]
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 #[async_trait]

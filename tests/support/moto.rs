@@ -335,3 +335,39 @@ impl Drop for Moto {
         }
     }
 }
+
+/// Sends `sets` with `action` through `admin`'s client, 400 per batch (well
+/// within moto's limits): how tests and benches set the scene.
+pub async fn change_record_sets(
+    admin: &failover_bot::backend::route53::Route53,
+    zone: &str,
+    action: aws_sdk_route53::types::ChangeAction,
+    sets: Vec<aws_sdk_route53::types::ResourceRecordSet>,
+) {
+    use aws_sdk_route53::types::{Change, ChangeBatch};
+    for chunk in sets.chunks(400) {
+        let changes = chunk
+            .iter()
+            .map(|s| {
+                Change::builder()
+                    .action(action.clone())
+                    .resource_record_set(s.clone())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        admin
+            .client()
+            .change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .set_changes(Some(changes))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("scene-setting change batch");
+    }
+}
