@@ -255,9 +255,11 @@ impl RoutingBackend for Route53Mode {
     /// name (the others are verified to match after every step).
     async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
         let dns = zone(env)?;
+        // Only the first name is read: the weight comes from it alone.
+        let first_name = dns.records.get(..1).unwrap_or_default();
         let observed = self
             .route53
-            .observe(&dns.zone_id, &dns.records)
+            .observe(&dns.zone_id, first_name)
             .await
             .map_err(dns_error)?;
         let first = observed
