@@ -117,7 +117,9 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // Timers on: the engine's outbox bounds every chat call in time.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let mut group = c.benchmark_group("step_50");

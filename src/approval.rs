@@ -32,6 +32,18 @@ pub enum ApprovalState {
 }
 
 impl ApprovalState {
+    /// A short name for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved { .. } => "approved",
+            ApprovalState::Rejected { .. } => "rejected",
+            ApprovalState::Expired { .. } => "expired",
+            ApprovalState::Withdrawn { .. } => "withdrawn",
+            ApprovalState::Superseded { .. } => "superseded",
+        }
+    }
+
     pub fn is_final(&self) -> bool {
         !matches!(
             self,

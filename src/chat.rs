@@ -38,8 +38,31 @@ impl Message {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("chat: {0}")]
-pub struct ChatError(pub String);
+#[error("chat: {reason}")]
+pub struct ChatError {
+    pub reason: String,
+    /// Slack could not take the call now (unreachable, timed out, 5xx,
+    /// rate-limited): the same call may work later.
+    pub unavailable: bool,
+}
+
+impl ChatError {
+    /// Slack answered and said no: retrying the same call cannot help.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            unavailable: false,
+        }
+    }
+
+    /// Slack was not there to answer; the call may work later.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            unavailable: true,
+        }
+    }
+}
 
 #[async_trait]
 pub trait Chat: Send + Sync {

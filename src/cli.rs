@@ -5,10 +5,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::leader::LeaderElection;
 use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +21,40 @@ use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
 pub struct Cli {
     #[command(subcommand)]
     pub command: CliCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Address for /healthz, /readyz, /metrics and the Events API.
+    #[arg(long, default_value = "0.0.0.0:3000")]
+    listen: std::net::SocketAddr,
+    /// The journal: audit trail and restart state. Keep it on durable storage
+    /// (with --leader-election, storage every replica mounts).
+    #[arg(long, default_value = "failover-journal.jsonl")]
+    journal: PathBuf,
+    /// Use in-memory clusters seeded from the config's `weight` keys
+    /// (a demo or test workspace) instead of real clusters.
+    #[arg(long)]
+    in_memory: bool,
+    /// Run as one of several replicas: act only while holding the Lease.
+    #[arg(long, env = "FAILOVER_BOT_LEADER_ELECTION")]
+    leader_election: bool,
+    #[arg(long, default_value = "failover-bot")]
+    lease_name: String,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "failover-bot")]
+    lease_namespace: String,
+    /// Kubeconfig context of the bot's home cluster, where the Lease lives
+    /// (never a cluster it fails over).
+    #[arg(long, default_value = crate::backend::kube::IN_CLUSTER)]
+    lease_context: String,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log lines as text or as JSON objects.
+    #[arg(long, env = "FAILOVER_BOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,22 +69,9 @@ pub enum CliCommand {
     /// The bot: Socket Mode when SLACK_APP_TOKEN is set, else the Events API
     /// over HTTP on --listen (needs SLACK_SIGNING_SECRET). SLACK_BOT_TOKEN is
     /// always needed; SLACK_API_URL points the bot at another Slack API base.
-    Serve {
-        #[arg(long)]
-        config: PathBuf,
-        /// Address for the Events API (HTTP mode).
-        #[arg(long, default_value = "0.0.0.0:3000")]
-        listen: std::net::SocketAddr,
-        /// The journal: audit trail and restart state. Keep it on durable storage.
-        #[arg(long, default_value = "failover-journal.jsonl")]
-        journal: PathBuf,
-        /// Use in-memory clusters seeded from the config's `weight` keys
-        /// (a demo or test workspace) instead of real clusters.
-        #[arg(long)]
-        in_memory: bool,
-    },
+    Serve(ServeArgs),
     /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
-    /// manifests/crd-routingweight.yaml.
+    /// manifests/target/routing-weight/crd-routingweight.yaml.
     Crd,
     /// The audit trail in the journal.
     Audit {
@@ -111,12 +134,7 @@ async fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::backend::kube::crd::crd_yaml());
             ExitCode::SUCCESS
         }
-        CliCommand::Serve {
-            config,
-            listen,
-            journal,
-            in_memory,
-        } => serve(config, listen, journal, in_memory).await,
+        CliCommand::Serve(args) => serve(args).await,
     }
 }
 
@@ -153,14 +171,9 @@ async fn sandbox(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn serve(
-    config: PathBuf,
-    listen: std::net::SocketAddr,
-    journal: PathBuf,
-    in_memory: bool,
-) -> ExitCode {
-    crate::telemetry::init("info");
-    let config = match load(Some(&config)) {
+async fn serve(args: ServeArgs) -> ExitCode {
+    crate::telemetry::init_with("info", args.log_format);
+    let config = match load(Some(&args.config)) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -171,19 +184,35 @@ async fn serve(
             return ExitCode::from(2);
         }
     };
+    let leader_election = args.leader_election.then(|| LeaderElection {
+        lease_name: args.lease_name,
+        namespace: args.lease_namespace,
+        identity: args.identity.unwrap_or_else(default_identity),
+        context: args.lease_context,
+    });
     let options = crate::serve::ServeOptions {
         config,
-        listen,
-        journal,
-        in_memory,
+        listen: args.listen,
+        journal: args.journal,
+        in_memory: args.in_memory,
+        leader_election,
     };
     match crate::serve::serve(options, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!(error = %e, "stopped");
             eprintln!("failover-bot: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The host name and process id: unique among replicas on one machine too.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "failover-bot".into());
+    format!("{host}-{}", std::process::id())
 }
 
 fn audit_verify(path: &PathBuf) -> ExitCode {

@@ -184,6 +184,53 @@ pub enum ConfigError {
     Invalid(Vec<ConfigProblem>),
 }
 
+/// A YAML error as the person who wrote the config reads it: what is wrong
+/// and where (line and column), but never the text of the line. A secret
+/// pasted into the file by mistake (`token: xoxb-…`) must not reach the log
+/// `serve` prints this to, so neither the source snippet nor a quoted
+/// scalar value is repeated.
+fn syntax_message(error: &serde_saphyr::Error) -> String {
+    let options = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+    };
+    without_quoted_scalars(&error.render_with_options(options))
+}
+
+/// serde names an unexpected value as `string "…"` (Debug-escaped) or
+/// ``character `…` ``: keep the kind, drop the value.
+fn without_quoted_scalars(message: &str) -> String {
+    const MARKERS: [(&str, char); 2] = [("string \"", '"'), ("character `", '`')];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, marker, close)) = MARKERS
+        .iter()
+        .filter_map(|&(marker, close)| rest.find(marker).map(|at| (at, marker, close)))
+        .min_by_key(|&(at, ..)| at)
+    {
+        let value_start = at + marker.len();
+        out.push_str(&rest[..value_start - 1]);
+        out.push_str("(value not shown)");
+        rest = &rest[value_start..];
+        rest = &rest[closing_quote(rest, close).map_or(rest.len(), |i| i + 1)..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The byte index of the first `close` not escaped by a backslash.
+fn closing_quote(text: &str, close: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == close => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 fn list(problems: &[ConfigProblem]) -> String {
     problems
         .iter()
@@ -215,7 +262,7 @@ impl Config {
                 .filter(|p| p != ".")
                 .map(|p| format!("{p}: "))
                 .unwrap_or_default();
-            ConfigError::Syntax(format!("{at}{e}"))
+            ConfigError::Syntax(format!("{at}{}", syntax_message(&e)))
         })?;
         let problems = config.validate();
         if problems.is_empty() {
@@ -459,6 +506,25 @@ impl EnvironmentConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn syntax_errors_name_the_kind_of_a_bad_value_not_the_value() {
+        assert_eq!(
+            without_quoted_scalars(
+                r#"invalid type: string "xoxb-1 \"q\" 2", expected a sequence at line 2"#
+            ),
+            "invalid type: string (value not shown), expected a sequence at line 2"
+        );
+        assert_eq!(
+            without_quoted_scalars("invalid value: character `x`, expected a digit"),
+            "invalid value: character (value not shown), expected a digit"
+        );
+        assert_eq!(without_quoted_scalars("no values here"), "no values here");
+        assert_eq!(
+            without_quoted_scalars("string \"unclosed"),
+            "string (value not shown)"
+        );
+    }
+
     use super::*;
 
     const MINIMAL: &str = r#"

@@ -921,7 +921,7 @@ pub fn cluster_check(
     }
     if !found.missing_permissions.is_empty() {
         problems.push(format!(
-            "missing permissions (see manifests/rbac.yaml): {}",
+            "missing permissions (see manifests/target/MODE/rbac.yaml): {}",
             found.missing_permissions.join(", ")
         ));
     }

@@ -18,14 +18,19 @@ use crate::backend::route53::Route53;
 use crate::backend::RoutingBackend;
 use crate::clock::SystemClock;
 use crate::config::{Config, RoutingMode};
+use crate::health::{self, Health};
+use crate::leader::{LeaderElection, Leadership};
+use crate::metrics::{MeteredBackend, Metrics};
 use crate::operation::engine::{Engine, EngineParts};
-use crate::operation::journal::Journal;
+use crate::operation::journal::{Journal, JournalError, Record};
 use crate::slack::intake::Intake;
 use crate::slack::web::SlackChat;
 use crate::slack::{http, socket, SlackSettings};
 
 /// How often pending approvals are checked for expiry.
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// How often to try a journal another process holds.
+const JOURNAL_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -34,19 +39,38 @@ pub struct ServeOptions {
     pub journal: PathBuf,
     /// Run against in-memory clusters seeded from the config's weights.
     pub in_memory: bool,
+    /// Campaign for a Lease and act only while holding it (two replicas).
+    pub leader_election: Option<LeaderElection>,
 }
 
 pub async fn serve(options: ServeOptions, settings: SlackSettings) -> Result<(), String> {
-    let backend = backend(&options).await?;
+    if let Some(election) = &options.leader_election {
+        election.check_home(&options.config)?;
+    }
+    let metrics = Arc::new(Metrics::new());
+    let backend = metered(backend(&options).await?, &options, metrics.clone());
     if settings.api_url.starts_with("http://") {
         // Plain HTTP only for a local Slack stand-in (tests); Slack itself is HTTPS.
         let connector = SlackClientHyperConnector::with_connector(HttpConnector::new());
-        serve_with(connector, options, settings, backend).await
+        serve_with(connector, options, settings, backend, metrics).await
     } else {
         let connector = SlackClientHyperConnector::new()
             .map_err(|e| format!("cannot set up TLS for Slack: {e}"))?;
-        serve_with(connector, options, settings, backend).await
+        serve_with(connector, options, settings, backend, metrics).await
     }
+}
+
+fn metered(
+    backend: Arc<dyn RoutingBackend>,
+    options: &ServeOptions,
+    metrics: Arc<Metrics>,
+) -> Arc<dyn RoutingBackend> {
+    let name = if options.in_memory {
+        "memory".to_owned()
+    } else {
+        options.config.routing.mode.to_string()
+    };
+    Arc::new(MeteredBackend::new(backend, &name, metrics))
 }
 
 /// In-memory clusters (`--in-memory`), else the real ones.
@@ -83,10 +107,18 @@ async fn serve_with<H>(
     options: ServeOptions,
     settings: SlackSettings,
     backend: Arc<dyn RoutingBackend>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), String>
 where
     H: Send + Sync + Clone + Connect + 'static,
 {
+    let started = std::time::Instant::now();
+    let health = Health::new(metrics.clone());
+    let server = health::listen(options.listen, health.clone()).await?;
+    let mut leadership = match &options.leader_election {
+        Some(election) => Some(lead(election).await?),
+        None => None,
+    };
     let client = Arc::new(SlackClient::new(
         connector.with_slack_api_url(&settings.api_url),
     ));
@@ -95,8 +127,10 @@ where
         .bot_user_id()
         .await
         .map_err(|e| format!("cannot reach Slack with SLACK_BOT_TOKEN: {e}"))?;
-    let (journal, records) = Journal::open(&options.journal).map_err(|e| e.to_string())?;
-    let engine = Arc::new(Engine::new(EngineParts {
+    // Opened only now: with leader election, the previous leader may have
+    // written to it until a moment ago.
+    let (journal, records) = open_journal(&options.journal).await?;
+    let engine = Engine::new(EngineParts {
         config: Arc::new(options.config),
         backend,
         chat: chat.clone(),
@@ -105,19 +139,118 @@ where
         journal,
         records,
         bot_user,
-    }));
+    })
+    .with_metrics(metrics);
+    let engine = Arc::new(engine);
     engine.resume().await;
     let ticker = tokio::spawn(expire_forever(engine.clone()));
     let intake = Arc::new(Intake::new(engine));
-    let result = match (&settings.app_token, &settings.signing_secret) {
-        (Some(app_token), _) => socket::run(client, app_token, intake, shutdown_signal()).await,
-        (None, Some(secret)) => {
-            http::serve(options.listen, intake, secret, shutdown_signal()).await
-        }
-        (None, None) => Err("no Slack transport configured".into()),
-    };
+    if let Some(secret) = &settings.signing_secret {
+        health.take_slack_events(http::router(intake.clone(), secret));
+    }
+    health.set_ready();
+    tracing::info!(ms = started.elapsed().as_millis() as u64, "ready");
+    let stop = Stop::new();
+    let result = run_transport(&settings, client, intake, &stop, leadership.as_mut()).await;
     ticker.abort();
+    server.abort();
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
     result
+}
+
+/// Takes events until stopped, or until this replica stops leading.
+async fn run_transport<H>(
+    settings: &SlackSettings,
+    client: Arc<SlackClient<SlackClientHyperConnector<H>>>,
+    intake: Arc<Intake>,
+    stop: &Stop,
+    leadership: Option<&mut Leadership>,
+) -> Result<(), String>
+where
+    H: Send + Sync + Clone + Connect + 'static,
+{
+    let watch_lease = async {
+        match leadership {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    match &settings.app_token {
+        Some(app_token) => {
+            let run = socket::run(client, app_token, intake, stop.wait());
+            tokio::select! {
+                result = run => result,
+                () = watch_lease => lost_lease(),
+            }
+        }
+        None if settings.signing_secret.is_some() => {
+            tokio::select! {
+                () = stop.wait() => Ok(()),
+                () = watch_lease => lost_lease(),
+            }
+        }
+        None => Err("no Slack transport configured".into()),
+    }
+}
+
+fn lost_lease() -> Result<(), String> {
+    Err("lost the leader lease: stopping so that only the new leader acts".into())
+}
+
+/// Opens the journal, waiting while another process still holds it (a
+/// previous leader on its way out).
+async fn open_journal(path: &std::path::Path) -> Result<(Journal, Vec<Record>), String> {
+    let mut said = false;
+    loop {
+        match Journal::open(path) {
+            Err(JournalError::Locked { .. }) => {
+                if !said {
+                    tracing::warn!(path = %path.display(), "journal in use by another process: waiting");
+                    said = true;
+                }
+                tokio::time::sleep(JOURNAL_RETRY).await;
+            }
+            opened => return opened.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Campaigns and waits to lead; logs while it waits.
+async fn lead(election: &LeaderElection) -> Result<Leadership, String> {
+    let mut leadership = election.campaign().await?;
+    tracing::info!(
+        lease = %election.lease_name,
+        namespace = %election.namespace,
+        identity = %election.identity,
+        "waiting to lead"
+    );
+    leadership.acquired().await;
+    tracing::info!(identity = %election.identity, "leading");
+    Ok(leadership)
+}
+
+/// Ctrl-C or SIGTERM, as a future any number of tasks can wait on.
+#[derive(Clone)]
+struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    fn new() -> Self {
+        let (tell, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tell.send_replace(true);
+        });
+        Stop(stopped)
+    }
+
+    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopped = self.0.clone();
+        async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    }
 }
 
 async fn expire_forever(engine: Arc<Engine>) {

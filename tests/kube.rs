@@ -477,8 +477,11 @@ async fn the_bot_works_with_exactly_the_shipped_role_and_not_without_it() {
         "{refusal}"
     );
 
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
-        .unwrap();
+    let rbac = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/target/routing-weight/rbac.yaml"
+    ))
+    .unwrap();
     for i in 0..3 {
         env.apply(i, &rbac);
     }

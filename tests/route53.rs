@@ -5,6 +5,8 @@
 //! "admin" client, so the client under test's API-call counter only sees
 //! the calls of the code under test.
 
+#[path = "support/fault_proxy.rs"]
+mod fault_proxy;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -17,6 +19,7 @@ use aws_sdk_route53::types::{
 };
 use failover_bot::backend::route53::{ApiCalls, RecordReport, Route53, Route53Error, WeightedSet};
 use failover_bot::plan::Weights;
+use fault_proxy::{Fault, FaultProxy, Rule, Upstream};
 use moto::{change_record_sets, Moto};
 
 const A: &str = "k8s-a.test.example.com";
@@ -938,91 +941,30 @@ async fn pagination_over_300_plus_records_with_small_pages_terminates() {
     assert_complete(&r53.check(&e.zone, &names, &target).await.unwrap());
 }
 
-/// A proxy in front of moto that answers the next `fail` ChangeResourceRecordSets
-/// requests with an injected error instead of forwarding them.
-struct FaultProxy {
-    endpoint: String,
-    /// (error code, HTTP status, how many more to inject, skip this many first).
-    plan: std::sync::Arc<std::sync::Mutex<(String, u16, u32, u32)>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn fault_proxy(
+/// moto behind the fault proxy: the next `fail` ChangeResourceRecordSets
+/// requests (after letting `skip` through) are answered with Route53 error
+/// `code` and HTTP `status` instead of being forwarded.
+async fn failing_batches(
     upstream: String,
     code: &str,
     status: u16,
     fail: u32,
     skip: u32,
 ) -> FaultProxy {
-    use axum::body::{to_bytes, Body};
-    use axum::http::{Request, Response};
-
-    let plan = std::sync::Arc::new(std::sync::Mutex::new((code.to_owned(), status, fail, skip)));
-    let shared = plan.clone();
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let app = axum::Router::new().fallback(move |req: Request<Body>| {
-        let plan = shared.clone();
-        let http = http.clone();
-        let upstream = upstream.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let body = to_bytes(body, 64 << 20).await.unwrap();
-            let is_change = parts.method == "POST" && parts.uri.path().contains("/rrset");
-            if is_change {
-                let mut p = plan.lock().unwrap();
-                if p.3 > 0 {
-                    p.3 -= 1;
-                } else if p.2 > 0 {
-                    p.2 -= 1;
-                    let xml = format!(
-                        "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\">\
-                         <Error><Type>Sender</Type><Code>{}</Code><Message>injected by the test</Message></Error>\
-                         <RequestId>test</RequestId></ErrorResponse>",
-                        p.0
-                    );
-                    return Response::builder()
-                        .status(p.1)
-                        .header("content-type", "text/xml")
-                        .body(Body::from(xml))
-                        .unwrap();
-                }
-            }
-            let url = format!(
-                "{upstream}{}",
-                parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-            );
-            let mut fwd = http.request(parts.method.clone(), url).body(body);
-            for (k, v) in &parts.headers {
-                if k != "host" && k != "content-length" {
-                    fwd = fwd.header(k, v);
-                }
-            }
-            let res = fwd.send().await.unwrap();
-            let mut out = Response::builder().status(res.status().as_u16());
-            for (k, v) in res.headers() {
-                if k != "content-length" && k != "transfer-encoding" {
-                    out = out.header(k, v);
-                }
-            }
-            out.body(Body::from(res.bytes().await.unwrap())).unwrap()
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    FaultProxy {
-        endpoint,
-        plan,
-        task,
-    }
+    let xml = format!(
+        "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\">\
+         <Error><Type>Sender</Type><Code>{code}</Code><Message>injected by the test</Message></Error>\
+         <RequestId>test</RequestId></ErrorResponse>"
+    );
+    let proxy = FaultProxy::start(Upstream::http(&upstream)).await;
+    proxy.set(
+        Rule::new(Fault::status(status))
+            .only("POST", "/rrset")
+            .skip(skip)
+            .times(fail)
+            .body("text/xml", &xml),
+    );
+    proxy
 }
 
 #[tokio::test]
@@ -1035,8 +977,8 @@ async fn throttled_batches_are_retried_with_backoff_within_a_bound() {
 
     // 4 throttles in a row: more than the SDK's own 3 attempts, so the
     // write's own retry loop is exercised too.
-    let proxy = fault_proxy(e.moto.endpoint(), "Throttling", 400, 4, 0).await;
-    let r53 = Route53::for_endpoint(&proxy.endpoint).await;
+    let proxy = failing_batches(e.moto.endpoint(), "Throttling", 400, 4, 0).await;
+    let r53 = Route53::for_endpoint(&proxy.url()).await;
     let started = Instant::now();
     let summary = r53.write_weights(&e.zone, &names, &target).await.unwrap();
     let took = started.elapsed();
@@ -1046,7 +988,11 @@ async fn throttled_batches_are_retried_with_backoff_within_a_bound() {
         made.change_record_sets, 5,
         "4 throttled attempts + the one that went through"
     );
-    assert_eq!(proxy.plan.lock().unwrap().2, 0);
+    assert_eq!(
+        proxy.faults_injected(),
+        4,
+        "every injected throttle was met"
+    );
     assert!(
         took >= Duration::from_millis(500),
         "it backed off: {took:?}"
@@ -1056,7 +1002,7 @@ async fn throttled_batches_are_retried_with_backoff_within_a_bound() {
     // PriorRequestNotComplete that never ends: bounded, then an error that
     // says the batch changed nothing.
     let initial = dump(&e.admin, &e.zone).await;
-    let proxy = fault_proxy(
+    let proxy = failing_batches(
         e.moto.endpoint(),
         "PriorRequestNotComplete",
         400,
@@ -1064,7 +1010,7 @@ async fn throttled_batches_are_retried_with_backoff_within_a_bound() {
         0,
     )
     .await;
-    let r53 = Route53::for_endpoint(&proxy.endpoint).await;
+    let r53 = Route53::for_endpoint(&proxy.url()).await;
     let started = Instant::now();
     let result = r53
         .write_weights(&e.zone, &names, &weights(&[(A, 0), (B, 100)]))
@@ -1101,8 +1047,8 @@ async fn a_failed_batch_is_reported_as_changing_nothing_after_earlier_batches() 
     .await;
     let names: Vec<String> = records.iter().map(fqdn).collect();
     let initial = dump(&e.admin, &e.zone).await;
-    let proxy = fault_proxy(e.moto.endpoint(), "InvalidChangeBatch", 400, 1, 1).await;
-    let r53 = Route53::for_endpoint(&proxy.endpoint).await;
+    let proxy = failing_batches(e.moto.endpoint(), "InvalidChangeBatch", 400, 1, 1).await;
+    let r53 = Route53::for_endpoint(&proxy.url()).await;
     let target = weights(&[(A, 40), (B, 60)]);
     let result = r53.write_weights(&e.zone, &names, &target).await;
     let Err(Route53Error::Api(why)) = result else {

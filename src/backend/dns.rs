@@ -368,7 +368,7 @@ pub async fn check_records(
     dns: &crate::config::Route53Config,
 ) -> Vec<String> {
     match route53.observe(&dns.zone_id, &dns.records).await {
-        Err(e) => vec![format!("cannot read the zone: {e}")],
+        Err(e) => vec![format!("cannot read the zone from Route53: {e}")],
         Ok(observed) => observed
             .iter()
             .flat_map(|(record, sets)| {

@@ -40,12 +40,12 @@
 //!   remove every record with that identifier in the zone).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
+use aws_sdk_route53::config::http::HttpResponse;
 use aws_sdk_route53::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_route53::config::retry::RetryConfig;
 use aws_sdk_route53::config::timeout::TimeoutConfig;
@@ -85,10 +85,11 @@ pub enum Route53Error {
     /// Refused: the request was invalid or unsafe; nothing was written.
     #[error("refused: {0}")]
     Invalid(String),
-    /// Route53 answered with an error, or could not be reached.
-    #[error("Route53: {0}")]
+    /// Route53 answered with an error, or could not be reached. (No
+    /// "Route53:" prefix: every caller names Route53 as what failed.)
+    #[error("{0}")]
     Api(String),
-    #[error("Route53 timed out: {0}")]
+    #[error("timed out: {0}")]
     Timeout(String),
 }
 
@@ -1133,10 +1134,9 @@ where
 }
 
 /// A short, secret-free description of an SDK error.
-fn api_error<E, R>(operation: &str, err: SdkError<E, R>) -> Route53Error
+fn api_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Route53Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     const LIMIT: usize = 300;
     let short = |mut s: String| {
@@ -1165,11 +1165,15 @@ where
         ))),
         SdkError::ServiceError(s) => {
             let e = s.err();
-            Route53Error::Api(short(format!(
-                "{operation}: {}: {}",
-                e.code().unwrap_or("error"),
-                e.message().unwrap_or("no message")
-            )))
+            // A proxy or load balancer in the way answers without AWS's
+            // error body: then the status is all there is to go on.
+            let details = match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!(", {code}: {message}"),
+                (Some(text), None) | (None, Some(text)) => format!(", {text}"),
+                (None, None) => String::new(),
+            };
+            let status = s.raw().status().as_u16();
+            Route53Error::Api(short(format!("{operation}: HTTP {status}{details}")))
         }
         _ => Route53Error::Api(short(format!("{operation}: {}", DisplayErrorContext(&err)))),
     }

@@ -197,7 +197,13 @@ fn shared_dash_prefix(labels: &[String]) -> usize {
             .take_while(|(a, b)| a == b)
             .count();
     }
-    first[..len].rfind('-').map_or(0, |i| i + 1)
+    // By bytes: `len` may end inside a multi-byte character (`xé` and `xê`
+    // share the byte 0xC3), where slicing the `str` would panic. A `-` byte
+    // is always a whole character, so the length up to it is a boundary.
+    first.as_bytes()[..len]
+        .iter()
+        .rposition(|b| *b == b'-')
+        .map_or(0, |i| i + 1)
 }
 
 #[cfg(test)]

@@ -95,6 +95,10 @@ pub enum JournalError {
         path: String,
         source: std::io::Error,
     },
+    /// Another process has the journal open: two writers would fork the
+    /// hash chain and the state.
+    #[error("journal {path} is in use by another failover-bot process")]
+    Locked { path: String },
     #[error("journal {path}, line {line}: not a journal record ({reason}); move the file aside to start empty")]
     Corrupt {
         path: String,
@@ -133,6 +137,18 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(io)?;
+        // An exclusive lock for as long as this process runs (the kernel
+        // drops it when the process dies, even by SIGKILL): one writer only,
+        // also across replicas on a shared volume.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked {
+                    path: path.display().to_string(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+        }
         let (records, good_len, last_hash) = read_records(&file, path)?;
         if file.metadata().map_err(io)?.len() > good_len {
             tracing::warn!(path = %path.display(), "cutting off a torn last journal line");
@@ -296,9 +312,21 @@ mod tests {
         let (mut journal, records) = Journal::open(&path).unwrap();
         assert_eq!(records.len(), 1);
         journal.append(Utc::now(), command("help")).unwrap();
+        drop(journal);
         let (_, records) = Journal::open(&path).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].seq, 2);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_has_it_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (first, _) = Journal::open(&path).unwrap();
+        let err = Journal::open(&path).unwrap_err();
+        assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+        drop(first);
+        assert!(Journal::open(&path).is_ok(), "free again once closed");
     }
 
     #[test]

@@ -185,6 +185,20 @@ pub enum StepOutcome {
     Refused { reason: String },
 }
 
+impl StepOutcome {
+    /// A short name for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepOutcome::Applied { .. } => "applied",
+            StepOutcome::Skipped => "skipped",
+            StepOutcome::Conflict => "conflict",
+            StepOutcome::Restored { .. } => "restored",
+            StepOutcome::Incomplete { .. } => "incomplete",
+            StepOutcome::Refused { .. } => "refused",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum OperationOutcome {

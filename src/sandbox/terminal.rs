@@ -33,7 +33,7 @@ impl TerminalChat {
             .out
             .write_all(block.as_bytes())
             .and_then(|()| inner.out.flush())
-            .map_err(|e| ChatError(e.to_string()))?;
+            .map_err(|e| ChatError::refused(e.to_string()))?;
         let ts = inner.next_ts;
         inner.next_ts += 1;
         Ok(ts)

@@ -3,20 +3,19 @@
 //! five minutes) or wrong gets 401 and does nothing; the comparison is
 //! constant-time (slack-morphism's verifier).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
-use super::intake::{Intake, SlashCommand};
+use super::decode::{self, Inbound};
+use super::intake::Intake;
 use super::Secret;
 
 struct HttpState {
@@ -35,25 +34,7 @@ pub fn router(intake: Arc<Intake>, signing_secret: &Secret) -> Router {
     Router::new()
         .route("/slack/commands", post(command))
         .route("/slack/events", post(event))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
-}
-
-/// Serves on `addr` until `shutdown` completes.
-pub async fn serve(
-    addr: SocketAddr,
-    intake: Arc<Intake>,
-    signing_secret: &Secret,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    tracing::info!(%addr, "listening for the Slack Events API");
-    axum::serve(listener, router(intake, signing_secret))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("HTTP server failed: {e}"))
 }
 
 /// Why a request was turned away, before any work.
@@ -83,30 +64,15 @@ fn verified<'b>(
     }
 }
 
-/// The form Slack posts for a slash command (only the fields we use).
-#[derive(Deserialize)]
-struct CommandForm {
-    user_id: String,
-    channel_id: String,
-    #[serde(default)]
-    text: String,
-    trigger_id: String,
-}
-
 async fn command(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
     let text = match verified(&state, &headers, &body) {
         Ok(text) => text,
         Err(refusal) => return refusal.into_response(),
     };
-    let Ok(form) = serde_urlencoded::from_str::<CommandForm>(text) else {
+    let Ok(command) = decode::slash_command_form(text) else {
         return (StatusCode::BAD_REQUEST, "not a slash command form").into_response();
     };
-    let reply = state.intake.command(SlashCommand {
-        user: form.user_id,
-        channel: form.channel_id,
-        text: form.text,
-        trigger_id: form.trigger_id,
-    });
+    let reply = state.intake.command(command);
     Json(serde_json::json!({ "response_type": "ephemeral", "text": reply.text })).into_response()
 }
 
@@ -115,17 +81,21 @@ async fn event(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: By
         Ok(text) => text,
         Err(refusal) => return refusal.into_response(),
     };
-    match serde_json::from_str::<SlackPushEvent>(text) {
-        Ok(SlackPushEvent::UrlVerification(challenge)) => {
-            Json(serde_json::json!({ "challenge": challenge.challenge })).into_response()
+    match decode::push_event(text) {
+        Ok(Inbound::UrlVerification { challenge }) => {
+            Json(serde_json::json!({ "challenge": challenge })).into_response()
         }
-        Ok(SlackPushEvent::EventCallback(callback)) => {
+        Ok(Inbound::Reaction(reaction)) => {
             // Retries (X-Slack-Retry-Num) carry the same event_id; the engine
             // acts on an id once.
-            state.intake.event(callback);
+            state.intake.reaction(reaction);
             StatusCode::OK.into_response()
         }
-        Ok(SlackPushEvent::AppRateLimited(_)) => {
+        Ok(Inbound::Ignored(why)) => {
+            tracing::debug!(why, "ignoring event");
+            StatusCode::OK.into_response()
+        }
+        Ok(Inbound::RateLimited) => {
             tracing::warn!("Slack says the app is rate limited; events may be dropped");
             StatusCode::OK.into_response()
         }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use slack_morphism::prelude::*;
 
-use crate::chat::{Message, MessageRef};
+use super::decode::{self, Inbound};
+use crate::chat::Message;
 use crate::messages;
 use crate::operation::engine::{CommandRequest, Engine, Reaction};
 
@@ -35,6 +36,7 @@ impl Intake {
     /// The immediate answer to a slash command (only its author sees it);
     /// any work continues in a task.
     pub fn command(&self, command: SlashCommand) -> Message {
+        self.engine.metrics().slack_event("slash_command");
         let request = CommandRequest {
             user: command.user,
             channel: command.channel,
@@ -55,34 +57,26 @@ impl Intake {
         }
     }
 
-    /// A push event (`event_callback`): reactions are handed to the engine
-    /// in a task; everything else is none of the bot's business.
+    /// A push event (`event_callback`) as Socket Mode delivers it: decoded
+    /// by [`decode::callback`], the same extraction the HTTP path uses.
     pub fn event(&self, callback: SlackPushEventCallback) {
-        let event_id = callback.event_id.to_string();
-        let (user, reaction, item, added) = match callback.event {
-            SlackEventCallbackBody::ReactionAdded(e) => (e.user, e.reaction, e.item, true),
-            SlackEventCallbackBody::ReactionRemoved(e) => (e.user, e.reaction, e.item, false),
+        match decode::callback(callback) {
+            Inbound::Reaction(reaction) => self.reaction(reaction),
             other => {
-                tracing::debug!(event = ?std::mem::discriminant(&other), "ignoring event");
-                return;
+                self.engine.metrics().slack_event("other");
+                tracing::debug!(?other, "ignoring event");
             }
+        }
+    }
+
+    /// A reaction, handed to the engine in a task.
+    pub fn reaction(&self, reaction: Reaction) {
+        let kind = if reaction.added {
+            "reaction_added"
+        } else {
+            "reaction_removed"
         };
-        let SlackReactionsItem::Message(message) = item else {
-            return;
-        };
-        let Some(channel) = message.origin.channel else {
-            return;
-        };
-        let reaction = Reaction {
-            user: user.to_string(),
-            name: reaction.to_string(),
-            message: MessageRef {
-                channel: channel.to_string(),
-                ts: message.origin.ts.to_string(),
-            },
-            added,
-            event_id: Some(event_id),
-        };
+        self.engine.metrics().slack_event(kind);
         let engine = self.engine.clone();
         tokio::spawn(async move { engine.handle_reaction(reaction).await });
     }

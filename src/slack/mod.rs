@@ -7,6 +7,7 @@
 //! Both transports go through [`intake`]: acknowledge at once, then do the
 //! work in a task, so Slack's 3-second limit holds whatever the clusters do.
 
+pub mod decode;
 pub mod http;
 pub mod intake;
 pub mod socket;

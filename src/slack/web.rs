@@ -73,12 +73,36 @@ where
                 tracing::warn!(?wait, retries, "Slack rate limit: waiting before retrying");
                 tokio::time::sleep(wait).await;
             }
-            Err(error) => return Err(ChatError(describe(&error))),
+            Err(error) => return Err(chat_error(&error)),
         }
     }
 }
 
 /// A short description that never includes request bodies or tokens.
+/// Slack API error codes that mean "Slack is having trouble", not "no".
+const UNAVAILABLE_CODES: [&str; 4] = [
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+/// A failed call as a [`ChatError`]: is it worth trying again later?
+fn chat_error(error: &SlackClientError) -> ChatError {
+    let unavailable = match error {
+        SlackClientError::ApiError(e) => UNAVAILABLE_CODES.contains(&e.code.as_str()),
+        SlackClientError::HttpError(e) => e.status_code.is_server_error(),
+        SlackClientError::RateLimitError(_)
+        | SlackClientError::HttpProtocolError(_)
+        | SlackClientError::EndOfStream(_) => true,
+        _ => false,
+    };
+    ChatError {
+        reason: describe(error),
+        unavailable,
+    }
+}
+
 fn describe(error: &SlackClientError) -> String {
     match error {
         SlackClientError::ApiError(e) => format!("Slack API error: {}", e.code),
@@ -189,7 +213,7 @@ impl<H: Send + Sync + Clone + Connect + 'static> GroupResolver for SlackChat<H> 
         let members = match with_rate_limit_retry(|| session.usergroups_users_list(&request)).await
         {
             Ok(response) => Some(response.users.iter().map(ToString::to_string).collect()),
-            Err(ChatError(e)) if e.contains("no_such_subteam") => None,
+            Err(e) if e.reason.contains("no_such_subteam") => None,
             Err(e) => return Err(e),
         };
         self.groups

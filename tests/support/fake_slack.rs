@@ -996,3 +996,346 @@ fn form_encode(text: &str) -> String {
         })
         .collect()
 }
+
+// ------------------------------------------------- redelivered envelopes
+
+impl FakeSlack {
+    /// Sends an envelope with a chosen id and Slack's retry fields, as Slack
+    /// does when it redelivers one that was not acknowledged in time: the
+    /// same `envelope_id` (or a new one) around the same payload, so the
+    /// same `event_id` / `trigger_id`. Panics if no socket is open.
+    pub async fn send_envelope_as(
+        &self,
+        envelope_id: &str,
+        kind: &str,
+        payload: Value,
+        accepts_response_payload: bool,
+        retry_attempt: u32,
+    ) {
+        let retry_reason = if retry_attempt == 0 { "" } else { "timeout" };
+        let envelope = json!({
+            "envelope_id": envelope_id,
+            "type": kind,
+            "accepts_response_payload": accepts_response_payload,
+            "retry_attempt": retry_attempt,
+            "retry_reason": retry_reason,
+            "payload": payload,
+        });
+        self.send_raw(&envelope.to_string()).await;
+    }
+
+    /// Every ack frame the client sent for `envelope_id`, in order: one per
+    /// delivery when an envelope was redelivered under the same id.
+    pub fn acks_of(&self, envelope_id: &str) -> Vec<Value> {
+        self.socket_frames()
+            .iter()
+            .filter_map(|f| serde_json::from_str::<Value>(f).ok())
+            .filter(|f| f.get("envelope_id").and_then(Value::as_str) == Some(envelope_id))
+            .collect()
+    }
+}
+
+// ------------------------------------ the bot under test, and deliveries
+
+/// How Slack reaches the bot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Socket,
+    Http,
+}
+
+/// What `failover-bot serve --in-memory` is started with.
+#[derive(Clone, Debug)]
+pub struct BotSetup {
+    pub config: String,
+    pub transport: Transport,
+    pub bot_token: String,
+    /// Set for Socket Mode only (it wins over HTTP when present).
+    pub app_token: String,
+    /// Always set: HTTP needs it, and in Socket Mode it is one more secret
+    /// in the environment that must not leak.
+    pub signing_secret: String,
+    pub rust_log: String,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl BotSetup {
+    pub fn new(config: &str, transport: Transport) -> BotSetup {
+        BotSetup {
+            config: config.to_owned(),
+            transport,
+            bot_token: "xoxb-test-bot-token".to_owned(),
+            app_token: "xapp-test-app-token".to_owned(),
+            signing_secret: "8f742231b10e8888abcd99yyyzzz85a5".to_owned(),
+            rust_log: "info".to_owned(),
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// `failover-bot serve --in-memory` pointed at a fake Slack, in its own
+/// temporary directory (config, journal, log). Its stdout and stderr both
+/// go to the log file, so nothing it prints is lost. Killed on drop.
+pub struct ServeBot {
+    child: std::process::Child,
+    pub transport: Transport,
+    pub port: u16,
+    log: std::path::PathBuf,
+    journal: std::path::PathBuf,
+    signing_secret: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServeBot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the bot answered one delivery with, and how long it took.
+#[derive(Clone, Debug)]
+pub struct Acked {
+    /// HTTP status (200 for a Socket Mode ack).
+    pub status: u16,
+    /// The immediate reply text of a slash command, if any.
+    pub text: String,
+    /// From sending to the answer (HTTP response, or the ack frame seen by
+    /// the fake, which polls every 10 ms).
+    pub elapsed: Duration,
+}
+
+impl ServeBot {
+    /// Starts the bot and waits until it is ready: connected over Socket
+    /// Mode, or answering `/healthz`. Panics with its log if it never is.
+    pub async fn start(fake: &FakeSlack, setup: &BotSetup) -> ServeBot {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, &setup.config).expect("config written");
+        let log = dir.path().join("bot.log");
+        let journal = dir.path().join("journal.jsonl");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file handle");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"));
+        command
+            .arg("serve")
+            .arg("--in-memory")
+            .arg("--config")
+            .arg(&config)
+            .arg("--journal")
+            .arg(&journal)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("SLACK_BOT_TOKEN", &setup.bot_token)
+            .env("SLACK_SIGNING_SECRET", &setup.signing_secret)
+            .env("SLACK_API_URL", fake.api_url())
+            .env("RUST_LOG", &setup.rust_log)
+            .env_remove("SLACK_APP_TOKEN")
+            .envs(setup.extra_env.iter().map(|(k, v)| (k, v)))
+            .stdout(out)
+            .stderr(err);
+        if setup.transport == Transport::Socket {
+            command.env("SLACK_APP_TOKEN", &setup.app_token);
+        }
+        let bot = ServeBot {
+            child: command.spawn().expect("failover-bot serve starts"),
+            transport: setup.transport,
+            port,
+            log,
+            journal,
+            signing_secret: setup.signing_secret.clone(),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        };
+        bot.wait_ready(fake).await;
+        bot
+    }
+
+    async fn wait_ready(&self, fake: &FakeSlack) {
+        let ready = match self.transport {
+            Transport::Socket => fake.wait_connected(1, Duration::from_secs(20)).await,
+            Transport::Http => {
+                let url = self.url("/readyz");
+                let mut ok = false;
+                for _ in 0..1000 {
+                    let answer = self.http.get(&url).send().await;
+                    if answer.is_ok_and(|r| r.status().is_success()) {
+                        ok = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ok
+            }
+        };
+        assert!(ready, "bot did not become ready; log:\n{}", self.log());
+    }
+
+    /// Everything the process printed so far, stdout and stderr.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The journal's records, as JSON.
+    pub fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.journal)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Asks the process to shut down (SIGTERM, as Kubernetes does) and
+    /// waits up to 10 s for it, then kills it: either way its log is
+    /// complete afterwards, shutdown lines included.
+    pub async fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// POSTs `body` to `path`, signed with the bot's signing secret. A
+    /// retry (`attempt` > 0) carries `X-Slack-Retry-Num` and
+    /// `X-Slack-Retry-Reason`, as Slack's redeliveries do.
+    pub async fn post_signed(&self, path: &str, body: &str, attempt: u32) -> Acked {
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = sign(&self.signing_secret, timestamp, body);
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("X-Slack-Request-Timestamp", timestamp.to_string())
+            .header("X-Slack-Signature", signature)
+            .body(body.to_owned());
+        if attempt > 0 {
+            request = request
+                .header("X-Slack-Retry-Num", attempt.to_string())
+                .header("X-Slack-Retry-Reason", "http_timeout");
+        }
+        let started = Instant::now();
+        let response = request.send().await.expect("the bot answers HTTP");
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        let elapsed = started.elapsed();
+        let text = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["text"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Acked {
+            status,
+            text,
+            elapsed,
+        }
+    }
+
+    /// Delivers a `/failover` slash command, attempt `attempt` (0 = first).
+    /// Over Socket Mode the envelope id is `envelope_id`; over HTTP it is
+    /// not used. `None` if a Socket Mode envelope was never acknowledged.
+    pub async fn deliver_command(
+        &self,
+        fake: &FakeSlack,
+        payload: (&str, &str, &str, &str),
+        envelope_id: &str,
+        attempt: u32,
+    ) -> Option<Acked> {
+        let (user, channel, text, trigger) = payload;
+        match self.transport {
+            Transport::Http => {
+                let form = slash_command_form(user, channel, text, trigger);
+                Some(self.post_signed("/slack/commands", &form, attempt).await)
+            }
+            Transport::Socket => {
+                let command = slash_command(user, channel, text, trigger);
+                self.deliver_envelope(fake, envelope_id, "slash_commands", command, attempt)
+                    .await
+            }
+        }
+    }
+
+    /// Delivers an Events API `event_callback`, attempt `attempt`.
+    pub async fn deliver_event(
+        &self,
+        fake: &FakeSlack,
+        event: Value,
+        envelope_id: &str,
+        attempt: u32,
+    ) -> Option<Acked> {
+        match self.transport {
+            Transport::Http => Some(
+                self.post_signed("/slack/events", &event.to_string(), attempt)
+                    .await,
+            ),
+            Transport::Socket => {
+                self.deliver_envelope(fake, envelope_id, "events_api", event, attempt)
+                    .await
+            }
+        }
+    }
+
+    async fn deliver_envelope(
+        &self,
+        fake: &FakeSlack,
+        envelope_id: &str,
+        kind: &str,
+        payload: Value,
+        attempt: u32,
+    ) -> Option<Acked> {
+        let accepts = kind == "slash_commands";
+        let started = Instant::now();
+        fake.send_envelope_as(envelope_id, kind, payload, accepts, attempt)
+            .await;
+        let ack = fake.wait_ack(envelope_id, Duration::from_secs(30)).await?;
+        Some(Acked {
+            status: 200,
+            text: ack["payload"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+// --------------------------------------------------- reading a transcript
+
+/// The bot's plan messages in `channel`, as (step, ts): top-level posts
+/// that open with `… *Operation #N · step S/T* …`.
+pub fn plans_in(posts: &[Posted], channel: &str) -> Vec<(usize, String)> {
+    posts
+        .iter()
+        .filter(|p| p.channel == channel && p.thread_ts.is_none() && p.ephemeral_user.is_none())
+        .filter(|p| p.text.contains("*Operation #"))
+        .filter_map(|p| {
+            let rest = p.text.split(" · step ").nth(1)?;
+            let step = rest.split('/').next()?.parse().ok()?;
+            Some((step, p.ts.clone()))
+        })
+        .collect()
+}
+
+/// The texts posted in the thread under message `ts`, in order.
+pub fn thread_of<'a>(posts: &'a [Posted], ts: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    posts
+        .iter()
+        .filter(move |p| p.thread_ts.as_deref() == Some(ts))
+        .map(|p| p.text.as_str())
+}

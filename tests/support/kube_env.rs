@@ -4,8 +4,9 @@
 //! listens on 127.0.0.1 only, on free ports, with state in one temp dir.
 //!
 //! Every cluster gets namespace `operators`, Lunar's `RoutingWeight` CRD
-//! (`manifests/crd-routingweight.yaml`, waited until Established) and the
-//! ConfigMap `operators/cluster-identity` with `data.clusterName`.
+//! (`manifests/target/routing-weight/crd-routingweight.yaml`, waited until
+//! Established) and the ConfigMap `operators/cluster-identity` with
+//! `data.clusterName`.
 //!
 //! Auth is a static token file: `admin-token` (group `system:masters`) and a
 //! random token for user [`BOT_USER`] without groups and without any RBAC
@@ -32,8 +33,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// A token user with no permissions unless a test grants some.
 /// The bot authenticates as the ServiceAccount `operators/failover-bot`, the
-/// subject that manifests/rbac.yaml binds (a static token stands in for the
-/// ServiceAccount's token).
+/// subject that every manifests/target/*/rbac.yaml binds (a static token stands
+/// in for the ServiceAccount's token).
 pub const BOT_USER: &str = "system:serviceaccount:operators:failover-bot";
 /// The admin token (user `admin`, group `system:masters`).
 pub const ADMIN_TOKEN: &str = "admin-token";
@@ -519,8 +520,8 @@ impl KubeEnv {
         std::fs::write(&kubeconfig, kubeconfig_yaml(&entries, ADMIN_TOKEN))
             .expect("kube_env: write kubeconfig");
 
-        let crd_yaml_path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/crd-routingweight.yaml");
+        let crd_yaml_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("manifests/target/routing-weight/crd-routingweight.yaml");
         let crd_yaml = std::fs::read_to_string(&crd_yaml_path)
             .unwrap_or_else(|e| panic!("kube_env: read {}: {e}", crd_yaml_path.display()));
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&crd_yaml)
@@ -1003,5 +1004,52 @@ impl KubeEnv {
         format!(
             "slack:\n  channels: [C1]\napproval:\n  approvers: [alice, bob]\nrouting:\n{routing}environments:\n  dev:\n    channel: C1\n    clusters:\n{clusters}{extra_env}"
         )
+    }
+}
+
+impl KubeEnv {
+    /// The PEM certificate chain and key cluster `index`'s API server
+    /// serves with (self-signed by its own CA, which is also in the chain:
+    /// the kubeconfig's `certificate-authority-data`). A TLS proxy that
+    /// serves these passes the bot's CA and SAN checks on 127.0.0.1.
+    pub fn serving_cert(&self, index: usize) -> (Vec<u8>, Vec<u8>) {
+        let dir = self
+            .dir()
+            .join(format!("certs-{}", self.clusters[index].label));
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .unwrap_or_else(|e| panic!("kube_env: read {}/{name}: {e}", dir.display()))
+        };
+        (read("apiserver.crt"), read("apiserver.key"))
+    }
+
+    /// A kubeconfig like [`Self::kubeconfig_for`], but cluster `i`'s
+    /// `server:` is `servers[i]` (e.g. a proxy in front of it).
+    pub fn kubeconfig_via(&self, token: &str, servers: &[String]) -> PathBuf {
+        assert_eq!(servers.len(), self.clusters.len(), "one server per cluster");
+        let moved: Vec<KubeCluster> = self
+            .clusters
+            .iter()
+            .zip(servers)
+            .map(|(c, server)| KubeCluster {
+                server: server.clone(),
+                ..c.clone()
+            })
+            .collect();
+        let entries: Vec<(&KubeCluster, &str)> = moved
+            .iter()
+            .zip(self.ca_data.iter().map(String::as_str))
+            .collect();
+        let path = self.dir().join(format!(
+            "kubeconfig-via-{}",
+            servers
+                .iter()
+                .map(|s| s.rsplit(':').next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("-")
+        ));
+        std::fs::write(&path, kubeconfig_yaml(&entries, token))
+            .expect("kube_env: write kubeconfig");
+        path
     }
 }

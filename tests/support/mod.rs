@@ -6,8 +6,10 @@
 #![allow(dead_code)]
 
 pub mod fake_slack;
+pub mod fault_proxy;
 pub mod kube_env;
 pub mod moto;
+pub mod serve_proc;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -432,6 +434,15 @@ impl Harness {
     /// Throws the engine away and builds a new one from the journal file,
     /// as after a crash: the clusters and the chat stay as they are.
     pub async fn restart(&mut self) {
+        // A crashed process lets go of its journal (and the journal's lock)
+        // before the next one opens it: drop the old engine first.
+        self.engine = engine_on(
+            &self.config,
+            &self.backend,
+            &self.chat,
+            &self.clock,
+            (Journal::in_memory(), Vec::new()),
+        );
         self.engine = build_engine(
             &self.config,
             &self.backend,
@@ -507,7 +518,17 @@ fn build_engine(
     clock: &Arc<OffsetClock>,
     journal_path: &Path,
 ) -> Engine {
-    let (journal, records) = Journal::open(journal_path).expect("journal opens");
+    let opened = Journal::open(journal_path).expect("journal opens");
+    engine_on(config, backend, chat, clock, opened)
+}
+
+fn engine_on(
+    config: &Arc<Config>,
+    backend: &Arc<FaultyBackend>,
+    chat: &Arc<RecordingChat>,
+    clock: &Arc<OffsetClock>,
+    (journal, records): (Journal, Vec<failover_bot::operation::journal::Record>),
+) -> Engine {
     let groups: BTreeMap<String, Vec<String>> =
         [("S0SRE".to_owned(), vec!["dave".to_owned()])].into();
     Engine::new(EngineParts {

@@ -16,6 +16,7 @@
 
 pub mod crd;
 mod objects;
+mod retry;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,11 +84,25 @@ fn failed(cluster: &str, reason: impl std::fmt::Display) -> BackendError {
 fn describe(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-        other => {
-            let text = other.to_string();
-            text.chars().take(200).collect()
-        }
+        other => with_causes(other).chars().take(200).collect(),
     }
+}
+
+/// An error and its sources, outermost first: a transport error's own text
+/// ("client error (SendRequest)") says nothing; its cause ("connection
+/// reset", "timed out") is what the engineer in the channel needs.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let text = error.to_string();
+        // Wrappers often repeat their source's text; say each thing once.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = error.source();
+    }
+    parts.join(": ")
 }
 
 fn is_conflict(error: &kube::Error) -> bool {
@@ -411,6 +426,16 @@ async fn can_i(client: &Client, permission: &Permission<'_>) -> bool {
     }
 }
 
+/// A client for one context of `$KUBECONFIG` (or the in-cluster config for
+/// `in-cluster`), with the same timeouts as the clusters' clients.
+pub async fn client_for_context(context: &str) -> Result<Client, String> {
+    if context == IN_CLUSTER {
+        return client_for(context, None).await;
+    }
+    let file = Kubeconfig::read().map_err(|e| format!("cannot read the kubeconfig: {e}"))?;
+    client_for(context, Some(&file)).await
+}
+
 async fn client_for(context: &str, file: Option<&Kubeconfig>) -> Result<Client, String> {
     let mut config = if context == IN_CLUSTER {
         kube::Config::incluster().map_err(|e| format!("no in-cluster config: {e}"))?
@@ -427,7 +452,15 @@ async fn client_for(context: &str, file: Option<&Kubeconfig>) -> Result<Client, 
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
     config.write_timeout = Some(READ_TIMEOUT);
-    Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))
+    // kube's default retry is unbounded for a chat bot (see `retry`); the
+    // bounded one needs a cloneable service, which the buffer makes.
+    config.default_retry = false;
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot build a client: {e}"))?;
+    Ok(builder
+        .with_layer(&tower::buffer::BufferLayer::new(retry::QUEUE))
+        .with_layer(&tower::retry::RetryLayer::new(retry::BoundedRetry::new()))
+        .build())
 }
 
 #[async_trait]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::future::join_all;
+use tracing::Instrument;
 
 use super::{Engine, EngineError, Outcome};
 use crate::approval::ApprovalState;
@@ -166,14 +167,11 @@ impl Engine {
         };
         let text = messages::plan(&self.plan_view(header, step, &shown, PlanStatus::Pending));
         shown.message = self.chat.post(&header.channel, None, &text).await?;
-        for reaction in [
-            &self.config.approval.reaction,
-            &self.config.approval.reject_reaction,
-        ] {
-            if let Err(error) = self.chat.react(&shown.message, reaction).await {
-                tracing::warn!(%error, "could not add the reaction hint");
-            }
-        }
+        let message = shown.message.clone();
+        // Journaled before the hints are added: an approver may react the
+        // moment the message appears, and a reaction on a message the
+        // ledger does not know is ignored (and Slack never redelivers an
+        // event the bot acknowledged). Known, it waits for the env lock.
         self.record(Entry::Proposed {
             op: header.id,
             step,
@@ -183,7 +181,20 @@ impl Engine {
             warnings: shown.warnings,
             versions: shown.versions,
         })?;
+        self.add_reaction_hints(&message).await;
         Ok(())
+    }
+
+    /// The approve/reject reactions on a plan, so approvers need only click.
+    async fn add_reaction_hints(&self, message: &crate::chat::MessageRef) {
+        for reaction in [
+            &self.config.approval.reaction,
+            &self.config.approval.reject_reaction,
+        ] {
+            if let Err(error) = self.chat.react(message, reaction).await {
+                tracing::warn!(%error, "could not add the reaction hint");
+            }
+        }
     }
 
     pub(super) fn plan_view<'a>(
@@ -209,17 +220,29 @@ impl Engine {
             let Some(op) = self.active_operation(env) else {
                 return Ok(());
             };
-            match op.phase.clone() {
-                Phase::AwaitingApproval(_) => return Ok(()),
-                Phase::Proposing => self.propose_next(&op).await?,
-                Phase::Approved(shown) => self.start_step(&op, &shown).await?,
-                Phase::Applying(shown) => self.finish_interrupted_step(&op, &shown).await?,
-                Phase::Finishing(outcome) => {
-                    self.finish(&op, outcome).await?;
-                    return Ok(());
-                }
+            // Every log line of this move (backend calls included) carries
+            // the operation and step it belongs to.
+            let span = tracing::info_span!("operation", env, op = op.header.id, step = op.step);
+            let more = self.advance(&op).instrument(span).await?;
+            if !more {
+                return Ok(());
             }
         }
+    }
+
+    /// One move of the operation; `false` when it now waits or has ended.
+    async fn advance(&self, op: &OperationState) -> Result<bool, EngineError> {
+        match op.phase.clone() {
+            Phase::AwaitingApproval(_) => return Ok(false),
+            Phase::Proposing => self.propose_next(op).await?,
+            Phase::Approved(shown) => self.start_step(op, &shown).await?,
+            Phase::Applying(shown) => self.finish_interrupted_step(op, &shown).await?,
+            Phase::Finishing(outcome) => {
+                self.finish(op, outcome).await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     async fn propose_next(&self, op: &OperationState) -> Result<(), EngineError> {
@@ -354,6 +377,7 @@ impl Engine {
         })?;
         let outcome = self.outcome_of(environment, &shown.plan, &applied).await;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(outcome = outcome.label(), millis, "step finished");
         self.record(Entry::StepFinished {
             op: op.header.id,
             step: op.step,

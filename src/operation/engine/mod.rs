@@ -10,6 +10,7 @@
 
 mod commands;
 mod drive;
+mod outbox;
 mod reactions;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -26,6 +27,8 @@ use crate::clock::Clock;
 use crate::command::{self, Command, Request};
 use crate::config::Config;
 use crate::messages::{self, UserError};
+use crate::metrics::Metrics;
+use outbox::{Outbox, Said};
 
 /// A `/failover` command as it arrives from chat.
 #[derive(Clone, Debug)]
@@ -132,10 +135,13 @@ pub struct Engine {
     config: Arc<Config>,
     backend: Arc<dyn RoutingBackend>,
     chat: Arc<dyn Chat>,
+    /// What the bot says about operations, kept in order through outages.
+    outbox: Arc<Outbox>,
     groups: Arc<dyn GroupResolver>,
     clock: Arc<dyn Clock>,
     bot_user: String,
     store: Mutex<Store>,
+    metrics: Arc<Metrics>,
     env_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
     events: Mutex<EventWindow>,
 }
@@ -161,6 +167,7 @@ impl Engine {
         Engine {
             config: parts.config,
             backend: parts.backend,
+            outbox: Outbox::new(parts.chat.clone()),
             chat: parts.chat,
             groups: parts.groups,
             clock: parts.clock,
@@ -171,7 +178,18 @@ impl Engine {
             }),
             env_locks,
             events: Mutex::new(window),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts into `metrics` (shared with the backend wrapper and `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn config(&self) -> &Config {
@@ -302,6 +320,7 @@ impl Engine {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let record = store.journal.append(self.clock.now(), entry)?;
         store.ledger.apply(&record);
+        self.metrics.observe_record(&record);
         Ok(())
     }
 
@@ -342,16 +361,15 @@ impl Engine {
                 messages::internal_error(self.op_in_channel(channel))
             }
         };
-        let sent = match thread {
-            Some(at) => self
-                .chat
-                .post(channel, Some(at), &message)
-                .await
-                .map(|_| ()),
-            None => self.chat.post_ephemeral(channel, user, &message).await,
-        };
-        if let Err(error) = sent {
-            tracing::error!(%error, channel, user, "could not answer in chat");
+        match thread {
+            Some(at) => self.say(channel, Some(at), message).await,
+            None => {
+                // Only its author sees an ephemeral answer, and only now:
+                // queuing it for later would help nobody.
+                if let Err(error) = self.chat.post_ephemeral(channel, user, &message).await {
+                    tracing::error!(%error, channel, user, "could not answer in chat");
+                }
+            }
         }
     }
 
@@ -372,18 +390,30 @@ impl Engine {
         })
     }
 
-    /// Posts in a thread; a chat failure is logged, not fatal: the journal
-    /// is the record, and the operation must go on (a Slack outage must not
-    /// leave a step half-done).
+    /// Posts in a channel or thread through the outbox: a Slack outage
+    /// delays the message, never the operation (the journal is the record,
+    /// and a step must not be left half-done waiting for chat).
     async fn say(&self, channel: &str, thread: Option<&MessageRef>, message: Message) {
-        if let Err(error) = self.chat.post(channel, thread, &message).await {
-            tracing::error!(%error, channel, "could not post");
-        }
+        self.outbox
+            .send(Said::Post {
+                channel: channel.to_owned(),
+                thread: thread.cloned(),
+                message,
+            })
+            .await;
     }
 
     async fn update(&self, at: &MessageRef, message: Message) {
-        if let Err(error) = self.chat.update(at, &message).await {
-            tracing::error!(%error, message = %at, "could not update");
-        }
+        self.outbox
+            .send(Said::Update {
+                at: at.clone(),
+                message,
+            })
+            .await;
+    }
+
+    /// Messages waiting for Slack to come back.
+    pub fn messages_waiting(&self) -> usize {
+        self.outbox.waiting()
     }
 }

@@ -1,0 +1,275 @@
+//! Prometheus metrics, served at `/metrics`.
+//!
+//! Step and approval counts are taken from journal records as they are made
+//! durable ([`Metrics::observe_record`]), so the numbers count exactly what
+//! the audit trail holds. Backend request times come from the
+//! [`MeteredBackend`] wrapper, Slack events from the intake.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::backend::{BackendError, Convergence, GateFailure, RoutingBackend, Snapshot, Written};
+use crate::config::{ClusterConfig, EnvironmentConfig};
+use crate::operation::journal::{Entry, Record};
+use crate::plan::Weights;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
+    cluster: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn step_buckets() -> Histogram {
+    // 10 ms … ~5.5 min: a step includes waiting for DNS.
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
+}
+
+fn request_buckets() -> Histogram {
+    // 1 ms … ~16 s: one API call.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    steps: Family<ResultLabel, Counter>,
+    step_seconds: Histogram,
+    approvals: Family<ResultLabel, Counter>,
+    slack_events: Family<EventLabel, Counter>,
+    backend_seconds: HistogramFamily<BackendLabel>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let metrics = Self {
+            registry: Mutex::new(Registry::with_prefix("failover_bot")),
+            steps: Family::default(),
+            step_seconds: step_buckets(),
+            approvals: Family::default(),
+            slack_events: Family::default(),
+            backend_seconds: Family::new_with_constructor(request_buckets),
+        };
+        metrics.register();
+        metrics
+    }
+
+    fn register(&self) {
+        let mut registry = self.lock();
+        registry.register("steps", "Steps by result", self.steps.clone());
+        registry.register(
+            "step_duration_seconds",
+            "Time from a step's start to its result, verification included",
+            self.step_seconds.clone(),
+        );
+        registry.register(
+            "approvals",
+            "Approval decisions by result",
+            self.approvals.clone(),
+        );
+        registry.register(
+            "slack_events",
+            "Slack deliveries by type",
+            self.slack_events.clone(),
+        );
+        registry.register(
+            "backend_request_duration_seconds",
+            "Backend calls by backend and cluster",
+            self.backend_seconds.clone(),
+        );
+    }
+
+    /// Counts what a journal record says happened.
+    pub fn observe_record(&self, record: &Record) {
+        match &record.entry {
+            Entry::StepFinished {
+                outcome, millis, ..
+            } => {
+                self.steps
+                    .get_or_create(&ResultLabel {
+                        result: outcome.label().into(),
+                    })
+                    .inc();
+                self.step_seconds.observe(*millis as f64 / 1000.0);
+            }
+            Entry::Decided { state, .. } => {
+                self.approvals
+                    .get_or_create(&ResultLabel {
+                        result: state.label().into(),
+                    })
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts one delivery from Slack (`slash_command`, `reaction_added`…).
+    pub fn slack_event(&self, kind: &str) {
+        self.slack_events
+            .get_or_create(&EventLabel {
+                r#type: kind.into(),
+            })
+            .inc();
+    }
+
+    fn backend_call(&self, backend: &str, cluster: &str, started: Instant) {
+        self.backend_seconds
+            .get_or_create(&BackendLabel {
+                backend: backend.into(),
+                cluster: cluster.into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.lock());
+        text
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Times every call of the backend it wraps. Calls about one cluster are
+/// labelled with it; calls about a whole environment with `*`.
+pub struct MeteredBackend {
+    inner: Arc<dyn RoutingBackend>,
+    name: String,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredBackend {
+    pub fn new(inner: Arc<dyn RoutingBackend>, name: &str, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner,
+            name: name.into(),
+            metrics,
+        }
+    }
+
+    fn done(&self, cluster: &str, started: Instant) {
+        self.metrics.backend_call(&self.name, cluster, started);
+    }
+}
+
+/// The label of calls about a whole environment (all its clusters).
+fn env_label(_env: &EnvironmentConfig) -> String {
+    "*".into()
+}
+
+#[async_trait]
+impl RoutingBackend for MeteredBackend {
+    async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.read(env).await;
+        self.done(&env_label(env), started);
+        result
+    }
+
+    async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        let started = Instant::now();
+        let result = self.inner.check_identity(cluster).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
+        let started = Instant::now();
+        let result = self.inner.check_health(cluster).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    async fn set_weight(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+        version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.set_weight(cluster, weight, version).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.create(cluster).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    async fn delete(
+        &self,
+        cluster: &ClusterConfig,
+        version: Option<&str>,
+    ) -> Result<Written, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.delete(cluster, version).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    async fn verify(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.verify(env, expected).await;
+        self.done(&env_label(env), started);
+        result
+    }
+
+    async fn observe(
+        &self,
+        env: &EnvironmentConfig,
+        expected: &Weights,
+    ) -> Result<Vec<Convergence>, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.observe(env, expected).await;
+        self.done(&env_label(env), started);
+        result
+    }
+
+    async fn write_all(
+        &self,
+        env: &EnvironmentConfig,
+        before: &Weights,
+        after: &Weights,
+    ) -> Option<Result<Written, BackendError>> {
+        let started = Instant::now();
+        let result = self.inner.write_all(env, before, after).await;
+        if result.is_some() {
+            self.done(&env_label(env), started);
+        }
+        result
+    }
+}

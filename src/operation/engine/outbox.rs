@@ -1,0 +1,283 @@
+//! The outbox: what the bot says about an operation reaches the channel even
+//! when Slack is down for a while, in the order it was said.
+//!
+//! A message is sent at once when nothing is waiting. If Slack cannot take it
+//! (connection refused or reset, a timeout, a 5xx, a 429 past the chat's own
+//! retries), it is queued and a single drainer retries the head of the queue
+//! with a growing pause; everything said later waits behind it, so a thread
+//! never reads out of order. A refusal that retrying cannot fix (a missing
+//! channel, a bad token) is logged and dropped, so it cannot block the queue.
+//!
+//! The step itself never waits for the outbox: the journal is the record,
+//! and a Slack outage must not leave weights half-changed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::chat::{Chat, ChatError, Message, MessageRef};
+
+/// A chat call that takes longer than this counts as Slack being down.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// Something the bot says that needs no answer from Slack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Said {
+    Post {
+        channel: String,
+        thread: Option<MessageRef>,
+        message: Message,
+    },
+    Update {
+        at: MessageRef,
+        message: Message,
+    },
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Said>,
+    /// A drainer task owns the head of the queue.
+    draining: bool,
+}
+
+pub struct Outbox {
+    chat: Arc<dyn Chat>,
+    queue: Mutex<Queue>,
+}
+
+impl Outbox {
+    pub fn new(chat: Arc<dyn Chat>) -> Arc<Self> {
+        Arc::new(Self {
+            chat,
+            queue: Mutex::default(),
+        })
+    }
+
+    /// Sends `said` now, or queues it behind what is already waiting.
+    pub async fn send(self: &Arc<Self>, said: Said) {
+        if self.queue_behind_waiting(&said) {
+            return;
+        }
+        match self.deliver(&said).await {
+            Ok(()) => {}
+            Err(error) if error.unavailable => {
+                tracing::warn!(%error, "Slack is unavailable: queuing the message");
+                self.queue_and_drain(said);
+            }
+            Err(error) => tracing::error!(%error, ?said, "Slack refused a message; dropped"),
+        }
+    }
+
+    /// Messages still waiting for Slack.
+    pub fn waiting(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    fn queue_behind_waiting(&self, said: &Said) -> bool {
+        let mut queue = self.lock();
+        if queue.items.is_empty() {
+            return false;
+        }
+        queue.items.push_back(said.clone());
+        true
+    }
+
+    fn queue_and_drain(self: &Arc<Self>, said: Said) {
+        let mut queue = self.lock();
+        queue.items.push_back(said);
+        if !queue.draining {
+            queue.draining = true;
+            tokio::spawn(self.clone().drain());
+        }
+    }
+
+    /// Retries the head of the queue until Slack takes it, then the next.
+    async fn drain(self: Arc<Self>) {
+        // The call that queued the head has just failed: pause first.
+        let mut pause = FIRST_PAUSE;
+        tokio::time::sleep(pause).await;
+        loop {
+            let Some(head) = self.head() else { return };
+            match self.deliver(&head).await {
+                Ok(()) => {
+                    pause = FIRST_PAUSE;
+                    self.pop();
+                }
+                Err(error) if error.unavailable => {
+                    pause = (pause * 2).min(MAX_PAUSE);
+                    tracing::warn!(%error, ?pause, waiting = self.waiting(), "Slack still unavailable");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, said = ?head, "Slack refused a queued message; dropped");
+                    self.pop();
+                }
+            }
+        }
+    }
+
+    /// The head of the queue, or `None` (and the drainer stops) when empty.
+    fn head(&self) -> Option<Said> {
+        let mut queue = self.lock();
+        let head = queue.items.front().cloned();
+        if head.is_none() {
+            queue.draining = false;
+        }
+        head
+    }
+
+    fn pop(&self) {
+        self.lock().items.pop_front();
+    }
+
+    async fn deliver(&self, said: &Said) -> Result<(), ChatError> {
+        let call = async {
+            match said {
+                Said::Post {
+                    channel,
+                    thread,
+                    message,
+                } => self
+                    .chat
+                    .post(channel, thread.as_ref(), message)
+                    .await
+                    .map(|_| ()),
+                Said::Update { at, message } => self.chat.update(at, message).await,
+            }
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| Err(ChatError::unavailable("no answer within 10 s")))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Fails the first `down` calls as unavailable (or refused), then takes
+    /// everything.
+    struct FlakyChat {
+        down: AtomicUsize,
+        refuse: bool,
+        posted: Mutex<Vec<String>>,
+    }
+
+    impl FlakyChat {
+        fn new(down: usize, refuse: bool) -> Arc<Self> {
+            Arc::new(Self {
+                down: AtomicUsize::new(down),
+                refuse,
+                posted: Mutex::default(),
+            })
+        }
+
+        fn outcome(&self, text: &str) -> Result<(), ChatError> {
+            let still_down = self
+                .down
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            match (still_down, self.refuse) {
+                (false, _) => {
+                    self.posted.lock().unwrap().push(text.to_owned());
+                    Ok(())
+                }
+                (true, false) => Err(ChatError::unavailable("503")),
+                (true, true) => Err(ChatError::refused("channel_not_found")),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Chat for FlakyChat {
+        async fn post(
+            &self,
+            channel: &str,
+            _thread: Option<&MessageRef>,
+            message: &Message,
+        ) -> Result<MessageRef, ChatError> {
+            self.outcome(&message.text).map(|()| MessageRef {
+                channel: channel.into(),
+                ts: "1.0".into(),
+            })
+        }
+        async fn update(&self, _at: &MessageRef, message: &Message) -> Result<(), ChatError> {
+            self.outcome(&format!("update: {}", message.text))
+        }
+        async fn post_ephemeral(&self, _: &str, _: &str, _: &Message) -> Result<(), ChatError> {
+            Ok(())
+        }
+        async fn react(&self, _: &MessageRef, _: &str) -> Result<(), ChatError> {
+            Ok(())
+        }
+    }
+
+    fn post(text: &str) -> Said {
+        Said::Post {
+            channel: "C1".into(),
+            thread: None,
+            message: Message::new(text),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_queues_messages_and_posts_them_in_order_when_slack_is_back() {
+        let chat = FlakyChat::new(4, false);
+        let outbox = Outbox::new(chat.clone());
+        outbox.send(post("step 1 applied")).await;
+        outbox.send(post("step 1 verified")).await;
+        outbox
+            .send(Said::Update {
+                at: MessageRef {
+                    channel: "C1".into(),
+                    ts: "1.0".into(),
+                },
+                message: Message::new("done"),
+            })
+            .await;
+        assert_eq!(outbox.waiting(), 3, "all three wait while Slack is down");
+        assert!(chat.posted.lock().unwrap().is_empty());
+
+        // Pauses of 1, 2, 4 and 8 s: Slack answers on the fifth try.
+        tokio::time::sleep(Duration::from_secs(16)).await;
+        assert_eq!(
+            *chat.posted.lock().unwrap(),
+            ["step 1 applied", "step 1 verified", "update: done"]
+        );
+        assert_eq!(outbox.waiting(), 0);
+
+        outbox.send(post("later")).await;
+        assert_eq!(chat.posted.lock().unwrap().last().unwrap(), "later");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_slack_refuses_is_dropped_not_retried() {
+        let chat = FlakyChat::new(1, true);
+        let outbox = Outbox::new(chat.clone());
+        outbox.send(post("to a channel that is gone")).await;
+        outbox.send(post("next")).await;
+        assert_eq!(outbox.waiting(), 0);
+        assert_eq!(*chat.posted.lock().unwrap(), ["next"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_between_retries_grows_to_thirty_seconds() {
+        let chat = FlakyChat::new(9, false);
+        let outbox = Outbox::new(chat.clone());
+        outbox.send(post("x")).await;
+        // 1+2+4+8+16+30+30+30+30 = 151 s of pauses before the tenth try.
+        tokio::time::sleep(Duration::from_secs(150)).await;
+        assert!(chat.posted.lock().unwrap().is_empty());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(*chat.posted.lock().unwrap(), ["x"]);
+    }
+}

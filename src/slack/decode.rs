@@ -1,0 +1,302 @@
+//! Decoding what Slack sends, with no I/O: the slash-command form and the
+//! push-event JSON of the Events API over HTTP, and the Socket Mode envelope.
+//!
+//! Every byte here comes from the network, so these functions are the
+//! fuzzing surface (`fuzz/`, `scripts/fuzz`): they return an error for
+//! anything malformed and never panic. Both transports share the one
+//! reaction extraction, [`callback`], so a reaction means the same thing
+//! whichever way it arrived.
+
+use serde::Deserialize;
+use slack_morphism::prelude::*;
+
+use super::intake::SlashCommand;
+use crate::chat::MessageRef;
+use crate::operation::engine::Reaction;
+
+/// Why a body from Slack could not be decoded. Kept short: it is logged,
+/// and the body itself never is.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a slash command form: {0}")]
+    Form(String),
+    #[error("not a Slack push event: {0}")]
+    PushEvent(String),
+    #[error("not a Socket Mode envelope: {0}")]
+    Envelope(String),
+}
+
+/// What a push event means to the bot.
+#[derive(Clone, Debug)]
+pub enum Inbound {
+    /// Slack checking the Request URL; answer with the challenge.
+    UrlVerification { challenge: String },
+    /// A reaction added or removed on a message: the only event the bot acts on.
+    Reaction(Reaction),
+    /// Well-formed, but none of the bot's business (the reason, for the log).
+    Ignored(&'static str),
+    /// Slack says it is dropping events because the app is rate limited.
+    RateLimited,
+}
+
+/// A Socket Mode WebSocket text frame, decoded.
+#[derive(Clone, Debug)]
+pub enum SocketFrame {
+    Hello,
+    Disconnect {
+        reason: String,
+    },
+    /// An `events_api` envelope, its payload run through [`callback`].
+    Event {
+        envelope_id: String,
+        inbound: Inbound,
+    },
+    /// A `slash_commands` envelope.
+    Command {
+        envelope_id: String,
+        command: SlashCommand,
+    },
+    /// An `interactive` envelope: the bot has no buttons or modals.
+    Interactive {
+        envelope_id: String,
+    },
+}
+
+/// The form Slack posts for a slash command (only the fields we use).
+#[derive(Deserialize)]
+struct CommandForm {
+    user_id: String,
+    channel_id: String,
+    #[serde(default)]
+    text: String,
+    trigger_id: String,
+}
+
+/// Decodes the `application/x-www-form-urlencoded` body Slack POSTs for a
+/// slash command.
+pub fn slash_command_form(body: &str) -> Result<SlashCommand, DecodeError> {
+    let form: CommandForm =
+        serde_urlencoded::from_str(body).map_err(|e| DecodeError::Form(e.to_string()))?;
+    Ok(SlashCommand {
+        user: form.user_id,
+        channel: form.channel_id,
+        text: form.text,
+        trigger_id: form.trigger_id,
+    })
+}
+
+/// A slash command as slack-morphism decodes it (Socket Mode), in the
+/// shape both transports hand to the intake.
+pub fn slash_command_event(event: SlackCommandEvent) -> SlashCommand {
+    SlashCommand {
+        user: event.user_id.to_string(),
+        channel: event.channel_id.to_string(),
+        text: event.text.unwrap_or_default(),
+        trigger_id: event.trigger_id.to_string(),
+    }
+}
+
+/// Decodes the JSON body POSTed to the Events API request URL.
+pub fn push_event(body: &str) -> Result<Inbound, DecodeError> {
+    let event: SlackPushEvent =
+        serde_json::from_str(body).map_err(|e| DecodeError::PushEvent(e.to_string()))?;
+    Ok(match event {
+        SlackPushEvent::UrlVerification(v) => Inbound::UrlVerification {
+            challenge: v.challenge,
+        },
+        SlackPushEvent::EventCallback(c) => callback(c),
+        SlackPushEvent::AppRateLimited(_) => Inbound::RateLimited,
+    })
+}
+
+/// The one reaction extraction, for both transports: a reaction added to
+/// or removed from a message in a channel becomes a [`Reaction`]; anything
+/// else is ignored, with the reason.
+pub fn callback(callback: SlackPushEventCallback) -> Inbound {
+    let event_id = callback.event_id.to_string();
+    let (user, name, item, added) = match callback.event {
+        SlackEventCallbackBody::ReactionAdded(e) => (e.user, e.reaction, e.item, true),
+        SlackEventCallbackBody::ReactionRemoved(e) => (e.user, e.reaction, e.item, false),
+        _ => return Inbound::Ignored("not a reaction event"),
+    };
+    let SlackReactionsItem::Message(message) = item else {
+        return Inbound::Ignored("reaction on a file, not a message");
+    };
+    let Some(channel) = message.origin.channel else {
+        return Inbound::Ignored("reaction on a message without a channel");
+    };
+    Inbound::Reaction(Reaction {
+        user: user.to_string(),
+        name: name.to_string(),
+        message: MessageRef {
+            channel: channel.to_string(),
+            ts: message.origin.ts.to_string(),
+        },
+        added,
+        event_id: Some(event_id),
+    })
+}
+
+/// Slack-morphism's `SlackSocketModeEvent`, which its listener decodes
+/// every frame into, is not exported (its `models::socket_mode` module is
+/// shadowed by the listener's `socket_mode`), so this mirrors it: the same
+/// `type` tag, the same required fields, and slack-morphism's own payload
+/// types, so a frame decodes here exactly when it decodes there.
+// Decoded once and taken apart at once, so its size does not matter
+// (slack-morphism's own enum carries the same allow).
+#[allow(clippy::large_enum_variant)]
+#[derive(Deserialize)]
+#[serde(tag = "type")]
+enum Envelope {
+    #[serde(rename = "hello")]
+    Hello(#[allow(dead_code)] Hello),
+    #[serde(rename = "disconnect")]
+    Disconnect(Disconnect),
+    #[serde(rename = "interactive")]
+    Interactive(Enveloped<SlackInteractionEvent>),
+    #[serde(rename = "events_api")]
+    EventsApi(Enveloped<SlackPushEventCallback>),
+    #[serde(rename = "slash_commands")]
+    SlashCommands(Enveloped<SlackCommandEvent>),
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // Read only so that decoding fails where slack-morphism's does.
+struct Hello {
+    connection_info: ConnectionInfo,
+    num_connections: u32,
+    debug_info: DebugInfo,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // As for `Hello`.
+struct ConnectionInfo {
+    app_id: SlackAppId,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // As for `Hello`.
+struct DebugInfo {
+    host: String,
+    started: Option<String>,
+    build_number: Option<u64>,
+    approximate_connection_time: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // As for `Hello`.
+struct Disconnect {
+    reason: String,
+    debug_info: DebugInfo,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // As for `Hello`.
+struct Enveloped<P> {
+    envelope_id: String,
+    accepts_response_payload: bool,
+    payload: P,
+}
+
+/// Decodes a Socket Mode text frame the way slack-morphism's listener does
+/// (its `SlackSocketModeEvent`, mirrored by [`Envelope`]), then applies the
+/// same rules as the HTTP path: [`callback`] for `events_api`,
+/// [`slash_command_event`] for `slash_commands`.
+///
+/// Production Socket Mode still goes through slack-morphism's listener,
+/// which hands the already-decoded payloads to [`super::intake::Intake`];
+/// this function exists so that the decoding rules of both transports are
+/// fuzzed together.
+pub fn socket_mode_envelope(text: &str) -> Result<SocketFrame, DecodeError> {
+    let envelope: Envelope =
+        serde_json::from_str(text).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+    Ok(match envelope {
+        Envelope::Hello(_) => SocketFrame::Hello,
+        Envelope::Disconnect(d) => SocketFrame::Disconnect { reason: d.reason },
+        Envelope::Interactive(i) => SocketFrame::Interactive {
+            envelope_id: i.envelope_id,
+        },
+        Envelope::EventsApi(e) => SocketFrame::Event {
+            envelope_id: e.envelope_id,
+            inbound: callback(e.payload),
+        },
+        Envelope::SlashCommands(c) => SocketFrame::Command {
+            envelope_id: c.envelope_id,
+            command: slash_command_event(c.payload),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REACTION: &str = r#"{"token":"t","team_id":"T1","api_app_id":"A1",
+        "type":"event_callback","event_id":"Ev1","event_time":1700000000,
+        "event":{"type":"reaction_added","user":"UBOB","reaction":"white_check_mark",
+        "item":{"type":"message","channel":"C1","ts":"1.000100"},"event_ts":"1.2"}}"#;
+
+    #[test]
+    fn a_reaction_event_becomes_a_reaction() {
+        let Inbound::Reaction(r) = push_event(REACTION).unwrap() else {
+            panic!("expected a reaction");
+        };
+        assert_eq!(
+            (r.user.as_str(), r.name.as_str(), r.added),
+            ("UBOB", "white_check_mark", true)
+        );
+        assert_eq!(r.message.channel, "C1");
+        assert_eq!(r.message.ts, "1.000100");
+        assert_eq!(r.event_id.as_deref(), Some("Ev1"));
+    }
+
+    #[test]
+    fn both_transports_extract_the_same_reaction() {
+        let envelope = format!(
+            r#"{{"envelope_id":"E1","type":"events_api","accepts_response_payload":false,"payload":{REACTION}}}"#
+        );
+        let SocketFrame::Event {
+            envelope_id,
+            inbound,
+        } = socket_mode_envelope(&envelope).unwrap()
+        else {
+            panic!("expected an events_api frame");
+        };
+        assert_eq!(envelope_id, "E1");
+        // `Reaction` has no `PartialEq`; its Debug form shows every field.
+        assert_eq!(
+            format!("{inbound:?}"),
+            format!("{:?}", push_event(REACTION).unwrap())
+        );
+    }
+
+    #[test]
+    fn url_verification_and_other_events() {
+        let challenge = r#"{"token":"t","challenge":"abc","type":"url_verification"}"#;
+        assert!(matches!(
+            push_event(challenge).unwrap(),
+            Inbound::UrlVerification { challenge } if challenge == "abc"
+        ));
+        let message = REACTION.replace(r#""type":"reaction_added""#, r#""type":"app_mention""#);
+        assert!(matches!(push_event(&message).unwrap(), Inbound::Ignored(_)));
+        assert!(matches!(
+            push_event("{not json"),
+            Err(DecodeError::PushEvent(_))
+        ));
+    }
+
+    #[test]
+    fn slash_command_forms() {
+        let c =
+            slash_command_form("user_id=U1&channel_id=C1&text=shift+50%25&trigger_id=t1").unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.channel.as_str(), c.text.as_str()),
+            ("U1", "C1", "shift 50%")
+        );
+        assert_eq!(c.trigger_id, "t1");
+        assert!(matches!(
+            slash_command_form("user_id=U1"),
+            Err(DecodeError::Form(_))
+        ));
+    }
+}

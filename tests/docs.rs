@@ -1,0 +1,603 @@
+//! Keeps the production docs true to the code:
+//!
+//! - `docs/iam-policy.json` grants exactly the Route53 actions the bot calls
+//!   (read from `src/backend/route53.rs`), on one hosted zone;
+//! - `docs/troubleshooting.md` has an entry, quoting the real text, for every
+//!   `UserError` the bot can answer with (variants read from
+//!   `src/messages.rs`) and for the other errors it reports;
+//! - the channel transcript in `docs/drill.md` is what the sandbox prints for
+//!   the script shown there. `UPDATE_DOCS=1 cargo test --test docs` rewrites
+//!   the transcript after a deliberate change to the bot's texts;
+//! - relative links in README.md and docs/ lead to files that exist
+//!   (manifests move; docs must follow).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use failover_bot::backend::GateFailure;
+use failover_bot::messages::{internal_error, UserError};
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo_file(path)).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+// ---------------------------------------------------------------- IAM policy
+
+/// `list_resource_record_sets` → `route53:ListResourceRecordSets`.
+fn iam_action(sdk_method: &str) -> String {
+    let pascal: String = sdk_method
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect();
+    format!("route53:{pascal}")
+}
+
+/// The SDK operations the bot sends: every `.client` followed by `.method()`
+/// in the Route53 backend (builders like `.change_info()` on answers are not
+/// preceded by `.client`).
+fn route53_calls_in_source() -> BTreeSet<String> {
+    let source = read("src/backend/route53.rs");
+    let mut calls = BTreeSet::new();
+    for (at, _) in source.match_indices(".client") {
+        let rest = source[at + ".client".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix('.') else {
+            continue;
+        };
+        let method: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if !method.is_empty() && rest[method.len()..].starts_with("()") {
+            calls.insert(iam_action(&method));
+        }
+    }
+    calls
+}
+
+/// The `ChangeAction`s the bot builds (`ChangeAction::Upsert` → `UPSERT`).
+fn change_actions_in_source() -> BTreeSet<String> {
+    let source = read("src/backend/route53.rs");
+    source
+        .match_indices("ChangeAction::")
+        .map(|(at, _)| {
+            source[at + "ChangeAction::".len()..]
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>()
+                .to_uppercase()
+        })
+        .filter(|action| !action.is_empty())
+        .collect()
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().expect("a list of strings").to_owned())
+            .collect(),
+        other => panic!("expected a string or a list of strings, got {other}"),
+    }
+}
+
+fn policy_statements() -> Vec<serde_json::Value> {
+    let policy: serde_json::Value =
+        serde_json::from_str(&read("docs/iam-policy.json")).expect("docs/iam-policy.json is JSON");
+    assert_eq!(
+        policy["Version"], "2012-10-17",
+        "IAM policy language version"
+    );
+    let statements = policy["Statement"]
+        .as_array()
+        .expect("Statement is a list")
+        .clone();
+    for s in &statements {
+        assert_eq!(s["Effect"], "Allow", "{s}");
+        assert!(
+            s.get("NotAction").is_none() && s.get("NotResource").is_none(),
+            "{s}"
+        );
+    }
+    statements
+}
+
+#[test]
+fn iam_policy_grants_exactly_the_route53_calls_the_code_makes() {
+    let called = route53_calls_in_source();
+    assert!(
+        called.contains("route53:ChangeResourceRecordSets") && called.len() >= 3,
+        "the source scan found too little: {called:?}"
+    );
+    let granted: BTreeSet<String> = policy_statements()
+        .iter()
+        .flat_map(|s| strings(&s["Action"]))
+        .collect();
+    assert_eq!(
+        granted, called,
+        "docs/iam-policy.json vs src/backend/route53.rs"
+    );
+}
+
+#[test]
+fn iam_policy_is_scoped_to_one_hosted_zone() {
+    let mut zones = BTreeSet::new();
+    for statement in policy_statements() {
+        let actions = strings(&statement["Action"]);
+        for resource in strings(&statement["Resource"]) {
+            let kind = resource
+                .strip_prefix("arn:aws:route53:::")
+                .unwrap_or_else(|| panic!("not a Route53 ARN: {resource}"));
+            for action in &actions {
+                let expected = match action.as_str() {
+                    "route53:ListResourceRecordSets" | "route53:ChangeResourceRecordSets" => {
+                        "hostedzone/"
+                    }
+                    "route53:GetChange" => "change/",
+                    "route53:GetHealthCheckStatus" => "healthcheck/",
+                    other => panic!("unexpected action {other}"),
+                };
+                assert!(kind.starts_with(expected), "{action} on {resource}");
+            }
+            if let Some(zone) = kind.strip_prefix("hostedzone/") {
+                assert!(!zone.contains('*') && !zone.is_empty(), "{resource}");
+                zones.insert(zone.to_owned());
+            } else {
+                assert!(kind.ends_with("/*"), "{resource}");
+            }
+        }
+    }
+    assert_eq!(zones.len(), 1, "exactly one hosted zone: {zones:?}");
+}
+
+#[test]
+fn iam_policy_lets_the_bot_change_records_only_the_way_it_does() {
+    let statements = policy_statements();
+    let change = statements
+        .iter()
+        .find(|s| strings(&s["Action"]).contains(&"route53:ChangeResourceRecordSets".to_owned()))
+        .expect("a statement for ChangeResourceRecordSets");
+    assert_eq!(
+        strings(&change["Action"]),
+        ["route53:ChangeResourceRecordSets"],
+        "the conditions below must not narrow other actions"
+    );
+    let conditions = &change["Condition"]["ForAllValues:StringEquals"];
+    let actions: BTreeSet<String> = strings(&conditions["route53:ChangeResourceRecordSetsActions"])
+        .into_iter()
+        .collect();
+    assert_eq!(actions, change_actions_in_source(), "change actions");
+    let types: BTreeSet<String> =
+        strings(&conditions["route53:ChangeResourceRecordSetsRecordTypes"])
+            .into_iter()
+            .collect();
+    // The routed types the bot re-weights, and the external-dns TXT twins.
+    let expected: BTreeSet<String> = ["A", "AAAA", "CNAME", "TXT"].map(String::from).into();
+    assert_eq!(types, expected, "record types");
+    for name in strings(&conditions["route53:ChangeResourceRecordSetsNormalizedRecordNames"]) {
+        // AWS compares normalised names: lower case, no trailing dot.
+        assert!(
+            !name.is_empty() && !name.ends_with('.') && name == name.to_lowercase(),
+            "not a normalised record name: {name}"
+        );
+    }
+}
+
+// ----------------------------------------------------------- troubleshooting
+
+/// `UserError` variant names, read from the enum in `src/messages.rs`.
+fn user_error_variants_in_source() -> BTreeSet<String> {
+    let source = read("src/messages.rs");
+    let body = source
+        .split_once("pub enum UserError {")
+        .expect("pub enum UserError in src/messages.rs")
+        .1;
+    let body = body.split("\n}").next().unwrap_or_default();
+    body.lines()
+        .filter(|line| line.starts_with("    ") && !line.starts_with("     "))
+        .map(str::trim)
+        .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(|line| {
+            line.chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect()
+        })
+        .collect()
+}
+
+fn variant_name(error: &UserError) -> String {
+    format!("{error:?}")
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+/// `UnknownCommand` → `unknown-command`.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn s(text: &str) -> String {
+    text.to_owned()
+}
+
+/// One instance of every variant, with the values the troubleshooting
+/// entries quote.
+fn samples() -> Vec<UserError> {
+    use UserError::*;
+    let green = || s("k8s-green.dev.example.com");
+    let clusters = || vec![s("k8s-blue.dev.example.com"), green()];
+    vec![
+        UnknownCommand {
+            word: s("shfit"),
+            suggestion: Some(s("shift")),
+        },
+        MissingArgument {
+            verb: "shift",
+            what: "a percentage",
+        },
+        BadPercent { given: s("150") },
+        BadSteps {
+            given: s("50,10"),
+            reason: s("steps must rise, e.g. 10,50,100"),
+        },
+        UnexpectedWord {
+            verb: "shift",
+            word: s("now"),
+        },
+        RepeatedOption {
+            verb: "shift",
+            option: "to",
+        },
+        ChannelNotAllowed {
+            allowed: vec![s("C0FAILOVER")],
+        },
+        UnknownEnvironment {
+            given: s("prd"),
+            suggestion: Some(s("prod")),
+            known: vec![s("dev"), s("prod")],
+        },
+        WhichEnvironment {
+            known: vec![s("dev"), s("prod")],
+        },
+        UnknownCluster {
+            given: s("grean"),
+            env: s("dev"),
+            suggestion: Some(s("green")),
+            known: clusters(),
+        },
+        AmbiguousCluster {
+            given: s("k8s"),
+            env: s("dev"),
+            matches: clusters(),
+        },
+        NoRoutedClusters,
+        AmbiguousShiftTarget {
+            tied: vec![s("blue"), s("green")],
+        },
+        ClusterNotRouted { cluster: green() },
+        SingleCluster {
+            cluster: s("k8s-blue.dev.example.com"),
+        },
+        AllZero { env: s("dev") },
+        AlreadyRouted { cluster: green() },
+        RemoveNonZero {
+            cluster: green(),
+            weight: 10,
+        },
+        AlreadyAtTarget { cluster: green() },
+        NoChange { env: s("dev") },
+        NothingToRollBack { env: s("dev") },
+        NothingToAbort { env: s("dev") },
+        Busy {
+            env: s("dev"),
+            op: 7,
+            requester: s("alice"),
+            step: 2,
+            total: 3,
+        },
+        NoOtherApprover,
+        Unavailable {
+            env: s("dev"),
+            reason: s("k8s-green.dev.example.com: operation timed out"),
+        },
+        GateFailed {
+            cluster: green(),
+            reason: s("health check failed: https://status.green.dev.example.com/healthz answered 503 Service Unavailable (3 tries)"),
+            can_force: true,
+        },
+        UnexpectedWeight {
+            cluster: green(),
+            found: Some(30),
+            before: Some(10),
+            after: Some(50),
+        },
+        SelfApproval { user: s("alice") },
+        NotApprover { user: s("carol") },
+        NotPending { state: "expired" },
+        PlanChanged,
+        PlanClosed { op: 7 },
+        Invalid(s("no environment staging in the config")),
+    ]
+}
+
+/// Slack shows `<@alice>` as @alice and `<#C0FAILOVER>` as #C0FAILOVER; the
+/// docs quote what people see.
+fn as_seen(text: &str) -> String {
+    text.replace("<@", "@")
+        .replace("<#", "#")
+        .replace("<!subteam^", "@")
+        .replace('>', "")
+}
+
+/// The part of the troubleshooting doc from `<a id="ID"></a>` to the next
+/// anchor.
+fn entry<'a>(doc: &'a str, id: &str) -> Option<&'a str> {
+    let anchor = format!("<a id=\"{id}\"></a>");
+    let start = doc.find(&anchor)? + anchor.len();
+    let rest = &doc[start..];
+    Some(&rest[..rest.find("<a id=\"").unwrap_or(rest.len())])
+}
+
+#[test]
+fn every_user_error_has_a_troubleshooting_entry_quoting_it() {
+    let doc = read("docs/troubleshooting.md");
+    let in_source = user_error_variants_in_source();
+    let sampled: BTreeSet<String> = samples().iter().map(variant_name).collect();
+    assert_eq!(
+        sampled, in_source,
+        "tests/docs.rs samples vs the UserError enum: add a sample and a docs/troubleshooting.md entry for each new variant"
+    );
+    let mut problems = Vec::new();
+    for error in samples() {
+        let id = kebab(&variant_name(&error));
+        let quoted = as_seen(&error.to_string());
+        match entry(&doc, &id) {
+            None => problems.push(format!("no <a id=\"{id}\"></a> entry")),
+            Some(text) if !text.contains(&quoted) => {
+                problems.push(format!("entry {id} does not quote: {quoted}"))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/troubleshooting.md:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
+    let doc = read("docs/troubleshooting.md");
+    let apology = internal_error(Some(7)).text;
+    let mismatch = GateFailure::IdentityMismatch {
+        context: s("prod-green"),
+        expected: s("k8s-green.prod.example.com"),
+        found: s("k8s-green.dev.example.com"),
+    }
+    .to_string();
+    let unknown = GateFailure::IdentityUnknown {
+        context: s("prod-green"),
+        reason: s("no ConfigMap cluster-identity in namespace operators"),
+    }
+    .to_string();
+    let quotes = [
+        ("internal-error", as_seen(&apology)),
+        ("identity-mismatch", mismatch),
+        ("identity-unknown", unknown),
+        ("missing-permissions", s("missing permissions")),
+        ("route53-not-carried", s("but not yet carried by")),
+        ("slack-not-in-channel", s("not_in_channel")),
+        ("slack-invalid-auth", s("invalid_auth")),
+        ("signature-401", s("bad Slack signature")),
+        ("config-invalid", s("config is invalid:")),
+    ];
+    let mut problems = Vec::new();
+    for (id, quote) in quotes {
+        match entry(&doc, id) {
+            None => problems.push(format!("no <a id=\"{id}\"></a> entry")),
+            Some(text) if !text.contains(&quote) => {
+                problems.push(format!("entry {id} does not quote: {quote}"))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/troubleshooting.md:\n{}",
+        problems.join("\n")
+    );
+}
+
+// --------------------------------------------------------------------- links
+
+/// Relative link targets (`](path)`, anchors dropped) in a Markdown text.
+fn local_links(markdown: &str) -> Vec<String> {
+    markdown
+        .match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &markdown[at + 2..];
+            let target = &rest[..rest.find(')')?];
+            let path = target.split('#').next().unwrap_or_default();
+            let external = target.contains("://") || target.starts_with("mailto:");
+            (!external && !path.is_empty()).then(|| path.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn links_in_the_readme_and_docs_point_at_files_that_exist() {
+    let mut pages = vec![PathBuf::from("README.md")];
+    for entry in std::fs::read_dir(repo_file("docs")).expect("docs/ exists") {
+        let name = entry.expect("a docs/ entry").file_name();
+        if name.to_string_lossy().ends_with(".md") {
+            pages.push(Path::new("docs").join(name));
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = read(&page.to_string_lossy());
+        let dir = repo_file(&page.to_string_lossy())
+            .parent()
+            .expect("a page has a folder")
+            .to_owned();
+        for link in local_links(&text) {
+            if !dir.join(&link).exists() {
+                broken.push(format!("{}: {link}", page.display()));
+            }
+        }
+    }
+    assert!(pages.len() >= 4, "README and the docs pages: {pages:?}");
+    assert!(
+        broken.is_empty(),
+        "links to missing files:\n{}",
+        broken.join("\n")
+    );
+}
+
+// --------------------------------------------------------------------- drill
+
+/// The fenced block that follows the line `marker` in `doc`, and its byte
+/// range (for rewriting it).
+fn fenced_after(doc: &str, marker: &str) -> (String, std::ops::Range<usize>) {
+    let at = doc
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in docs/drill.md"));
+    let open = at
+        + doc[at..]
+            .find("```")
+            .expect("a fenced block after the marker");
+    let start = open + doc[open..].find('\n').expect("a line after the fence") + 1;
+    let end = start + doc[start..].find("\n```").expect("the block is closed") + 1;
+    (doc[start..end].to_owned(), start..end)
+}
+
+fn run_sandbox(script: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .arg("sandbox")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the failover-bot binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(script.as_bytes())
+        .expect("the sandbox reads the script");
+    let output = child.wait_with_output().expect("the sandbox exits");
+    assert!(
+        output.status.success(),
+        "sandbox failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 transcript")
+}
+
+/// Wall-clock times (`06:09 UTC`) and measured durations (`in 0.12 ms`)
+/// differ from run to run; nothing else may.
+fn normalise(transcript: &str) -> String {
+    let is_number = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let is_clock = |t: &str| {
+        t.len() == 5
+            && t.as_bytes()[2] == b':'
+            && t.chars().filter(char::is_ascii_digit).count() == 4
+    };
+    transcript
+        .trim()
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.trim_end().split(' ').collect();
+            let out: Vec<&str> = words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let next = words.get(i + 1).copied().unwrap_or("");
+                    let prev = if i > 0 { words[i - 1] } else { "" };
+                    if is_clock(w) && next.starts_with("UTC") {
+                        "HH:MM"
+                    } else if is_number(w)
+                        && prev == "in"
+                        && (next.starts_with("ms") || next.starts_with("s.") || next == "s")
+                    {
+                        "N"
+                    } else {
+                        w
+                    }
+                })
+                .collect();
+            out.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_drill_transcript_is_what_the_sandbox_prints_for_its_script() {
+    let path = repo_file("docs/drill.md");
+    let doc = read("docs/drill.md");
+    let (script, _) = fenced_after(&doc, "<!-- drill-script");
+    let (shown, range) = fenced_after(&doc, "<!-- drill-transcript");
+    let actual = run_sandbox(&script);
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        let mut updated = doc.clone();
+        updated.replace_range(range, &format!("{}\n", actual.trim()));
+        std::fs::write(&path, updated).expect("docs/drill.md is writable");
+        return;
+    }
+    let (shown, actual_normalised) = (normalise(&shown), normalise(&actual));
+    if let Some(problem) = first_difference(&shown, &actual_normalised) {
+        panic!(
+            "docs/drill.md's transcript differs from the sandbox's output: {problem}\n\
+             After a deliberate change to the bot's texts run `UPDATE_DOCS=1 cargo test --test docs` \
+             and read the diff. The sandbox printed:\n{actual}"
+        );
+    }
+}
+
+/// The first line where two transcripts differ, said readably.
+fn first_difference(shown: &str, actual: &str) -> Option<String> {
+    let (mut a, mut b) = (shown.lines(), actual.lines());
+    for number in 1.. {
+        match (a.next(), b.next()) {
+            (None, None) => return None,
+            (x, y) if x == y => {}
+            (x, y) => {
+                return Some(format!(
+                    "line {number}: the doc has {x:?}, the sandbox printed {y:?}"
+                ))
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn normalising_keeps_everything_but_clock_times_and_durations() {
+    assert_eq!(
+        normalise("\n» x\n  expires 06:09 UTC.\n  verified in 0.12 ms. The next\n  took in 3 s.\n"),
+        "» x\n  expires HH:MM UTC.\n  verified in N ms. The next\n  took in N s."
+    );
+    assert_ne!(normalise("weight 10"), normalise("weight 50"));
+    assert_ne!(normalise("#1 completed"), normalise("#2 completed"));
+}

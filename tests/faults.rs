@@ -1,0 +1,873 @@
+//! Faults between the bot and every peer, injected by a proxy
+//! (`support::fault_proxy`) in front of the real peer: kube-apiservers,
+//! moto as Route53, and the fake Slack's Web API. For each fault the step
+//! must end honestly: either it completed everywhere (the fault was
+//! transient and retried within bounds) or every cluster is back at its
+//! weight from before the step (or nothing was written) — and the channel
+//! says which, naming what failed. The real state after the step is read
+//! around the proxy and compared with what the channel says.
+//!
+//! A Slack outage during a step must not stop the step; what the bot said
+//! meanwhile reaches the thread when Slack is back, in order, once.
+//!
+//! Every test prints one `faults injected:` line per peer and kind.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_route53::types::{ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
+use kube::api::{Api, PostParams};
+
+use failover_bot::backend::dns::{cluster_zones, Route53Mode};
+use failover_bot::backend::kube::crd::RoutingWeight;
+use failover_bot::backend::kube::KubeBackend;
+use failover_bot::backend::route53::Route53;
+use failover_bot::config::Config;
+use support::fake_slack::{self, FakeSlack};
+use support::fault_proxy::{Fault, FaultProxy, Rule, Upstream};
+use support::kube_env::{routing_weight_yaml, KubeEnv, ADMIN_TOKEN, ANNOTATION_PREFIX};
+use support::moto::{change_record_sets, Moto};
+use support::TestBot as Bot;
+
+/// The weights every case starts from (clusters a, b, c) and the target of
+/// `shift 50 to c`: c is raised first, then a is lowered.
+const BEFORE: [u8; 3] = [100, 0, 0];
+const AFTER: [u8; 3] = [50, 0, 50];
+const SHIFT: &str = "shift 50 to c";
+/// However a peer fails, a step ends within this: the clients' own
+/// timeouts are 15 s (kube read) and 20 s (a Route53 operation), and
+/// retries must be bounded too.
+const STEP_BOUND: Duration = Duration::from_secs(40);
+
+/// How a step ended, by what the channel says and what the peers hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Applied and verified everywhere: the peers hold the plan's weights.
+    Completed,
+    /// Failed after writing; every cluster was put back to its weight from
+    /// before the step.
+    Restored,
+    /// Refused before any write: nothing changed.
+    Refused,
+}
+
+impl Ended {
+    /// The weights the peers must hold after a step that ended like this.
+    fn weights(self) -> [u8; 3] {
+        match self {
+            Ended::Completed => AFTER,
+            Ended::Restored | Ended::Refused => BEFORE,
+        }
+    }
+}
+
+/// One fault, the outcome it must lead to, and what the channel must name
+/// when the step did not complete.
+struct Case {
+    name: &'static str,
+    rule: Rule,
+    expect: Ended,
+    names: String,
+    /// What the report must say caused the failure, if anything particular.
+    cause: Option<&'static str>,
+}
+
+fn case(name: &'static str, rule: Rule, expect: Ended, names: &str) -> Case {
+    Case {
+        name,
+        rule,
+        expect,
+        names: names.to_owned(),
+        cause: None,
+    }
+}
+
+impl Case {
+    /// The channel must name the cause (case-insensitive), not only the cluster.
+    fn saying(mut self, cause: &'static str) -> Case {
+        self.cause = Some(cause);
+        self
+    }
+}
+
+/// The step result the bot posted, and what it claims: a result in the
+/// thread, or (refused before any write) the plan marked refused and the
+/// operation's closing message. Anything else — a step left half-done, or
+/// no result at all — fails the test.
+fn ended(bot: &Bot) -> (Ended, String) {
+    let said = bot.said();
+    let texts: Vec<String> = bot
+        .chat
+        .said()
+        .iter()
+        .map(|s| s.text().to_owned())
+        .collect();
+    let find = |needle: &str| texts.iter().find(|t| t.contains(needle)).cloned();
+    let result = find("Step 1/1")
+        .or_else(|| find("stopped at step 1"))
+        .unwrap_or_else(|| panic!("no step result in the channel:\n{said}"));
+    let claim = if result.contains("applied and verified") {
+        Ended::Completed
+    } else if result.contains("every changed cluster was put back") {
+        Ended::Restored
+    } else if find("refused before any change").is_some() {
+        Ended::Refused
+    } else {
+        panic!("the step result claims neither completion nor a full restore:\n{said}");
+    };
+    (claim, result)
+}
+
+/// Approves the pending step and waits for it to end, within `STEP_BOUND`.
+async fn run_step(bot: &Bot, case: &Case) -> Duration {
+    let started = Instant::now();
+    let ended = tokio::time::timeout(STEP_BOUND, bot.approve("bob")).await;
+    assert!(
+        ended.is_ok(),
+        "{}: the step did not end within {STEP_BOUND:?}: retries must be bounded; chat:\n{}",
+        case.name,
+        bot.said()
+    );
+    started.elapsed()
+}
+
+/// The step's outcome must be the expected one, the peers must hold what
+/// the channel says, and a step that did not complete must name what failed.
+fn check(case: &Case, bot: &Bot, real: &[u8; 3], took: Duration, injected: u64) {
+    let (claim, result) = ended(bot);
+    eprintln!(
+        "fault {:?}: {injected} injected; step ended after {took:.1?}: {}",
+        case.name,
+        result.lines().next().unwrap_or_default()
+    );
+    assert!(injected > 0, "{}: the fault was never hit", case.name);
+    assert_eq!(
+        *real,
+        claim.weights(),
+        "{}: the peers hold what the channel says: {result}",
+        case.name
+    );
+    if claim != Ended::Completed {
+        assert!(
+            result.contains(&case.names),
+            "{}: the channel names {}: {result}",
+            case.name,
+            case.names
+        );
+    }
+    if let Some(cause) = case.cause {
+        assert!(
+            result.to_lowercase().contains(cause),
+            "{}: the channel says why ({cause}): {result}",
+            case.name
+        );
+    }
+    assert_eq!(claim, case.expect, "{}: {}", case.name, bot.said());
+}
+
+/// Faults injected per peer and kind, for the summary line.
+#[derive(Default)]
+struct Tally(BTreeMap<String, u64>);
+
+impl Tally {
+    fn add(&mut self, proxy: &FaultProxy) {
+        for (kind, n) in proxy.injected().by_kind() {
+            *self.0.entry(kind).or_default() += n;
+        }
+    }
+
+    fn summary(&self, peer: &str) -> String {
+        let kinds: Vec<String> = self.0.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+        format!(
+            "faults injected: {peer}: {} (total {})",
+            kinds.join(" "),
+            self.0.values().sum::<u64>()
+        )
+    }
+}
+
+// ---------------------------------------------------------------- Kubernetes
+
+/// A TLS-terminating proxy in front of every cluster's API server, and a
+/// kubeconfig (admin token) that reaches the clusters through them.
+async fn kube_proxies(env: &KubeEnv) -> (Vec<FaultProxy>, PathBuf) {
+    let mut proxies = Vec::new();
+    for (i, cluster) in env.clusters().iter().enumerate() {
+        let (cert, key) = env.serving_cert(i);
+        let upstream = Upstream::https(&cluster.server, cert.clone(), cert, key);
+        proxies.push(FaultProxy::start(upstream).await);
+    }
+    let servers: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
+    let kubeconfig = env.kubeconfig_via(ADMIN_TOKEN, &servers);
+    (proxies, kubeconfig)
+}
+
+/// Puts the RoutingWeights at `weights` (directly, not through a proxy).
+async fn set_weights(env: &KubeEnv, weights: [u8; 3]) {
+    for (i, cluster) in env.clusters().iter().enumerate() {
+        let api: Api<RoutingWeight> = Api::namespaced(env.client(i).await, "operators");
+        match api.get_opt(&cluster.name).await.unwrap() {
+            Some(mut rw) => {
+                rw.spec.set_weight(ANNOTATION_PREFIX, weights[i]);
+                api.replace(&cluster.name, &PostParams::default(), &rw)
+                    .await
+                    .unwrap();
+            }
+            None => env.apply(i, &routing_weight_yaml(&cluster.name, weights[i])),
+        }
+    }
+}
+
+/// The RoutingWeights' weights, read directly (not through a proxy).
+async fn real_weights(env: &KubeEnv) -> [u8; 3] {
+    let mut out = [0; 3];
+    for (i, cluster) in env.clusters().iter().enumerate() {
+        let api: Api<RoutingWeight> = Api::namespaced(env.client(i).await, "operators");
+        let rw = api.get(&cluster.name).await.unwrap();
+        out[i] = rw
+            .spec
+            .weight(ANNOTATION_PREFIX)
+            .expect("every RoutingWeight has a weight");
+    }
+    out
+}
+
+/// PUT of a RoutingWeight: the bot's write of one cluster's weight.
+fn kube_write(fault: Fault) -> Rule {
+    Rule::new(fault).only("PUT", "/routingweights/")
+}
+
+/// Faults on cluster a's write, which comes after c was raised: a failed
+/// write must put c back.
+fn kube_cases(a: &str) -> Vec<Case> {
+    let status = |code, retry_after| Fault::Status { code, retry_after };
+    vec![
+        // kube's client retries 429 (after Retry-After) and 503 itself.
+        case(
+            "one 429 with Retry-After: 1",
+            kube_write(status(429, Some(1))).times(1),
+            Ended::Completed,
+            a,
+        ),
+        case(
+            "two 503s",
+            kube_write(status(503, None)).times(2),
+            Ended::Completed,
+            a,
+        ),
+        // A 500 may or may not have been acted on: not retried.
+        case(
+            "one 500",
+            kube_write(status(500, None)).times(1),
+            Ended::Restored,
+            a,
+        ),
+        case(
+            "a reset connection",
+            kube_write(Fault::Reset).times(1),
+            Ended::Restored,
+            a,
+        )
+        .saying("connection reset"),
+        case(
+            "no answer (the client's 15 s read timeout)",
+            kube_write(Fault::Timeout).times(1),
+            Ended::Restored,
+            a,
+        )
+        .saying("timed out"),
+        case(
+            "a slow answer (2 s)",
+            kube_write(Fault::Slow(Duration::from_secs(2))),
+            Ended::Completed,
+            a,
+        ),
+        // A cluster that keeps answering 503: retrying must stop within
+        // the bound, and the step is put back. (Last: it is the slowest.)
+        case(
+            "503 on every attempt",
+            kube_write(status(503, None)),
+            Ended::Restored,
+            a,
+        )
+        .saying("503"),
+    ]
+}
+
+/// Routing-weight mode, three clusters, faults on cluster a's RoutingWeight
+/// write (the second phase of `shift 50 to c`, after c was raised): every
+/// step either completes on every cluster or is put back everywhere, and
+/// the thread says which, naming cluster a when it failed.
+#[tokio::test]
+async fn kube_write_faults_complete_everywhere_or_are_put_back_and_said_so() {
+    let env = KubeEnv::start(3).await;
+    let (proxies, kubeconfig) = kube_proxies(&env).await;
+    let routing = "  mode: routing-weight\n  verify_timeout: 2s\n";
+    let config = Config::from_yaml(&env.config_yaml(routing, "")).unwrap();
+
+    for case in kube_cases(&env.clusters()[0].name) {
+        set_weights(&env, BEFORE).await;
+        let backend = KubeBackend::connect(&config, Some(&kubeconfig))
+            .await
+            .expect("clients through the proxies");
+        let bot = Bot::new(config.clone(), Arc::new(backend));
+        bot.cmd("alice", SHIFT).await;
+        let injected_before = proxies[0].faults_injected();
+        proxies[0].set(case.rule.clone());
+        let took = run_step(&bot, &case).await;
+        proxies[0].clear();
+        let injected = proxies[0].faults_injected() - injected_before;
+        check(&case, &bot, &real_weights(&env).await, took, injected);
+    }
+    let mut tally = Tally::default();
+    for proxy in &proxies {
+        tally.add(proxy);
+    }
+    eprintln!("{}", tally.summary("kubernetes"));
+}
+
+// ------------------------------------------------------------------- Route53
+
+const RECORDS: [&str; 2] = ["api.dev.example.com.", "www.dev.example.com."];
+
+/// A weighted A record and its TXT ownership twin per cluster and name.
+fn weighted_sets(clusters: &[String], weights: [u8; 3]) -> Vec<ResourceRecordSet> {
+    let mut sets = Vec::new();
+    for record in RECORDS {
+        for (i, cluster) in clusters.iter().enumerate() {
+            for (kind, value) in [
+                (RrType::A, format!("10.0.0.{}", i + 1)),
+                (
+                    RrType::Txt,
+                    "\"heritage=external-dns,external-dns/owner=default\"".to_owned(),
+                ),
+            ] {
+                sets.push(
+                    ResourceRecordSet::builder()
+                        .name(record)
+                        .r#type(kind)
+                        .set_identifier(cluster)
+                        .weight(i64::from(weights[i]))
+                        .ttl(60)
+                        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+                        .build()
+                        .unwrap(),
+                );
+            }
+        }
+    }
+    sets
+}
+
+async fn new_zone(admin: &Route53) -> String {
+    let zone = admin
+        .client()
+        .create_hosted_zone()
+        .name("dev.example.com.")
+        .caller_reference("faults")
+        .send()
+        .await
+        .unwrap();
+    let id = zone.hosted_zone().unwrap().id();
+    id.trim_start_matches("/hostedzone/").to_owned()
+}
+
+/// Every record's weights, read directly from moto; they must agree
+/// across records (a step moves them all in one batch).
+async fn real_records(admin: &Route53, zone: &str, clusters: &[String]) -> [u8; 3] {
+    let names = RECORDS.map(String::from);
+    let observed = admin.observe(zone, &names).await.unwrap();
+    let per_record: Vec<[u8; 3]> = observed
+        .iter()
+        .map(|(_, w)| [0, 1, 2].map(|i| w.get(&clusters[i]).copied().unwrap_or(u8::MAX)))
+        .collect();
+    assert!(
+        per_record.windows(2).all(|p| p[0] == p[1]),
+        "every record carries the same weights: {observed:?}"
+    );
+    per_record[0]
+}
+
+fn rrset(method: &str, fault: Fault) -> Rule {
+    Rule::new(fault).only(method, "/rrset")
+}
+
+fn get_change(fault: Fault) -> Rule {
+    Rule::new(fault).only("GET", "/change/")
+}
+
+/// Faults on each Route53 call of a step. Throttling (400 `Throttling`,
+/// retried by the bot with backoff) is tested in tests/route53.rs.
+fn route53_cases() -> Vec<Case> {
+    let change = "ChangeResourceRecordSets";
+    vec![
+        // The SDK makes 3 attempts; a 500 on each fails the batch, which
+        // changed nothing; the records are written back all the same.
+        case(
+            "500 on every attempt of the change batch",
+            rrset("POST", Fault::status(500)).times(3),
+            Ended::Restored,
+            change,
+        )
+        .saying("http 500"),
+        // One 5xx is retried by the SDK.
+        case(
+            "one 503 on the change batch",
+            rrset("POST", Fault::status(503)).times(1),
+            Ended::Completed,
+            change,
+        ),
+        // Route53 throttles with 400 `Throttling`; a bare 429 is no code the
+        // SDK or the bot retries: the batch fails having changed nothing.
+        case(
+            "one 429 with Retry-After: 1 on the change batch",
+            rrset(
+                "POST",
+                Fault::Status {
+                    code: 429,
+                    retry_after: Some(1),
+                },
+            )
+            .times(1),
+            Ended::Restored,
+            change,
+        )
+        .saying("http 429"),
+        case(
+            "a reset connection on the change batch",
+            rrset("POST", Fault::Reset).times(1),
+            Ended::Completed,
+            change,
+        ),
+        case(
+            "a slow change batch (2 s)",
+            rrset("POST", Fault::Slow(Duration::from_secs(2))),
+            Ended::Completed,
+            change,
+        ),
+        // The batch landed but cannot be confirmed: it is written back.
+        case(
+            "500 on every attempt of GetChange",
+            get_change(Fault::status(500)).times(3),
+            Ended::Restored,
+            "GetChange",
+        )
+        .saying("http 500"),
+        // The SDK gives up on an attempt after 8 s and tries again.
+        case(
+            "no answer to GetChange (8 s attempt timeout)",
+            get_change(Fault::Timeout).times(1),
+            Ended::Completed,
+            "GetChange",
+        ),
+        // The weights cannot be re-read before writing: nothing is written.
+        case(
+            "500 on every ListResourceRecordSets",
+            rrset("GET", Fault::status(500)),
+            Ended::Refused,
+            "ListResourceRecordSets",
+        )
+        .saying("http 500"),
+    ]
+}
+
+/// Route53 mode with moto behind the proxy (the clusters' identities come
+/// from real API servers, directly): each fault on ChangeResourceRecordSets,
+/// GetChange or ListResourceRecordSets ends with the records either all at
+/// the plan's weights or all back where they were, as the channel says.
+#[tokio::test]
+async fn route53_faults_complete_or_write_the_records_back_and_say_so() {
+    let env = KubeEnv::start(3).await;
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(Upstream::http(&moto.endpoint())).await;
+    let admin = Route53::for_endpoint(&moto.endpoint()).await;
+    let clusters: Vec<String> = env.clusters().iter().map(|c| c.name.clone()).collect();
+    let zone = new_zone(&admin).await;
+    let routing = "  mode: route53\n  verify_timeout: 3s\n";
+    let dns = format!(
+        "    route53:\n      zone_id: {zone}\n      records: [{}]\n",
+        RECORDS.join(", ")
+    );
+    let config = Config::from_yaml(&env.config_yaml(routing, &dns)).unwrap();
+    let kube = Arc::new(
+        KubeBackend::connect(&config, Some(env.kubeconfig()))
+            .await
+            .unwrap(),
+    );
+
+    for case in route53_cases() {
+        let scene = weighted_sets(&clusters, BEFORE);
+        change_record_sets(&admin, &zone, ChangeAction::Upsert, scene).await;
+        let route53 = Arc::new(Route53::for_endpoint(&proxy.url()).await);
+        let backend = Route53Mode::new(
+            kube.clone(),
+            route53,
+            Duration::from_secs(3),
+            cluster_zones(&config),
+        );
+        let bot = Bot::new(config.clone(), Arc::new(backend));
+        bot.cmd("alice", SHIFT).await;
+        let injected_before = proxy.faults_injected();
+        proxy.set(case.rule.clone());
+        let took = run_step(&bot, &case).await;
+        proxy.clear();
+        let injected = proxy.faults_injected() - injected_before;
+        let real = real_records(&admin, &zone, &clusters).await;
+        check(&case, &bot, &real, took, injected);
+    }
+    let mut tally = Tally::default();
+    tally.add(&proxy);
+    eprintln!("{}", tally.summary("route53"));
+}
+
+// --------------------------------------------------------------------- Slack
+
+const SECRET: &str = "faults-signing-secret";
+const WAIT: Duration = Duration::from_secs(20);
+/// The outbox retries with pauses of 1, 2, 4, ... s, capped at 30 s: after
+/// an outage of a few seconds, the next try comes within this.
+const BACK_WITHIN: Duration = Duration::from_secs(45);
+
+/// The real `failover-bot serve` (Events API over HTTP, so events reach it
+/// whatever the Web API does) with its Web API URL and its clusters' API
+/// servers given; SIGKILLed on drop.
+struct Serve {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    async fn start(api_url: &str, kubeconfig: &Path, config: &str) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let log = dir.path().join("bot.log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("config.yaml"))
+            .arg("--journal")
+            .arg(dir.path().join("journal.jsonl"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("SLACK_BOT_TOKEN", "xoxb-test-bot-token")
+            .env("SLACK_API_URL", api_url)
+            .env("SLACK_SIGNING_SECRET", SECRET)
+            .env_remove("SLACK_APP_TOKEN")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("failover-bot serve starts");
+        let serve = Serve {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        let healthz = format!("http://127.0.0.1:{port}/healthz");
+        let mut ready = false;
+        for _ in 0..500 {
+            if reqwest::get(&healthz)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ready, "serve did not become ready; log:\n{}", serve.log());
+        serve
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the journal records the plan posted as `ts`: a
+    /// reaction that arrives before that is not yet on a plan message.
+    async fn wait_proposed(&self, ts: &str) {
+        let journal = self.log.with_file_name("journal.jsonl");
+        let recorded = || {
+            std::fs::read_to_string(&journal)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("\"proposed\"") && l.contains(ts))
+        };
+        let deadline = Instant::now() + WAIT;
+        while !recorded() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(recorded(), "plan {ts} recorded; log:\n{}", self.log());
+    }
+
+    async fn signed_post(&self, path: &str, body: &str) -> reqwest::Response {
+        let now = chrono::Utc::now().timestamp();
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("X-Slack-Request-Timestamp", now.to_string())
+            .header("X-Slack-Signature", fake_slack::sign(SECRET, now, body))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn slash(&self, user: &str, text: &str, trigger: &str) -> String {
+        let body = fake_slack::slash_command_form(user, "C1", text, trigger);
+        let response = self.signed_post("/slack/commands", &body).await;
+        assert_eq!(response.status(), 200);
+        let json: serde_json::Value = response.json().await.unwrap();
+        json["text"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// `user` approves message `ts`; returns once the bot acknowledged.
+    async fn approve(&self, event_id: &str, user: &str, ts: &str) {
+        let event = fake_slack::reaction_event(event_id, user, "white_check_mark", "C1", ts, true);
+        let response = self.signed_post("/slack/events", &event.to_string()).await;
+        assert_eq!(response.status(), 200);
+    }
+
+    async fn wait(
+        &self,
+        fake: &FakeSlack,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&FakeSlack) -> bool,
+    ) {
+        assert!(
+            fake.wait_until(what, within, done).await,
+            "{what}; Slack saw:\n{}\nbot log:\n{}",
+            fake.dump(),
+            self.log()
+        );
+    }
+}
+
+fn plans(fake: &FakeSlack) -> Vec<String> {
+    fake.posts()
+        .into_iter()
+        .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
+        .map(|p| p.ts)
+        .collect()
+}
+
+fn thread(fake: &FakeSlack, ts: &str) -> Vec<String> {
+    fake.posts()
+        .into_iter()
+        .filter(|p| p.thread_ts.as_deref() == Some(ts))
+        .map(|p| p.text)
+        .collect()
+}
+
+fn last_update(fake: &FakeSlack, ts: &str) -> String {
+    fake.updates()
+        .into_iter()
+        .filter(|u| u.ts == ts)
+        .map(|u| u.text)
+        .next_back()
+        .unwrap_or_default()
+}
+
+/// The chat calls Slack took since call number `from`, each as its method
+/// and the first word of its text (the status icon): the same sequence with
+/// and without an outage means the same messages in the same order.
+fn delivered_since(fake: &FakeSlack, from: usize) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .skip(from)
+        .filter(|c| c.ok == Some(true))
+        .filter(|c| c.method == "chat.postMessage" || c.method == "chat.update")
+        .map(|c| {
+            let text = c.params["text"].as_str().unwrap_or_default();
+            let icon = text.split_whitespace().next().unwrap_or_default();
+            format!("{} {icon}", c.method)
+        })
+        .collect()
+}
+
+/// What one two-step operation's last step left in Slack.
+struct LastStep {
+    /// Shapes of the chat calls Slack took from the approval on.
+    delivered: Vec<String>,
+    /// The last plan's thread.
+    thread: Vec<String>,
+}
+
+/// `/failover to TARGET steps 50,100`; step 1 is approved and applied with
+/// Slack up; step 2 is approved, and `during_step_2` runs right after the
+/// bot acknowledged that approval. Returns once step 2's closing message
+/// and the plan's "applied" status reached Slack.
+async fn two_steps(
+    fake: &FakeSlack,
+    serve: &Serve,
+    target: &str,
+    during_step_2: impl std::future::Future<Output = ()>,
+) -> LastStep {
+    let op = plans(fake).len() / 2 + 1;
+    let reply = serve
+        .slash(
+            "alice",
+            &format!("to {target} steps 50,100"),
+            &format!("trig-{op}"),
+        )
+        .await;
+    assert!(reply.contains("Working on"), "{reply}");
+    serve
+        .wait(fake, "plan 1 posted", WAIT, |f| {
+            plans(f).len() == 2 * op - 1
+        })
+        .await;
+    let first = plans(fake)[2 * op - 2].clone();
+    serve.wait_proposed(&first).await;
+    serve.approve(&format!("Ev-{op}-1"), "bob", &first).await;
+    serve
+        .wait(fake, "step 1 applied, plan 2 posted", WAIT, |f| {
+            plans(f).len() == 2 * op
+                && thread(f, &first)
+                    .iter()
+                    .any(|t| t.contains("Step 1/2 applied and verified"))
+        })
+        .await;
+    let second = plans(fake)[2 * op - 1].clone();
+    serve.wait_proposed(&second).await;
+    let from = fake.calls().len();
+    serve.approve(&format!("Ev-{op}-2"), "bob", &second).await;
+    during_step_2.await;
+    let closing = format!("Operation #{op} complete");
+    serve
+        .wait(fake, "step 2's results in the thread", BACK_WITHIN, |f| {
+            thread(f, &second).iter().any(|t| t.contains(&closing))
+                && last_update(f, &second).contains("applied (approved by")
+        })
+        .await;
+    // Let anything still queued arrive (it must not: it would be a repeat).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    LastStep {
+        delivered: delivered_since(fake, from),
+        thread: thread(fake, &second),
+    }
+}
+
+/// Polls the clusters (directly) until they hold `weights`.
+async fn wait_for_weights(env: &KubeEnv, weights: [u8; 3], within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if real_weights(env).await == weights {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The real `serve` with the fake Slack's Web API behind the proxy and real
+/// clusters: Slack goes away (connections refused, then 503s) right after
+/// step 2 is approved. The step still completes on the clusters during the
+/// outage; once Slack is back, the step's messages appear in the thread in
+/// the same order as in an operation without an outage, each once.
+#[tokio::test]
+async fn a_slack_outage_during_a_step_delays_its_messages_not_the_step() {
+    let fake = FakeSlack::start().await;
+    let slack = FaultProxy::start(Upstream::http(&fake.base_url())).await;
+    let env = KubeEnv::start(3).await;
+    let (kube, kubeconfig) = kube_proxies(&env).await;
+    set_weights(&env, BEFORE).await;
+    let routing = "  mode: routing-weight\n  verify_timeout: 2s\n";
+    let config = env.config_yaml(routing, "");
+    let serve = Serve::start(&format!("{}/api", slack.url()), &kubeconfig, &config).await;
+
+    // Without an outage: a → c in two steps.
+    let calm = two_steps(&fake, &serve, "c", async {}).await;
+    assert_eq!(real_weights(&env).await, [0, 0, 100]);
+
+    // With one: c → a, and Slack goes away once step 2 is approved. Cluster
+    // a's write in step 2 (raised first; step 1's write is let through) is
+    // slowed so the outage surely begins before the step's results.
+    kube[0].set(
+        kube_write(Fault::Slow(Duration::from_secs(1)))
+            .skip(1)
+            .times(1),
+    );
+    let cleared = std::sync::Mutex::new(None::<Instant>);
+    let outage = async {
+        let began = Instant::now();
+        slack.set(Fault::Refuse);
+        assert!(
+            wait_for_weights(&env, [100, 0, 0], WAIT).await,
+            "the step completed on the clusters while Slack was down; log:\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        slack.set(Fault::status(503));
+        // Until the bot has met a 503 too (its retry pauses grow from 1 s).
+        let met_503 = || slack.injected().status.get(&503).is_some_and(|n| *n > 0);
+        let deadline = Instant::now() + BACK_WITHIN;
+        while !met_503() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            met_503(),
+            "the bot retried during the outage; log:\n{}",
+            serve.log()
+        );
+        let second = plans(&fake)[3].clone();
+        assert!(
+            thread(&fake, &second).is_empty(),
+            "nothing reached the thread during the outage"
+        );
+        slack.clear();
+        *cleared.lock().unwrap() = Some(Instant::now());
+        eprintln!("slack outage: {:.1?}", began.elapsed());
+    };
+    let stormy = two_steps(&fake, &serve, "a", outage).await;
+    let cleared = cleared.lock().unwrap().expect("the outage ended");
+    eprintln!(
+        "step 2's messages all in Slack {:.1?} after it came back",
+        cleared.elapsed()
+    );
+    assert_eq!(real_weights(&env).await, [100, 0, 0]);
+
+    eprintln!(
+        "calm:   {:?}\nstormy: {:?}",
+        calm.delivered, stormy.delivered
+    );
+    assert_eq!(
+        stormy.delivered, calm.delivered,
+        "the same messages in the same order, each once"
+    );
+    assert_eq!(stormy.thread.len(), 2, "{:?}", stormy.thread);
+    assert!(stormy.thread[0].contains("Step 2/2 applied and verified"));
+    assert!(stormy.thread[1].contains("Operation #2 complete"));
+    let injected = slack.injected();
+    eprintln!(
+        "faults injected: slack: {injected} ({} connections closed by the refusal)",
+        injected.connections_closed
+    );
+    let mut tally = Tally::default();
+    for proxy in &kube {
+        tally.add(proxy);
+    }
+    eprintln!("{}", tally.summary("kubernetes (slack test)"));
+}

@@ -1,0 +1,352 @@
+//! Two replicas of the real `serve` binary with Lease leader election on a
+//! real API server (the bot's home cluster), failing over two other real
+//! clusters, sharing one journal file (the ReadWriteMany volume of the
+//! production manifests). Checks that only the leader talks to Slack and is
+//! ready, and that when the leader is SIGKILLed between two steps the other
+//! replica takes the Lease, resumes from the journal and finishes the
+//! failover on the same plan message. Also: health, readiness, metrics and
+//! JSON logs with operation/step ids.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::Api;
+use serde_json::Value;
+
+use failover_bot::backend::kube::crd::RoutingWeight;
+use support::fake_slack::{self, FakeSlack};
+use support::kube_env::{routing_weight_yaml, KubeEnv, BOT_USER};
+use support::serve_proc::{now, signed_post, SECRET};
+
+/// Lets the bot's user take the Lease in the home cluster (what
+/// `manifests/` grants the bot's ServiceAccount there).
+fn lease_rbac() -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: failover-bot
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: failover-bot-lease
+  namespace: failover-bot
+rules:
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: failover-bot-lease
+  namespace: failover-bot
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: failover-bot-lease
+subjects:
+- kind: User
+  name: {BOT_USER}
+"#
+    )
+}
+
+/// Clusters 1 and 2 are failed over; cluster 0 is home (the Lease only).
+fn config(env: &KubeEnv) -> String {
+    let c = env.clusters();
+    format!(
+        "slack:\n  channels: [C1]\napproval:\n  approvers: [UALICE, UBOB]\nrouting:\n  mode: routing-weight\n  verify_timeout: 1s\nenvironments:\n  dev:\n    channel: C1\n    clusters:\n      - {{name: {}, context: {}}}\n      - {{name: {}, context: {}}}\n",
+        c[1].name, c[1].context, c[2].name, c[2].context
+    )
+}
+
+/// One replica: `serve --leader-election`, logging JSON to a file.
+struct Replica {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Shared<'a> {
+    dir: &'a Path,
+    kubeconfig: &'a Path,
+    home_context: &'a str,
+    fake: &'a FakeSlack,
+}
+
+impl Replica {
+    fn start(shared: &Shared<'_>, identity: &str) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = shared.dir.join(format!("{identity}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+            .args(["serve", "--leader-election", "--log-format", "json"])
+            .arg("--config")
+            .arg(shared.dir.join("config.yaml"))
+            .arg("--journal")
+            .arg(shared.dir.join("journal.jsonl"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--lease-context", shared.home_context])
+            .args(["--lease-namespace", "failover-bot"])
+            .args(["--identity", identity])
+            .env("KUBECONFIG", shared.kubeconfig)
+            .env("SLACK_BOT_TOKEN", "xoxb-test-bot-token")
+            .env("SLACK_SIGNING_SECRET", SECRET)
+            .env("SLACK_API_URL", shared.fake.api_url())
+            .env("RUST_LOG", "info")
+            .env_remove("SLACK_APP_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("failover-bot serve starts");
+        Replica { child, port, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn status(&self, path: &str) -> Option<u16> {
+        let answer = reqwest::get(self.url(path)).await.ok()?;
+        Some(answer.status().as_u16())
+    }
+
+    async fn wait_status(&self, path: &str, status: u16, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.status(path).await == Some(status) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    async fn slash(&self, user: &str, text: &str, trigger: &str) -> reqwest::Response {
+        let body = fake_slack::slash_command_form(user, "C1", text, trigger);
+        signed_post(&self.url("/slack/commands"), &body, now()).await
+    }
+
+    async fn approve(&self, event_id: &str, user: &str, ts: &str) {
+        let event = fake_slack::reaction_event(event_id, user, "white_check_mark", "C1", ts, true);
+        let answer = signed_post(&self.url("/slack/events"), &event.to_string(), now()).await;
+        assert_eq!(answer.status(), 200, "log:\n{}", self.log());
+    }
+}
+
+async fn weight(env: &KubeEnv, index: usize) -> Option<u8> {
+    let api: Api<RoutingWeight> = Api::namespaced(env.client(index).await, "operators");
+    let rw = api.get_opt(&env.clusters()[index].name).await.ok()??;
+    rw.spec.weight(support::kube_env::ANNOTATION_PREFIX)
+}
+
+async fn wait_weights(env: &KubeEnv, expected: [u8; 2]) -> [Option<u8>; 2] {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = [weight(env, 1).await, weight(env, 2).await];
+        if now == expected.map(Some) || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ts of the `n`th (1-based) top-level plan message in C1.
+async fn plan_ts(fake: &FakeSlack, n: usize) -> String {
+    let found = fake
+        .wait_until("a plan message", Duration::from_secs(20), |f| {
+            f.posts()
+                .iter()
+                .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
+                .count()
+                >= n
+        })
+        .await;
+    assert!(found, "plan message {n} posted:\n{}", fake.dump());
+    fake.posts()
+        .iter()
+        .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
+        .nth(n - 1)
+        .map(|p| p.ts.clone())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
+    let env = KubeEnv::start(3).await;
+    env.apply(0, &lease_rbac());
+    let rbac = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/target/routing-weight/rbac.yaml"
+    ))
+    .unwrap();
+    env.apply(1, &rbac);
+    env.apply(2, &rbac);
+    env.apply(1, &routing_weight_yaml(&env.clusters()[1].name, 100));
+    env.apply(2, &routing_weight_yaml(&env.clusters()[2].name, 0));
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), config(&env)).unwrap();
+    let kubeconfig = env.kubeconfig_for(env.bot_token());
+    let shared = Shared {
+        dir: dir.path(),
+        kubeconfig: &kubeconfig,
+        home_context: &env.clusters()[0].context,
+        fake: &fake,
+    };
+
+    let first = Replica::start(&shared, "replica-a");
+    assert!(
+        first
+            .wait_status("/readyz", 200, Duration::from_secs(20))
+            .await,
+        "the first replica leads; log:\n{}",
+        first.log()
+    );
+    let second = Replica::start(&shared, "replica-b");
+    assert!(
+        second
+            .wait_status("/healthz", 200, Duration::from_secs(10))
+            .await,
+        "the follower is alive; log:\n{}",
+        second.log()
+    );
+    assert_eq!(
+        second.status("/readyz").await,
+        Some(503),
+        "the follower is not ready"
+    );
+    let refused = second.slash("UALICE", "status", "trig-follower").await;
+    assert_eq!(refused.status(), 503, "the follower takes no Slack traffic");
+    assert_eq!(
+        fake.calls_to("auth.test").len(),
+        1,
+        "only the leader talks to Slack"
+    );
+
+    // Step 1 of 2 through the leader.
+    let name_b = env.clusters()[2].name.clone();
+    let ack = first
+        .slash("UALICE", &format!("to {name_b} steps 50,100"), "trig-1")
+        .await;
+    assert_eq!(ack.status(), 200);
+    let step1 = plan_ts(&fake, 1).await;
+    first.approve("Ev1", "UBOB", &step1).await;
+    assert_eq!(wait_weights(&env, [50, 50]).await, [Some(50), Some(50)]);
+    let step2 = plan_ts(&fake, 2).await;
+
+    // The leader dies with step 2 awaiting approval.
+    drop(first);
+    let took_over = Instant::now();
+    assert!(
+        second
+            .wait_status("/readyz", 200, Duration::from_secs(40))
+            .await,
+        "the follower takes over; log:\n{}",
+        second.log()
+    );
+    eprintln!("handover took {:?}", took_over.elapsed());
+
+    // The pending plan from the old leader is approved through the new one.
+    second.approve("Ev2", "UBOB", &step2).await;
+    assert_eq!(wait_weights(&env, [0, 100]).await, [Some(0), Some(100)]);
+    let finished = fake
+        .wait_until("the closing message", Duration::from_secs(20), |f| {
+            f.posts()
+                .iter()
+                .any(|p| p.text.contains("Operation #1 complete"))
+        })
+        .await;
+    assert!(finished, "the channel hears it finished:\n{}", fake.dump());
+
+    let audit = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(["audit", "verify"])
+        .arg(dir.path().join("journal.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+
+    let metrics = reqwest::get(second.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "failover_bot_steps_total{result=\"applied\"} 1",
+        "failover_bot_approvals_total{result=\"approved\"} 1",
+        "failover_bot_slack_events_total{type=\"reaction_added\"} 1",
+        "failover_bot_step_duration_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("failover_bot_backend_request_duration_seconds_count{backend=\"routing-weight\",cluster="),
+        "{metrics}"
+    );
+    assert_json_logs_name_the_operation(&second.log());
+}
+
+/// Every log line is a JSON object, and the step's lines carry the
+/// operation and step ids of their span.
+fn assert_json_logs_name_the_operation(log: &str) {
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let step = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "step finished")
+        .unwrap_or_else(|| panic!("a 'step finished' line in:\n{log}"));
+    assert_eq!(step["span"]["op"], 1, "{step}");
+    assert_eq!(step["span"]["step"], 2, "{step}");
+    assert_eq!(step["fields"]["outcome"], "applied", "{step}");
+}
+
+#[tokio::test]
+async fn a_lease_in_a_cluster_the_bot_fails_over_is_refused() {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = "slack:\n  channels: [C1]\napproval:\n  approvers: [UALICE, UBOB]\nenvironments:\n  dev:\n    channel: C1\n    clusters:\n      - {name: blue, context: ctx-blue}\n      - {name: green, context: ctx-green}\n";
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    let kubeconfig = dir.path().join("no-kubeconfig");
+    let shared = Shared {
+        dir: dir.path(),
+        kubeconfig: &kubeconfig,
+        home_context: "ctx-green",
+        fake: &fake,
+    };
+    let mut replica = Replica::start(&shared, "replica-x");
+    let status = replica.child.wait().unwrap();
+    assert!(!status.success());
+    let log = replica.log();
+    assert!(
+        log.contains("--lease-context ctx-green is cluster green, which the bot fails over: keep the Lease in the bot's home cluster"),
+        "{log}"
+    );
+    assert!(fake.calls().is_empty(), "nothing reached Slack");
+}

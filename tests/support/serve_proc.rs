@@ -1,0 +1,262 @@
+//! The real `failover-bot serve` process against the wire-level fake Slack,
+//! over Socket Mode or the signed Events API over HTTP: started, SIGKILLed
+//! and restarted on the same journal, with its log kept for failure messages.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::fake_slack::{self, FakeSlack};
+
+/// The Events API signing secret the bot is given in HTTP mode.
+pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+/// How long any one wait on the bot may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Socket,
+    Http,
+}
+
+/// Where the bot's clusters are.
+#[derive(Clone, Debug)]
+pub enum Clusters {
+    /// `--in-memory`: seeded from the config's `weight` keys.
+    InMemory,
+    /// Real clusters, reached through this kubeconfig (`$KUBECONFIG`).
+    Kubeconfig(PathBuf),
+}
+
+/// The `serve` process; SIGKILLed on drop. Its config, journal and log live
+/// in a temp dir that outlives restarts.
+pub struct ServeProc {
+    child: Option<Child>,
+    transport: Transport,
+    clusters: Clusters,
+    port: u16,
+    dir: tempfile::TempDir,
+    starts: usize,
+}
+
+impl Drop for ServeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServeProc {
+    /// Writes `config` (YAML) and starts `serve` on a new journal; returns
+    /// once it is ready for events (connected, or answering /healthz).
+    pub async fn start(
+        fake: &FakeSlack,
+        transport: Transport,
+        config: &str,
+        clusters: Clusters,
+    ) -> ServeProc {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let mut bot = ServeProc {
+            child: None,
+            transport,
+            clusters,
+            port: free_port(),
+            dir,
+            starts: 0,
+        };
+        bot.spawn(fake).await;
+        bot
+    }
+
+    /// SIGKILLs the process (no shutdown path runs) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts `serve` again on the same config, journal and port (after
+    /// [`ServeProc::kill`]); returns once it is ready, which is after it
+    /// resumed what the journal left.
+    pub async fn restart(&mut self, fake: &FakeSlack) {
+        self.kill();
+        self.spawn(fake).await;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        self.dir.path().join("journal.jsonl")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("bot.log")
+    }
+
+    /// Everything every run of the process wrote to stderr.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        let _ = std::fs::File::open(self.log_path()).and_then(|mut f| f.read_to_string(&mut text));
+        text
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn spawn(&mut self, fake: &FakeSlack) {
+        let connections_before = fake.socket_connections();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_failover-bot"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .arg("--journal")
+            .arg(self.journal())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("SLACK_BOT_TOKEN", "xoxb-test-bot-token")
+            .env("SLACK_API_URL", fake.api_url())
+            .env("RUST_LOG", "info")
+            .env_remove("SLACK_APP_TOKEN")
+            .env_remove("SLACK_SIGNING_SECRET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        match &self.clusters {
+            Clusters::InMemory => command.arg("--in-memory"),
+            Clusters::Kubeconfig(path) => command.env("KUBECONFIG", path),
+        };
+        match self.transport {
+            Transport::Socket => command.env("SLACK_APP_TOKEN", "xapp-test-app-token"),
+            Transport::Http => command.env("SLACK_SIGNING_SECRET", SECRET),
+        };
+        self.child = Some(command.spawn().expect("failover-bot serve starts"));
+        self.starts += 1;
+        self.wait_ready(fake, connections_before).await;
+    }
+
+    async fn wait_ready(&self, fake: &FakeSlack, connections_before: usize) {
+        let ready = match self.transport {
+            Transport::Socket => fake.wait_connected(connections_before + 1, WAIT).await,
+            Transport::Http => self.wait_healthz().await,
+        };
+        assert!(ready, "bot did not become ready; log:\n{}", self.log());
+    }
+
+    async fn wait_healthz(&self) -> bool {
+        let url = self.url("/readyz");
+        for _ in 0..500 {
+            if reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Types `/failover TEXT` as `user` in C1; returns the immediate
+    /// (ephemeral) reply.
+    pub async fn slash(&self, fake: &FakeSlack, user: &str, text: &str, trigger: &str) -> String {
+        match self.transport {
+            Transport::Socket => {
+                let id = fake
+                    .send_envelope(
+                        "slash_commands",
+                        fake_slack::slash_command(user, "C1", text, trigger),
+                        true,
+                    )
+                    .await;
+                let ack = fake
+                    .wait_ack(&id, WAIT)
+                    .await
+                    .unwrap_or_else(|| panic!("slash command acknowledged; log:\n{}", self.log()));
+                ack["payload"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+            Transport::Http => {
+                let body = fake_slack::slash_command_form(user, "C1", text, trigger);
+                let response = signed_post(&self.url("/slack/commands"), &body, now()).await;
+                assert_eq!(response.status(), 200);
+                let json: Value = response.json().await.unwrap();
+                json["text"].as_str().unwrap_or_default().to_owned()
+            }
+        }
+    }
+
+    /// Delivers a reaction event (added or removed) on message `ts` in C1;
+    /// returns once the bot acknowledged it.
+    pub async fn reaction(
+        &self,
+        fake: &FakeSlack,
+        event_id: &str,
+        user: &str,
+        name: &str,
+        ts: &str,
+        added: bool,
+    ) {
+        let event = fake_slack::reaction_event(event_id, user, name, "C1", ts, added);
+        match self.transport {
+            Transport::Socket => {
+                let id = fake.send_envelope("events_api", event, false).await;
+                assert!(
+                    fake.wait_ack(&id, WAIT).await.is_some(),
+                    "event acknowledged; log:\n{}",
+                    self.log()
+                );
+            }
+            Transport::Http => {
+                let response =
+                    signed_post(&self.url("/slack/events"), &event.to_string(), now()).await;
+                assert_eq!(response.status(), 200);
+            }
+        }
+    }
+}
+
+/// Unix seconds, as Slack stamps requests.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// POSTs `body` signed with [`SECRET`] as of `timestamp`.
+pub async fn signed_post(url: &str, body: &str, timestamp: i64) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("X-Slack-Request-Timestamp", timestamp.to_string())
+        .header(
+            "X-Slack-Signature",
+            fake_slack::sign(SECRET, timestamp, body),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
