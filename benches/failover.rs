@@ -185,19 +185,7 @@ impl Scene {
         let env = KubeEnv::start(3).await;
         let moto = Moto::start().await;
         let admin = Route53::for_endpoint(&moto.endpoint()).await;
-        let zone = admin
-            .client()
-            .create_hosted_zone()
-            .name("dev.example.com.")
-            .caller_reference("failover-bench")
-            .send()
-            .await
-            .expect("create zone")
-            .hosted_zone()
-            .expect("zone")
-            .id()
-            .trim_start_matches("/hostedzone/")
-            .to_owned();
+        let zone = support::moto::create_zone(admin.client(), "dev.example.com.").await;
         let names = env.clusters().iter().map(|c| c.name.clone()).collect();
         let scene = Scene {
             env,

@@ -96,19 +96,7 @@ async fn main() {
     }
     let moto = moto::Moto::start().await;
     let admin = Route53::for_endpoint(&moto.endpoint()).await;
-    let zone = admin
-        .client()
-        .create_hosted_zone()
-        .name("example.com")
-        .caller_reference("route53-step-bench")
-        .send()
-        .await
-        .expect("create zone")
-        .hosted_zone()
-        .expect("zone")
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_owned();
+    let zone = crate::moto::create_zone(admin.client(), "example.com").await;
     let records: Vec<String> = (0..RECORDS).map(record).collect();
     let mut seed = Vec::new();
     for (ri, name) in records.iter().enumerate() {

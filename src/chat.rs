@@ -21,7 +21,7 @@ impl fmt::Display for MessageRef {
 }
 
 /// A message, as Slack mrkdwn.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub text: String,
 }
@@ -34,6 +34,45 @@ impl Message {
     /// The first line: what a notification or an update notice shows.
     pub fn headline(&self) -> &str {
         self.text.lines().next().unwrap_or("")
+    }
+}
+
+/// Something the bot says that needs no answer from Slack: journaled
+/// before it is sent, so a restart sends what a crash cut off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Said {
+    Post {
+        channel: String,
+        thread: Option<MessageRef>,
+        message: Message,
+    },
+    Update {
+        at: MessageRef,
+        message: Message,
+    },
+}
+
+/// Marks a post sent again after a restart: Slack may already have taken
+/// the first copy just before the crash, and then the channel shows both.
+pub const RESENT_NOTE: &str = "_(sent again after a restart; it may show twice)_";
+
+impl Said {
+    /// The same, to send again after a restart. An update sets a message to
+    /// a state, so sending it twice is harmless; a post says so.
+    pub fn resent(self) -> Said {
+        match self {
+            Said::Post {
+                channel,
+                thread,
+                message,
+            } => Said::Post {
+                channel,
+                thread,
+                message: Message::new(format!("{}\n{RESENT_NOTE}", message.text)),
+            },
+            update @ Said::Update { .. } => update,
+        }
     }
 }
 

@@ -757,19 +757,70 @@ pub fn finished(op: &OperationState, outcome: &OperationOutcome) -> Message {
     })
 }
 
+/// Said in the operation's thread when the bot comes back mid-operation,
+/// whatever the phase: the channel is the audit trail, and approvers must
+/// know that a plan they see is still live.
 pub fn resuming(op: &OperationState) -> Message {
     let doing = match &op.phase {
-        Phase::Proposing => "planning the next step",
-        Phase::AwaitingApproval(_) => "awaiting approval",
-        Phase::Approved(_) => "applying the approved step",
-        Phase::Applying(_) => "finishing the step that was being applied",
-        Phase::Finishing(_) => "closing the operation",
+        Phase::Proposing if op.posting_plan => format!(
+            "posting step {}'s plan again. If a copy of it from before the restart shows above, it is void: approve the one that follows",
+            op.step
+        ),
+        Phase::Proposing => "planning the next step".to_owned(),
+        Phase::AwaitingApproval(shown) => format!(
+            "the plan above still awaits approval, until {} as before",
+            clock_time(shown.approval.expires_at)
+        ),
+        Phase::Approved(_) => "applying the approved step".to_owned(),
+        Phase::Applying(_) => "finishing the step that was being applied".to_owned(),
+        Phase::Finishing(_) => "closing the operation".to_owned(),
     };
     Message::new(format!(
         ":arrows_counterclockwise: failover-bot restarted; resuming operation #{} at step {}/{}: {doing}.",
         op.header.id,
         op.step,
         op.total_steps()
+    ))
+}
+
+/// The thread's report when a step interrupted by a restart cannot be
+/// finished safely: what stopped it, and every cluster's weight as read
+/// now (`None`: the clusters could not be read), so the channel knows
+/// where traffic stands without running `status`.
+pub fn interrupted_step_stopped(
+    config: &Config,
+    op: &OperationState,
+    plan: &Plan,
+    reason: &str,
+    now: Option<&Weights>,
+) -> Message {
+    let mut text = format!(
+        ":rotating_light: Step {}/{} stopped: {reason}.",
+        op.step,
+        op.total_steps()
+    );
+    match now {
+        Some(now) => {
+            text.push_str(" Every cluster's weight now:\n");
+            let rows = ordered_rows(config, &op.header.env, plan)
+                .into_iter()
+                .map(|c| [c.to_owned(), cell(now.get(c))])
+                .collect();
+            text.push_str(&table(["cluster", "weight"], rows));
+        }
+        None => {
+            text.push_str(" The clusters' weights could not be read; check `/failover status`.")
+        }
+    }
+    Message::new(text)
+}
+
+/// Privately, to the author of a command a restart cut short. Nothing was
+/// changed: an operation's first weight change needs a plan and an
+/// approval, and the command never got as far as an operation.
+pub fn command_cut_short(text: &str) -> Message {
+    Message::new(format!(
+        ":arrows_counterclockwise: failover-bot restarted while handling your `/failover {text}` and changed nothing. If you got no answer, send it again."
     ))
 }
 

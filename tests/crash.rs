@@ -39,12 +39,15 @@ use kube::runtime::watcher;
 use kube::Client;
 
 use failover_bot::backend::kube::crd::{self, RoutingWeight};
+use failover_bot::chat::{Said, RESENT_NOTE};
 use failover_bot::operation::journal::{Entry, Record};
 use failover_bot::operation::ledger::Ledger;
 use failover_bot::operation::{OperationOutcome, Phase};
 use failover_bot::plan::{self, Percent, Weights};
 use support::fake_slack::{FakeSlack, Posted};
-use support::kube_env::{KubeEnv, ANNOTATION_PREFIX, IDENTITY_CONFIGMAP, NAMESPACE};
+use support::kube_env::{
+    controlled_ingress_yaml, KubeEnv, ANNOTATION_PREFIX, IDENTITY_CONFIGMAP, NAMESPACE,
+};
 use support::serve_proc::{Clusters, ServeProc, Transport};
 
 const ENV: &str = "dev";
@@ -258,6 +261,10 @@ fn is(record: &Record, kind: Kind, step: usize) -> bool {
 fn kind_name(entry: &Entry) -> &'static str {
     match entry {
         Entry::Command { .. } => "command",
+        Entry::Answered { .. } => "answered",
+        Entry::PlanPosting { .. } => "plan_posting",
+        Entry::Say { .. } => "say",
+        Entry::Delivered { .. } => "delivered",
         Entry::Started { .. } => "started",
         Entry::Proposed { .. } => "proposed",
         Entry::Decided { .. } => "decided",
@@ -333,7 +340,7 @@ impl World {
         let names: Vec<String> = env.clusters().iter().map(|c| c.name.clone()).collect();
         for (i, name) in names.iter().enumerate() {
             env.apply(i, &support::kube_env::routing_weight_yaml(name, INITIAL[i]));
-            env.apply(i, CONTROLLED_INGRESS);
+            env.apply(i, &controlled_ingress_yaml(""));
         }
         let lunar = clients
             .iter()
@@ -435,26 +442,6 @@ impl World {
         (weights, versions)
     }
 }
-
-const CONTROLLED_INGRESS: &str = r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: web
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: api
-  namespace: web
-  annotations:
-    routing.lunar.tech/controlled: "true"
-spec:
-  defaultBackend:
-    service:
-      name: api
-      port:
-        number: 80
-"#;
 
 fn revision(rw: &RoutingWeight) -> u64 {
     rw.metadata
@@ -788,7 +775,7 @@ fn landed(records: &[Record], fake: &FakeSlack, now: &Weights) -> Landed {
     let step = op.step;
     match &op.phase {
         Phase::Proposing => {
-            let posted = plans(fake).len() > records_of(records, "proposed");
+            let posted = fake.plan_posts().len() > records_of(records, "proposed");
             let detail = format!("step {step}{}", if posted { ", plan posted" } else { "" });
             match (step, posted) {
                 (1, false) => at("planning step 1", detail),
@@ -827,25 +814,9 @@ fn records_of(records: &[Record], kind: &str) -> usize {
         .count()
 }
 
-/// Top-level posts that showed a plan (awaiting approval when posted).
-fn plans(fake: &FakeSlack) -> Vec<Posted> {
-    fake.posts()
-        .into_iter()
-        .filter(|p| {
-            p.thread_ts.is_none()
-                && p.ephemeral_user.is_none()
-                && p.text.contains("awaiting approval")
-        })
-        .collect()
-}
-
 /// A message's text now: its last update, or as posted.
 fn current_text(fake: &FakeSlack, post: &Posted) -> String {
-    fake.updates()
-        .into_iter()
-        .filter(|u| u.ts == post.ts)
-        .map(|u| u.text)
-        .next_back()
+    fake.last_update(&post.ts)
         .unwrap_or_else(|| post.text.clone())
 }
 
@@ -940,26 +911,68 @@ fn check_channel(
     if at_kill.active && !announced {
         violations.push("the restart in the middle of the operation was not announced".into());
     }
+    let told_requester = fake.posts().iter().skip(at_kill.posts).any(|p| {
+        p.ephemeral_user.as_deref() == Some(REQUESTER)
+            && p.text.contains("restarted while handling")
+    });
+    if at_kill.cut_short && !told_requester {
+        violations.push("a command the kill cut short was never answered".into());
+    }
     let said = channel_posts(fake);
-    let count = |needle: &str| said.iter().filter(|t| t.contains(needle)).count();
-    if let Some(OperationOutcome::Completed) = outcome {
-        for step in 1..=STEPS.len() {
-            let result = format!("Step {step}/{} applied and verified", STEPS.len());
-            if count(&result) != 1 {
-                violations.push(format!(
-                    "`{result}` posted {} times, not once",
-                    count(&result)
-                ));
-            }
-        }
-        if count("Operation #1 complete") != 1 {
+    // Said once; a post the kill cut off is sent again after the restart,
+    // marked, and may then show twice (Slack may have taken the first copy
+    // just before the kill): at most one marked copy, at most one unmarked.
+    let once = |needle: &str, violations: &mut Vec<String>| {
+        let copies: Vec<&String> = said.iter().filter(|t| t.contains(needle)).collect();
+        let resent = copies.iter().filter(|t| t.contains(RESENT_NOTE)).count();
+        if copies.is_empty() || resent > 1 || copies.len() - resent > 1 {
             violations.push(format!(
-                "`Operation #1 complete` posted {} times, not once",
-                count("Operation #1 complete")
+                "`{needle}` posted {} times ({resent} marked as sent again), not once",
+                copies.len()
             ));
         }
+    };
+    if let Some(OperationOutcome::Completed) = outcome {
+        for step in 1..=STEPS.len() {
+            once(
+                &format!("Step {step}/{} applied and verified", STEPS.len()),
+                violations,
+            );
+        }
+        once("Operation #1 complete", violations);
     }
-    for plan in plans(fake) {
+}
+
+/// Check 4b: no plan message is left claiming to await approval or to be
+/// applying. One the journal never names (Slack took the post, the kill
+/// came before its record) cannot be found again: the restarted bot must
+/// have said that such a copy is void.
+fn check_plan_messages(
+    fake: &FakeSlack,
+    records: &[Record],
+    at_kill: &AtKill,
+    violations: &mut Vec<String>,
+) {
+    let journaled: BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            Entry::Proposed { message, .. } => Some(message.ts.as_str()),
+            _ => None,
+        })
+        .collect();
+    let voided = posts_since(fake, at_kill.posts)
+        .iter()
+        .any(|t| t.contains("it is void"));
+    for plan in fake.plan_posts() {
+        if !journaled.contains(plan.ts.as_str()) {
+            if !voided {
+                violations.push(format!(
+                    "plan message {} is in no journal record, and nobody was told it is void",
+                    plan.ts
+                ));
+            }
+            continue;
+        }
         let text = current_text(fake, &plan);
         if text.contains("awaiting approval") || text.contains("applying") {
             let first = text.lines().next().unwrap_or_default().to_owned();
@@ -1031,6 +1044,8 @@ fn posts_since(fake: &FakeSlack, from: usize) -> Vec<String> {
 struct AtKill {
     landed: Landed,
     active: bool,
+    /// A command was journaled but not answered.
+    cut_short: bool,
     /// The plan message awaiting approval, if one was.
     pending: Option<String>,
     /// Posts the fake Slack had received.
@@ -1095,12 +1110,10 @@ async fn look_after_kill(run: &mut Run, world: &World, kill: &KillPoint) -> AtKi
     }
     let ledger = Ledger::replay(&records);
     let active = ledger.active.contains_key(ENV);
-    let mut notes = Vec::new();
-    if !active && ledger.finished.is_empty() && !records.is_empty() {
-        // Slack does not redeliver an acknowledged command, and the journal
-        // cannot tell a refused command from one cut short.
-        notes.push("command acknowledged, then lost in the crash; nobody was told".to_owned());
-    }
+    let notes = Vec::new();
+    // Slack does not redeliver an acknowledged command: one the kill cut
+    // short must be answered by the restarted bot.
+    let cut_short = !ledger.unanswered.is_empty();
     let pending = match ledger.active.get(ENV).map(|op| &op.phase) {
         Some(Phase::AwaitingApproval(shown)) => Some(shown.message.ts.clone()),
         _ => None,
@@ -1113,6 +1126,7 @@ async fn look_after_kill(run: &mut Run, world: &World, kill: &KillPoint) -> AtKi
     AtKill {
         landed,
         active,
+        cut_short,
         pending,
         posts: run.fake.posts().len(),
         foreign,
@@ -1147,6 +1161,7 @@ async fn check_run(
         &mut violations,
     );
     check_channel(&run.fake, at_kill, outcome, &mut violations);
+    check_plan_messages(&run.fake, &records, at_kill, &mut violations);
     check_outcome(world, &run.fake, at_kill, outcome, &now, &mut violations);
     if at_kill.foreign.is_some() && outcome.is_some_and(|o| *o == OperationOutcome::Completed) {
         violations.push("completed over someone else's change".into());
@@ -1173,12 +1188,30 @@ fn journal_summary(records: &[Record]) -> String {
                 }
                 Entry::StepFinished { step, outcome, .. } => format!(" step {step} {outcome:?}"),
                 Entry::Finished { outcome, .. } => format!(" {outcome:?}"),
+                Entry::Say { said } => format!(" {}", said_summary(said)),
+                Entry::Delivered { say } => format!(" {say}"),
                 _ => String::new(),
             };
             format!("    {} {}{detail}", r.seq, kind_name(&r.entry))
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A message in a few words: what it does, where, and its first words.
+fn said_summary(said: &Said) -> String {
+    let (what, at, text) = match said {
+        Said::Post {
+            thread, message, ..
+        } => (
+            "post in",
+            thread.as_ref().map_or("channel", |t| t.ts.as_str()),
+            &message.text,
+        ),
+        Said::Update { at, message } => ("update", at.ts.as_str(), &message.text),
+    };
+    let words: String = text.chars().take(50).collect();
+    format!("{what} {at}: {words}")
 }
 
 /// The runtime's extra workers keep the fake Slack, the watches and the

@@ -52,22 +52,7 @@ fn upsert(name: &str, kind: RrType, set_id: &str, weight: i64, value: &str) -> C
 
 /// A zone with a weighted A record and its TXT twin per cluster and name.
 async fn zone_with_records(client: &aws_sdk_route53::Client, weights: &[(&str, i64)]) -> String {
-    let zone = client
-        .create_hosted_zone()
-        .name("dev.example.com.")
-        .caller_reference(format!(
-            "test-{}",
-            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-        ))
-        .send()
-        .await
-        .unwrap();
-    let id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_owned();
+    let id = support::moto::create_zone(client, "dev.example.com.").await;
     set_weights(client, &id, weights).await;
     id
 }

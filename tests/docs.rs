@@ -11,13 +11,15 @@
 //! - relative links in README.md and docs/ lead to files that exist
 //!   (manifests move; docs must follow).
 
+#[path = "support/sandbox_proc.rs"]
+mod sandbox_proc;
+
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use failover_bot::backend::GateFailure;
-use failover_bot::messages::{internal_error, UserError};
+use failover_bot::messages::{command_cut_short, internal_error, UserError};
+use sandbox_proc::run_sandbox;
 
 fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -410,6 +412,12 @@ fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
         ("slack-invalid-auth", s("invalid_auth")),
         ("signature-401", s("bad Slack signature")),
         ("config-invalid", s("config is invalid:")),
+        (
+            "command-cut-short",
+            as_seen(&command_cut_short("shift 50").text),
+        ),
+        ("resuming", s("failover-bot restarted; resuming operation")),
+        ("unexpected-weight", s("Every cluster's weight now")),
     ];
     let mut problems = Vec::new();
     for (id, quote) in quotes {
@@ -489,29 +497,6 @@ fn fenced_after(doc: &str, marker: &str) -> (String, std::ops::Range<usize>) {
     let start = open + doc[open..].find('\n').expect("a line after the fence") + 1;
     let end = start + doc[start..].find("\n```").expect("the block is closed") + 1;
     (doc[start..end].to_owned(), start..end)
-}
-
-fn run_sandbox(script: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
-        .arg("sandbox")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the failover-bot binary runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(script.as_bytes())
-        .expect("the sandbox reads the script");
-    let output = child.wait_with_output().expect("the sandbox exits");
-    assert!(
-        output.status.success(),
-        "sandbox failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 transcript")
 }
 
 /// Wall-clock times (`06:09 UTC`) and measured durations (`in 0.12 ms`)

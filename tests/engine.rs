@@ -6,6 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use failover_bot::chat::{Message, Said, RESENT_NOTE};
+use failover_bot::operation::journal::Entry;
 use support::{weights, Harness, CONFIG, THREE_CLUSTERS};
 
 const BLUE: &str = "k8s-blue.dev.example.com";
@@ -546,6 +548,72 @@ async fn a_restart_keeps_a_pending_approval_and_its_deadline() {
         h.newest_pending().is_none(),
         "expiry still counts after restart"
     );
+}
+
+/// Slack does not deliver an acknowledged command again: one a crash cut
+/// short between "working on it" and its answer is answered after the
+/// restart, privately and once, and nothing else is.
+#[tokio::test]
+async fn a_command_cut_short_by_a_restart_is_answered_once_after_it() {
+    let mut h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await; // answered by the operation it started
+    h.cmd("carol", "status").await; // answered privately
+    h.restart_after(Entry::Command {
+        user: "bob".into(),
+        channel: "C1".into(),
+        text: "shift 100 to green".into(),
+        event: Some("Ev-cut-short".into()),
+        answered: false,
+    })
+    .await;
+    let chat = h.chat.clone();
+    let told = |user: &str| {
+        chat.ephemerals(user)
+            .into_iter()
+            .filter(|t| t.contains("restarted while handling"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        told("bob"),
+        [
+            ":arrows_counterclockwise: failover-bot restarted while handling your \
+          `/failover shift 100 to green` and changed nothing. If you got no answer, send it again."
+        ],
+    );
+    assert!(told("alice").is_empty() && told("carol").is_empty());
+    assert_eq!(h.weights(), blue_green(100, 0), "nothing changed");
+    h.restart().await;
+    assert_eq!(told("bob").len(), 1, "told once, not at every restart");
+}
+
+/// A message journaled but not yet taken by Slack when the process died
+/// (a step result, say) is sent by the next start, marked, and only once.
+#[tokio::test]
+async fn a_message_the_crash_cut_off_is_sent_after_the_restart_once() {
+    let mut h = Harness::new(CONFIG);
+    h.cmd("alice", "shift 50").await;
+    let plan = h.newest_pending().expect("a plan");
+    let result = "Step 1/1 applied and verified in 3 ms.";
+    h.restart_after(Entry::Say {
+        said: Said::Post {
+            channel: "C1".into(),
+            thread: Some(plan.clone()),
+            message: Message::new(result),
+        },
+    })
+    .await;
+    let sent = |h: &Harness| -> Vec<String> {
+        h.chat
+            .said()
+            .into_iter()
+            .filter(|s| matches!(s, support::Said::Post { thread: Some(t), .. } if *t == plan))
+            .map(|s| s.text().to_owned())
+            .filter(|t| t.starts_with(result))
+            .collect()
+    };
+    assert_eq!(sent(&h), [format!("{result}\n{RESENT_NOTE}")]);
+    h.restart().await;
+    assert_eq!(sent(&h).len(), 1, "delivered once is delivered");
 }
 
 #[tokio::test]

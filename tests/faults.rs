@@ -365,16 +365,7 @@ fn weighted_sets(clusters: &[String], weights: [u8; 3]) -> Vec<ResourceRecordSet
 }
 
 async fn new_zone(admin: &Route53) -> String {
-    let zone = admin
-        .client()
-        .create_hosted_zone()
-        .name("dev.example.com.")
-        .caller_reference("faults")
-        .send()
-        .await
-        .unwrap();
-    let id = zone.hosted_zone().unwrap().id();
-    id.trim_start_matches("/hostedzone/").to_owned()
+    support::moto::create_zone(admin.client(), "dev.example.com.").await
 }
 
 /// Every record's weights, read directly from moto; they must agree
@@ -665,31 +656,6 @@ impl Serve {
     }
 }
 
-fn plans(fake: &FakeSlack) -> Vec<String> {
-    fake.posts()
-        .into_iter()
-        .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
-        .map(|p| p.ts)
-        .collect()
-}
-
-fn thread(fake: &FakeSlack, ts: &str) -> Vec<String> {
-    fake.posts()
-        .into_iter()
-        .filter(|p| p.thread_ts.as_deref() == Some(ts))
-        .map(|p| p.text)
-        .collect()
-}
-
-fn last_update(fake: &FakeSlack, ts: &str) -> String {
-    fake.updates()
-        .into_iter()
-        .filter(|u| u.ts == ts)
-        .map(|u| u.text)
-        .next_back()
-        .unwrap_or_default()
-}
-
 /// The chat calls Slack took since call number `from`, each as its method
 /// and the first word of its text (the status icon): the same sequence with
 /// and without an outage means the same messages in the same order.
@@ -725,7 +691,7 @@ async fn two_steps(
     target: &str,
     during_step_2: impl std::future::Future<Output = ()>,
 ) -> LastStep {
-    let op = plans(fake).len() / 2 + 1;
+    let op = fake.plan_posts().len() / 2 + 1;
     let reply = serve
         .slash(
             "alice",
@@ -736,21 +702,21 @@ async fn two_steps(
     assert!(reply.contains("Working on"), "{reply}");
     serve
         .wait(fake, "plan 1 posted", WAIT, |f| {
-            plans(f).len() == 2 * op - 1
+            f.plan_posts().len() == 2 * op - 1
         })
         .await;
-    let first = plans(fake)[2 * op - 2].clone();
+    let first = fake.plan_posts()[2 * op - 2].ts.clone();
     serve.wait_proposed(&first).await;
     serve.approve(&format!("Ev-{op}-1"), "bob", &first).await;
     serve
         .wait(fake, "step 1 applied, plan 2 posted", WAIT, |f| {
-            plans(f).len() == 2 * op
-                && thread(f, &first)
+            f.plan_posts().len() == 2 * op
+                && f.thread_texts(&first)
                     .iter()
                     .any(|t| t.contains("Step 1/2 applied and verified"))
         })
         .await;
-    let second = plans(fake)[2 * op - 1].clone();
+    let second = fake.plan_posts()[2 * op - 1].ts.clone();
     serve.wait_proposed(&second).await;
     let from = fake.calls().len();
     serve.approve(&format!("Ev-{op}-2"), "bob", &second).await;
@@ -758,15 +724,17 @@ async fn two_steps(
     let closing = format!("Operation #{op} complete");
     serve
         .wait(fake, "step 2's results in the thread", BACK_WITHIN, |f| {
-            thread(f, &second).iter().any(|t| t.contains(&closing))
-                && last_update(f, &second).contains("applied (approved by")
+            f.thread_texts(&second).iter().any(|t| t.contains(&closing))
+                && f.last_update(&second)
+                    .unwrap_or_default()
+                    .contains("applied (approved by")
         })
         .await;
     // Let anything still queued arrive (it must not: it would be a repeat).
     tokio::time::sleep(Duration::from_millis(500)).await;
     LastStep {
         delivered: delivered_since(fake, from),
-        thread: thread(fake, &second),
+        thread: fake.thread_texts(&second),
     }
 }
 
@@ -832,9 +800,9 @@ async fn a_slack_outage_during_a_step_delays_its_messages_not_the_step() {
             "the bot retried during the outage; log:\n{}",
             serve.log()
         );
-        let second = plans(&fake)[3].clone();
+        let second = fake.plan_posts()[3].ts.clone();
         assert!(
-            thread(&fake, &second).is_empty(),
+            fake.thread_texts(&second).is_empty(),
             "nothing reached the thread during the outage"
         );
         slack.clear();

@@ -18,7 +18,7 @@ use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::RoutingBackend;
 use failover_bot::config::Config;
-use support::kube_env::{routing_weight_yaml, KubeEnv};
+use support::kube_env::{controlled_objects_yaml, routing_weight_yaml, KubeEnv};
 use support::TestBot as Bot;
 
 use support::kube_env::ANNOTATION_PREFIX as PREFIX;
@@ -26,42 +26,6 @@ use support::kube_env::ANNOTATION_PREFIX as PREFIX;
 fn config(env: &KubeEnv, mode: &str, verify_timeout: &str) -> Config {
     let routing = format!("  mode: {mode}\n  verify_timeout: {verify_timeout}\n");
     Config::from_yaml(&env.config_yaml(&routing, "")).unwrap()
-}
-
-/// An Ingress and a Service in namespace `web`, both controlled.
-fn controlled_objects_yaml(extra_annotations: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: web
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: api
-  namespace: web
-  annotations:
-    routing.lunar.tech/controlled: "true"{extra_annotations}
-spec:
-  ports:
-  - port: 80
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: api
-  namespace: web
-  annotations:
-    routing.lunar.tech/controlled: "true"{extra_annotations}
-spec:
-  defaultBackend:
-    service:
-      name: api
-      port:
-        number: 80
-"#
-    )
 }
 
 /// Routing weights a=100, b=0, c=0 (as RoutingWeights) and controlled objects.

@@ -11,7 +11,6 @@ mod fault_proxy;
 mod moto;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_route53::types::{
@@ -92,23 +91,8 @@ async fn env() -> Env {
     }
 }
 
-static ZONES: AtomicU64 = AtomicU64::new(0);
-
 async fn create_zone(admin: &Route53, name: &str) -> String {
-    let out = admin
-        .client()
-        .create_hosted_zone()
-        .name(name)
-        .caller_reference(format!(
-            "test-{}-{}",
-            std::process::id(),
-            ZONES.fetch_add(1, Ordering::SeqCst)
-        ))
-        .send()
-        .await
-        .expect("create hosted zone");
-    let id = out.hosted_zone().expect("hosted zone").id();
-    id.trim_start_matches("/hostedzone/").to_owned()
+    moto::create_zone(admin.client(), name).await
 }
 
 fn record_set(

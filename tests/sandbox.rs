@@ -1,31 +1,12 @@
 //! The built binary's sandbox, run the way the README says, with the script
 //! from design.md piped in: the transcript is what a person would see.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+#[path = "support/sandbox_proc.rs"]
+mod sandbox_proc;
 
-fn run_sandbox(script: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
-        .arg("sandbox")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the failover-bot binary runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "sandbox failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use std::process::Command;
+
+use sandbox_proc::run_sandbox;
 
 /// The lines printed in answer to the input line `input`.
 fn answers<'a>(transcript: &'a str, input: &str) -> Vec<&'a str> {

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::fake_slack::{self, FakeSlack, Fault, Posted};
+use support::fake_slack::{self, FakeSlack, Fault};
 use support::serve_proc::{now, signed_post, Clusters, ServeProc as Bot, Transport, WAIT};
 
 const CONFIG: &str = r#"
@@ -34,36 +34,8 @@ async fn start_bot_with(fake: &FakeSlack, transport: Transport, expiry: &str) ->
     Bot::start(fake, transport, &config, Clusters::InMemory).await
 }
 
-fn plans(fake: &FakeSlack) -> Vec<Posted> {
-    fake.posts()
-        .into_iter()
-        .filter(|p| {
-            p.thread_ts.is_none()
-                && p.ephemeral_user.is_none()
-                && p.text.contains("awaiting approval")
-        })
-        .collect()
-}
-
-fn thread(fake: &FakeSlack, ts: &str) -> Vec<String> {
-    fake.posts()
-        .into_iter()
-        .filter(|p| p.thread_ts.as_deref() == Some(ts))
-        .map(|p| p.text)
-        .collect()
-}
-
 fn thread_has(fake: &FakeSlack, ts: &str, needle: &str) -> bool {
-    thread(fake, ts).iter().any(|t| t.contains(needle))
-}
-
-fn last_update(fake: &FakeSlack, ts: &str) -> String {
-    fake.updates()
-        .into_iter()
-        .filter(|u| u.ts == ts)
-        .map(|u| u.text)
-        .next_back()
-        .unwrap_or_default()
+    fake.thread_texts(ts).iter().any(|t| t.contains(needle))
 }
 
 async fn wait(fake: &FakeSlack, bot: &Bot, what: &str, pred: impl Fn(&FakeSlack) -> bool) {
@@ -78,15 +50,15 @@ async fn wait(fake: &FakeSlack, bot: &Bot, what: &str, pred: impl Fn(&FakeSlack)
 async fn propose(fake: &FakeSlack, bot: &Bot) -> String {
     let reply = bot.slash(fake, "UALICE", "shift 50", "trig-1").await;
     assert!(reply.contains("Working on `/failover shift 50`"), "{reply}");
-    wait(fake, bot, "plan posted", |f| !plans(f).is_empty()).await;
-    plans(fake)[0].ts.clone()
+    wait(fake, bot, "plan posted", |f| !f.plan_posts().is_empty()).await;
+    fake.plan_posts()[0].ts.clone()
 }
 
 async fn happy_path(transport: Transport) {
     let fake = FakeSlack::start().await;
     let bot = start_bot(&fake, transport).await;
     let ts = propose(&fake, &bot).await;
-    let plan = &plans(&fake)[0];
+    let plan = &fake.plan_posts()[0];
     assert!(
         plan.text.contains("k8s-blue.dev.example.com"),
         "{}",
@@ -117,7 +89,9 @@ async fn happy_path(transport: Transport) {
     })
     .await;
     wait(&fake, &bot, "plan updated to applied", |f| {
-        last_update(f, &ts).contains("applied (approved by <@UBOB>)")
+        f.last_update(&ts)
+            .unwrap_or_default()
+            .contains("applied (approved by <@UBOB>)")
     })
     .await;
 }
@@ -162,7 +136,9 @@ async fn reject_and_withdraw(transport: Transport) {
     let ts = propose(&fake, &bot).await;
     bot.reaction(&fake, "Ev-x", "UBOB", "x", &ts, true).await;
     wait(&fake, &bot, "rejected", |f| {
-        last_update(f, &ts).contains("rejected by <@UBOB>")
+        f.last_update(&ts)
+            .unwrap_or_default()
+            .contains("rejected by <@UBOB>")
     })
     .await;
 
@@ -170,17 +146,20 @@ async fn reject_and_withdraw(transport: Transport) {
         .slash(&fake, "UALICE", "shift 60 to green", "trig-2")
         .await;
     assert!(reply.contains("Working on"), "{reply}");
-    wait(&fake, &bot, "second plan", |f| plans(f).len() == 2).await;
-    let second = plans(&fake)[1].ts.clone();
+    wait(&fake, &bot, "second plan", |f| f.plan_posts().len() == 2).await;
+    let second = fake.plan_posts()[1].ts.clone();
     bot.reaction(&fake, "Ev-withdraw", "UALICE", "x", &second, true)
         .await;
     wait(&fake, &bot, "withdrawn", |f| {
-        last_update(f, &second).contains("withdrawn by <@UALICE>")
+        f.last_update(&second)
+            .unwrap_or_default()
+            .contains("withdrawn by <@UALICE>")
     })
     .await;
-    assert!(!thread(&fake, &ts)
+    assert!(!fake
+        .thread_texts(&ts)
         .iter()
-        .chain(thread(&fake, &second).iter())
+        .chain(fake.thread_texts(&second).iter())
         .any(|t| t.contains("applied")));
 }
 
@@ -199,7 +178,7 @@ async fn expiry(transport: Transport) {
     let bot = start_bot_with(&fake, transport, "2s").await;
     let ts = propose(&fake, &bot).await;
     wait(&fake, &bot, "expired by the timer", |f| {
-        last_update(f, &ts).contains("expired")
+        f.last_update(&ts).unwrap_or_default().contains("expired")
     })
     .await;
     bot.reaction(&fake, "Ev-late", "UBOB", "white_check_mark", &ts, true)
@@ -254,12 +233,13 @@ async fn duplicate_deliveries(transport: Transport) {
         }
     }
     assert!(idle, "status never said idle; bot log:\n{}", bot.log());
-    let applied = thread(&fake, &ts)
+    let applied = fake
+        .thread_texts(&ts)
         .iter()
         .filter(|t| t.contains("applied and verified"))
         .count();
     assert_eq!(applied, 1, "one execution");
-    assert_eq!(plans(&fake).len(), 1, "one plan");
+    assert_eq!(fake.plan_posts().len(), 1, "one plan");
 }
 
 #[tokio::test]

@@ -40,9 +40,35 @@ pub enum Entry {
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event: Option<String>,
+        /// Already answered when journaled (help or a mistake, answered in
+        /// Slack's acknowledgement).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        answered: bool,
+    },
+    /// A message about to be sent to the channel (its id is this record's
+    /// `seq`); [`Entry::Delivered`] says it no longer needs sending.
+    Say {
+        said: crate::chat::Said,
+    },
+    /// Slack took the message of the `Say` record number `say`, or refused
+    /// it for good: either way, a restart need not send it again.
+    Delivered {
+        say: u64,
+    },
+    /// The command delivered as `event` has had its answer (one that
+    /// started an operation is answered by its `Started`). A command with
+    /// neither was cut short by a restart: its author is told so.
+    Answered {
+        event: String,
     },
     Started {
         header: OperationHeader,
+    },
+    /// A step's plan is about to be posted (see
+    /// [`crate::operation::OperationState::posting_plan`]).
+    PlanPosting {
+        op: OpId,
+        step: usize,
     },
     /// A step's plan was shown in `message` and awaits approval.
     Proposed {
@@ -166,29 +192,50 @@ impl Journal {
 
     /// Appends one record and makes it durable before returning.
     pub fn append(&mut self, at: DateTime<Utc>, entry: Entry) -> Result<Record, JournalError> {
-        let record = Record {
-            seq: self.next_seq,
-            at,
-            prev: self.last_hash.clone(),
-            entry,
-        };
-        let mut line = serde_json::to_string(&record).map_err(|e| JournalError::Io {
-            path: self.path(),
-            source: std::io::Error::other(e),
-        })?;
-        let hash = line_hash(&line);
-        line.push('\n');
+        let mut records = self.append_batch(at, vec![entry])?;
+        Ok(records.remove(0))
+    }
+
+    /// Appends records in one write and one fsync: a crashed process leaves
+    /// all of them or none (the kernel finishes a write to a file before it
+    /// delivers SIGKILL; a power cut mid-write tears the tail, which `open`
+    /// cuts off, losing only records never acknowledged).
+    pub fn append_batch(
+        &mut self,
+        at: DateTime<Utc>,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<Record>, JournalError> {
+        let mut records = Vec::with_capacity(entries.len());
+        let mut lines = String::new();
+        let (mut seq, mut last_hash) = (self.next_seq, self.last_hash.clone());
+        for entry in entries {
+            let record = Record {
+                seq,
+                at,
+                prev: last_hash,
+                entry,
+            };
+            let line = serde_json::to_string(&record).map_err(|e| JournalError::Io {
+                path: self.path(),
+                source: std::io::Error::other(e),
+            })?;
+            last_hash = line_hash(&line);
+            lines.push_str(&line);
+            lines.push('\n');
+            seq += 1;
+            records.push(record);
+        }
         if let Some((file, path)) = &mut self.file {
             let io = |source| JournalError::Io {
                 path: path.display().to_string(),
                 source,
             };
-            file.write_all(line.as_bytes()).map_err(io)?;
+            file.write_all(lines.as_bytes()).map_err(io)?;
             file.sync_data().map_err(io)?;
         }
-        self.next_seq += 1;
-        self.last_hash = hash;
-        Ok(record)
+        self.next_seq = seq;
+        self.last_hash = last_hash;
+        Ok(records)
     }
 
     fn path(&self) -> String {
@@ -271,6 +318,7 @@ mod tests {
             channel: "C1".into(),
             text: text.into(),
             event: None,
+            answered: false,
         }
     }
 
@@ -296,6 +344,26 @@ mod tests {
         let edited = lines[1].replace("help", "hack");
         let tampered = [lines[0], edited.as_str(), lines[2]];
         assert_eq!(verify_chain(&tampered), Err(ChainBreak { line: 3 }));
+    }
+
+    #[test]
+    fn a_batch_is_chained_like_single_appends_and_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal.append(Utc::now(), command("status")).unwrap();
+        let batch = vec![command("shift 50"), command("help"), command("history")];
+        let written = journal.append_batch(Utc::now(), batch).unwrap();
+        assert_eq!(written.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4]);
+        journal.append(Utc::now(), command("abort")).unwrap();
+        drop(journal);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(verify_chain(&lines), Ok(()));
+        let (_, records) = Journal::open(&path).unwrap();
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[1..4], written[..]);
     }
 
     #[test]

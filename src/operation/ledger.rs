@@ -33,12 +33,26 @@ pub struct Finished {
     pub thread: Option<MessageRef>,
 }
 
+/// A command journaled but not yet answered: while the bot runs, one being
+/// handled; after a restart, one the crash cut short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnansweredCommand {
+    pub user: String,
+    pub channel: String,
+    pub text: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     pub active: BTreeMap<String, OperationState>,
     pub finished: Vec<Finished>,
     pub messages: HashMap<MessageRef, PlanMessage>,
     pub events: HashSet<String>,
+    /// By Slack delivery id (commands without one cannot be told apart).
+    pub unanswered: BTreeMap<String, UnansweredCommand>,
+    /// Messages journaled but not yet delivered, by their `Say` record's
+    /// seq: after a restart, what the crash cut off.
+    pub unsaid: BTreeMap<u64, crate::chat::Said>,
     pub last_op: OpId,
 }
 
@@ -65,8 +79,36 @@ impl Ledger {
     /// must never fail on a journal the engine itself wrote.
     pub fn apply(&mut self, record: &Record) {
         match &record.entry {
-            Entry::Command { event, .. } => self.note_event(event),
+            Entry::Command {
+                user,
+                channel,
+                text,
+                event,
+                answered,
+            } => {
+                self.note_event(event);
+                if let (Some(id), false) = (event, answered) {
+                    let command = UnansweredCommand {
+                        user: user.clone(),
+                        channel: channel.clone(),
+                        text: text.clone(),
+                    };
+                    self.unanswered.insert(id.clone(), command);
+                }
+            }
+            Entry::Answered { event } => {
+                self.unanswered.remove(event);
+            }
+            Entry::Say { said } => {
+                self.unsaid.insert(record.seq, said.clone());
+            }
+            Entry::Delivered { say } => {
+                self.unsaid.remove(say);
+            }
             Entry::Started { header } => {
+                if let Some(id) = &header.event {
+                    self.unanswered.remove(id);
+                }
                 self.last_op = self.last_op.max(header.id);
                 self.active.insert(
                     header.env.clone(),
@@ -76,6 +118,7 @@ impl Ledger {
                         phase: Phase::Proposing,
                         approvals: Vec::new(),
                         last_shown: None,
+                        posting_plan: false,
                     },
                 );
             }
@@ -103,6 +146,7 @@ impl Ledger {
                     versions: versions.clone(),
                 };
                 state.step = *step;
+                state.posting_plan = false;
                 state.last_shown = Some(shown.clone());
                 state.phase = Phase::AwaitingApproval(shown);
                 let env = state.header.env.clone();
@@ -132,6 +176,12 @@ impl Ledger {
                 }
             }
             Entry::Changed { .. } => {}
+            Entry::PlanPosting { op, step } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    operation.step = *step;
+                    operation.posting_plan = true;
+                }
+            }
             Entry::StepFinished { op, outcome, .. } => {
                 if let Some(operation) = self.op_mut(*op) {
                     finish_step(operation, outcome);

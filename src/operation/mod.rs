@@ -77,6 +77,10 @@ pub struct OperationHeader {
     /// Weights when the operation started: what `rollback` returns to.
     pub start: Weights,
     pub started_at: DateTime<Utc>,
+    /// The Slack delivery of the command that started it: that command's
+    /// answer is the operation itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 /// A step whose plan has been shown and awaits (or has) its approval.
@@ -119,6 +123,10 @@ pub struct OperationState {
     /// The last plan shown, kept after its step ends: its message is the
     /// thread for later replies and is updated to the final state.
     pub last_shown: Option<ShownPlan>,
+    /// A plan for `step` is being posted and is not journaled yet. Slack
+    /// names a message only in its answer, so a crash in between leaves a
+    /// copy the bot cannot find: after a restart it says that copy is void.
+    pub posting_plan: bool,
 }
 
 impl OperationState {

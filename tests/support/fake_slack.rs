@@ -195,6 +195,37 @@ impl FakeSlack {
         self.shared.state().updates.clone()
     }
 
+    /// The bot's plan messages: channel posts (not in a thread, not
+    /// ephemeral) that were posted awaiting approval, in order.
+    pub fn plan_posts(&self) -> Vec<Posted> {
+        self.posts()
+            .into_iter()
+            .filter(|p| {
+                p.thread_ts.is_none()
+                    && p.ephemeral_user.is_none()
+                    && p.text.contains("awaiting approval")
+            })
+            .collect()
+    }
+
+    /// The texts posted in the thread of message `ts`, in order.
+    pub fn thread_texts(&self, ts: &str) -> Vec<String> {
+        self.posts()
+            .into_iter()
+            .filter(|p| p.thread_ts.as_deref() == Some(ts))
+            .map(|p| p.text)
+            .collect()
+    }
+
+    /// The text message `ts` was last updated to, if it ever was.
+    pub fn last_update(&self, ts: &str) -> Option<String> {
+        self.updates()
+            .into_iter()
+            .filter(|u| u.ts == ts)
+            .map(|u| u.text)
+            .next_back()
+    }
+
     /// Successful `reactions.add`: (channel, ts, name).
     pub fn reactions_added(&self) -> Vec<(String, String, String)> {
         self.shared.state().reactions.clone()

@@ -992,6 +992,53 @@ pub fn routing_weight_yaml(cluster: &str, weight: u8) -> String {
     )
 }
 
+/// Namespace `web` and the Ingress `web/api`, controlled (annotated
+/// `routing.lunar.tech/controlled: "true"`, plus `extra_annotations`, YAML
+/// lines indented by four spaces), for `apply`.
+pub fn controlled_ingress_yaml(extra_annotations: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: web
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: web
+  annotations:
+    routing.lunar.tech/controlled: "true"{extra_annotations}
+spec:
+  defaultBackend:
+    service:
+      name: api
+      port:
+        number: 80
+"#
+    )
+}
+
+/// [`controlled_ingress_yaml`] and the Service `web/api` it routes to,
+/// controlled the same way.
+pub fn controlled_objects_yaml(extra_annotations: &str) -> String {
+    format!(
+        r#"{}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  namespace: web
+  annotations:
+    routing.lunar.tech/controlled: "true"{extra_annotations}
+spec:
+  ports:
+  - port: 80
+"#,
+        controlled_ingress_yaml(extra_annotations)
+    )
+}
+
 impl KubeEnv {
     /// A bot config with one environment `dev` holding every cluster of this
     /// environment; `routing` and `extra_env` are spliced in as YAML lines.

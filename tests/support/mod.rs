@@ -434,8 +434,25 @@ impl Harness {
     /// Throws the engine away and builds a new one from the journal file,
     /// as after a crash: the clusters and the chat stay as they are.
     pub async fn restart(&mut self) {
-        // A crashed process lets go of its journal (and the journal's lock)
-        // before the next one opens it: drop the old engine first.
+        self.crash();
+        self.start_again().await;
+    }
+
+    /// A restart after a process that made `entry` durable and died before
+    /// doing anything about it.
+    pub async fn restart_after(&mut self, entry: failover_bot::operation::journal::Entry) {
+        self.crash();
+        let (mut journal, _) = Journal::open(&self.journal_path).expect("journal reopens");
+        journal
+            .append(failover_bot::clock::Clock::now(&*self.clock), entry)
+            .expect("journal appends");
+        drop(journal);
+        self.start_again().await;
+    }
+
+    /// A crashed process lets go of its journal (and the journal's lock)
+    /// before the next one opens it: the old engine goes first.
+    fn crash(&mut self) {
         self.engine = engine_on(
             &self.config,
             &self.backend,
@@ -443,6 +460,9 @@ impl Harness {
             &self.clock,
             (Journal::in_memory(), Vec::new()),
         );
+    }
+
+    async fn start_again(&mut self) {
         self.engine = build_engine(
             &self.config,
             &self.backend,

@@ -336,6 +336,28 @@ impl Drop for Moto {
     }
 }
 
+static ZONES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Creates the hosted zone `name` and returns its id without the
+/// `/hostedzone/` prefix. Every call gets a fresh caller reference, so one
+/// moto can hold many zones of the same name.
+pub async fn create_zone(client: &aws_sdk_route53::Client, name: &str) -> String {
+    let reference = format!(
+        "failover-bot-test-{}-{}",
+        std::process::id(),
+        ZONES.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let created = client
+        .create_hosted_zone()
+        .name(name)
+        .caller_reference(reference)
+        .send()
+        .await
+        .expect("create hosted zone");
+    let id = created.hosted_zone().expect("hosted zone").id();
+    id.trim_start_matches("/hostedzone/").to_owned()
+}
+
 /// Sends `sets` with `action` through `admin`'s client, 400 per batch (well
 /// within moto's limits): how tests and benches set the scene.
 pub async fn change_record_sets(

@@ -16,6 +16,7 @@ impl Engine {
             channel: request.channel.clone(),
             text: request.text.clone(),
             event: request.event_id.clone(),
+            answered: false,
         })?;
         let understood = self.understand(request)?;
         let Understood::Request(resolved) = understood else {
@@ -55,6 +56,7 @@ impl Engine {
             command: request.text.clone(),
             start: snapshot.weights(),
             started_at: self.now(),
+            event: request.event_id.clone(),
         };
         // Plan and gate before anything is recorded: a refusal here is a
         // plain answer to the requester, not an operation.
@@ -77,7 +79,7 @@ impl Engine {
         &self,
         mut header: OperationHeader,
     ) -> Result<OperationHeader, super::EngineError> {
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut store = self.store.lock();
         header.id = store.ledger.next_op_id();
         let record = store.journal.append(
             self.now(),

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::{Engine, EngineError, Outcome};
 use crate::approval::ApprovalState;
 use crate::backend::Snapshot;
+use crate::chat::Said;
 use crate::config::EnvironmentConfig;
 use crate::messages::{self, PlanStatus, UserError};
 use crate::operation::apply::{apply, Applied};
@@ -166,6 +167,10 @@ impl Engine {
             versions: prepared.versions,
         };
         let text = messages::plan(&self.plan_view(header, step, &shown, PlanStatus::Pending));
+        self.record(Entry::PlanPosting {
+            op: header.id,
+            step,
+        })?;
         shown.message = self.chat.post(&header.channel, None, &text).await?;
         let message = shown.message.clone();
         // Journaled before the hints are added: an approver may react the
@@ -293,24 +298,43 @@ impl Engine {
         op: &OperationState,
         shown: &ShownPlan,
     ) -> Result<(), EngineError> {
-        let snapshot = self
-            .read(&op.header.env)
-            .await
-            .and_then(|s| check_between(&shown.plan, s));
-        match snapshot {
-            Ok(snapshot) => self.run_step(op, shown, snapshot).await,
+        let snapshot = match self.read(&op.header.env).await {
+            Ok(snapshot) => snapshot,
+            Err(problem) => return self.stop_interrupted_step(op, shown, &problem, None).await,
+        };
+        match check_between(&shown.plan, &snapshot) {
+            Ok(()) => self.run_step(op, shown, snapshot).await,
             Err(problem) => {
-                let reason = messages::interrupted_step_unknown(&problem);
-                self.record(Entry::StepFinished {
-                    op: op.header.id,
-                    step: op.step,
-                    outcome: StepOutcome::Incomplete { reason },
-                    millis: 0,
-                })?;
-                self.update_plan(op, shown, PlanStatus::Failed).await;
-                Ok(())
+                let now = snapshot.weights();
+                self.stop_interrupted_step(op, shown, &problem, Some(&now))
+                    .await
             }
         }
+    }
+
+    /// Ends an interrupted step without touching a cluster, and says where
+    /// every cluster's weight stands.
+    async fn stop_interrupted_step(
+        &self,
+        op: &OperationState,
+        shown: &ShownPlan,
+        problem: &UserError,
+        now: Option<&crate::plan::Weights>,
+    ) -> Result<(), EngineError> {
+        let reason = messages::interrupted_step_unknown(problem);
+        let report =
+            messages::interrupted_step_stopped(&self.config, op, &shown.plan, &reason, now);
+        let said = vec![
+            in_thread(op, shown, report),
+            self.plan_update(op, shown, PlanStatus::Failed),
+        ];
+        let finished = Entry::StepFinished {
+            op: op.header.id,
+            step: op.step,
+            outcome: StepOutcome::Incomplete { reason },
+            millis: 0,
+        };
+        self.record_and_say(finished, said).await
     }
 
     async fn refuse_step(
@@ -319,18 +343,18 @@ impl Engine {
         refusal: UserError,
     ) -> Result<(), EngineError> {
         let reason = refusal.to_string();
-        self.record(Entry::StepFinished {
+        let said = op
+            .last_shown
+            .iter()
+            .map(|shown| self.plan_update(op, shown, PlanStatus::Refused))
+            .collect();
+        let finished = Entry::StepFinished {
             op: op.header.id,
             step: op.step,
-            outcome: StepOutcome::Refused {
-                reason: reason.clone(),
-            },
+            outcome: StepOutcome::Refused { reason },
             millis: 0,
-        })?;
-        if let Some(shown) = &op.last_shown {
-            self.update_plan(op, shown, PlanStatus::Refused).await;
-        }
-        Ok(())
+        };
+        self.record_and_say(finished, said).await
     }
 
     /// The weights moved since the plan was shown: the approval does not
@@ -342,18 +366,19 @@ impl Engine {
         now_weights: &Weights,
         moved: &[String],
     ) -> Result<(), EngineError> {
-        self.record(Entry::Decided {
+        let decided = Entry::Decided {
             op: op.header.id,
             step: op.step,
             plan: shown.plan.hash.clone(),
             state: ApprovalState::Superseded { at: self.now() },
             event: None,
-        })?;
-        self.update_plan(op, shown, PlanStatus::Superseded).await;
+        };
         let note = messages::superseded(&shown.plan, now_weights, moved);
-        self.say(&op.header.channel, Some(&shown.message), note)
-            .await;
-        Ok(())
+        let said = vec![
+            self.plan_update(op, shown, PlanStatus::Superseded),
+            in_thread(op, shown, note),
+        ];
+        self.record_and_say(decided, said).await
     }
 
     /// Applies the step (or, after a restart, finishes it from wherever the
@@ -378,12 +403,6 @@ impl Engine {
         let outcome = self.outcome_of(environment, &shown.plan, &applied).await;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(outcome = outcome.label(), millis, "step finished");
-        self.record(Entry::StepFinished {
-            op: op.header.id,
-            step: op.step,
-            outcome: outcome.clone(),
-            millis,
-        })?;
         let report = messages::StepReport {
             header: &op.header,
             step: op.step,
@@ -394,19 +413,20 @@ impl Engine {
             elapsed: started.elapsed(),
             config: &self.config,
         };
-        self.say(
-            &op.header.channel,
-            Some(&shown.message),
-            messages::step_result(&report),
-        )
-        .await;
+        let result = in_thread(op, shown, messages::step_result(&report));
         let status = match outcome {
             StepOutcome::Applied { .. } | StepOutcome::Skipped => PlanStatus::Applied,
             StepOutcome::Conflict => PlanStatus::Superseded,
             _ => PlanStatus::Failed,
         };
-        self.update_plan(op, shown, status).await;
-        Ok(())
+        let plan = self.plan_update(op, shown, status);
+        let finished = Entry::StepFinished {
+            op: op.header.id,
+            step: op.step,
+            outcome,
+            millis,
+        };
+        self.record_and_say(finished, vec![result, plan]).await
     }
 
     async fn outcome_of(
@@ -447,10 +467,7 @@ impl Engine {
         op: &OperationState,
         outcome: OperationOutcome,
     ) -> Result<(), EngineError> {
-        self.record(Entry::Finished {
-            op: op.header.id,
-            outcome: outcome.clone(),
-        })?;
+        let mut said = Vec::new();
         let status = match &outcome {
             OperationOutcome::Completed | OperationOutcome::Failed { .. } => None,
             OperationOutcome::Rejected { by } => Some(PlanStatus::Rejected { by: by.clone() }),
@@ -470,17 +487,23 @@ impl Engine {
                     | ApprovalState::Withdrawn { .. }
             );
             if never_ran {
-                self.update_plan(op, shown, status).await;
+                said.push(self.plan_update(op, shown, status));
             }
         }
         // A one-step operation's step result already says it completed.
         let said_already = outcome == OperationOutcome::Completed && op.total_steps() == 1;
         if !said_already {
-            let closing = messages::finished(op, &outcome);
-            self.say(&op.header.channel, shown.map(|s| &s.message), closing)
-                .await;
+            said.push(Said::Post {
+                channel: op.header.channel.clone(),
+                thread: shown.map(|s| s.message.clone()),
+                message: messages::finished(op, &outcome),
+            });
         }
-        Ok(())
+        let finished = Entry::Finished {
+            op: op.header.id,
+            outcome,
+        };
+        self.record_and_say(finished, said).await
     }
 
     pub(super) async fn update_plan(
@@ -494,6 +517,21 @@ impl Engine {
         self.update(&shown.message, text).await;
     }
 
+    /// The plan message set to `status`, to say with the record that
+    /// changed it.
+    pub(super) fn plan_update(
+        &self,
+        op: &OperationState,
+        shown: &ShownPlan,
+        status: PlanStatus,
+    ) -> Said {
+        let view = self.plan_view(&op.header, shown.plan.scope.step, shown, status);
+        Said::Update {
+            at: shown.message.clone(),
+            message: messages::plan(&view),
+        }
+    }
+
     pub(super) async fn resume_env(&self, env: &str) -> Outcome {
         let Some(_guard) = self.lock_env(env).await else {
             return Ok(());
@@ -501,11 +539,9 @@ impl Engine {
         let Some(op) = self.active_operation(env) else {
             return Ok(());
         };
-        if !matches!(op.phase, Phase::AwaitingApproval(_)) {
-            let note = messages::resuming(&op);
-            let thread = op.last_shown.as_ref().map(|s| s.message.clone());
-            self.say(&op.header.channel, thread.as_ref(), note).await;
-        }
+        let note = messages::resuming(&op);
+        let thread = op.last_shown.as_ref().map(|s| s.message.clone());
+        self.say(&op.header.channel, thread.as_ref(), note).await;
         self.drive(env).await
     }
 
@@ -594,7 +630,7 @@ fn moved_objects(shown: &ShownPlan, snapshot: &Snapshot) -> Vec<String> {
 /// A step being finished after a restart must start from weights that are,
 /// cluster by cluster, either the plan's before or after. Anything else
 /// means someone else changed the cluster meanwhile: stop rather than guess.
-fn check_between(plan: &Plan, snapshot: Snapshot) -> Result<Snapshot, UserError> {
+fn check_between(plan: &Plan, snapshot: &Snapshot) -> Result<(), UserError> {
     for cluster in plan.changed_clusters() {
         let now = snapshot.clusters.get(cluster).and_then(|s| s.weight);
         if now != plan.before.get(cluster) && now != plan.after.get(cluster) {
@@ -606,5 +642,18 @@ fn check_between(plan: &Plan, snapshot: Snapshot) -> Result<Snapshot, UserError>
             });
         }
     }
-    Ok(snapshot)
+    Ok(())
+}
+
+/// A reply in the thread of the plan message `shown`.
+pub(super) fn in_thread(
+    op: &OperationState,
+    shown: &ShownPlan,
+    message: crate::chat::Message,
+) -> Said {
+    Said::Post {
+        channel: op.header.channel.clone(),
+        thread: Some(shown.message.clone()),
+        message,
+    }
 }

@@ -12,6 +12,7 @@ mod commands;
 mod drive;
 mod outbox;
 mod reactions;
+mod records;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,16 +20,18 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use super::journal::{Entry, Journal, JournalError, Record};
-use super::ledger::{Finished, Ledger};
+use super::ledger::{Finished, Ledger, UnansweredCommand};
 use super::OperationState;
 use crate::backend::RoutingBackend;
+use crate::chat::Said;
 use crate::chat::{Chat, ChatError, GroupResolver, Message, MessageRef};
 use crate::clock::Clock;
 use crate::command::{self, Command, Request};
 use crate::config::Config;
 use crate::messages::{self, UserError};
 use crate::metrics::Metrics;
-use outbox::{Outbox, Said};
+use outbox::{Outbox, Outgoing};
+use records::Records;
 
 /// A `/failover` command as it arrives from chat.
 #[derive(Clone, Debug)]
@@ -102,11 +105,6 @@ impl<E: Into<EngineError>> From<E> for Failure {
 
 type Outcome = Result<(), Failure>;
 
-struct Store {
-    journal: Journal,
-    ledger: Ledger,
-}
-
 /// The last delivery ids seen, bounded: Slack retries within minutes, so a
 /// window of recent ids is enough on top of the journal's ids.
 struct EventWindow {
@@ -140,7 +138,7 @@ pub struct Engine {
     groups: Arc<dyn GroupResolver>,
     clock: Arc<dyn Clock>,
     bot_user: String,
-    store: Mutex<Store>,
+    store: Records,
     metrics: Arc<Metrics>,
     env_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
     events: Mutex<EventWindow>,
@@ -164,18 +162,16 @@ impl Engine {
             .keys()
             .map(|env| (env.clone(), tokio::sync::Mutex::new(())))
             .collect();
+        let store = Records::new(parts.journal, ledger);
         Engine {
             config: parts.config,
             backend: parts.backend,
-            outbox: Outbox::new(parts.chat.clone()),
+            outbox: Outbox::new(parts.chat.clone(), store.clone(), parts.clock.clone()),
             chat: parts.chat,
             groups: parts.groups,
             clock: parts.clock,
             bot_user: parts.bot_user,
-            store: Mutex::new(Store {
-                journal: parts.journal,
-                ledger,
-            }),
+            store,
             env_locks,
             events: Mutex::new(window),
             metrics: Arc::new(Metrics::new()),
@@ -232,6 +228,7 @@ impl Engine {
             channel: request.channel,
             text: request.text,
             event: request.event_id,
+            answered: true,
         };
         if let Err(error) = self.record(entry) {
             tracing::error!(%error, "could not journal a command");
@@ -247,6 +244,39 @@ impl Engine {
         let outcome = self.command(&request).await;
         self.answer_failure(outcome, &request.channel, &request.user, None)
             .await;
+        if let Some(event) = request.event_id {
+            self.mark_answered(event);
+        }
+    }
+
+    /// Journals that a command has had its answer, unless its operation's
+    /// `Started` already says so (one fsync saved on the common path).
+    fn mark_answered(&self, event: String) {
+        if !self.with_ledger(|l| l.unanswered.contains_key(&event)) {
+            return;
+        }
+        if let Err(error) = self.record(Entry::Answered { event }) {
+            tracing::error!(%error, "could not journal a command's answer");
+        }
+    }
+
+    /// Commands a restart cut short between their acknowledgement and their
+    /// answer: Slack will not deliver them again, so their authors are told
+    /// (privately, as the answer would have been) to send them again.
+    async fn answer_cut_short_commands(&self) {
+        let unanswered: Vec<(String, UnansweredCommand)> =
+            self.with_ledger(|l| l.unanswered.clone().into_iter().collect());
+        for (event, command) in unanswered {
+            let note = messages::command_cut_short(&command.text);
+            if let Err(error) = self
+                .chat
+                .post_ephemeral(&command.channel, &command.user, &note)
+                .await
+            {
+                tracing::error!(%error, user = %command.user, "could not tell a user their command was cut short");
+            }
+            self.mark_answered(event);
+        }
     }
 
     /// Handles a reaction on a plan message.
@@ -288,6 +318,8 @@ impl Engine {
     /// approvals stay pending (and keep their deadline), approved steps run,
     /// a step that was being applied is finished or restored.
     pub async fn resume(&self) {
+        self.resend_unsaid().await;
+        self.answer_cut_short_commands().await;
         let envs: Vec<String> = self.with_ledger(|l| l.active.keys().cloned().collect());
         for env in envs {
             let outcome = self.resume_env(&env).await;
@@ -311,17 +343,14 @@ impl Engine {
     }
 
     fn with_ledger<R>(&self, f: impl FnOnce(&Ledger) -> R) -> R {
-        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        f(&store.ledger)
+        self.store.with_ledger(f)
     }
 
     /// Makes `entry` durable, then folds it into the state.
-    fn record(&self, entry: Entry) -> Result<(), EngineError> {
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let record = store.journal.append(self.clock.now(), entry)?;
-        store.ledger.apply(&record);
+    fn record(&self, entry: Entry) -> Result<Record, EngineError> {
+        let record = self.store.append(self.clock.now(), entry)?;
         self.metrics.observe_record(&record);
-        Ok(())
+        Ok(record)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -394,22 +423,65 @@ impl Engine {
     /// delays the message, never the operation (the journal is the record,
     /// and a step must not be left half-done waiting for chat).
     async fn say(&self, channel: &str, thread: Option<&MessageRef>, message: Message) {
-        self.outbox
-            .send(Said::Post {
-                channel: channel.to_owned(),
-                thread: thread.cloned(),
-                message,
-            })
-            .await;
+        self.say_durably(Said::Post {
+            channel: channel.to_owned(),
+            thread: thread.cloned(),
+            message,
+        })
+        .await;
     }
 
     async fn update(&self, at: &MessageRef, message: Message) {
-        self.outbox
-            .send(Said::Update {
-                at: at.clone(),
-                message,
-            })
-            .await;
+        self.say_durably(Said::Update {
+            at: at.clone(),
+            message,
+        })
+        .await;
+    }
+
+    /// Records `entry` and what the channel must hear about it in one
+    /// journal write, then sends that: a crash cannot keep a change of
+    /// state and lose its announcement (a restart sends what is unsaid).
+    async fn record_and_say(&self, entry: Entry, said: Vec<Said>) -> Result<(), EngineError> {
+        let mut entries = vec![entry];
+        entries.extend(said.into_iter().map(|said| Entry::Say { said }));
+        let records = self.store.append_batch(self.clock.now(), entries)?;
+        for record in &records {
+            self.metrics.observe_record(record);
+        }
+        for record in records {
+            if let Entry::Say { said } = record.entry {
+                let id = Some(record.seq);
+                self.outbox.send(Outgoing { id, said }).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Journals `said` before it goes out, so that a crash between a
+    /// step's record and its announcement cannot lose the announcement:
+    /// the next start sends it (see [`Engine::resend_unsaid`]).
+    async fn say_durably(&self, said: Said) {
+        let id = match self.record(Entry::Say { said: said.clone() }) {
+            Ok(record) => Some(record.seq),
+            Err(error) => {
+                // Still worth saying: the channel hears it, only a crash
+                // before Slack takes it would lose it.
+                tracing::error!(%error, "could not journal a message; sending it anyway");
+                None
+            }
+        };
+        self.outbox.send(Outgoing { id, said }).await;
+    }
+
+    /// What the last run journaled to say but Slack had not taken when it
+    /// stopped, in the order it was said.
+    async fn resend_unsaid(&self) {
+        let unsaid = self.with_ledger(|l| l.unsaid.clone());
+        for (id, said) in unsaid {
+            let said = said.resent();
+            self.outbox.send(Outgoing { id: Some(id), said }).await;
+        }
     }
 
     /// Messages waiting for Slack to come back.

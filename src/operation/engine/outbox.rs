@@ -10,35 +10,37 @@
 //!
 //! The step itself never waits for the outbox: the journal is the record,
 //! and a Slack outage must not leave weights half-changed.
+//!
+//! Durable too: the engine journals each message (`Say`) before handing it
+//! here, and the outbox journals `Delivered` once Slack has taken it (or
+//! refused it for good). A crash in between leaves it in the ledger's
+//! `unsaid`, and the next start sends it again — at least once, never lost.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::chat::{Chat, ChatError, Message, MessageRef};
+use super::records::Records;
+use crate::chat::{Chat, ChatError, Said};
+use crate::clock::Clock;
+use crate::operation::journal::Entry;
 
 /// A chat call that takes longer than this counts as Slack being down.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
-/// Something the bot says that needs no answer from Slack.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Said {
-    Post {
-        channel: String,
-        thread: Option<MessageRef>,
-        message: Message,
-    },
-    Update {
-        at: MessageRef,
-        message: Message,
-    },
+/// A message on its way, with the seq of the journal record that holds it
+/// (`None` if it could not be journaled).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub id: Option<u64>,
+    pub said: Said,
 }
 
 #[derive(Default)]
 struct Queue {
-    items: VecDeque<Said>,
+    items: VecDeque<Outgoing>,
     /// A drainer task owns the head of the queue.
     draining: bool,
 }
@@ -46,28 +48,47 @@ struct Queue {
 pub struct Outbox {
     chat: Arc<dyn Chat>,
     queue: Mutex<Queue>,
+    records: Records,
+    clock: Arc<dyn Clock>,
 }
 
 impl Outbox {
-    pub fn new(chat: Arc<dyn Chat>) -> Arc<Self> {
+    pub fn new(chat: Arc<dyn Chat>, records: Records, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self {
             chat,
             queue: Mutex::default(),
+            records,
+            clock,
         })
     }
 
-    /// Sends `said` now, or queues it behind what is already waiting.
-    pub async fn send(self: &Arc<Self>, said: Said) {
-        if self.queue_behind_waiting(&said) {
+    /// Sends `item` now, or queues it behind what is already waiting.
+    pub async fn send(self: &Arc<Self>, item: Outgoing) {
+        if self.queue_behind_waiting(&item) {
             return;
         }
-        match self.deliver(&said).await {
-            Ok(()) => {}
+        match self.deliver(&item.said).await {
+            Ok(()) => self.settle(&item),
             Err(error) if error.unavailable => {
                 tracing::warn!(%error, "Slack is unavailable: queuing the message");
-                self.queue_and_drain(said);
+                self.queue_and_drain(item);
             }
-            Err(error) => tracing::error!(%error, ?said, "Slack refused a message; dropped"),
+            Err(error) => {
+                tracing::error!(%error, said = ?item.said, "Slack refused a message; dropped");
+                self.settle(&item);
+            }
+        }
+    }
+
+    /// The message needs no sending again, after a restart either.
+    fn settle(&self, item: &Outgoing) {
+        let Some(say) = item.id else { return };
+        if let Err(error) = self
+            .records
+            .append(self.clock.now(), Entry::Delivered { say })
+        {
+            // Only costs a second copy after the next restart.
+            tracing::error!(%error, say, "could not journal a delivery");
         }
     }
 
@@ -76,18 +97,18 @@ impl Outbox {
         self.lock().items.len()
     }
 
-    fn queue_behind_waiting(&self, said: &Said) -> bool {
+    fn queue_behind_waiting(&self, item: &Outgoing) -> bool {
         let mut queue = self.lock();
         if queue.items.is_empty() {
             return false;
         }
-        queue.items.push_back(said.clone());
+        queue.items.push_back(item.clone());
         true
     }
 
-    fn queue_and_drain(self: &Arc<Self>, said: Said) {
+    fn queue_and_drain(self: &Arc<Self>, item: Outgoing) {
         let mut queue = self.lock();
-        queue.items.push_back(said);
+        queue.items.push_back(item);
         if !queue.draining {
             queue.draining = true;
             tokio::spawn(self.clone().drain());
@@ -101,9 +122,10 @@ impl Outbox {
         tokio::time::sleep(pause).await;
         loop {
             let Some(head) = self.head() else { return };
-            match self.deliver(&head).await {
+            match self.deliver(&head.said).await {
                 Ok(()) => {
                     pause = FIRST_PAUSE;
+                    self.settle(&head);
                     self.pop();
                 }
                 Err(error) if error.unavailable => {
@@ -112,7 +134,8 @@ impl Outbox {
                     tokio::time::sleep(pause).await;
                 }
                 Err(error) => {
-                    tracing::error!(%error, said = ?head, "Slack refused a queued message; dropped");
+                    tracing::error!(%error, said = ?head.said, "Slack refused a queued message; dropped");
+                    self.settle(&head);
                     self.pop();
                 }
             }
@@ -120,7 +143,7 @@ impl Outbox {
     }
 
     /// The head of the queue, or `None` (and the drainer stops) when empty.
-    fn head(&self) -> Option<Said> {
+    fn head(&self) -> Option<Outgoing> {
         let mut queue = self.lock();
         let head = queue.items.front().cloned();
         if head.is_none() {
@@ -161,6 +184,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::{Message, MessageRef};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -229,23 +253,52 @@ mod tests {
         }
     }
 
+    /// An outbox over an in-memory journal, as the engine builds it.
+    fn outbox(chat: Arc<FlakyChat>) -> (Arc<Outbox>, Records) {
+        let records = Records::new(
+            crate::operation::journal::Journal::in_memory(),
+            crate::operation::ledger::Ledger::default(),
+        );
+        let clock = Arc::new(crate::clock::SystemClock);
+        (Outbox::new(chat, records.clone(), clock), records)
+    }
+
+    /// `said`, journaled the way the engine journals it before sending.
+    fn journaled(records: &Records, said: Said) -> Outgoing {
+        let record = records
+            .append(chrono::Utc::now(), Entry::Say { said: said.clone() })
+            .unwrap();
+        Outgoing {
+            id: Some(record.seq),
+            said,
+        }
+    }
+
+    fn unsaid(records: &Records) -> usize {
+        records.with_ledger(|l| l.unsaid.len())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_outage_queues_messages_and_posts_them_in_order_when_slack_is_back() {
         let chat = FlakyChat::new(4, false);
-        let outbox = Outbox::new(chat.clone());
-        outbox.send(post("step 1 applied")).await;
-        outbox.send(post("step 1 verified")).await;
+        let (outbox, records) = outbox(chat.clone());
         outbox
-            .send(Said::Update {
-                at: MessageRef {
-                    channel: "C1".into(),
-                    ts: "1.0".into(),
-                },
-                message: Message::new("done"),
-            })
+            .send(journaled(&records, post("step 1 applied")))
             .await;
+        outbox
+            .send(journaled(&records, post("step 1 verified")))
+            .await;
+        let update = Said::Update {
+            at: MessageRef {
+                channel: "C1".into(),
+                ts: "1.0".into(),
+            },
+            message: Message::new("done"),
+        };
+        outbox.send(journaled(&records, update)).await;
         assert_eq!(outbox.waiting(), 3, "all three wait while Slack is down");
         assert!(chat.posted.lock().unwrap().is_empty());
+        assert_eq!(unsaid(&records), 3, "a restart now would send all three");
 
         // Pauses of 1, 2, 4 and 8 s: Slack answers on the fifth try.
         tokio::time::sleep(Duration::from_secs(16)).await;
@@ -254,26 +307,40 @@ mod tests {
             ["step 1 applied", "step 1 verified", "update: done"]
         );
         assert_eq!(outbox.waiting(), 0);
+        assert_eq!(unsaid(&records), 0, "each delivery is journaled");
 
-        outbox.send(post("later")).await;
+        outbox.send(journaled(&records, post("later"))).await;
         assert_eq!(chat.posted.lock().unwrap().last().unwrap(), "later");
+        assert_eq!(unsaid(&records), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_message_slack_refuses_is_dropped_not_retried() {
         let chat = FlakyChat::new(1, true);
-        let outbox = Outbox::new(chat.clone());
-        outbox.send(post("to a channel that is gone")).await;
-        outbox.send(post("next")).await;
+        let (outbox, records) = outbox(chat.clone());
+        outbox
+            .send(journaled(&records, post("to a channel that is gone")))
+            .await;
+        outbox.send(journaled(&records, post("next"))).await;
         assert_eq!(outbox.waiting(), 0);
         assert_eq!(*chat.posted.lock().unwrap(), ["next"]);
+        assert_eq!(
+            unsaid(&records),
+            0,
+            "a refused message is not sent again after a restart"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_pause_between_retries_grows_to_thirty_seconds() {
         let chat = FlakyChat::new(9, false);
-        let outbox = Outbox::new(chat.clone());
-        outbox.send(post("x")).await;
+        let (outbox, _) = outbox(chat.clone());
+        outbox
+            .send(Outgoing {
+                id: None,
+                said: post("x"),
+            })
+            .await;
         // 1+2+4+8+16+30+30+30+30 = 151 s of pauses before the tenth try.
         tokio::time::sleep(Duration::from_secs(150)).await;
         assert!(chat.posted.lock().unwrap().is_empty());

@@ -147,11 +147,13 @@ impl Engine {
         if approval.unapprove(&reaction.user).is_err() {
             return Ok(());
         }
-        self.record_decision(op, shown, approval.state, reaction.event_id.clone())?;
-        self.update_plan(op, shown, PlanStatus::Pending).await;
+        let decided = decision(op, shown, approval.state, reaction.event_id.clone());
         let note = messages::approval_taken_back(&reaction.user);
-        self.say(&op.header.channel, Some(&shown.message), note)
-            .await;
+        let said = vec![
+            self.plan_update(op, shown, PlanStatus::Pending),
+            super::drive::in_thread(op, shown, note),
+        ];
+        self.record_and_say(decided, said).await?;
         Ok(())
     }
 
@@ -162,12 +164,23 @@ impl Engine {
         state: ApprovalState,
         event: Option<String>,
     ) -> Result<(), super::EngineError> {
-        self.record(Entry::Decided {
-            op: op.header.id,
-            step: op.step,
-            plan: shown.plan.hash.clone(),
-            state,
-            event,
-        })
+        self.record(decision(op, shown, state, event))?;
+        Ok(())
+    }
+}
+
+/// The journal record of a decision on the plan `shown`.
+fn decision(
+    op: &OperationState,
+    shown: &ShownPlan,
+    state: ApprovalState,
+    event: Option<String>,
+) -> Entry {
+    Entry::Decided {
+        op: op.header.id,
+        step: op.step,
+        plan: shown.plan.hash.clone(),
+        state,
+        event,
     }
 }
