@@ -5,7 +5,8 @@
 //!   command → plan posted → approval → apply → verify → result posted —
 //!   with the in-memory journal;
 //! - `step_50/file_journal`: the same with the production journal on disk
-//!   (one fsync per record, ~7 records per step), to show what durability costs.
+//!   (one fsync per journal write, outbox records included), to show what
+//!   durability costs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

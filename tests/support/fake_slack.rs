@@ -78,6 +78,9 @@ pub enum Fault {
     ServerError,
     /// Wait, then answer normally.
     Slow(Duration),
+    /// Act at once (the message exists, other clients can see and react to
+    /// it), but hold the answer back: the caller learns of it late.
+    LateAnswer(Duration),
     /// HTTP 200 `{"ok":false,"error":E}`.
     SlackError(&'static str),
 }
@@ -439,17 +442,20 @@ async fn api_handler(
     let token = bearer_token(&headers).or_else(|| str_param(&params, "token"));
     let (index, fault) = shared.record_call(&method, token.clone(), &params);
 
-    if let Some(fault) = fault {
-        if let Fault::Slow(delay) = fault {
-            tokio::time::sleep(delay).await;
-        } else {
-            return shared.answer_fault(index, fault);
-        }
+    let mut answer_after = None;
+    match fault {
+        None => {}
+        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::LateAnswer(delay)) => answer_after = Some(delay),
+        Some(fault) => return shared.answer_fault(index, fault),
     }
     let answer = match body_error {
         Some(error) => Err(error),
         None => shared.dispatch(&method, token.as_deref(), &params),
     };
+    if let Some(delay) = answer_after {
+        tokio::time::sleep(delay).await;
+    }
     shared.finish_call(index, answer.as_ref().err().copied());
     let body = match answer {
         Ok(fields) => ok_body(fields),
@@ -511,7 +517,9 @@ impl Shared {
                 self.finish_call(index, Some(error));
                 json_response(StatusCode::OK, &json!({"ok": false, "error": error}))
             }
-            Fault::Slow(_) => unreachable!("a slow call is answered normally"),
+            Fault::Slow(_) | Fault::LateAnswer(_) => {
+                unreachable!("a slow or late call is answered normally")
+            }
         }
     }
 

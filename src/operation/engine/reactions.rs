@@ -2,8 +2,10 @@
 
 use super::{Engine, Outcome, Reaction};
 use crate::approval::{Actor, ApprovalState};
+use crate::chat::MessageRef;
 use crate::messages::{self, PlanStatus, UserError};
 use crate::operation::journal::Entry;
+use crate::operation::ledger::PlanMessage;
 use crate::operation::{OperationState, Phase, ShownPlan};
 
 enum Vote {
@@ -21,7 +23,7 @@ impl Engine {
         } else {
             return Ok(());
         };
-        let Some(target) = self.with_ledger(|l| l.messages.get(&reaction.message).cloned()) else {
+        let Some(target) = self.plan_message(&reaction.message).await else {
             // Not a plan message: reactions elsewhere are none of our business.
             return Ok(());
         };
@@ -58,8 +60,34 @@ impl Engine {
         }
     }
 
+    /// The plan a message shows, if it shows one. Slack hands the message's
+    /// ts to the poster and to approvers at the same moment, so a reaction
+    /// may beat the bot's own `Proposed` record; while a plan is being posted
+    /// in the channel, wait for that posting (it holds its environment's
+    /// lock until the record is down) and look again.
+    async fn plan_message(&self, message: &MessageRef) -> Option<PlanMessage> {
+        let lookup = || self.with_ledger(|l| l.messages.get(message).cloned());
+        if let Some(known) = lookup() {
+            return Some(known);
+        }
+        let posting: Vec<String> = self.with_ledger(|l| {
+            l.active
+                .iter()
+                .filter(|(_, op)| op.posting_plan && op.header.channel == message.channel)
+                .map(|(env, _)| env.clone())
+                .collect()
+        });
+        for env in posting {
+            drop(self.lock_env(&env).await);
+            if let Some(known) = lookup() {
+                return Some(known);
+            }
+        }
+        None
+    }
+
     /// Whether `user` approved the step a plan message showed.
-    fn approved_step(&self, target: &crate::operation::ledger::PlanMessage, user: &str) -> bool {
+    fn approved_step(&self, target: &PlanMessage, user: &str) -> bool {
         self.with_ledger(|l| {
             let approvals = l
                 .active
