@@ -15,8 +15,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,10 +27,11 @@ use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::route53::Route53;
 use failover_bot::config::Config;
-use support::fake_slack::{self, FakeSlack};
+use support::fake_slack::FakeSlack;
 use support::fault_proxy::{Fault, FaultProxy, Rule, Upstream};
 use support::kube_env::{routing_weight_yaml, KubeEnv, ADMIN_TOKEN, ANNOTATION_PREFIX};
 use support::moto::{change_record_sets, Moto};
+use support::serve_proc::{Clusters, ServeProc};
 use support::TestBot as Bot;
 
 /// The weights every case starts from (clusters a, b, c) and the target of
@@ -518,142 +518,26 @@ async fn route53_faults_complete_or_write_the_records_back_and_say_so() {
 
 // --------------------------------------------------------------------- Slack
 
-const SECRET: &str = "faults-signing-secret";
 const WAIT: Duration = Duration::from_secs(20);
 /// The outbox retries with pauses of 1, 2, 4, ... s, capped at 30 s: after
 /// an outage of a few seconds, the next try comes within this.
 const BACK_WITHIN: Duration = Duration::from_secs(45);
 
-/// The real `failover-bot serve` (Events API over HTTP, so events reach it
-/// whatever the Web API does) with its Web API URL and its clusters' API
-/// servers given; SIGKILLed on drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    async fn start(api_url: &str, kubeconfig: &Path, config: &str) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-        let log = dir.path().join("bot.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("config.yaml"))
-            .arg("--journal")
-            .arg(dir.path().join("journal.jsonl"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("KUBECONFIG", kubeconfig)
-            .env("SLACK_BOT_TOKEN", "xoxb-test-bot-token")
-            .env("SLACK_API_URL", api_url)
-            .env("SLACK_SIGNING_SECRET", SECRET)
-            .env_remove("SLACK_APP_TOKEN")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("failover-bot serve starts");
-        let serve = Serve {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        let healthz = format!("http://127.0.0.1:{port}/healthz");
-        let mut ready = false;
-        for _ in 0..500 {
-            if reqwest::get(&healthz)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(ready, "serve did not become ready; log:\n{}", serve.log());
-        serve
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the journal records the plan posted as `ts`: a
-    /// reaction that arrives before that is not yet on a plan message.
-    async fn wait_proposed(&self, ts: &str) {
-        let journal = self.log.with_file_name("journal.jsonl");
-        let recorded = || {
-            std::fs::read_to_string(&journal)
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.contains("\"proposed\"") && l.contains(ts))
-        };
-        let deadline = Instant::now() + WAIT;
-        while !recorded() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(recorded(), "plan {ts} recorded; log:\n{}", self.log());
-    }
-
-    async fn signed_post(&self, path: &str, body: &str) -> reqwest::Response {
-        let now = chrono::Utc::now().timestamp();
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}{path}", self.port))
-            .header("X-Slack-Request-Timestamp", now.to_string())
-            .header("X-Slack-Signature", fake_slack::sign(SECRET, now, body))
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn slash(&self, user: &str, text: &str, trigger: &str) -> String {
-        let body = fake_slack::slash_command_form(user, "C1", text, trigger);
-        let response = self.signed_post("/slack/commands", &body).await;
-        assert_eq!(response.status(), 200);
-        let json: serde_json::Value = response.json().await.unwrap();
-        json["text"].as_str().unwrap_or_default().to_owned()
-    }
-
-    /// `user` approves message `ts`; returns once the bot acknowledged.
-    async fn approve(&self, event_id: &str, user: &str, ts: &str) {
-        let event = fake_slack::reaction_event(event_id, user, "white_check_mark", "C1", ts, true);
-        let response = self.signed_post("/slack/events", &event.to_string()).await;
-        assert_eq!(response.status(), 200);
-    }
-
-    async fn wait(
-        &self,
-        fake: &FakeSlack,
-        what: &str,
-        within: Duration,
-        done: impl Fn(&FakeSlack) -> bool,
-    ) {
-        assert!(
-            fake.wait_until(what, within, done).await,
-            "{what}; Slack saw:\n{}\nbot log:\n{}",
-            fake.dump(),
-            self.log()
-        );
-    }
+/// Waits (up to `within`) until what Slack saw satisfies `done`; fails
+/// with everything Slack saw and the bot's log.
+async fn wait(
+    fake: &FakeSlack,
+    serve: &ServeProc,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&FakeSlack) -> bool,
+) {
+    assert!(
+        fake.wait_until(what, within, done).await,
+        "{what}; Slack saw:\n{}\nbot log:\n{}",
+        fake.dump(),
+        serve.log()
+    );
 }
 
 /// The chat calls Slack took since call number `from`, each as its method
@@ -687,55 +571,66 @@ struct LastStep {
 /// and the plan's "applied" status reached Slack.
 async fn two_steps(
     fake: &FakeSlack,
-    serve: &Serve,
+    serve: &ServeProc,
     target: &str,
     during_step_2: impl std::future::Future<Output = ()>,
 ) -> LastStep {
     let op = fake.plan_posts().len() / 2 + 1;
     let reply = serve
         .slash(
+            fake,
             "alice",
             &format!("to {target} steps 50,100"),
             &format!("trig-{op}"),
         )
         .await;
     assert!(reply.contains("Working on"), "{reply}");
-    serve
-        .wait(fake, "plan 1 posted", WAIT, |f| {
-            f.plan_posts().len() == 2 * op - 1
-        })
-        .await;
+    wait(fake, serve, "plan 1 posted", WAIT, |f| {
+        f.plan_posts().len() == 2 * op - 1
+    })
+    .await;
     let first = fake.plan_posts()[2 * op - 2].ts.clone();
     serve.wait_proposed(&first).await;
-    serve.approve(&format!("Ev-{op}-1"), "bob", &first).await;
-    serve
-        .wait(fake, "step 1 applied, plan 2 posted", WAIT, |f| {
-            f.plan_posts().len() == 2 * op
-                && f.thread_texts(&first)
-                    .iter()
-                    .any(|t| t.contains("Step 1/2 applied and verified"))
-        })
-        .await;
+    approve(fake, serve, &format!("Ev-{op}-1"), &first).await;
+    wait(fake, serve, "step 1 applied, plan 2 posted", WAIT, |f| {
+        f.plan_posts().len() == 2 * op
+            && f.thread_texts(&first)
+                .iter()
+                .any(|t| t.contains("Step 1/2 applied and verified"))
+    })
+    .await;
     let second = fake.plan_posts()[2 * op - 1].ts.clone();
     serve.wait_proposed(&second).await;
     let from = fake.calls().len();
-    serve.approve(&format!("Ev-{op}-2"), "bob", &second).await;
+    approve(fake, serve, &format!("Ev-{op}-2"), &second).await;
     during_step_2.await;
     let closing = format!("Operation #{op} complete");
-    serve
-        .wait(fake, "step 2's results in the thread", BACK_WITHIN, |f| {
+    wait(
+        fake,
+        serve,
+        "step 2's results in the thread",
+        BACK_WITHIN,
+        |f| {
             f.thread_texts(&second).iter().any(|t| t.contains(&closing))
                 && f.last_update(&second)
                     .unwrap_or_default()
                     .contains("applied (approved by")
-        })
-        .await;
+        },
+    )
+    .await;
     // Let anything still queued arrive (it must not: it would be a repeat).
     tokio::time::sleep(Duration::from_millis(500)).await;
     LastStep {
         delivered: delivered_since(fake, from),
         thread: fake.thread_texts(&second),
     }
+}
+
+/// bob approves plan message `ts`; returns once the bot acknowledged.
+async fn approve(fake: &FakeSlack, serve: &ServeProc, event_id: &str, ts: &str) {
+    serve
+        .reaction(fake, event_id, "bob", "white_check_mark", ts, true)
+        .await;
 }
 
 /// Polls the clusters (directly) until they hold `weights`.
@@ -764,7 +659,9 @@ async fn a_slack_outage_during_a_step_delays_its_messages_not_the_step() {
     set_weights(&env, BEFORE).await;
     let routing = "  mode: routing-weight\n  verify_timeout: 2s\n";
     let config = env.config_yaml(routing, "");
-    let serve = Serve::start(&format!("{}/api", slack.url()), &kubeconfig, &config).await;
+    let api_url = format!("{}/api", slack.url());
+    let serve =
+        ServeProc::start_behind(&fake, &api_url, &config, Clusters::Kubeconfig(kubeconfig)).await;
 
     // Without an outage: a → c in two steps.
     let calm = two_steps(&fake, &serve, "c", async {}).await;

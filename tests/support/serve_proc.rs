@@ -18,6 +18,10 @@ use super::fake_slack::{self, FakeSlack};
 pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 /// How long any one wait on the bot may take.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a start may take to be ready: it meets Slack (auth.test) and
+/// every cluster first, which on a loaded 2-core CI machine running three
+/// API servers per test can take seconds.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -40,6 +44,9 @@ pub struct ServeProc {
     child: Option<Child>,
     transport: Transport,
     clusters: Clusters,
+    /// The Web API the bot is pointed at: the fake Slack's own, or a proxy
+    /// in front of it.
+    api_url: String,
     port: u16,
     dir: tempfile::TempDir,
     starts: usize,
@@ -61,25 +68,44 @@ fn free_port() -> u16 {
 
 impl ServeProc {
     /// Writes `config` (YAML) and starts `serve` on a new journal; returns
-    /// once it is ready for events (connected, or answering /healthz).
+    /// once it is ready for events (connected, or answering 200 on
+    /// /readyz: Slack's routes answer 503 until then).
     pub async fn start(
         fake: &FakeSlack,
         transport: Transport,
         config: &str,
         clusters: Clusters,
     ) -> ServeProc {
+        let mut bot = ServeProc::new(transport, config, clusters, fake.api_url());
+        bot.spawn(fake).await;
+        bot
+    }
+
+    /// [`ServeProc::start`] over the Events API, with the Web API reached
+    /// at `api_url` (a proxy in front of the fake Slack) instead.
+    pub async fn start_behind(
+        fake: &FakeSlack,
+        api_url: &str,
+        config: &str,
+        clusters: Clusters,
+    ) -> ServeProc {
+        let mut bot = ServeProc::new(Transport::Http, config, clusters, api_url.to_owned());
+        bot.spawn(fake).await;
+        bot
+    }
+
+    fn new(transport: Transport, config: &str, clusters: Clusters, api_url: String) -> ServeProc {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-        let mut bot = ServeProc {
+        ServeProc {
             child: None,
             transport,
             clusters,
+            api_url,
             port: free_port(),
             dir,
             starts: 0,
-        };
-        bot.spawn(fake).await;
-        bot
+        }
     }
 
     /// SIGKILLs the process (no shutdown path runs) and reaps it.
@@ -138,7 +164,7 @@ impl ServeProc {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .env("SLACK_BOT_TOKEN", "xoxb-test-bot-token")
-            .env("SLACK_API_URL", fake.api_url())
+            .env("SLACK_API_URL", &self.api_url)
             .env("RUST_LOG", "info")
             .env_remove("SLACK_APP_TOKEN")
             .env_remove("SLACK_SIGNING_SECRET")
@@ -161,14 +187,18 @@ impl ServeProc {
     async fn wait_ready(&self, fake: &FakeSlack, connections_before: usize) {
         let ready = match self.transport {
             Transport::Socket => fake.wait_connected(connections_before + 1, WAIT).await,
-            Transport::Http => self.wait_healthz().await,
+            Transport::Http => self.wait_readyz().await,
         };
         assert!(ready, "bot did not become ready; log:\n{}", self.log());
     }
 
-    async fn wait_healthz(&self) -> bool {
+    /// Waits for 200 on /readyz: only then are Slack's routes served.
+    /// (/healthz answers as soon as the process listens, which is before
+    /// it has met Slack and the clusters: on a busy machine, seconds.)
+    async fn wait_readyz(&self) -> bool {
         let url = self.url("/readyz");
-        for _ in 0..500 {
+        let deadline = std::time::Instant::now() + READY_WITHIN;
+        while std::time::Instant::now() < deadline {
             if reqwest::get(&url)
                 .await
                 .is_ok_and(|r| r.status().is_success())
@@ -178,6 +208,22 @@ impl ServeProc {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
+    }
+
+    /// Waits until the journal records the plan posted as `ts`: a
+    /// reaction that arrives before that may find no plan message yet.
+    pub async fn wait_proposed(&self, ts: &str) {
+        let recorded = || {
+            std::fs::read_to_string(self.journal())
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("\"proposed\"") && l.contains(ts))
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while !recorded() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(recorded(), "plan {ts} recorded; log:\n{}", self.log());
     }
 
     /// Types `/failover TEXT` as `user` in C1; returns the immediate
