@@ -18,9 +18,9 @@ use super::fake_slack::{self, FakeSlack};
 pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 /// How long any one wait on the bot may take.
 pub const WAIT: Duration = Duration::from_secs(10);
-/// How long a start may take to be ready: it meets Slack (auth.test) and
-/// every cluster first, which on a loaded 2-core CI machine running three
-/// API servers per test can take seconds.
+/// How long a start may take to be ready (connected, or 200 on /readyz):
+/// it meets Slack (auth.test) and every cluster first, which on a loaded
+/// 2-core CI machine running three API servers per test can take seconds.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,7 +186,10 @@ impl ServeProc {
 
     async fn wait_ready(&self, fake: &FakeSlack, connections_before: usize) {
         let ready = match self.transport {
-            Transport::Socket => fake.wait_connected(connections_before + 1, WAIT).await,
+            Transport::Socket => {
+                fake.wait_connected(connections_before + 1, READY_WITHIN)
+                    .await
+            }
             Transport::Http => self.wait_readyz().await,
         };
         assert!(ready, "bot did not become ready; log:\n{}", self.log());
