@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::config::Config;
-use failover_bot::operation::journal::{verify_chain, Journal};
+use failover_bot::operation::journal::verify_chain;
 use failover_bot::operation::OperationOutcome;
 use failover_bot::plan::Weights;
 use support::{weights, Harness};
@@ -146,7 +146,7 @@ async fn crash_at_every_record_boundary_and_write_then_resume() {
             // The engine holds the journal's lock until it is gone, as a
             // process does until it exits.
             drop(h);
-            let (_, records) = Journal::open(&path).expect("journal reopens");
+            let (_, records) = support::reopen_journal(&path);
             drop(dir);
             assert!(
                 records.windows(2).all(|w| w[1].seq == w[0].seq + 1),

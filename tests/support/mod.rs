@@ -28,7 +28,7 @@ use failover_bot::chat::{Chat, ChatError, Message, MessageRef, StaticGroups};
 use failover_bot::clock::OffsetClock;
 use failover_bot::config::{ClusterConfig, Config, EnvironmentConfig};
 use failover_bot::operation::engine::{CommandRequest, Engine, EngineParts, Reaction};
-use failover_bot::operation::journal::Journal;
+use failover_bot::operation::journal::{Journal, JournalError, Record};
 use failover_bot::plan::Weights;
 
 /// One thing the bot did in chat.
@@ -442,7 +442,7 @@ impl Harness {
     /// doing anything about it.
     pub async fn restart_after(&mut self, entry: failover_bot::operation::journal::Entry) {
         self.crash();
-        let (mut journal, _) = Journal::open(&self.journal_path).expect("journal reopens");
+        let (mut journal, _) = reopen_journal(&self.journal_path);
         journal
             .append(failover_bot::clock::Clock::now(&*self.clock), entry)
             .expect("journal appends");
@@ -538,8 +538,31 @@ fn build_engine(
     clock: &Arc<OffsetClock>,
     journal_path: &Path,
 ) -> Engine {
-    let opened = Journal::open(journal_path).expect("journal opens");
-    engine_on(config, backend, chat, clock, opened)
+    engine_on(config, backend, chat, clock, reopen_journal(journal_path))
+}
+
+/// How long a journal that a dropped engine let go of may still read as
+/// locked: see [`reopen_journal`].
+const INHERITED_LOCK_WITHIN: Duration = Duration::from_secs(2);
+
+/// Opens the journal file at `path`, as a process starting after a crash
+/// does. `Locked` is tried again for a moment, because the lock may not be
+/// ours to wait out: another test in this binary may be spawning a process
+/// (`failover-bot audit verify`, say) just then, and between its fork and
+/// its exec the child holds a copy of every descriptor of this process,
+/// this journal's (with its flock) included. That lasts microseconds, or
+/// milliseconds on a loaded machine. A journal still locked after
+/// [`INHERITED_LOCK_WITHIN`] is one an engine never let go of, and fails.
+pub fn reopen_journal(path: &Path) -> (Journal, Vec<Record>) {
+    let deadline = std::time::Instant::now() + INHERITED_LOCK_WITHIN;
+    loop {
+        match Journal::open(path) {
+            Err(JournalError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            opened => return opened.expect("journal opens"),
+        }
+    }
 }
 
 fn engine_on(
@@ -547,7 +570,7 @@ fn engine_on(
     backend: &Arc<FaultyBackend>,
     chat: &Arc<RecordingChat>,
     clock: &Arc<OffsetClock>,
-    (journal, records): (Journal, Vec<failover_bot::operation::journal::Record>),
+    (journal, records): (Journal, Vec<Record>),
 ) -> Engine {
     let groups: BTreeMap<String, Vec<String>> =
         [("S0SRE".to_owned(), vec!["dave".to_owned()])].into();
