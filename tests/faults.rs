@@ -523,23 +523,6 @@ const WAIT: Duration = Duration::from_secs(20);
 /// an outage of a few seconds, the next try comes within this.
 const BACK_WITHIN: Duration = Duration::from_secs(45);
 
-/// Waits (up to `within`) until what Slack saw satisfies `done`; fails
-/// with everything Slack saw and the bot's log.
-async fn wait(
-    fake: &FakeSlack,
-    serve: &ServeProc,
-    what: &str,
-    within: Duration,
-    done: impl Fn(&FakeSlack) -> bool,
-) {
-    assert!(
-        fake.wait_until(what, within, done).await,
-        "{what}; Slack saw:\n{}\nbot log:\n{}",
-        fake.dump(),
-        serve.log()
-    );
-}
-
 /// The chat calls Slack took since call number `from`, each as its method
 /// and the first word of its text (the status icon): the same sequence with
 /// and without an outage means the same messages in the same order.
@@ -585,39 +568,36 @@ async fn two_steps(
         )
         .await;
     assert!(reply.contains("Working on"), "{reply}");
-    wait(fake, serve, "plan 1 posted", WAIT, |f| {
-        f.plan_posts().len() == 2 * op - 1
-    })
-    .await;
+    serve
+        .wait_for(fake, "plan 1 posted", WAIT, |f| {
+            f.plan_posts().len() == 2 * op - 1
+        })
+        .await;
     let first = fake.plan_posts()[2 * op - 2].ts.clone();
     serve.wait_proposed(&first).await;
     approve(fake, serve, &format!("Ev-{op}-1"), &first).await;
-    wait(fake, serve, "step 1 applied, plan 2 posted", WAIT, |f| {
-        f.plan_posts().len() == 2 * op
-            && f.thread_texts(&first)
-                .iter()
-                .any(|t| t.contains("Step 1/2 applied and verified"))
-    })
-    .await;
+    serve
+        .wait_for(fake, "step 1 applied, plan 2 posted", WAIT, |f| {
+            f.plan_posts().len() == 2 * op
+                && f.thread_texts(&first)
+                    .iter()
+                    .any(|t| t.contains("Step 1/2 applied and verified"))
+        })
+        .await;
     let second = fake.plan_posts()[2 * op - 1].ts.clone();
     serve.wait_proposed(&second).await;
     let from = fake.calls().len();
     approve(fake, serve, &format!("Ev-{op}-2"), &second).await;
     during_step_2.await;
     let closing = format!("Operation #{op} complete");
-    wait(
-        fake,
-        serve,
-        "step 2's results in the thread",
-        BACK_WITHIN,
-        |f| {
+    serve
+        .wait_for(fake, "step 2's results in the thread", BACK_WITHIN, |f| {
             f.thread_texts(&second).iter().any(|t| t.contains(&closing))
                 && f.last_update(&second)
                     .unwrap_or_default()
                     .contains("applied (approved by")
-        },
-    )
-    .await;
+        })
+        .await;
     // Let anything still queued arrive (it must not: it would be a repeat).
     tokio::time::sleep(Duration::from_millis(500)).await;
     LastStep {

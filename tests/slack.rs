@@ -39,11 +39,7 @@ fn thread_has(fake: &FakeSlack, ts: &str, needle: &str) -> bool {
 }
 
 async fn wait(fake: &FakeSlack, bot: &Bot, what: &str, pred: impl Fn(&FakeSlack) -> bool) {
-    assert!(
-        fake.wait_until(what, WAIT, pred).await,
-        "{what}; bot log:\n{}",
-        bot.log()
-    );
+    bot.wait_for(fake, what, WAIT, pred).await;
 }
 
 /// `/failover shift 50` by alice; returns the plan message's ts.

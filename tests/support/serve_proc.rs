@@ -8,7 +8,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -200,8 +200,8 @@ impl ServeProc {
     /// it has met Slack and the clusters: on a busy machine, seconds.)
     async fn wait_readyz(&self) -> bool {
         let url = self.url("/readyz");
-        let deadline = std::time::Instant::now() + READY_WITHIN;
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + READY_WITHIN;
+        while Instant::now() < deadline {
             if reqwest::get(&url)
                 .await
                 .is_ok_and(|r| r.status().is_success())
@@ -213,6 +213,23 @@ impl ServeProc {
         false
     }
 
+    /// Waits (up to `within`) until what Slack saw satisfies `done`; fails
+    /// with everything Slack saw and this bot's log.
+    pub async fn wait_for(
+        &self,
+        fake: &FakeSlack,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&FakeSlack) -> bool,
+    ) {
+        assert!(
+            fake.wait_until(what, within, done).await,
+            "{what}; Slack saw:\n{}\nbot log:\n{}",
+            fake.dump(),
+            self.log()
+        );
+    }
+
     /// Waits until the journal records the plan posted as `ts`: a
     /// reaction that arrives before that may find no plan message yet.
     pub async fn wait_proposed(&self, ts: &str) {
@@ -222,8 +239,8 @@ impl ServeProc {
                 .lines()
                 .any(|l| l.contains("\"proposed\"") && l.contains(ts))
         };
-        let deadline = std::time::Instant::now() + WAIT;
-        while !recorded() && std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + WAIT;
+        while !recorded() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(recorded(), "plan {ts} recorded; log:\n{}", self.log());
