@@ -17,30 +17,75 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::messages::UserError;
+use crate::ids::UserId;
 use crate::plan::PlanHash;
+
+/// Why a vote on a plan was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "approval", rename_all = "snake_case")]
+pub enum ApprovalError {
+    #[error("<@{user}> cannot approve their own request: a second person must approve.")]
+    SelfApproval { user: UserId },
+    #[error("<@{user}> is not an approver for failovers.")]
+    NotApprover { user: UserId },
+    #[error("this plan is {state}; there is nothing to approve.")]
+    NotPending { state: StateName },
+    #[error("this plan was replaced by a newer one; react to the newest plan.")]
+    PlanChanged,
+}
+
+/// The name of an approval state, for refusals and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateName {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Withdrawn,
+    Superseded,
+}
+
+impl StateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::Pending => "pending",
+            StateName::Approved => "approved",
+            StateName::Rejected => "rejected",
+            StateName::Expired => "expired",
+            StateName::Withdrawn => "withdrawn",
+            StateName::Superseded => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for StateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ApprovalState {
     Pending,
-    Approved { by: String, at: DateTime<Utc> },
-    Rejected { by: String, at: DateTime<Utc> },
+    Approved { by: UserId, at: DateTime<Utc> },
+    Rejected { by: UserId, at: DateTime<Utc> },
     Expired { at: DateTime<Utc> },
-    Withdrawn { by: String, at: DateTime<Utc> },
+    Withdrawn { by: UserId, at: DateTime<Utc> },
     Superseded { at: DateTime<Utc> },
 }
 
 impl ApprovalState {
-    /// A short name for metrics and logs.
-    pub fn label(&self) -> &'static str {
+    /// A short name for metrics, logs and refusals.
+    pub fn name(&self) -> StateName {
         match self {
-            ApprovalState::Pending => "pending",
-            ApprovalState::Approved { .. } => "approved",
-            ApprovalState::Rejected { .. } => "rejected",
-            ApprovalState::Expired { .. } => "expired",
-            ApprovalState::Withdrawn { .. } => "withdrawn",
-            ApprovalState::Superseded { .. } => "superseded",
+            ApprovalState::Pending => StateName::Pending,
+            ApprovalState::Approved { .. } => StateName::Approved,
+            ApprovalState::Rejected { .. } => StateName::Rejected,
+            ApprovalState::Expired { .. } => StateName::Expired,
+            ApprovalState::Withdrawn { .. } => StateName::Withdrawn,
+            ApprovalState::Superseded { .. } => StateName::Superseded,
         }
     }
 
@@ -50,39 +95,28 @@ impl ApprovalState {
             ApprovalState::Pending | ApprovalState::Approved { .. }
         )
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ApprovalState::Pending => "pending",
-            ApprovalState::Approved { .. } => "approved",
-            ApprovalState::Rejected { .. } => "rejected",
-            ApprovalState::Expired { .. } => "expired",
-            ApprovalState::Withdrawn { .. } => "withdrawn",
-            ApprovalState::Superseded { .. } => "superseded",
-        }
-    }
 }
 
 /// Someone acting on an approval, with what the config allows them.
 #[derive(Clone, Debug)]
 pub struct Actor<'a> {
-    pub user: &'a str,
+    pub user: &'a UserId,
     pub is_approver: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub plan: PlanHash,
-    pub requester: String,
+    pub requester: UserId,
     pub expires_at: DateTime<Utc>,
     pub state: ApprovalState,
 }
 
 impl Approval {
-    pub fn new(plan: PlanHash, requester: impl Into<String>, expires_at: DateTime<Utc>) -> Self {
+    pub fn new(plan: PlanHash, requester: UserId, expires_at: DateTime<Utc>) -> Self {
         Self {
             plan,
-            requester: requester.into(),
+            requester,
             expires_at,
             state: ApprovalState::Pending,
         }
@@ -98,52 +132,52 @@ impl Approval {
         actor: &Actor<'_>,
         shown: &PlanHash,
         now: DateTime<Utc>,
-    ) -> Result<(), UserError> {
+    ) -> Result<(), ApprovalError> {
         self.require_pending(now)?;
         if *shown != self.plan {
-            return Err(UserError::PlanChanged);
+            return Err(ApprovalError::PlanChanged);
         }
-        if actor.user == self.requester {
-            return Err(UserError::SelfApproval {
-                user: actor.user.to_owned(),
+        if *actor.user == self.requester {
+            return Err(ApprovalError::SelfApproval {
+                user: actor.user.clone(),
             });
         }
         if !actor.is_approver {
-            return Err(UserError::NotApprover {
-                user: actor.user.to_owned(),
+            return Err(ApprovalError::NotApprover {
+                user: actor.user.clone(),
             });
         }
         self.state = ApprovalState::Approved {
-            by: actor.user.to_owned(),
+            by: actor.user.clone(),
             at: now,
         };
         Ok(())
     }
 
     /// The reject reaction. The requester rejecting their own plan withdraws it.
-    pub fn reject(&mut self, actor: &Actor<'_>, now: DateTime<Utc>) -> Result<(), UserError> {
+    pub fn reject(&mut self, actor: &Actor<'_>, now: DateTime<Utc>) -> Result<(), ApprovalError> {
         self.require_pending(now)?;
-        if actor.user == self.requester {
+        if *actor.user == self.requester {
             return self.withdraw(actor.user, now);
         }
         if !actor.is_approver {
-            return Err(UserError::NotApprover {
-                user: actor.user.to_owned(),
+            return Err(ApprovalError::NotApprover {
+                user: actor.user.clone(),
             });
         }
         self.state = ApprovalState::Rejected {
-            by: actor.user.to_owned(),
+            by: actor.user.clone(),
             at: now,
         };
         Ok(())
     }
 
     /// The request is called off (the requester, or `abort`).
-    pub fn withdraw(&mut self, by: &str, now: DateTime<Utc>) -> Result<(), UserError> {
+    pub fn withdraw(&mut self, by: &UserId, now: DateTime<Utc>) -> Result<(), ApprovalError> {
         match self.state {
             ApprovalState::Pending | ApprovalState::Approved { .. } => {
                 self.state = ApprovalState::Withdrawn {
-                    by: by.to_owned(),
+                    by: by.clone(),
                     at: now,
                 };
                 Ok(())
@@ -153,7 +187,7 @@ impl Approval {
     }
 
     /// The approver removed their reaction before the step started.
-    pub fn unapprove(&mut self, user: &str) -> Result<(), UserError> {
+    pub fn unapprove(&mut self, user: &UserId) -> Result<(), ApprovalError> {
         match &self.state {
             ApprovalState::Approved { by, .. } if by == user => {
                 self.state = ApprovalState::Pending;
@@ -181,7 +215,7 @@ impl Approval {
         }
     }
 
-    fn require_pending(&mut self, now: DateTime<Utc>) -> Result<(), UserError> {
+    fn require_pending(&mut self, now: DateTime<Utc>) -> Result<(), ApprovalError> {
         self.expire_if_due(now);
         match self.state {
             ApprovalState::Pending => Ok(()),
@@ -189,8 +223,8 @@ impl Approval {
         }
     }
 
-    fn not_pending(&self) -> UserError {
-        UserError::NotPending {
+    fn not_pending(&self) -> ApprovalError {
+        ApprovalError::NotPending {
             state: self.state.name(),
         }
     }
@@ -234,7 +268,7 @@ mod tests {
         };
         assert!(matches!(
             a.approve(&alice, &hash(), t(1)),
-            Err(UserError::SelfApproval { .. })
+            Err(ApprovalError::SelfApproval { .. })
         ));
         assert_eq!(a.state, ApprovalState::Pending);
     }
@@ -248,7 +282,7 @@ mod tests {
         };
         assert!(matches!(
             a.approve(&carol, &hash(), t(1)),
-            Err(UserError::NotApprover { .. })
+            Err(ApprovalError::NotApprover { .. })
         ));
     }
 
@@ -257,7 +291,7 @@ mod tests {
         let mut a = pending();
         assert!(matches!(
             a.approve(&BOB, &hash(), t(15)),
-            Err(UserError::NotPending { state: "expired" })
+            Err(ApprovalError::NotPending { state: "expired" })
         ));
     }
 
@@ -267,7 +301,7 @@ mod tests {
         let other: PlanHash = serde_json::from_str("\"def\"").unwrap();
         assert!(matches!(
             a.approve(&BOB, &other, t(1)),
-            Err(UserError::PlanChanged)
+            Err(ApprovalError::PlanChanged)
         ));
     }
 

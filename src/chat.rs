@@ -1,78 +1,100 @@
 //! The chat channel the bot talks through: Slack in production, the
 //! terminal in the sandbox, a recorder in tests. Messages are Slack mrkdwn
 //! (`*bold*`, fenced tables, `<@USER>` mentions); other channels render it.
-
-use std::fmt;
+//!
+//! Every message carries its [`MessageKind`] and a few facts (which
+//! operation, which step, how it stands), as bors tags its comments: tests
+//! and other machines read those, people read the text. On Slack they travel
+//! as the message's metadata. Imports nothing of the crate but its ids.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-/// Where a posted message lives: reactions and thread replies refer to it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MessageRef {
-    pub channel: String,
-    pub ts: String,
+pub use crate::ids::MessageRef;
+
+/// What a message is, whatever its words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageKind {
+    Plan,
+    StepResult,
+    Superseded,
+    Finished,
+    Resuming,
+    StepStopped,
+    ApprovalTakenBack,
+    ApprovalTooLate,
+    Refused,
+    InternalError,
+    CommandCutShort,
+    Help,
+    Working,
+    Status,
+    History,
+    Legacy,
 }
 
-impl fmt::Display for MessageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.channel, self.ts)
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Plan => "plan",
+            MessageKind::StepResult => "step_result",
+            MessageKind::Superseded => "superseded",
+            MessageKind::Finished => "finished",
+            MessageKind::Resuming => "resuming",
+            MessageKind::StepStopped => "step_stopped",
+            MessageKind::ApprovalTakenBack => "approval_taken_back",
+            MessageKind::ApprovalTooLate => "approval_too_late",
+            MessageKind::Refused => "refused",
+            MessageKind::InternalError => "internal_error",
+            MessageKind::CommandCutShort => "command_cut_short",
+            MessageKind::Help => "help",
+            MessageKind::Working => "working",
+            MessageKind::Status => "status",
+            MessageKind::History => "history",
+            MessageKind::Legacy => "legacy",
+        }
     }
 }
 
-/// A message, as Slack mrkdwn.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message: its kind and facts for machines, its text (Slack mrkdwn) for
+/// people.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    pub kind: MessageKind,
     pub text: String,
+    pub facts: Vec<(&'static str, String)>,
 }
 
 impl Message {
-    pub fn new(text: impl Into<String>) -> Self {
-        Self { text: text.into() }
+    pub fn new(kind: MessageKind, text: impl Into<String>) -> Self {
+        Self {
+            kind,
+            text: text.into(),
+            facts: Vec::new(),
+        }
+    }
+
+    pub fn with_facts(mut self, facts: Vec<(&'static str, String)>) -> Self {
+        self.facts = facts;
+        self
+    }
+
+    /// The value of one fact, if the message has it.
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.facts
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first line: what a notification or an update notice shows.
     pub fn headline(&self) -> &str {
         self.text.lines().next().unwrap_or("")
-    }
-}
-
-/// Something the bot says that needs no answer from Slack: journaled
-/// before it is sent, so a restart sends what a crash cut off.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Said {
-    Post {
-        channel: String,
-        thread: Option<MessageRef>,
-        message: Message,
-    },
-    Update {
-        at: MessageRef,
-        message: Message,
-    },
-}
-
-/// Marks a post sent again after a restart: Slack may already have taken
-/// the first copy just before the crash, and then the channel shows both.
-pub const RESENT_NOTE: &str = "_(sent again after a restart; it may show twice)_";
-
-impl Said {
-    /// The same, to send again after a restart. An update sets a message to
-    /// a state, so sending it twice is harmless; a post says so.
-    pub fn resent(self) -> Said {
-        match self {
-            Said::Post {
-                channel,
-                thread,
-                message,
-            } => Said::Post {
-                channel,
-                thread,
-                message: Message::new(format!("{}\n{RESENT_NOTE}", message.text)),
-            },
-            update @ Said::Update { .. } => update,
-        }
     }
 }
 

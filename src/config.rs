@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Percent, Weights};
+use crate::ids::{ClusterId, EnvId};
+use crate::plan::{validate_steps, Weights};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +24,7 @@ pub struct Config {
     pub approval: ApprovalConfig,
     #[serde(default)]
     pub routing: RoutingConfig,
-    pub environments: BTreeMap<String, EnvironmentConfig>,
+    pub environments: BTreeMap<EnvId, EnvironmentConfig>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -116,7 +117,7 @@ pub struct EnvironmentConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// The cluster's identity: its `cluster-identity` ConfigMap must say this.
-    pub name: String,
+    pub name: ClusterId,
     /// The kubeconfig context that reaches it.
     pub context: String,
     /// Optional health gate, fetched before traffic is raised on the cluster.
@@ -335,8 +336,8 @@ impl Config {
                 ),
             );
         }
-        if let Err(message) = validate_steps(&routing.default_steps) {
-            p.add("routing.default_steps", message);
+        if let Err(problem) = validate_steps(&routing.default_steps) {
+            p.add("routing.default_steps", problem.to_string());
         }
     }
 
@@ -344,7 +345,7 @@ impl Config {
         if self.environments.is_empty() {
             p.add("environments", "no environments: define at least one");
         }
-        let mut channel_owner: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut channel_owner: BTreeMap<&str, &EnvId> = BTreeMap::new();
         for (env, environment) in &self.environments {
             let key = format!("environments.{env}");
             if !is_simple_name(env) {
@@ -392,7 +393,7 @@ impl Config {
         self.environments.get(name)
     }
 
-    pub fn environment_names(&self) -> Vec<String> {
+    pub fn environment_names(&self) -> Vec<EnvId> {
         self.environments.keys().cloned().collect()
     }
 }
@@ -401,7 +402,7 @@ fn validate_clusters(key: &str, clusters: &[ClusterConfig], p: &mut Problems) {
     if clusters.is_empty() {
         p.add(format!("{key}.clusters"), "no clusters: list at least one");
     }
-    let mut names = BTreeSet::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
     for (i, cluster) in clusters.iter().enumerate() {
         let ckey = format!("{key}.clusters[{i}]");
         if cluster.name.trim().is_empty() {
@@ -441,28 +442,6 @@ fn validate_clusters(key: &str, clusters: &[ClusterConfig], p: &mut Problems) {
     }
 }
 
-/// Checks a step list for `/failover to`: percentages, rising, ending at 100
-/// so that a failover ends with all traffic on the target.
-pub fn validate_steps(steps: &[u32]) -> Result<Vec<Percent>, String> {
-    if steps.is_empty() {
-        return Err("no steps: give at least one, e.g. 10,50,100".into());
-    }
-    let mut percents = Vec::with_capacity(steps.len());
-    for step in steps {
-        match Percent::new(*step).filter(|p| p.get() > 0) {
-            Some(p) => percents.push(p),
-            None => return Err(format!("step {step} is out of range: steps are 1–100")),
-        }
-    }
-    if percents.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("steps must rise, e.g. 10,50,100".into());
-    }
-    if percents.last() != Some(&Percent::MAX) {
-        return Err("the last step must be 100 so the failover completes, e.g. 10,50,100".into());
-    }
-    Ok(percents)
-}
-
 fn is_simple_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -487,8 +466,8 @@ impl EnvironmentConfig {
         self.clusters.iter().find(|c| c.name == name)
     }
 
-    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
-        self.clusters.iter().map(|c| c.name.as_str())
+    pub fn cluster_names(&self) -> impl Iterator<Item = &ClusterId> {
+        self.clusters.iter().map(|c| &c.name)
     }
 
     /// The initial weights of the in-memory backend: clusters with a

@@ -1,8 +1,8 @@
 //! Prometheus metrics, served at `/metrics`.
 //!
-//! Step and approval counts are taken from journal records as they are made
-//! durable ([`Metrics::observe_record`]), so the numbers count exactly what
-//! the audit trail holds. Backend request times come from the
+//! Step and approval counts are taken by the engine from journal records as
+//! they are made durable, so the numbers count exactly what the audit trail
+//! holds. Backend request times come from the
 //! [`MeteredBackend`] wrapper, Slack events from the intake.
 
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,6 @@ use prometheus_client::registry::Registry;
 
 use crate::backend::{BackendError, Convergence, GateFailure, RoutingBackend, Snapshot, Written};
 use crate::config::{ClusterConfig, EnvironmentConfig};
-use crate::operation::journal::{Entry, Record};
 use crate::plan::Weights;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,28 +101,23 @@ impl Metrics {
         );
     }
 
-    /// Counts what a journal record says happened.
-    pub fn observe_record(&self, record: &Record) {
-        match &record.entry {
-            Entry::StepFinished {
-                outcome, millis, ..
-            } => {
-                self.steps
-                    .get_or_create(&ResultLabel {
-                        result: outcome.label().into(),
-                    })
-                    .inc();
-                self.step_seconds.observe(*millis as f64 / 1000.0);
-            }
-            Entry::Decided { state, .. } => {
-                self.approvals
-                    .get_or_create(&ResultLabel {
-                        result: state.label().into(),
-                    })
-                    .inc();
-            }
-            _ => {}
-        }
+    /// A step ended with `result` (`applied`, `restored`, …) after `millis`.
+    pub fn step_finished(&self, result: &str, millis: u64) {
+        self.steps
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+        self.step_seconds.observe(millis as f64 / 1000.0);
+    }
+
+    /// An approval was decided (`approved`, `rejected`, `expired`, …).
+    pub fn approval_decided(&self, result: &str) {
+        self.approvals
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// Counts one delivery from Slack (`slash_command`, `reaction_added`…).

@@ -21,8 +21,8 @@ use crate::config::{Config, RoutingMode};
 use crate::health::{self, Health};
 use crate::leader::{LeaderElection, Leadership};
 use crate::metrics::{MeteredBackend, Metrics};
-use crate::operation::engine::{Engine, EngineParts};
-use crate::operation::journal::{Journal, JournalError, Record};
+use crate::engine::{Engine, EngineParts};
+use crate::journal::{Journal, JournalError, Record};
 use crate::slack::intake::Intake;
 use crate::slack::web::SlackChat;
 use crate::slack::{http, socket, SlackSettings};
@@ -138,7 +138,7 @@ where
         clock: Arc::new(SystemClock),
         journal,
         records,
-        bot_user,
+        bot_user: bot_user.into(),
     })
     .with_metrics(metrics);
     let engine = Arc::new(engine);

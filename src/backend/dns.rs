@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use super::kube::KubeBackend;
 use super::route53::{RecordReport, Route53};
 use super::{
-    BackendError, ClusterState, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+    BackendError, ClusterState, Convergence, GateFailure, HealthFailure, RoutingBackend, Snapshot,
+    Written,
 };
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::plan::Weights;
@@ -36,7 +37,7 @@ fn per_cluster(expected: &Weights, reports: &[RecordReport]) -> Vec<Convergence>
                 .map(|r| format!("Route53 {}", r.record))
                 .collect();
             Convergence {
-                cluster: cluster.to_owned(),
+                cluster: cluster.clone(),
                 converged: reports.len() - stragglers.len(),
                 total: reports.len(),
                 stragglers,
@@ -81,7 +82,7 @@ async fn route53_convergence(
 }
 
 /// Which Route53 zone and records each cluster's traffic goes through.
-pub type ClusterZones = std::collections::BTreeMap<String, crate::config::Route53Config>;
+pub type ClusterZones = std::collections::BTreeMap<crate::ids::ClusterId, crate::config::Route53Config>;
 
 pub fn cluster_zones(config: &crate::config::Config) -> ClusterZones {
     config
@@ -107,7 +108,9 @@ async fn route53_health(
         Some(dns) => route53
             .cluster_health(&dns.zone_id, &dns.records, &cluster.name)
             .await
-            .map_err(GateFailure::Unhealthy),
+            .map_err(|detail| GateFailure::Unhealthy {
+                failure: HealthFailure::Route53 { detail },
+            }),
         None => Ok(()),
     }
 }
@@ -272,7 +275,7 @@ impl RoutingBackend for Route53Mode {
             snapshot.clusters.insert(
                 cluster.name.clone(),
                 ClusterState {
-                    weight: first.get(&cluster.name).copied(),
+                    weight: first.get(cluster.name.as_str()).copied(),
                     version: None,
                 },
             );
@@ -374,7 +377,7 @@ pub async fn check_records(
             .flat_map(|(record, sets)| {
                 env.clusters
                     .iter()
-                    .filter(|c| !sets.contains_key(&c.name))
+                    .filter(|c| !sets.contains_key(c.name.as_str()))
                     .map(move |c| format!("{record} has no weighted set for {}", c.name))
             })
             .collect(),

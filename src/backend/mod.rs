@@ -15,18 +15,20 @@ pub mod route53;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ClusterConfig, EnvironmentConfig};
+use crate::ids::ClusterId;
 use crate::plan::Weights;
 
 /// Every configured cluster's routing state in one environment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub clusters: BTreeMap<String, ClusterState>,
+    pub clusters: BTreeMap<ClusterId, ClusterState>,
 }
 
 /// One cluster's routing object, if it has one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// `None`: the cluster has no routing object (not routed).
     pub weight: Option<u8>,
@@ -46,13 +48,18 @@ impl Snapshot {
     pub fn version(&self, cluster: &str) -> Option<&str> {
         self.clusters.get(cluster)?.version.as_deref()
     }
+
+    /// A cluster's weight, `None` when it has no routing object.
+    pub fn weight(&self, cluster: &str) -> Option<u8> {
+        self.clusters.get(cluster)?.weight
+    }
 }
 
 /// How far one cluster has carried the weight to what serves traffic
 /// (Ingresses, Services, DNS records).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Convergence {
-    pub cluster: String,
+    pub cluster: ClusterId,
     pub converged: usize,
     pub total: usize,
     /// Objects that do not carry the weight yet.
@@ -65,8 +72,27 @@ impl Convergence {
     }
 }
 
+/// Why a health probe says a cluster is not fit for more traffic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "probe", rename_all = "snake_case")]
+pub enum HealthFailure {
+    #[error("{url} answered {status} ({tries} tries)")]
+    Status { url: String, status: u16, tries: u32 },
+    #[error("{url} did not answer within {seconds} s ({tries} tries)")]
+    Timeout { url: String, seconds: u64, tries: u32 },
+    #[error("{url} is unreachable ({tries} tries)")]
+    Unreachable { url: String, tries: u32 },
+    /// A Route53 health check on the cluster's records is not healthy.
+    #[error("{detail}")]
+    Route53 { detail: String },
+    /// What a stand-in for a real probe reports (in-memory clusters).
+    #[error("{reason}")]
+    Other { reason: String },
+}
+
 /// Why a cluster may not receive traffic.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "gate", rename_all = "snake_case")]
 pub enum GateFailure {
     #[error("context {context} answers as `{found}`, not `{expected}`")]
     IdentityMismatch {
@@ -76,19 +102,22 @@ pub enum GateFailure {
     },
     #[error("cannot verify identity through context {context}: {reason}")]
     IdentityUnknown { context: String, reason: String },
-    #[error("health check failed: {0}")]
-    Unhealthy(String),
+    #[error("health check failed: {failure}")]
+    Unhealthy { failure: HealthFailure },
 }
 
 impl GateFailure {
     /// Only health failures can be overridden (break-glass); a cluster whose
     /// identity is wrong or unknown never gets traffic.
     pub fn is_health(&self) -> bool {
-        matches!(self, GateFailure::Unhealthy(_))
+        matches!(self, GateFailure::Unhealthy { .. })
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// A backend call that failed. `cluster` names the cluster (or `Route53`);
+/// `reason` is what the API said, shortened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
 pub enum BackendError {
     #[error("{cluster}: changed by someone else since it was read")]
     Conflict { cluster: String },

@@ -918,7 +918,7 @@ fn compare(record: &str, sets: &[WeightedSet], expected: &Weights) -> RecordRepo
         total += 1;
         let mine: Vec<&&WeightedSet> = routed
             .iter()
-            .filter(|s| s.set_identifier == cluster)
+            .filter(|s| s.set_identifier == **cluster)
             .collect();
         if mine.is_empty() {
             stragglers.push(format!("{cluster}: missing"));
@@ -935,7 +935,7 @@ fn compare(record: &str, sets: &[WeightedSet], expected: &Weights) -> RecordRepo
                 });
             }
         }
-        for twin in twins.iter().filter(|s| s.set_identifier == cluster) {
+        for twin in twins.iter().filter(|s| s.set_identifier == **cluster) {
             // Named only when it disagrees with its record (else it is noise).
             if twin.weight != Some(want) && !mine.iter().any(|s| s.weight == twin.weight) {
                 wrong.push(format!("TXT {}", show_weight(twin.weight)));

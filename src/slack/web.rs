@@ -116,7 +116,9 @@ fn describe(error: &SlackClientError) -> String {
 }
 
 /// The message as Block Kit (one mrkdwn section) with the text as the
-/// plain-text fallback that notifications and screen readers use.
+/// plain-text fallback that notifications and screen readers use, and its
+/// kind and facts as the message's metadata: a machine reading the channel
+/// (a test, an audit export) need not parse the words.
 fn content(message: &Message) -> SlackMessageContent {
     let section = SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(
         SlackBlockMarkDownText::new(truncate(&message.text, 3000)),
@@ -124,6 +126,22 @@ fn content(message: &Message) -> SlackMessageContent {
     SlackMessageContent::new()
         .with_text(message.text.clone())
         .with_blocks(vec![section.into()])
+        .with_metadata(metadata(message))
+}
+
+/// Prefix of the metadata `event_type` of every message the bot posts.
+pub const EVENT_TYPE_PREFIX: &str = "failover_bot_";
+
+fn metadata(message: &Message) -> SlackMessageMetadata {
+    let payload = message
+        .facts
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    SlackMessageMetadata {
+        event_type: format!("{EVENT_TYPE_PREFIX}{}", message.kind),
+        event_payload: Some(payload),
+    }
 }
 
 /// Block text is limited to 3,000 characters; cut on a char boundary.
@@ -174,8 +192,10 @@ impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
         message: &Message,
     ) -> Result<(), ChatError> {
         let session = self.client.open_session(&self.token);
-        let request =
-            SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), content(message));
+        // chat.postEphemeral takes no metadata: only the words.
+        let mut words = content(message);
+        words.metadata = None;
+        let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), words);
         with_rate_limit_retry(|| session.chat_post_ephemeral(&request)).await?;
         Ok(())
     }

@@ -144,7 +144,7 @@ impl KubeBackend {
                         cluster.name, cluster.context
                     )
                 })?;
-            clients.insert(cluster.name.clone(), client);
+            clients.insert(cluster.name.to_string(), client);
         }
         Ok(KubeBackend {
             settings: KubeSettings::from_config(config),
@@ -222,7 +222,7 @@ impl KubeBackend {
             Ok(rw) => rw,
             Err(e) if is_not_found(&e) => {
                 return Err(BackendError::NotFound {
-                    cluster: name.clone(),
+                    cluster: name.to_string(),
                 })
             }
             Err(e) => return Err(failed(name, describe(&e))),
@@ -230,7 +230,7 @@ impl KubeBackend {
         if let Some(expected) = expected_version {
             if rw.metadata.resource_version.as_deref() != Some(expected) {
                 return Err(BackendError::Conflict {
-                    cluster: name.clone(),
+                    cluster: name.to_string(),
                 });
             }
         }
@@ -239,7 +239,7 @@ impl KubeBackend {
             Ok(saved) if saved.spec.dry_run => Ok(Written::DryRun),
             Ok(_) => Ok(Written::Applied),
             Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
-                cluster: name.clone(),
+                cluster: name.to_string(),
             }),
             Err(e) => Err(failed(name, describe(&e))),
         }
@@ -499,12 +499,12 @@ impl RoutingBackend for KubeBackend {
             .and_then(|d| d.get("clusterName"))
             .cloned()
             .unwrap_or_default();
-        if found == cluster.name {
+        if cluster.name == found {
             Ok(())
         } else {
             Err(GateFailure::IdentityMismatch {
                 context: cluster.context.clone(),
-                expected: cluster.name.clone(),
+                expected: cluster.name.to_string(),
                 found,
             })
         }
@@ -578,7 +578,7 @@ impl RoutingBackend for KubeBackend {
                 match self.weights_api(name)?.delete(name, &params).await {
                     Ok(_) => Ok(Written::Applied),
                     Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
-                        cluster: name.clone(),
+                        cluster: name.to_string(),
                     }),
                     Err(e) => Err(failed(name, describe(&e))),
                 }

@@ -65,7 +65,7 @@ impl Objects {
             })
             .collect();
         Convergence {
-            cluster: cluster.to_owned(),
+            cluster: cluster.into(),
             converged: self.items.len() - stragglers.len(),
             total: self.items.len(),
             stragglers,

@@ -11,31 +11,52 @@
 //! The step itself never waits for the outbox: the journal is the record,
 //! and a Slack outage must not leave weights half-changed.
 //!
-//! Durable too: the engine journals each message (`Say`) before handing it
+//! Durable too: the engine journals each notice (`Say`) before handing it
 //! here, and the outbox journals `Delivered` once Slack has taken it (or
 //! refused it for good). A crash in between leaves it in the ledger's
 //! `unsaid`, and the next start sends it again — at least once, never lost.
+//!
+//! Notices are put in words ([`crate::messages::render`]) only when they are
+//! sent, so a notice journaled by one release is worded by the one that
+//! sends it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::records::Records;
-use crate::chat::{Chat, ChatError, Said};
+use super::store::Store;
+use crate::chat::{Chat, ChatError, Message};
 use crate::clock::Clock;
-use crate::operation::journal::Entry;
+use crate::config::Config;
+use crate::journal::Entry;
+use crate::messages;
+use crate::notice::{Destination, Notice};
 
 /// A chat call that takes longer than this counts as Slack being down.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
-/// A message on its way, with the seq of the journal record that holds it
+/// A notice on its way, with the seq of the journal record that holds it
 /// (`None` if it could not be journaled).
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub id: Option<u64>,
-    pub said: Said,
+    pub to: Destination,
+    pub notice: Notice,
+    /// Sent again after a restart: a post says it may show twice.
+    pub resent: bool,
+}
+
+impl Outgoing {
+    fn message(&self, config: &Config) -> Message {
+        let is_post = matches!(self.to, Destination::Post { .. });
+        if self.resent && is_post {
+            messages::render_resent(&self.notice, config)
+        } else {
+            messages::render(&self.notice, config)
+        }
+    }
 }
 
 #[derive(Default)]
@@ -48,17 +69,24 @@ struct Queue {
 pub struct Outbox {
     chat: Arc<dyn Chat>,
     queue: Mutex<Queue>,
-    records: Records,
+    store: Store,
     clock: Arc<dyn Clock>,
+    config: Arc<Config>,
 }
 
 impl Outbox {
-    pub fn new(chat: Arc<dyn Chat>, records: Records, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn new(
+        chat: Arc<dyn Chat>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: Arc<Config>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             chat,
             queue: Mutex::default(),
-            records,
+            store,
             clock,
+            config,
         })
     }
 
@@ -67,14 +95,14 @@ impl Outbox {
         if self.queue_behind_waiting(&item) {
             return;
         }
-        match self.deliver(&item.said).await {
+        match self.deliver(&item).await {
             Ok(()) => self.settle(&item),
             Err(error) if error.unavailable => {
                 tracing::warn!(%error, "Slack is unavailable: queuing the message");
                 self.queue_and_drain(item);
             }
             Err(error) => {
-                tracing::error!(%error, said = ?item.said, "Slack refused a message; dropped");
+                tracing::error!(%error, kind = %item.notice.kind(), "Slack refused a message; dropped");
                 self.settle(&item);
             }
         }
@@ -84,7 +112,7 @@ impl Outbox {
     fn settle(&self, item: &Outgoing) {
         let Some(say) = item.id else { return };
         if let Err(error) = self
-            .records
+            .store
             .append(self.clock.now(), Entry::Delivered { say })
         {
             // Only costs a second copy after the next restart.
@@ -93,7 +121,7 @@ impl Outbox {
     }
 
     /// Messages still waiting for Slack.
-    pub fn waiting(&self) -> usize {
+    fn waiting(&self) -> usize {
         self.lock().items.len()
     }
 
@@ -122,7 +150,7 @@ impl Outbox {
         tokio::time::sleep(pause).await;
         loop {
             let Some(head) = self.head() else { return };
-            match self.deliver(&head.said).await {
+            match self.deliver(&head).await {
                 Ok(()) => {
                     pause = FIRST_PAUSE;
                     self.settle(&head);
@@ -134,7 +162,7 @@ impl Outbox {
                     tokio::time::sleep(pause).await;
                 }
                 Err(error) => {
-                    tracing::error!(%error, said = ?head.said, "Slack refused a queued message; dropped");
+                    tracing::error!(%error, kind = %head.notice.kind(), "Slack refused a queued message; dropped");
                     self.settle(&head);
                     self.pop();
                 }
@@ -156,19 +184,16 @@ impl Outbox {
         self.lock().items.pop_front();
     }
 
-    async fn deliver(&self, said: &Said) -> Result<(), ChatError> {
+    async fn deliver(&self, item: &Outgoing) -> Result<(), ChatError> {
+        let message = item.message(&self.config);
         let call = async {
-            match said {
-                Said::Post {
-                    channel,
-                    thread,
-                    message,
-                } => self
+            match &item.to {
+                Destination::Post { channel, thread } => self
                     .chat
-                    .post(channel, thread.as_ref(), message)
+                    .post(channel, thread.as_ref(), &message)
                     .await
                     .map(|_| ()),
-                Said::Update { at, message } => self.chat.update(at, message).await,
+                Destination::Update { at } => self.chat.update(at, &message).await,
             }
         };
         tokio::time::timeout(CALL_TIMEOUT, call)
@@ -184,7 +209,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{Message, MessageRef};
+    use crate::chat::MessageRef;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -245,60 +270,74 @@ mod tests {
         }
     }
 
-    fn post(text: &str) -> Said {
-        Said::Post {
+    fn post(text: &str) -> (Destination, Notice) {
+        let to = Destination::Post {
             channel: "C1".into(),
             thread: None,
-            message: Message::new(text),
-        }
+        };
+        (to, Notice::Legacy { text: text.into() })
+    }
+
+    fn config() -> Arc<Config> {
+        let yaml = "approval: {approvers: [bob]}\nenvironments:\n  dev:\n    clusters: [{name: a, context: a}]\n";
+        Arc::new(Config::from_yaml(yaml).unwrap())
     }
 
     /// An outbox over an in-memory journal, as the engine builds it.
-    fn outbox(chat: Arc<FlakyChat>) -> (Arc<Outbox>, Records) {
-        let records = Records::new(
-            crate::operation::journal::Journal::in_memory(),
-            crate::operation::ledger::Ledger::default(),
+    fn outbox(chat: Arc<FlakyChat>) -> (Arc<Outbox>, Store) {
+        let store = Store::new(
+            crate::journal::Journal::in_memory(),
+            crate::journal::ledger::Ledger::default(),
+            Arc::new(crate::metrics::Metrics::new()),
         );
         let clock = Arc::new(crate::clock::SystemClock);
-        (Outbox::new(chat, records.clone(), clock), records)
+        (Outbox::new(chat, store.clone(), clock, config()), store)
     }
 
     /// `said`, journaled the way the engine journals it before sending.
-    fn journaled(records: &Records, said: Said) -> Outgoing {
-        let record = records
-            .append(chrono::Utc::now(), Entry::Say { said: said.clone() })
-            .unwrap();
+    fn journaled(store: &Store, (to, notice): (Destination, Notice)) -> Outgoing {
+        let entry = Entry::Say {
+            to: to.clone(),
+            notice: notice.clone(),
+        };
+        let record = store.append(chrono::Utc::now(), entry).unwrap();
         Outgoing {
             id: Some(record.seq),
-            said,
+            to,
+            notice,
+            resent: false,
         }
     }
 
-    fn unsaid(records: &Records) -> usize {
-        records.with_ledger(|l| l.unsaid.len())
+    fn unsaid(store: &Store) -> usize {
+        store.with_ledger(|l| l.unsaid.len())
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_outage_queues_messages_and_posts_them_in_order_when_slack_is_back() {
         let chat = FlakyChat::new(4, false);
-        let (outbox, records) = outbox(chat.clone());
+        let (outbox, store) = outbox(chat.clone());
         outbox
-            .send(journaled(&records, post("step 1 applied")))
+            .send(journaled(&store, post("step 1 applied")))
             .await;
         outbox
-            .send(journaled(&records, post("step 1 verified")))
+            .send(journaled(&store, post("step 1 verified")))
             .await;
-        let update = Said::Update {
-            at: MessageRef {
-                channel: "C1".into(),
-                ts: "1.0".into(),
+        let update = (
+            Destination::Update {
+                at: MessageRef {
+                    channel: "C1".into(),
+                    ts: "1.0".into(),
+                },
             },
-            message: Message::new("done"),
-        };
-        outbox.send(journaled(&records, update)).await;
+            Notice::Legacy {
+                text: "done".into(),
+            },
+        );
+        outbox.send(journaled(&store, update)).await;
         assert_eq!(outbox.waiting(), 3, "all three wait while Slack is down");
         assert!(chat.posted.lock().unwrap().is_empty());
-        assert_eq!(unsaid(&records), 3, "a restart now would send all three");
+        assert_eq!(unsaid(&store), 3, "a restart now would send all three");
 
         // Pauses of 1, 2, 4 and 8 s: Slack answers on the fifth try.
         tokio::time::sleep(Duration::from_secs(16)).await;
@@ -307,25 +346,25 @@ mod tests {
             ["step 1 applied", "step 1 verified", "update: done"]
         );
         assert_eq!(outbox.waiting(), 0);
-        assert_eq!(unsaid(&records), 0, "each delivery is journaled");
+        assert_eq!(unsaid(&store), 0, "each delivery is journaled");
 
-        outbox.send(journaled(&records, post("later"))).await;
+        outbox.send(journaled(&store, post("later"))).await;
         assert_eq!(chat.posted.lock().unwrap().last().unwrap(), "later");
-        assert_eq!(unsaid(&records), 0);
+        assert_eq!(unsaid(&store), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_message_slack_refuses_is_dropped_not_retried() {
         let chat = FlakyChat::new(1, true);
-        let (outbox, records) = outbox(chat.clone());
+        let (outbox, store) = outbox(chat.clone());
         outbox
-            .send(journaled(&records, post("to a channel that is gone")))
+            .send(journaled(&store, post("to a channel that is gone")))
             .await;
-        outbox.send(journaled(&records, post("next"))).await;
+        outbox.send(journaled(&store, post("next"))).await;
         assert_eq!(outbox.waiting(), 0);
         assert_eq!(*chat.posted.lock().unwrap(), ["next"]);
         assert_eq!(
-            unsaid(&records),
+            unsaid(&store),
             0,
             "a refused message is not sent again after a restart"
         );
@@ -338,7 +377,9 @@ mod tests {
         outbox
             .send(Outgoing {
                 id: None,
-                said: post("x"),
+                to: post("x").0,
+                notice: post("x").1,
+                resent: false,
             })
             .await;
         // 1+2+4+8+16+30+30+30+30 = 151 s of pauses before the tenth try.

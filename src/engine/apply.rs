@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use super::{ClusterOutcome, ClusterResult};
 use crate::backend::{BackendError, RoutingBackend, Snapshot, Written};
 use crate::config::EnvironmentConfig;
+use crate::ids::ClusterId;
+use crate::operation::{ClusterOutcome, ClusterResult, WriteFailure};
 use crate::plan::{Change, Plan};
 
 /// The result of applying a plan.
@@ -37,17 +38,14 @@ impl ApplyFailure {
         self.errors.iter().all(BackendError::is_conflict)
     }
 
-    pub fn describe(&self) -> String {
-        self.errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
+    /// What failed, as journaled.
+    pub fn failure(&self) -> WriteFailure {
+        WriteFailure::Errors(self.errors.clone())
     }
 }
 
 impl Applied {
-    pub fn dry_run_clusters(&self) -> Vec<String> {
+    pub fn dry_run_clusters(&self) -> Vec<ClusterId> {
         self.results
             .iter()
             .filter(|r| r.outcome == ClusterOutcome::DryRun)
@@ -59,7 +57,7 @@ impl Applied {
 /// One write: a cluster from one weight (or none) to another.
 #[derive(Clone, Debug)]
 struct Move {
-    cluster: String,
+    cluster: ClusterId,
     from: Option<u8>,
     to: Option<u8>,
     version: Option<String>,
@@ -85,11 +83,11 @@ pub async fn apply(
             return applied_atomically(plan, current, result);
         }
     }
-    let mut held: BTreeMap<String, Option<u8>> = plan
+    let mut held: BTreeMap<ClusterId, Option<u8>> = plan
         .changed_clusters()
-        .map(|c| (c.to_owned(), current.clusters.get(c).and_then(|s| s.weight)))
+        .map(|c| (c.clone(), current.weight(c)))
         .collect();
-    let mut results: BTreeMap<String, ClusterResult> = BTreeMap::new();
+    let mut results: BTreeMap<ClusterId, ClusterResult> = BTreeMap::new();
     let moves: Vec<Move> = held
         .iter()
         .map(|(cluster, from)| Move {
@@ -127,7 +125,7 @@ pub async fn apply(
                 }
                 Err(error) => {
                     let outcome = ClusterOutcome::Failed {
-                        error: error.to_string(),
+                        error: error.clone(),
                     };
                     results.insert(
                         mv.cluster.clone(),
@@ -159,8 +157,8 @@ async fn restore(
     backend: &dyn RoutingBackend,
     env: &EnvironmentConfig,
     plan: &Plan,
-    held: &BTreeMap<String, Option<u8>>,
-    results: &mut BTreeMap<String, ClusterResult>,
+    held: &BTreeMap<ClusterId, Option<u8>>,
+    results: &mut BTreeMap<ClusterId, ClusterResult>,
 ) -> bool {
     let moves: Vec<Move> = held
         .iter()
@@ -192,9 +190,7 @@ async fn restore(
                 Ok(_) => ClusterOutcome::Restored,
                 Err(error) => {
                     all_restored = false;
-                    ClusterOutcome::RestoreFailed {
-                        error: error.to_string(),
-                    }
+                    ClusterOutcome::RestoreFailed { error }
                 }
             };
         }
@@ -213,18 +209,15 @@ fn applied_atomically(
         Ok(Written::Applied) => ClusterOutcome::Applied,
         Ok(Written::DryRun) => ClusterOutcome::DryRun,
         Err(error @ BackendError::Partial { .. }) => ClusterOutcome::RestoreFailed {
-            error: error.to_string(),
+            error: error.clone(),
         },
         Err(error) => ClusterOutcome::Failed {
-            error: error.to_string(),
+            error: error.clone(),
         },
     };
     let results = plan
         .changed_clusters()
-        .map(|c| {
-            let from = current.clusters.get(c).and_then(|s| s.weight);
-            result_of(c, from, plan.after.get(c), outcome.clone())
-        })
+        .map(|c| result_of(c, current.weight(c), plan.after.get(c), outcome.clone()))
         .collect();
     Applied {
         results,
@@ -268,7 +261,7 @@ async fn write(
 ) -> Result<Written, BackendError> {
     let Some(cluster) = env.cluster(&mv.cluster) else {
         return Err(BackendError::Failed {
-            cluster: mv.cluster.clone(),
+            cluster: mv.cluster.to_string(),
             reason: "not in the config".into(),
         });
     };
@@ -283,20 +276,20 @@ async fn write(
         (Change::Delete { .. }, Some(_), None) => backend.delete(cluster, version).await,
         (_, _, Some(weight)) => backend.set_weight(cluster, weight, version).await,
         (_, _, None) => Err(BackendError::Failed {
-            cluster: mv.cluster.clone(),
+            cluster: mv.cluster.to_string(),
             reason: "a weight change cannot remove a routing object".into(),
         }),
     }
 }
 
 fn result_of(
-    cluster: &str,
+    cluster: &ClusterId,
     from: Option<u8>,
     to: Option<u8>,
     outcome: ClusterOutcome,
 ) -> ClusterResult {
     ClusterResult {
-        cluster: cluster.to_owned(),
+        cluster: cluster.clone(),
         from,
         to,
         outcome,

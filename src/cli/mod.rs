@@ -1,5 +1,9 @@
 //! The binary's subcommands. Kept thin: each one builds its parts and hands
-//! over to the library.
+//! over to the library. What the operator-facing subcommands print lives
+//! with them: [`audit`] and [`check`] (`check` and `status`).
+
+mod audit;
+mod check;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -125,11 +129,17 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         CliCommand::Sandbox { config } => sandbox(config).await,
-        CliCommand::Check { config, offline } => check(&config, offline).await,
-        CliCommand::Status { config, env } => status(&config, env.as_deref()).await,
+        CliCommand::Check { config, offline } => match load(Some(&config)) {
+            Ok(config) => check::check(&config, offline).await,
+            Err(code) => code,
+        },
+        CliCommand::Status { config, env } => match load(Some(&config)) {
+            Ok(config) => check::status(&config, env.as_deref()).await,
+            Err(code) => code,
+        },
         CliCommand::Audit {
             command: AuditCommand::Verify { file },
-        } => audit_verify(&file),
+        } => audit::verify(&file),
         CliCommand::Crd => {
             print!("{}", crate::backend::kube::crd::crd_yaml());
             ExitCode::SUCCESS
@@ -213,142 +223,4 @@ fn default_identity() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "failover-bot".into());
     format!("{host}-{}", std::process::id())
-}
-
-fn audit_verify(path: &PathBuf) -> ExitCode {
-    use crate::operation::journal::{verify_chain, Record};
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("failover-bot: cannot read {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    if let Err(brk) = verify_chain(&lines) {
-        println!("{}", crate::messages::audit_broken(path, brk.line));
-        return ExitCode::FAILURE;
-    }
-    let mut records = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str::<Record>(line) {
-            Ok(r) => records.push(r),
-            Err(e) => {
-                println!(
-                    "{}",
-                    crate::messages::audit_unreadable(path, i + 1, &e.to_string())
-                );
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let ledger = crate::operation::ledger::Ledger::replay(&records);
-    println!(
-        "{}",
-        crate::messages::audit_report(path, records.len(), &ledger)
-    );
-    ExitCode::SUCCESS
-}
-
-async fn check(path: &PathBuf, offline: bool) -> ExitCode {
-    let config = match load(Some(path)) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    println!(
-        "config ok: mode {}, {} approver(s), approvals expire after {}",
-        config.routing.mode,
-        config.approval.approvers.len(),
-        humantime::format_duration(config.approval.expires_after)
-    );
-    if offline {
-        for (name, env) in &config.environments {
-            println!("  {name}:");
-            for cluster in &env.clusters {
-                println!("    {} (context {})", cluster.name, cluster.context);
-            }
-        }
-        return ExitCode::SUCCESS;
-    }
-    let backend = match crate::backend::kube::KubeBackend::connect(&config, None).await {
-        Ok(b) => b,
-        Err(e) => {
-            println!("✗ {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let route53 = match config.environments.values().any(|e| e.route53.is_some()) {
-        true => Some(crate::backend::route53::Route53::from_env().await),
-        false => None,
-    };
-    let mut ok = true;
-    for (name, env) in &config.environments {
-        println!("{name}:");
-        for cluster in &env.clusters {
-            let found = backend.check_cluster(cluster).await;
-            ok &= found.is_ok();
-            println!("{}", crate::messages::cluster_check(cluster, &found));
-        }
-        if let (Some(route53), Some(dns)) = (&route53, &env.route53) {
-            let problems = crate::backend::dns::check_records(route53, env, dns).await;
-            ok &= problems.is_empty();
-            println!("{}", crate::messages::records_check(dns, &problems));
-        }
-    }
-    if ok {
-        println!("all checks passed");
-        ExitCode::SUCCESS
-    } else {
-        println!("some checks failed");
-        ExitCode::FAILURE
-    }
-}
-
-async fn status(path: &PathBuf, only: Option<&str>) -> ExitCode {
-    let config = match load(Some(path)) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    if let Some(env) = only.filter(|e| !config.environments.contains_key(*e)) {
-        eprintln!(
-            "failover-bot: no environment {env}; environments: {}",
-            config.environment_names().join(", ")
-        );
-        return ExitCode::from(2);
-    }
-    let backend = match crate::serve::real_backend(&config).await {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("failover-bot: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut code = ExitCode::SUCCESS;
-    for (name, env) in &config.environments {
-        if only.is_some_and(|o| o != name) {
-            continue;
-        }
-        match backend.read(env).await {
-            Ok(snapshot) => {
-                let observed = backend.observe(env, &snapshot.weights()).await.ok();
-                let view = crate::messages::StatusView {
-                    env: name,
-                    config: &config,
-                    snapshot: &snapshot,
-                    observed: observed.as_deref(),
-                    running: None,
-                };
-                let text = crate::messages::status(&view).text;
-                println!(
-                    "{}",
-                    crate::sandbox::terminal::render("", &text).replace("[failover-bot] ", "")
-                );
-            }
-            Err(e) => {
-                println!("{name}: cannot read weights: {e}");
-                code = ExitCode::FAILURE;
-            }
-        }
-    }
-    code
 }

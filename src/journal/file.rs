@@ -1,118 +1,22 @@
-//! The journal: an append-only file, one JSON record per line, each fsync'd
-//! before the engine acts on it. It is both the audit trail and the state the
-//! bot restarts from.
+//! The journal as a file: one line per record, each batch written and
+//! fsync'd before the engine acts on it.
 //!
-//! Every record carries the SHA-256 of the line before it (`prev`), so an
-//! edited or deleted line breaks the chain and [`verify_chain`] finds it.
-//! A crash can leave a torn last line (no newline); it is cut off on open,
-//! because the action it described was never acknowledged.
+//! Fail-stop: a write or fsync that fails is cut back off the file before
+//! the error is returned, so the file always ends with the last record that
+//! was acknowledged, and the next append (or the next start) finds a clean
+//! tail. If even cutting back fails, the journal refuses every later append:
+//! the engine then acts on nothing it could not record.
+//!
+//! A crash can still leave a torn last line (no newline); it is cut off on
+//! open, because the action it described was never acknowledged.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::{ClusterResult, OpId, OperationHeader, OperationOutcome, StepOutcome};
-use crate::approval::ApprovalState;
-use crate::chat::MessageRef;
-use crate::plan::{Plan, PlanHash};
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub seq: u64,
-    pub at: DateTime<Utc>,
-    /// SHA-256 (hex) of the previous line; empty for the first record.
-    pub prev: String,
-    #[serde(flatten)]
-    pub entry: Entry,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Entry {
-    /// A command as received, valid or not.
-    Command {
-        user: String,
-        channel: String,
-        text: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        event: Option<String>,
-        /// Already answered when journaled (help or a mistake, answered in
-        /// Slack's acknowledgement).
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        answered: bool,
-    },
-    /// A message about to be sent to the channel (its id is this record's
-    /// `seq`); [`Entry::Delivered`] says it no longer needs sending.
-    Say {
-        said: crate::chat::Said,
-    },
-    /// Slack took the message of the `Say` record number `say`, or refused
-    /// it for good: either way, a restart need not send it again.
-    Delivered {
-        say: u64,
-    },
-    /// The command delivered as `event` has had its answer (one that
-    /// started an operation is answered by its `Started`). A command with
-    /// neither was cut short by a restart: its author is told so.
-    Answered {
-        event: String,
-    },
-    Started {
-        header: OperationHeader,
-    },
-    /// A step's plan is about to be posted (see
-    /// [`crate::operation::OperationState::posting_plan`]).
-    PlanPosting {
-        op: OpId,
-        step: usize,
-    },
-    /// A step's plan was shown in `message` and awaits approval.
-    Proposed {
-        op: OpId,
-        step: usize,
-        plan: Plan,
-        message: MessageRef,
-        expires_at: DateTime<Utc>,
-        #[serde(default)]
-        warnings: Vec<String>,
-        #[serde(default)]
-        versions: std::collections::BTreeMap<String, String>,
-    },
-    /// The approval of a step changed state.
-    Decided {
-        op: OpId,
-        step: usize,
-        plan: PlanHash,
-        state: ApprovalState,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        event: Option<String>,
-    },
-    StepStarted {
-        op: OpId,
-        step: usize,
-        plan: PlanHash,
-    },
-    /// Per-cluster results of the writes of a step (and of any restore).
-    Changed {
-        op: OpId,
-        step: usize,
-        results: Vec<ClusterResult>,
-    },
-    StepFinished {
-        op: OpId,
-        step: usize,
-        outcome: StepOutcome,
-        millis: u64,
-    },
-    Finished {
-        op: OpId,
-        outcome: OperationOutcome,
-    },
-}
+use super::{line_hash, parse_line, to_line, Entry, Record, FORMAT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -125,20 +29,32 @@ pub enum JournalError {
     /// hash chain and the state.
     #[error("journal {path} is in use by another failover-bot process")]
     Locked { path: String },
-    #[error("journal {path}, line {line}: not a journal record ({reason}); move the file aside to start empty")]
+    #[error("journal {path}, line {line}: {reason}; move the file aside to start empty")]
     Corrupt {
         path: String,
         line: usize,
         reason: String,
     },
+    /// An earlier append failed and could not be cut back off the file.
+    #[error("journal {path} failed to take back a failed write; restart the bot")]
+    Poisoned { path: String },
 }
 
 /// Where records go: a file in production, memory in the sandbox.
 #[derive(Debug)]
 pub struct Journal {
-    file: Option<(File, PathBuf)>,
+    file: Option<Opened>,
     next_seq: u64,
     last_hash: String,
+}
+
+#[derive(Debug)]
+struct Opened {
+    file: File,
+    path: PathBuf,
+    /// Bytes up to the end of the last acknowledged record.
+    len: u64,
+    poisoned: bool,
 }
 
 impl Journal {
@@ -151,21 +67,21 @@ impl Journal {
         }
     }
 
-    /// Opens (or creates) the journal at `path` and returns its records.
+    /// Opens (or creates, readable by its owner only) the journal at `path`
+    /// and returns its records.
     pub fn open(path: &Path) -> Result<(Journal, Vec<Record>), JournalError> {
         let io = |source| JournalError::Io {
             path: path.display().to_string(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
+        let created = !path.exists();
+        let mut file = open_private(path).map_err(io)?;
+        if created {
+            // The new file's name must survive a power cut too.
+            sync_parent(path).map_err(io)?;
+        }
         // An exclusive lock for as long as this process runs (the kernel
-        // drops it when the process dies, even by SIGKILL): one writer only,
-        // also across replicas on a shared volume.
+        // drops it when the process dies, even by SIGKILL): one writer only.
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -179,11 +95,16 @@ impl Journal {
         if file.metadata().map_err(io)?.len() > good_len {
             tracing::warn!(path = %path.display(), "cutting off a torn last journal line");
             file.set_len(good_len).map_err(io)?;
-            file.seek(SeekFrom::End(0)).map_err(io)?;
         }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
         let next_seq = records.last().map_or(1, |r| r.seq + 1);
         let journal = Journal {
-            file: Some((file, path.to_owned())),
+            file: Some(Opened {
+                file,
+                path: path.to_owned(),
+                len: good_len,
+                poisoned: false,
+            }),
             next_seq,
             last_hash,
         };
@@ -210,12 +131,13 @@ impl Journal {
         let (mut seq, mut last_hash) = (self.next_seq, self.last_hash.clone());
         for entry in entries {
             let record = Record {
+                v: FORMAT_VERSION,
                 seq,
                 at,
                 prev: last_hash,
                 entry,
             };
-            let line = serde_json::to_string(&record).map_err(|e| JournalError::Io {
+            let line = to_line(&record).map_err(|e| JournalError::Io {
                 path: self.path(),
                 source: std::io::Error::other(e),
             })?;
@@ -225,13 +147,8 @@ impl Journal {
             seq += 1;
             records.push(record);
         }
-        if let Some((file, path)) = &mut self.file {
-            let io = |source| JournalError::Io {
-                path: path.display().to_string(),
-                source,
-            };
-            file.write_all(lines.as_bytes()).map_err(io)?;
-            file.sync_data().map_err(io)?;
+        if let Some(opened) = &mut self.file {
+            opened.write(lines.as_bytes())?;
         }
         self.next_seq = seq;
         self.last_hash = last_hash;
@@ -241,12 +158,74 @@ impl Journal {
     fn path(&self) -> String {
         self.file
             .as_ref()
-            .map_or_else(|| "(memory)".into(), |(_, p)| p.display().to_string())
+            .map_or_else(|| "(memory)".into(), |f| f.path.display().to_string())
     }
 }
 
-fn line_hash(line: &str) -> String {
-    hex::encode(Sha256::digest(line.as_bytes()))
+impl Opened {
+    /// Writes and syncs `bytes`, or leaves the file as it was.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        let path = self.path.display().to_string();
+        if self.poisoned {
+            return Err(JournalError::Poisoned { path });
+        }
+        let written = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                self.take_back();
+                Err(JournalError::Io { path, source })
+            }
+        }
+    }
+
+    /// Cuts a failed write back off the file; if that fails too, refuses
+    /// every later write.
+    fn take_back(&mut self) {
+        let cut = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.len)).map(|_| ()))
+            .and_then(|()| self.file.sync_data());
+        if let Err(error) = cut {
+            tracing::error!(%error, path = %self.path.display(), "cannot take back a failed journal write: refusing further writes");
+            self.poisoned = true;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn open_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+}
+
+/// Makes a new file's directory entry durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
 }
 
 /// Reads all complete records; returns them, the byte length of the good
@@ -275,7 +254,7 @@ fn read_records(file: &File, path: &Path) -> Result<(Vec<Record>, u64, String), 
             break;
         }
         let text = line.trim_end_matches('\n');
-        let record: Record = serde_json::from_str(text).map_err(|e| JournalError::Corrupt {
+        let record = parse_line(text).map_err(|e| JournalError::Corrupt {
             path: path.display().to_string(),
             line: number,
             reason: e.to_string(),
@@ -287,30 +266,10 @@ fn read_records(file: &File, path: &Path) -> Result<(Vec<Record>, u64, String), 
     Ok((records, good_len, last_hash))
 }
 
-/// A break in the hash chain: the line whose `prev` does not match.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ChainBreak {
-    pub line: usize,
-}
-
-/// Checks that every line names the hash of the line before it.
-pub fn verify_chain(lines: &[&str]) -> Result<(), ChainBreak> {
-    let mut expected = String::new();
-    for (i, line) in lines.iter().enumerate() {
-        let prev = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("prev")?.as_str().map(str::to_owned));
-        if prev.as_deref() != Some(expected.as_str()) {
-            return Err(ChainBreak { line: i + 1 });
-        }
-        expected = line_hash(line);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::verify_chain;
 
     fn command(text: &str) -> Entry {
         Entry::Command {
@@ -335,6 +294,7 @@ mod tests {
         let (mut journal, records) = Journal::open(&path).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].seq, 2);
+        assert_eq!(records[1].v, FORMAT_VERSION);
         journal.append(Utc::now(), command("history")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -343,7 +303,21 @@ mod tests {
 
         let edited = lines[1].replace("help", "hack");
         let tampered = [lines[0], edited.as_str(), lines[2]];
-        assert_eq!(verify_chain(&tampered), Err(ChainBreak { line: 3 }));
+        assert_eq!(
+            verify_chain(&tampered),
+            Err(crate::journal::ChainBreak { line: 3 })
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_journal_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        drop(Journal::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
     }
 
     #[test]
@@ -407,5 +381,14 @@ mod tests {
             matches!(err, JournalError::Corrupt { line: 1, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_record_from_a_newer_release_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(&path, "{\"v\":99,\"seq\":1}\n").unwrap();
+        let err = Journal::open(&path).unwrap_err().to_string();
+        assert!(err.contains("format version 99"), "{err}");
     }
 }

@@ -1,23 +1,28 @@
 //! The fold of journal records into state: the running operation of each
 //! environment, the plans shown (so a reaction finds its plan), recent
-//! history, and the Slack event ids already acted on. Pure: no I/O.
+//! history, and the Slack deliveries already acted on. Pure: no I/O. The
+//! engine folds each record in as it is made durable, and a restart replays
+//! the journal through the same function, so the state after a restart is
+//! the state before it, by construction.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
-use super::journal::{Entry, Record};
-use super::{
-    OpId, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan, StepOutcome,
-};
+use super::{Entry, Record};
 use crate::approval::{Approval, ApprovalState};
-use crate::chat::MessageRef;
+use crate::ids::{EnvId, MessageRef, OpId, UserId};
+use crate::notice::{Destination, Notice};
+use crate::operation::{
+    GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan,
+    StepApproval, StepOutcome, StopCause,
+};
 use crate::plan::PlanHash;
 
 /// Which step's plan a message showed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanMessage {
-    pub env: String,
+    pub env: EnvId,
     pub op: OpId,
     pub step: usize,
     pub plan: PlanHash,
@@ -28,7 +33,7 @@ pub struct PlanMessage {
 pub struct Finished {
     pub header: OperationHeader,
     pub outcome: OperationOutcome,
-    pub approvals: Vec<(usize, String)>,
+    pub approvals: Vec<StepApproval>,
     pub finished_at: DateTime<Utc>,
     pub thread: Option<MessageRef>,
 }
@@ -37,22 +42,73 @@ pub struct Finished {
 /// handled; after a restart, one the crash cut short.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnansweredCommand {
-    pub user: String,
+    pub user: UserId,
     pub channel: String,
     pub text: String,
 }
 
+/// A message journaled but not yet delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsaid {
+    pub to: Destination,
+    pub notice: Notice,
+}
+
+/// How many Slack delivery ids are remembered. Slack retries a delivery
+/// within minutes; ten thousand ids cover days of commands and reactions.
+pub const EVENT_WINDOW: usize = 10_000;
+
+/// The newest delivery ids, in the order they arrived, bounded.
+#[derive(Clone, Debug, Default)]
+pub struct EventWindow {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl EventWindow {
+    /// Remembers `id`; false if it was already there.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if !self.seen.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > EVENT_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
-    pub active: BTreeMap<String, OperationState>,
+    pub active: BTreeMap<EnvId, OperationState>,
     pub finished: Vec<Finished>,
     pub messages: HashMap<MessageRef, PlanMessage>,
-    pub events: HashSet<String>,
+    pub events: EventWindow,
     /// By Slack delivery id (commands without one cannot be told apart).
     pub unanswered: BTreeMap<String, UnansweredCommand>,
     /// Messages journaled but not yet delivered, by their `Say` record's
     /// seq: after a restart, what the crash cut off.
-    pub unsaid: BTreeMap<u64, crate::chat::Said>,
+    pub unsaid: BTreeMap<u64, Unsaid>,
     pub last_op: OpId,
 }
 
@@ -65,18 +121,15 @@ impl Ledger {
         ledger
     }
 
-    pub fn next_op_id(&self) -> OpId {
-        self.last_op + 1
-    }
-
     /// The operation a record is about, if it is running.
     fn op_mut(&mut self, op: OpId) -> Option<&mut OperationState> {
         self.active.values_mut().find(|o| o.header.id == op)
     }
 
-    /// Folds one record in. Records that do not fit the state (for example a
-    /// decision about an operation already finished) change nothing: replay
-    /// must never fail on a journal the engine itself wrote.
+    /// Folds one record in. Records that do not fit the state (a decision
+    /// about another step or plan, or about an operation already finished)
+    /// change nothing: replay must never fail on a journal, and a record
+    /// must not decide for a plan it does not name.
     pub fn apply(&mut self, record: &Record) {
         match &record.entry {
             Entry::Command {
@@ -99,28 +152,22 @@ impl Ledger {
             Entry::Answered { event } => {
                 self.unanswered.remove(event);
             }
-            Entry::Say { said } => {
-                self.unsaid.insert(record.seq, said.clone());
+            Entry::Say { to, notice } => {
+                let unsaid = Unsaid {
+                    to: to.clone(),
+                    notice: notice.clone(),
+                };
+                self.unsaid.insert(record.seq, unsaid);
             }
             Entry::Delivered { say } => {
                 self.unsaid.remove(say);
             }
-            Entry::Started { header } => {
-                if let Some(id) = &header.event {
-                    self.unanswered.remove(id);
+            Entry::Started { header } => self.start(header),
+            Entry::PlanPosting { op, step } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    operation.step = *step;
+                    operation.posting_plan = true;
                 }
-                self.last_op = self.last_op.max(header.id);
-                self.active.insert(
-                    header.env.clone(),
-                    OperationState {
-                        header: header.clone(),
-                        step: 1,
-                        phase: Phase::Proposing,
-                        approvals: Vec::new(),
-                        last_shown: None,
-                        posting_plan: false,
-                    },
-                );
             }
             Entry::Proposed {
                 op,
@@ -161,57 +208,79 @@ impl Ledger {
                 );
             }
             Entry::Decided {
-                op, state, event, ..
+                op,
+                step,
+                plan,
+                state,
+                event,
             } => {
                 self.note_event(event);
                 if let Some(operation) = self.op_mut(*op) {
-                    decide(operation, state);
+                    decide(operation, *step, plan, state);
                 }
             }
-            Entry::StepStarted { op, .. } => {
+            Entry::StepStarted {
+                op,
+                step,
+                plan,
+                warnings,
+            } => {
                 if let Some(operation) = self.op_mut(*op) {
-                    if let Phase::Approved(shown) = &operation.phase {
-                        operation.phase = Phase::Applying(shown.clone());
-                    }
+                    start_step(operation, *step, plan, warnings, record.at);
                 }
             }
             Entry::Changed { .. } => {}
-            Entry::PlanPosting { op, step } => {
-                if let Some(operation) = self.op_mut(*op) {
-                    operation.step = *step;
-                    operation.posting_plan = true;
-                }
-            }
             Entry::StepFinished { op, outcome, .. } => {
                 if let Some(operation) = self.op_mut(*op) {
                     finish_step(operation, outcome);
                 }
             }
-            Entry::Finished { op, outcome } => {
-                let Some(env) = self
-                    .active
-                    .iter()
-                    .find(|(_, o)| o.header.id == *op)
-                    .map(|(env, _)| env.clone())
-                else {
-                    return;
-                };
-                if let Some(state) = self.active.remove(&env) {
-                    self.finished.push(Finished {
-                        header: state.header,
-                        outcome: outcome.clone(),
-                        approvals: state.approvals,
-                        finished_at: record.at,
-                        thread: state.last_shown.map(|s| s.message),
-                    });
-                }
-            }
+            Entry::Finished { op, outcome } => self.finish(*op, outcome, record.at),
+        }
+    }
+
+    fn start(&mut self, header: &OperationHeader) {
+        if let Some(id) = &header.event {
+            self.unanswered.remove(id);
+        }
+        self.last_op = self.last_op.max(header.id);
+        self.active.insert(
+            header.env.clone(),
+            OperationState {
+                header: header.clone(),
+                step: 1,
+                phase: Phase::Proposing,
+                approvals: Vec::new(),
+                last_shown: None,
+                posting_plan: false,
+                step_started_at: None,
+            },
+        );
+    }
+
+    fn finish(&mut self, op: OpId, outcome: &OperationOutcome, at: DateTime<Utc>) {
+        let Some(env) = self
+            .active
+            .iter()
+            .find(|(_, o)| o.header.id == op)
+            .map(|(env, _)| env.clone())
+        else {
+            return;
+        };
+        if let Some(state) = self.active.remove(&env) {
+            self.finished.push(Finished {
+                header: state.header,
+                outcome: outcome.clone(),
+                approvals: state.approvals,
+                finished_at: at,
+                thread: state.last_shown.map(|s| s.message),
+            });
         }
     }
 
     fn note_event(&mut self, event: &Option<String>) {
         if let Some(id) = event {
-            self.events.insert(id.clone());
+            self.events.insert(id);
         }
     }
 
@@ -240,18 +309,32 @@ impl Ledger {
     }
 }
 
-fn decide(operation: &mut OperationState, state: &ApprovalState) {
+/// A decision about the plan `plan` of step `step`; ignored unless that is
+/// the plan the operation shows now.
+fn decide(operation: &mut OperationState, step: usize, plan: &PlanHash, state: &ApprovalState) {
     let shown = match &operation.phase {
         Phase::AwaitingApproval(s) | Phase::Approved(s) => s.clone(),
         _ => return,
     };
+    if operation.step != step || shown.plan.hash != *plan {
+        tracing::warn!(
+            op = operation.header.id,
+            step,
+            %plan,
+            "a decision names a plan the operation does not show; ignored"
+        );
+        return;
+    }
     let mut updated = shown;
     updated.approval.state = state.clone();
     operation.last_shown = Some(updated.clone());
     operation.phase = match state {
         ApprovalState::Pending => Phase::AwaitingApproval(updated),
         ApprovalState::Approved { by, .. } => {
-            operation.approvals.push((operation.step, by.clone()));
+            operation.approvals.push(StepApproval {
+                step: operation.step,
+                by: by.clone(),
+            });
             Phase::Approved(updated)
         }
         ApprovalState::Superseded { .. } => Phase::Proposing,
@@ -267,21 +350,45 @@ fn decide(operation: &mut OperationState, state: &ApprovalState) {
     };
     if matches!(state, ApprovalState::Pending) {
         // An approval taken back is no longer an approval of record.
-        operation
-            .approvals
-            .retain(|(step, _)| *step != operation.step);
+        let current = operation.step;
+        operation.approvals.retain(|a| a.step != current);
     }
 }
 
+/// An approved step's writes begin, with any warnings found just before.
+fn start_step(
+    operation: &mut OperationState,
+    step: usize,
+    plan: &PlanHash,
+    warnings: &[GateWarning],
+    at: DateTime<Utc>,
+) {
+    let Phase::Approved(shown) = &operation.phase else {
+        return;
+    };
+    if operation.step != step || shown.plan.hash != *plan {
+        return;
+    }
+    let mut shown = shown.clone();
+    for warning in warnings {
+        if !shown.warnings.contains(warning) {
+            shown.warnings.push(warning.clone());
+        }
+    }
+    operation.last_shown = Some(shown.clone());
+    operation.phase = Phase::Applying(shown);
+    operation.step_started_at = Some(at);
+}
+
 fn finish_step(operation: &mut OperationState, outcome: &StepOutcome) {
+    operation.step_started_at = None;
     operation.phase = match outcome {
         StepOutcome::Applied { unverified, .. } if !unverified.is_empty() => {
             Phase::Finishing(OperationOutcome::Failed {
-                reason: format!(
-                    "step {} applied but not verified on {}",
-                    operation.step,
-                    unverified.join(", ")
-                ),
+                cause: StopCause::Unverified {
+                    step: operation.step,
+                    clusters: unverified.clone(),
+                },
             })
         }
         StepOutcome::Applied { .. } | StepOutcome::Skipped => {
@@ -293,10 +400,19 @@ fn finish_step(operation: &mut OperationState, outcome: &StepOutcome) {
             }
         }
         StepOutcome::Conflict => Phase::Proposing,
-        StepOutcome::Restored { reason }
-        | StepOutcome::Incomplete { reason }
-        | StepOutcome::Refused { reason } => Phase::Finishing(OperationOutcome::Failed {
-            reason: reason.clone(),
-        }),
+        StepOutcome::Restored { failure } | StepOutcome::Incomplete { failure } => {
+            Phase::Finishing(OperationOutcome::Failed {
+                cause: StopCause::WritesFailed {
+                    failure: failure.clone(),
+                },
+            })
+        }
+        StepOutcome::Refused { refusal } | StepOutcome::Interrupted { refusal } => {
+            Phase::Finishing(OperationOutcome::Failed {
+                cause: StopCause::Refused {
+                    refusal: refusal.clone(),
+                },
+            })
+        }
     };
 }

@@ -1,12 +1,13 @@
 //! Reactions on plan messages: approve, reject, and taking an approval back.
 
-use super::{Engine, Outcome, Reaction};
+use super::step::in_thread;
+use super::{Engine, EngineError, Outcome, Reaction};
 use crate::approval::{Actor, ApprovalState};
-use crate::chat::MessageRef;
-use crate::messages::{self, PlanStatus, UserError};
-use crate::operation::journal::Entry;
-use crate::operation::ledger::PlanMessage;
-use crate::operation::{OperationState, Phase, ShownPlan};
+use crate::ids::{EnvId, MessageRef, UserId};
+use crate::journal::ledger::PlanMessage;
+use crate::journal::Entry;
+use crate::notice::{Destination, Notice};
+use crate::operation::{OperationState, Phase, PlanStatus, Refusal, ShownPlan};
 
 enum Vote {
     Approve,
@@ -41,14 +42,20 @@ impl Engine {
         });
         let (Some(op), Some(shown)) = (op, shown) else {
             if reaction.added {
-                return Err(UserError::PlanClosed { op: target.op }.into());
+                return Err(Refusal::PlanClosed { op: target.op }.into());
             }
             if matches!(vote, Vote::Approve) && self.approved_step(&target, &reaction.user) {
                 // Removing ✅ cannot undo a step that ran; say so rather than
                 // let the approver believe it did.
-                let note = messages::approval_removed_too_late(&reaction.user, target.step);
-                self.say(&reaction.message.channel, Some(&reaction.message), note)
-                    .await;
+                let note = Notice::ApprovalTooLate {
+                    user: reaction.user.clone(),
+                    step: target.step,
+                };
+                let to = Destination::Post {
+                    channel: reaction.message.channel.clone(),
+                    thread: Some(reaction.message.clone()),
+                };
+                self.say(to, note).await;
             }
             return Ok(());
         };
@@ -70,7 +77,7 @@ impl Engine {
         if let Some(known) = lookup() {
             return Some(known);
         }
-        let posting: Vec<String> = self.with_ledger(|l| {
+        let posting: Vec<EnvId> = self.with_ledger(|l| {
             l.active
                 .iter()
                 .filter(|(_, op)| op.posting_plan && op.header.channel == message.channel)
@@ -87,7 +94,7 @@ impl Engine {
     }
 
     /// Whether `user` approved the step a plan message showed.
-    fn approved_step(&self, target: &PlanMessage, user: &str) -> bool {
+    fn approved_step(&self, target: &PlanMessage, user: &UserId) -> bool {
         self.with_ledger(|l| {
             let approvals = l
                 .active
@@ -100,19 +107,19 @@ impl Engine {
                         .find(|f| f.header.id == target.op)
                         .map(|f| &f.approvals)
                 });
-            approvals.is_some_and(|a| a.iter().any(|(s, by)| *s == target.step && by == user))
+            approvals.is_some_and(|a| a.iter().any(|a| a.step == target.step && a.by == *user))
         })
     }
 
     /// Whether `user` may approve: listed directly, or in a listed user group.
-    async fn may_approve(&self, user: &str) -> Result<bool, crate::chat::ChatError> {
+    async fn may_approve(&self, user: &UserId) -> Result<bool, crate::chat::ChatError> {
         let approvers = &self.config.approval.approvers;
-        if approvers.iter().any(|a| a == user) {
+        if approvers.iter().any(|a| user == a) {
             return Ok(true);
         }
         for entry in approvers {
             if let Some(members) = self.groups.members(entry).await? {
-                if members.iter().any(|m| m == user) {
+                if members.iter().any(|m| user == m) {
                     return Ok(true);
                 }
             }
@@ -141,7 +148,7 @@ impl Engine {
             return Err(refusal.into());
         }
         self.record_decision(op, shown, approval.state.clone(), reaction.event_id.clone())?;
-        self.update_plan(
+        self.update_plan_message(
             op,
             shown,
             PlanStatus::Applying {
@@ -176,10 +183,12 @@ impl Engine {
             return Ok(());
         }
         let decided = decision(op, shown, approval.state, reaction.event_id.clone());
-        let note = messages::approval_taken_back(&reaction.user);
+        let note = Notice::ApprovalTakenBack {
+            user: reaction.user.clone(),
+        };
         let said = vec![
             self.plan_update(op, shown, PlanStatus::Pending),
-            super::drive::in_thread(op, shown, note),
+            in_thread(op, shown, note),
         ];
         self.record_and_say(decided, said).await?;
         Ok(())
@@ -191,7 +200,7 @@ impl Engine {
         shown: &ShownPlan,
         state: ApprovalState,
         event: Option<String>,
-    ) -> Result<(), super::EngineError> {
+    ) -> Result<(), EngineError> {
         self.record(decision(op, shown, state, event))?;
         Ok(())
     }

@@ -1,0 +1,362 @@
+//! Everything the bot says, as a kind with its facts — never as text.
+//!
+//! The engine decides *what* to say ([`Notice`]); [`crate::messages`] says
+//! it in words. Notices about operations are journaled before they are
+//! sent, so a reworded message changes no saved record, and a message a
+//! crash cut off is rendered and sent after the restart. Tests assert on a
+//! message's kind and facts; the wording of each kind is pinned by snapshot
+//! tests of [`crate::messages`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Convergence, Snapshot};
+use crate::chat::MessageKind;
+use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
+use crate::operation::{
+    ClusterResult, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus, Refusal,
+    ShownPlan, StepApproval, StepOutcome,
+};
+use crate::plan::{Plan, Weights};
+
+/// Something the bot says, with the facts it says it from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A step's plan: posted for approval, then updated as it goes.
+    Plan(Box<PlanNotice>),
+    /// What a step did to each cluster.
+    StepResult(Box<StepReport>),
+    /// The weights moved under a shown plan; a new one follows.
+    Superseded {
+        plan: Box<Plan>,
+        now: Weights,
+        moved: Vec<ClusterId>,
+    },
+    /// How an operation ended.
+    Finished(FinishedNotice),
+    /// The bot came back mid-operation.
+    Resuming(ResumeNotice),
+    /// A step interrupted by a restart was not finished.
+    StepStopped(Box<StepStopped>),
+    ApprovalTakenBack {
+        user: UserId,
+    },
+    ApprovalTooLate {
+        user: UserId,
+        step: usize,
+    },
+    /// A request refused, with why.
+    Refused {
+        refusal: Refusal,
+    },
+    /// Something failed on the bot's side; details are in its log.
+    InternalError {
+        op: Option<OpId>,
+    },
+    /// A command a restart cut short.
+    CommandCutShort {
+        text: String,
+    },
+    Help,
+    /// A command that goes on to do work: its first answer.
+    Working {
+        text: String,
+    },
+    Status(Box<StatusNotice>),
+    History(HistoryNotice),
+    /// Written by a release that journaled text, not facts.
+    Legacy {
+        text: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanNotice {
+    pub header: OperationHeader,
+    pub step: usize,
+    pub shown: ShownPlan,
+    pub status: PlanStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub op: OpId,
+    pub env: EnvId,
+    pub step: usize,
+    pub total: usize,
+    pub plan: Plan,
+    pub results: Vec<ClusterResult>,
+    pub outcome: StepOutcome,
+    /// Time from the step's start to its result, in microseconds.
+    pub micros: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedNotice {
+    pub op: OpId,
+    /// The step it ended at, and how many it had.
+    pub step: usize,
+    pub total: usize,
+    pub approvals: Vec<(usize, UserId)>,
+    pub outcome: OperationOutcome,
+}
+
+impl FinishedNotice {
+    pub fn of(op: &OperationState, outcome: &OperationOutcome) -> Self {
+        FinishedNotice {
+            op: op.header.id,
+            step: op.step,
+            total: op.total_steps(),
+            approvals: approvals(&op.approvals),
+            outcome: outcome.clone(),
+        }
+    }
+}
+
+fn approvals(list: &[StepApproval]) -> Vec<(usize, UserId)> {
+    list.iter().map(|a| (a.step, a.by.clone())).collect()
+}
+
+/// What the bot does on coming back to an operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "doing", rename_all = "snake_case")]
+pub enum Resumption {
+    /// A plan was being posted when it stopped: a copy may show, and is void.
+    RepostingPlan,
+    PlanningNextStep,
+    AwaitingApproval { until: DateTime<Utc> },
+    ApplyingApprovedStep,
+    FinishingInterruptedStep,
+    Closing,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeNotice {
+    pub op: OpId,
+    pub step: usize,
+    pub total: usize,
+    pub doing: Resumption,
+}
+
+impl ResumeNotice {
+    pub fn of(op: &OperationState) -> Self {
+        let doing = match &op.phase {
+            Phase::Proposing if op.posting_plan => Resumption::RepostingPlan,
+            Phase::Proposing => Resumption::PlanningNextStep,
+            Phase::AwaitingApproval(shown) => Resumption::AwaitingApproval {
+                until: shown.approval.expires_at,
+            },
+            Phase::Approved(_) => Resumption::ApplyingApprovedStep,
+            Phase::Applying(_) => Resumption::FinishingInterruptedStep,
+            Phase::Finishing(_) => Resumption::Closing,
+        };
+        ResumeNotice {
+            op: op.header.id,
+            step: op.step,
+            total: op.total_steps(),
+            doing,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStopped {
+    pub env: EnvId,
+    pub step: usize,
+    pub total: usize,
+    pub plan: Plan,
+    pub refusal: Refusal,
+    /// Clusters the bot put back to their weight before the step: its own
+    /// half-written step, undone.
+    #[serde(default)]
+    pub put_back: Vec<ClusterId>,
+    /// Every cluster's weight as read when it stopped; `None`: unreadable.
+    pub now: Option<Weights>,
+}
+
+/// One operation in `status` or `history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationLine {
+    pub op: OpId,
+    pub requester: UserId,
+    /// The command as typed, without `/failover`.
+    pub command: String,
+    pub step: usize,
+    pub total: usize,
+    pub approvals: Vec<(usize, UserId)>,
+    /// `None` while running.
+    pub ended: Option<Ended>,
+    /// While running: what it waits for.
+    pub phase: Option<PhaseName>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    pub outcome: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseName {
+    Planning,
+    AwaitingApproval,
+    Applying,
+    Finishing,
+}
+
+impl OperationLine {
+    pub fn running(op: &OperationState) -> Self {
+        let phase = match &op.phase {
+            Phase::AwaitingApproval(_) => PhaseName::AwaitingApproval,
+            Phase::Approved(_) | Phase::Applying(_) => PhaseName::Applying,
+            Phase::Proposing => PhaseName::Planning,
+            Phase::Finishing(_) => PhaseName::Finishing,
+        };
+        OperationLine {
+            op: op.header.id,
+            requester: op.header.requester.clone(),
+            command: op.header.typed().to_owned(),
+            step: op.step,
+            total: op.total_steps(),
+            approvals: approvals(&op.approvals),
+            ended: None,
+            phase: Some(phase),
+        }
+    }
+
+    pub fn finished(
+        header: &OperationHeader,
+        approvals_of: &[StepApproval],
+        outcome: &OperationOutcome,
+        at: DateTime<Utc>,
+    ) -> Self {
+        OperationLine {
+            op: header.id,
+            requester: header.requester.clone(),
+            command: header.typed().to_owned(),
+            step: header.kind.total_steps(),
+            total: header.kind.total_steps(),
+            approvals: approvals(approvals_of),
+            ended: Some(Ended {
+                outcome: outcome.word().to_owned(),
+                at,
+            }),
+            phase: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusNotice {
+    pub env: EnvId,
+    pub snapshot: Snapshot,
+    /// How far what serves traffic carries the weights; `None`: unknown.
+    pub observed: Option<Vec<Convergence>>,
+    pub running: Option<OperationLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryNotice {
+    pub env: EnvId,
+    pub running: Option<OperationLine>,
+    /// Newest first.
+    pub finished: Vec<OperationLine>,
+}
+
+impl Notice {
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Notice::Plan(_) => MessageKind::Plan,
+            Notice::StepResult(_) => MessageKind::StepResult,
+            Notice::Superseded { .. } => MessageKind::Superseded,
+            Notice::Finished(_) => MessageKind::Finished,
+            Notice::Resuming(_) => MessageKind::Resuming,
+            Notice::StepStopped(_) => MessageKind::StepStopped,
+            Notice::ApprovalTakenBack { .. } => MessageKind::ApprovalTakenBack,
+            Notice::ApprovalTooLate { .. } => MessageKind::ApprovalTooLate,
+            Notice::Refused { .. } => MessageKind::Refused,
+            Notice::InternalError { .. } => MessageKind::InternalError,
+            Notice::CommandCutShort { .. } => MessageKind::CommandCutShort,
+            Notice::Help => MessageKind::Help,
+            Notice::Working { .. } => MessageKind::Working,
+            Notice::Status(_) => MessageKind::Status,
+            Notice::History(_) => MessageKind::History,
+            Notice::Legacy { .. } => MessageKind::Legacy,
+        }
+    }
+
+    /// The facts a machine reading the message needs (tests, Slack message
+    /// metadata): which operation and step, and how it stands.
+    pub fn facts(&self) -> Vec<(&'static str, String)> {
+        let mut facts = Vec::new();
+        let mut add = |key: &'static str, value: String| facts.push((key, value));
+        match self {
+            Notice::Plan(p) => {
+                add("op", p.header.id.to_string());
+                add("step", p.step.to_string());
+                add("status", p.status.label().to_owned());
+                add("plan", p.shown.plan.hash.to_string());
+            }
+            Notice::StepResult(r) => {
+                add("op", r.op.to_string());
+                add("step", r.step.to_string());
+                add("outcome", r.outcome.label().to_owned());
+            }
+            Notice::Superseded { plan, .. } => {
+                add("op", plan.scope.operation.to_string());
+                add("step", plan.scope.step.to_string());
+            }
+            Notice::Finished(f) => {
+                add("op", f.op.to_string());
+                add("outcome", f.outcome.word().to_owned());
+            }
+            Notice::Resuming(r) => {
+                add("op", r.op.to_string());
+                add("step", r.step.to_string());
+            }
+            Notice::StepStopped(s) => {
+                add("op", s.plan.scope.operation.to_string());
+                add("step", s.step.to_string());
+            }
+            Notice::ApprovalTakenBack { user } | Notice::ApprovalTooLate { user, .. } => {
+                add("user", user.to_string());
+            }
+            Notice::Refused { refusal } => add("refusal", refusal_name(refusal)),
+            Notice::InternalError { op: Some(op) } => add("op", op.to_string()),
+            Notice::Status(s) => add("env", s.env.to_string()),
+            Notice::History(h) => add("env", h.env.to_string()),
+            Notice::InternalError { op: None }
+            | Notice::CommandCutShort { .. }
+            | Notice::Help
+            | Notice::Working { .. }
+            | Notice::Legacy { .. } => {}
+        }
+        facts
+    }
+}
+
+/// The refusal's name as journaled (`busy`, `gate`, `self_approval` …):
+/// the innermost tag, which is the most specific.
+pub fn refusal_name(refusal: &Refusal) -> String {
+    let value = serde_json::to_value(refusal).unwrap_or_default();
+    ["plan", "approval", "steps", "command", "refusal"]
+        .iter()
+        .filter_map(|tag| value.get(tag)?.as_str().map(str::to_owned))
+        .next()
+        .unwrap_or_default()
+}
+
+/// Where a notice goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Destination {
+    /// A new message in `channel`, or in the thread under `thread`.
+    Post {
+        channel: String,
+        thread: Option<MessageRef>,
+    },
+    /// Replaces a message the bot posted earlier.
+    Update { at: MessageRef },
+}

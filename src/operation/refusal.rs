@@ -1,0 +1,75 @@
+//! Why the bot will not do what was asked, as facts. A refusal is answered
+//! to the person who asked (its `Display` is the answer) and, when it stops
+//! a step, journaled as it is.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::approval::ApprovalError;
+use crate::backend::{BackendError, GateFailure};
+use crate::command::CommandError;
+use crate::ids::{ClusterId, EnvId, OpId, UserId};
+use crate::plan::PlanError;
+
+fn weight(w: &Option<u8>) -> String {
+    w.map_or_else(|| "none".to_owned(), |w| w.to_string())
+}
+
+fn break_glass_hint(failure: &GateFailure) -> &'static str {
+    if failure.is_health() {
+        " If you must, `/failover shift! …` asks for a break-glass approval."
+    } else {
+        ""
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+pub enum Refusal {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    #[error("{env} already has those weights; nothing to do.")]
+    NoChange { env: EnvId },
+    #[error("nothing to abort: no operation is running in {env}.")]
+    NothingToAbort { env: EnvId },
+    #[error("{env} is busy: operation #{op} by <@{requester}>, step {step}/{total}. `/failover abort` ends it.")]
+    Busy {
+        env: EnvId,
+        op: OpId,
+        requester: UserId,
+        step: usize,
+        total: usize,
+    },
+    #[error("nobody but you may approve, and you cannot approve your own request; add approvers to the config.")]
+    NoOtherApprover,
+    #[error("cannot read the weights in {env}: {error}")]
+    Unavailable { env: EnvId, error: BackendError },
+    #[error("{cluster} may not get traffic: {failure}.{}", break_glass_hint(.failure))]
+    GateFailed {
+        cluster: ClusterId,
+        failure: GateFailure,
+    },
+    #[error("{cluster} holds weight {}, neither the plan's before ({}) nor after ({}); someone else changed it", weight(.found), weight(.before), weight(.after))]
+    UnexpectedWeight {
+        cluster: ClusterId,
+        found: Option<u8>,
+        before: Option<u8>,
+        after: Option<u8>,
+    },
+    #[error("this plan of operation #{op} is no longer awaiting approval.")]
+    PlanClosed { op: OpId },
+    #[error("environment {env} is no longer in the config.")]
+    NoSuchEnvironment { env: EnvId },
+    #[error("the step began at {}, longer ago than an approval lasts ({}); finishing it needs a new approval", .started_at.format("%H:%M UTC"), humantime::format_duration(std::time::Duration::from_secs(*.lifetime_secs)))]
+    StepTooOld {
+        started_at: DateTime<Utc>,
+        lifetime_secs: u64,
+    },
+    /// Written by a release before facts were journaled: the sentence.
+    #[error("{text}")]
+    Legacy { text: String },
+}

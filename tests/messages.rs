@@ -1,0 +1,436 @@
+//! The bot's words, pinned: every kind of message rendered from fixed facts
+//! and compared with its snapshot in `tests/snapshots/`. A rewording shows
+//! as one snapshot diff to review (`INSTA_UPDATE=always cargo test --test
+//! messages`, then read the diff in git); the rest of the suite asserts on
+//! kinds and facts, not words.
+
+#[path = "support/samples.rs"]
+mod samples;
+
+use chrono::{TimeZone, Utc};
+use failover_bot::approval::{Approval, ApprovalState};
+use failover_bot::backend::{
+    BackendError, ClusterState, Convergence, GateFailure, HealthFailure, Snapshot,
+};
+use failover_bot::chat::MessageKind;
+use failover_bot::command::shift::ShiftOp;
+use failover_bot::command::to::FailoverOp;
+use failover_bot::config::Config;
+use failover_bot::ids::{ClusterId, MessageRef};
+use failover_bot::messages::{render, render_resent};
+use failover_bot::notice::{
+    FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName, PlanNotice, ResumeNotice,
+    Resumption, StatusNotice, StepReport, StepStopped,
+};
+use failover_bot::operation::{
+    plan_step, ClusterOutcome, ClusterResult, GateWarning, OperationHeader, OperationKind,
+    OperationOutcome, PlanStatus, Refusal, ShownPlan, StepOutcome, StopCause, WriteFailure,
+};
+use failover_bot::plan::{Percent, Plan, Weights};
+
+const CONFIG: &str = r#"
+approval:
+  approvers: [alice, bob, S0SRE]
+environments:
+  dev:
+    channel: C1
+    clusters:
+      - {name: k8s-blue.dev.example.com, context: blue}
+      - {name: k8s-green.dev.example.com, context: green}
+      - {name: k8s-grey.dev.example.com, context: grey}
+"#;
+
+const BLUE: &str = "k8s-blue.dev.example.com";
+const GREEN: &str = "k8s-green.dev.example.com";
+
+fn config() -> Config {
+    Config::from_yaml(CONFIG).unwrap()
+}
+
+fn at(minute: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, minute, 0).unwrap()
+}
+
+fn weights(blue: u8, green: u8) -> Weights {
+    [(BLUE, blue), (GREEN, green)].into_iter().collect()
+}
+
+fn header(kind: OperationKind, command: &str) -> OperationHeader {
+    OperationHeader {
+        id: 7,
+        env: "dev".into(),
+        channel: "C1".into(),
+        requester: "alice".into(),
+        kind,
+        command: command.into(),
+        start: weights(100, 0),
+        started_at: at(0),
+        event: None,
+    }
+}
+
+fn failover() -> OperationHeader {
+    header(
+        OperationKind::Failover(FailoverOp {
+            target: GREEN.into(),
+            steps: [10, 50, 100].map(|p| Percent::new(p).unwrap()).to_vec(),
+        }),
+        "/failover to green",
+    )
+}
+
+fn shift(force: bool) -> OperationHeader {
+    header(
+        OperationKind::Shift(ShiftOp {
+            percent: Percent::new(50).unwrap(),
+            target: GREEN.into(),
+            force,
+        }),
+        if force { "shift! 50 to green" } else { "shift 50" },
+    )
+}
+
+fn plan_of(header: &OperationHeader, step: usize, now: &Weights) -> Plan {
+    plan_step(header, step, now).unwrap()
+}
+
+fn shown(plan: Plan, state: ApprovalState, warnings: Vec<GateWarning>) -> ShownPlan {
+    let mut approval = Approval::new(plan.hash.clone(), "alice".into(), at(15));
+    approval.state = state;
+    ShownPlan {
+        plan,
+        message: MessageRef {
+            channel: "C1".into(),
+            ts: "1.000100".into(),
+        },
+        approval,
+        warnings,
+        versions: Default::default(),
+    }
+}
+
+fn approved() -> ApprovalState {
+    ApprovalState::Approved {
+        by: "bob".into(),
+        at: at(1),
+    }
+}
+
+/// Each case's text under a heading, so one kind is one snapshot.
+fn cases(list: Vec<(&str, Notice)>) -> String {
+    let config = config();
+    list.into_iter()
+        .map(|(name, notice)| format!("## {name}\n{}\n", render(&notice, &config).text))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn plan_notice(header: OperationHeader, shown: ShownPlan, status: PlanStatus) -> Notice {
+    Notice::Plan(Box::new(PlanNotice {
+        header,
+        step: shown.plan.scope.step,
+        shown,
+        status,
+    }))
+}
+
+#[test]
+fn plan() {
+    let op = failover();
+    let first = plan_of(&op, 1, &weights(100, 0));
+    let pending = || shown(first.clone(), ApprovalState::Pending, vec![]);
+    let by = || "bob".into();
+    let warning = GateWarning::Failed {
+        cluster: GREEN.into(),
+        failure: GateFailure::Unhealthy {
+            failure: HealthFailure::Timeout {
+                url: "https://status.green/healthz".into(),
+                seconds: 3,
+                tries: 3,
+            },
+        },
+    };
+    let forced = shift(true);
+    let forced_plan = plan_of(&forced, 1, &weights(100, 0));
+    insta::assert_snapshot!(cases(vec![
+        ("pending", plan_notice(op.clone(), pending(), PlanStatus::Pending)),
+        ("applying", plan_notice(op.clone(), shown(first.clone(), approved(), vec![]), PlanStatus::Applying { by: by() })),
+        ("applied", plan_notice(op.clone(), shown(first.clone(), approved(), vec![]), PlanStatus::Applied)),
+        ("failed", plan_notice(op.clone(), pending(), PlanStatus::Failed)),
+        ("refused", plan_notice(op.clone(), pending(), PlanStatus::Refused)),
+        ("rejected", plan_notice(op.clone(), pending(), PlanStatus::Rejected { by: by() })),
+        ("expired", plan_notice(op.clone(), pending(), PlanStatus::Expired)),
+        ("withdrawn", plan_notice(op.clone(), pending(), PlanStatus::Withdrawn { by: "alice".into() })),
+        ("aborted", plan_notice(op.clone(), pending(), PlanStatus::Aborted { by: "carol".into() })),
+        ("superseded", plan_notice(op, pending(), PlanStatus::Superseded)),
+        ("break-glass pending", plan_notice(forced, shown(forced_plan, ApprovalState::Pending, vec![warning, GateWarning::Legacy("k8s-green.dev.example.com: health check failed (as journaled by 0.1)".into())]), PlanStatus::Pending)),
+    ]));
+}
+
+fn result(cluster: &str, from: u8, to: u8, outcome: ClusterOutcome) -> ClusterResult {
+    ClusterResult {
+        cluster: cluster.into(),
+        from: Some(from),
+        to: Some(to),
+        outcome,
+    }
+}
+
+fn step_report(step: usize, outcome: StepOutcome, results: Vec<ClusterResult>) -> Notice {
+    let op = failover();
+    Notice::StepResult(Box::new(StepReport {
+        op: 7,
+        env: "dev".into(),
+        step,
+        total: 3,
+        plan: plan_of(&op, step, &weights(100, 0)),
+        results,
+        outcome,
+        micros: 1_234,
+    }))
+}
+
+#[test]
+fn step_result() {
+    let applied = || {
+        vec![
+            result(BLUE, 100, 90, ClusterOutcome::Applied),
+            result(GREEN, 0, 10, ClusterOutcome::Applied),
+        ]
+    };
+    let injected = || BackendError::Failed {
+        cluster: BLUE.into(),
+        reason: "injected failure".into(),
+    };
+    insta::assert_snapshot!(cases(vec![
+        ("applied, more steps follow", step_report(1, StepOutcome::Applied { unverified: vec![], dry_run: vec![] }, applied())),
+        ("applied, last step", step_report(3, StepOutcome::Applied { unverified: vec![], dry_run: vec![] }, applied())),
+        ("applied, not carried yet, dry run", step_report(1, StepOutcome::Applied { unverified: vec![GREEN.into()], dry_run: vec![ClusterId::from(BLUE)] }, vec![result(BLUE, 100, 90, ClusterOutcome::DryRun), result(GREEN, 0, 10, ClusterOutcome::Applied)])),
+        ("skipped", step_report(2, StepOutcome::Skipped, vec![])),
+        ("conflict", step_report(1, StepOutcome::Conflict, vec![result(GREEN, 0, 10, ClusterOutcome::Restored), result(BLUE, 100, 90, ClusterOutcome::Failed { error: BackendError::Conflict { cluster: BLUE.into() } })])),
+        ("restored", step_report(1, StepOutcome::Restored { failure: WriteFailure::Errors(vec![injected()]) }, vec![result(GREEN, 0, 10, ClusterOutcome::Restored), result(BLUE, 100, 90, ClusterOutcome::Failed { error: injected() })])),
+        ("incomplete", step_report(1, StepOutcome::Incomplete { failure: WriteFailure::Errors(vec![injected()]) }, vec![result(GREEN, 0, 10, ClusterOutcome::RestoreFailed { error: injected() }), result(BLUE, 100, 90, ClusterOutcome::Failed { error: injected() })])),
+        ("restored, as journaled by 0.1", step_report(1, StepOutcome::Restored { failure: WriteFailure::Legacy("k8s-blue.dev.example.com: injected failure".into()) }, vec![])),
+        ("refused", step_report(1, StepOutcome::Refused { refusal: Refusal::NoOtherApprover }, vec![])),
+        ("interrupted", step_report(1, StepOutcome::Interrupted { refusal: Refusal::NoOtherApprover }, vec![])),
+    ]));
+}
+
+#[test]
+fn superseded() {
+    let op = failover();
+    let plan = || Box::new(plan_of(&op, 1, &weights(100, 0)));
+    insta::assert_snapshot!(cases(vec![
+        ("weights moved", Notice::Superseded { plan: plan(), now: weights(80, 0), moved: vec![BLUE.into()] }),
+        ("a cluster added", Notice::Superseded { plan: plan(), now: [(BLUE, 100), (GREEN, 0), ("k8s-grey.dev.example.com", 0)].into_iter().collect(), moved: vec![] }),
+        ("objects rewritten", Notice::Superseded { plan: plan(), now: weights(100, 0), moved: vec![BLUE.into()] }),
+    ]));
+}
+
+fn finished(step: usize, outcome: OperationOutcome) -> Notice {
+    Notice::Finished(FinishedNotice {
+        op: 7,
+        step,
+        total: 3,
+        approvals: vec![(1, "bob".into()), (2, "dave".into()), (3, "bob".into())],
+        outcome,
+    })
+}
+
+#[test]
+fn finished_operation() {
+    insta::assert_snapshot!(cases(vec![
+        ("completed", finished(3, OperationOutcome::Completed)),
+        ("rejected", finished(1, OperationOutcome::Rejected { by: "bob".into() })),
+        ("expired after a step", finished(2, OperationOutcome::Expired)),
+        ("withdrawn", finished(1, OperationOutcome::Withdrawn { by: "alice".into() })),
+        ("aborted", finished(3, OperationOutcome::Aborted { by: "carol".into() })),
+        ("failed: unverified", finished(2, OperationOutcome::Failed { cause: StopCause::Unverified { step: 2, clusters: vec![GREEN.into()] } })),
+        ("failed: writes", finished(1, OperationOutcome::Failed { cause: StopCause::WritesFailed { failure: WriteFailure::Errors(vec![BackendError::NotFound { cluster: GREEN.into() }]) } })),
+        ("failed: refused", finished(2, OperationOutcome::Failed { cause: StopCause::Refused { refusal: Refusal::NoOtherApprover } })),
+        ("failed, as journaled by 0.1", finished(2, OperationOutcome::Failed { cause: StopCause::Legacy { reason: "step 2 applied but not verified on k8s-green".into() } })),
+    ]));
+}
+
+#[test]
+fn resuming() {
+    let doing = [
+        ("reposting a plan", Resumption::RepostingPlan),
+        ("planning", Resumption::PlanningNextStep),
+        ("awaiting approval", Resumption::AwaitingApproval { until: at(15) }),
+        ("applying", Resumption::ApplyingApprovedStep),
+        ("finishing a step", Resumption::FinishingInterruptedStep),
+        ("closing", Resumption::Closing),
+    ];
+    insta::assert_snapshot!(cases(
+        doing
+            .into_iter()
+            .map(|(name, doing)| {
+                let notice = ResumeNotice {
+                    op: 7,
+                    step: 2,
+                    total: 3,
+                    doing,
+                };
+                (name, Notice::Resuming(notice))
+            })
+            .collect()
+    ));
+}
+
+#[test]
+fn step_stopped() {
+    let op = failover();
+    let stopped = |now| {
+        Notice::StepStopped(Box::new(StepStopped {
+            env: "dev".into(),
+            step: 2,
+            total: 3,
+            plan: plan_of(&op, 2, &weights(90, 10)),
+            refusal: Refusal::UnexpectedWeight {
+                cluster: GREEN.into(),
+                found: Some(30),
+                before: Some(10),
+                after: Some(50),
+            },
+            now,
+        }))
+    };
+    insta::assert_snapshot!(cases(vec![
+        ("weights read", stopped(Some(weights(70, 30)))),
+        ("weights unreadable", stopped(None)),
+    ]));
+}
+
+#[test]
+fn approvals_taken_back() {
+    insta::assert_snapshot!(cases(vec![
+        ("before the step", Notice::ApprovalTakenBack { user: "bob".into() }),
+        ("too late", Notice::ApprovalTooLate { user: "bob".into(), step: 2 }),
+    ]));
+}
+
+#[test]
+fn refused() {
+    let list = samples::refusals()
+        .into_iter()
+        .map(|refusal| {
+            let name = samples::variant_name(&refusal);
+            (name, Notice::Refused { refusal })
+        })
+        .collect::<Vec<_>>();
+    insta::assert_snapshot!(cases(
+        list.iter()
+            .map(|(name, notice)| (name.as_str(), notice.clone()))
+            .collect()
+    ));
+}
+
+#[test]
+fn answers() {
+    insta::assert_snapshot!(cases(vec![
+        ("internal error during an operation", Notice::InternalError { op: Some(7) }),
+        ("internal error", Notice::InternalError { op: None }),
+        ("command cut short", Notice::CommandCutShort { text: "shift 50".into() }),
+        ("help", Notice::Help),
+        ("working", Notice::Working { text: "/failover shift 50".into() }),
+        ("legacy", Notice::Legacy { text: "a message as journaled by 0.1".into() }),
+    ]));
+}
+
+fn line(op: u64, ended: Option<&str>) -> OperationLine {
+    OperationLine {
+        op,
+        requester: "alice".into(),
+        command: "to green".into(),
+        step: 2,
+        total: 3,
+        approvals: vec![(1, "bob".into())],
+        ended: ended.map(|outcome| failover_bot::notice::Ended {
+            outcome: outcome.into(),
+            at: at(30),
+        }),
+        phase: ended.is_none().then_some(PhaseName::AwaitingApproval),
+    }
+}
+
+#[test]
+fn status_and_history() {
+    let snapshot = Snapshot {
+        clusters: [
+            (BLUE, Some(90)),
+            (GREEN, Some(10)),
+            ("k8s-grey.dev.example.com", None),
+        ]
+        .into_iter()
+        .map(|(c, weight)| {
+            (
+                c.into(),
+                ClusterState {
+                    weight,
+                    version: None,
+                },
+            )
+        })
+        .collect(),
+    };
+    let observed = vec![
+        Convergence {
+            cluster: BLUE.into(),
+            converged: 4,
+            total: 4,
+            stragglers: vec![],
+        },
+        Convergence {
+            cluster: GREEN.into(),
+            converged: 3,
+            total: 4,
+            stragglers: vec!["Ingress shop/web".into()],
+        },
+    ];
+    let status = |observed, running| {
+        Notice::Status(Box::new(StatusNotice {
+            env: "dev".into(),
+            snapshot: snapshot.clone(),
+            observed,
+            running,
+        }))
+    };
+    insta::assert_snapshot!(cases(vec![
+        ("status, drift, running", status(Some(observed), Some(line(8, None)))),
+        ("status, unobserved", status(None, None)),
+        ("history, empty", Notice::History(HistoryNotice { env: "dev".into(), running: None, finished: vec![] })),
+        ("history", Notice::History(HistoryNotice { env: "dev".into(), running: Some(line(8, None)), finished: vec![line(7, Some("completed")), line(6, Some("aborted"))] })),
+    ]));
+}
+
+#[test]
+fn a_post_sent_again_says_so() {
+    let notice = Notice::ApprovalTakenBack { user: "bob".into() };
+    let text = render_resent(&notice, &config()).text;
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn every_message_carries_its_kind_and_the_facts_of_its_operation() {
+    let config = config();
+    let op = failover();
+    let plan = plan_of(&op, 1, &weights(100, 0));
+    let message = render(
+        &plan_notice(op, shown(plan.clone(), ApprovalState::Pending, vec![]), PlanStatus::Pending),
+        &config,
+    );
+    assert_eq!(message.kind, MessageKind::Plan);
+    assert_eq!(message.fact("op"), Some("7"));
+    assert_eq!(message.fact("step"), Some("1"));
+    assert_eq!(message.fact("status"), Some("pending"));
+    assert_eq!(message.fact("plan"), Some(plan.hash.as_str()));
+    let refused = render(
+        &Notice::Refused {
+            refusal: samples::approval_errors()[0].clone().into(),
+        },
+        &config,
+    );
+    assert_eq!(refused.kind, MessageKind::Refused);
+    assert_eq!(refused.fact("refusal"), Some("self_approval"));
+}

@@ -1,0 +1,180 @@
+//! One instance of every refusal the bot can answer with, with the values
+//! the troubleshooting entries quote. `tests/docs.rs` checks that each has
+//! an entry quoting it and that no variant is missing; `tests/messages.rs`
+//! pins how each is worded.
+
+use failover_bot::approval::{ApprovalError, StateName};
+use failover_bot::backend::{BackendError, GateFailure, HealthFailure};
+use failover_bot::command::{CommandError, Missing, Verb};
+use failover_bot::operation::Refusal;
+use failover_bot::plan::{PlanError, StepsError};
+
+fn s(text: &str) -> String {
+    text.to_owned()
+}
+
+const GREEN: &str = "k8s-green.dev.example.com";
+const BLUE: &str = "k8s-blue.dev.example.com";
+
+pub fn command_errors() -> Vec<CommandError> {
+    use CommandError::*;
+    vec![
+        UnknownCommand {
+            word: s("shfit"),
+            suggestion: Some(s("shift")),
+        },
+        MissingArgument {
+            verb: Verb::Shift,
+            what: Missing::Percent,
+        },
+        BadPercent { given: s("150") },
+        BadSteps {
+            given: s("50,10"),
+            problem: StepsError::NotRising,
+        },
+        UnexpectedWord {
+            verb: Verb::Shift,
+            word: s("now"),
+        },
+        RepeatedOption {
+            verb: Verb::Shift,
+            option: s("to"),
+        },
+        ChannelNotAllowed {
+            allowed: vec![s("C0FAILOVER")],
+        },
+        UnknownEnvironment {
+            given: s("prd"),
+            suggestion: Some(s("prod")),
+            known: vec!["dev".into(), "prod".into()],
+        },
+        WhichEnvironment {
+            known: vec!["dev".into(), "prod".into()],
+        },
+        UnknownCluster {
+            given: s("grean"),
+            env: "dev".into(),
+            suggestion: Some(s("green")),
+            known: vec![s("blue"), s("green")],
+        },
+        AmbiguousCluster {
+            given: s("k8s"),
+            env: "dev".into(),
+            matches: vec![s("blue"), s("green")],
+        },
+        AlreadyAtTarget {
+            cluster: GREEN.into(),
+        },
+        NothingToRollBack { env: "dev".into() },
+    ]
+}
+
+pub fn plan_errors() -> Vec<PlanError> {
+    use PlanError::*;
+    vec![
+        NoRoutedClusters,
+        AmbiguousShiftTarget {
+            tied: vec![BLUE.into(), GREEN.into()],
+        },
+        ClusterNotRouted {
+            cluster: GREEN.into(),
+        },
+        SingleCluster {
+            cluster: BLUE.into(),
+        },
+        AllZero { env: "dev".into() },
+        AlreadyRouted {
+            cluster: GREEN.into(),
+        },
+        RemoveNonZero {
+            cluster: GREEN.into(),
+            weight: 10,
+        },
+        ChangesClusterSet,
+        NewClusterNotAtZero,
+    ]
+}
+
+pub fn approval_errors() -> Vec<ApprovalError> {
+    use ApprovalError::*;
+    vec![
+        SelfApproval {
+            user: "alice".into(),
+        },
+        NotApprover {
+            user: "carol".into(),
+        },
+        NotPending {
+            state: StateName::Expired,
+        },
+        PlanChanged,
+    ]
+}
+
+/// The refusals of the engine itself (not wrapping another module's).
+pub fn engine_refusals() -> Vec<Refusal> {
+    use Refusal::*;
+    vec![
+        NoChange { env: "dev".into() },
+        NothingToAbort { env: "dev".into() },
+        Busy {
+            env: "dev".into(),
+            op: 7,
+            requester: "alice".into(),
+            step: 2,
+            total: 3,
+        },
+        NoOtherApprover,
+        Unavailable {
+            env: "dev".into(),
+            error: BackendError::Failed {
+                cluster: s(GREEN),
+                reason: s("operation timed out"),
+            },
+        },
+        GateFailed {
+            cluster: GREEN.into(),
+            failure: GateFailure::Unhealthy {
+                failure: HealthFailure::Status {
+                    url: s("https://status.green.dev.example.com/healthz"),
+                    status: 503,
+                    tries: 3,
+                },
+            },
+        },
+        UnexpectedWeight {
+            cluster: GREEN.into(),
+            found: Some(30),
+            before: Some(10),
+            after: Some(50),
+        },
+        PlanClosed { op: 7 },
+        NoSuchEnvironment {
+            env: "staging".into(),
+        },
+    ]
+}
+
+/// Every refusal, each module's own wrapped as the engine answers it.
+pub fn refusals() -> Vec<Refusal> {
+    let mut all: Vec<Refusal> = command_errors().into_iter().map(Refusal::from).collect();
+    all.extend(plan_errors().into_iter().map(Refusal::from));
+    all.extend(approval_errors().into_iter().map(Refusal::from));
+    all.extend(engine_refusals());
+    all
+}
+
+/// The name of the variant a refusal is (`UnknownCommand`), whichever
+/// module's enum it comes from.
+pub fn variant_name(refusal: &Refusal) -> String {
+    let debug = match refusal {
+        Refusal::Command(CommandError::Plan(e)) | Refusal::Plan(e) => format!("{e:?}"),
+        Refusal::Command(e) => format!("{e:?}"),
+        Refusal::Approval(e) => format!("{e:?}"),
+        other => format!("{other:?}"),
+    };
+    debug
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect()
+}
