@@ -25,6 +25,9 @@
 //!   sandbox and engine tests.
 //! - [`chat`] — [`chat::Chat`] and [`chat::GroupResolver`].
 //! - [`clock`] — [`clock::Clock`], injectable so expiry is testable.
+//! - [`gates`] — Prometheus gates and the capacity gate: their config, the
+//!   query client, the Deployment reader, and typed results (facts that
+//!   [`messages`] words).
 //! - [`sandbox`] — the terminal channel and the script runner.
 //! - [`cli`], [`telemetry`] — the binary's subcommands and logging.
 
@@ -35,6 +38,7 @@ pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod gates;
 pub mod health;
 pub mod leader;
 pub mod messages;
