@@ -25,7 +25,9 @@
 //! 3. Words: [`messages`] renders notices (facts in, text out).
 //! 4. Adapters behind traits, so the same engine runs everywhere:
 //!    [`backend`] ([`backend::RoutingBackend`]: in memory, Kubernetes,
-//!    Route53), [`chat`] ([`chat::Chat`]), [`clock`], [`metrics`].
+//!    Route53), [`chat`] ([`chat::Chat`]), [`clock`], [`metrics`], and
+//!    [`gates`] (Prometheus and capacity gates: their config, the query
+//!    client, the Deployment reader, and typed results).
 //! 5. The engine: [`engine`] — commands, reactions, driving operations,
 //!    resuming after a restart.
 //! 6. The outside: [`slack`], [`sandbox`], [`serve`], [`leader`],
@@ -54,6 +56,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod engine;
+pub mod gates;
 pub mod health;
 pub mod ids;
 pub mod journal;

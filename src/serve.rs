@@ -119,6 +119,8 @@ where
         Some(election) => Some(lead(election).await?),
         None => None,
     };
+    // Holds the Lease now, or is the only replica.
+    metrics.set_leader(true);
     let client = Arc::new(SlackClient::new(
         connector.with_slack_api_url(&settings.api_url),
     ));
@@ -140,7 +142,7 @@ where
         records,
         bot_user: bot_user.into(),
     })
-    .with_metrics(metrics);
+    .with_metrics(metrics.clone());
     let engine = Arc::new(engine);
     engine.resume().await;
     let ticker = tokio::spawn(expire_forever(engine.clone()));
@@ -152,6 +154,7 @@ where
     tracing::info!(ms = started.elapsed().as_millis() as u64, "ready");
     let stop = Stop::new();
     let result = run_transport(&settings, client, intake, &stop, leadership.as_mut()).await;
+    metrics.set_leader(false);
     ticker.abort();
     server.abort();
     if let Some(leadership) = leadership {

@@ -236,6 +236,8 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
         Some(503),
         "the follower is not ready"
     );
+    assert_gauges(&first, "1").await;
+    assert_gauges(&second, "0").await;
     let refused = second.slash("UALICE", "status", "trig-follower").await;
     assert_eq!(refused.status(), 503, "the follower takes no Slack traffic");
     assert_eq!(
@@ -266,6 +268,7 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
         second.log()
     );
     eprintln!("handover took {:?}", took_over.elapsed());
+    assert_gauges(&second, "1").await;
 
     // The pending plan from the old leader is approved through the new one.
     second.approve("Ev2", "UBOB", &step2).await;
@@ -309,6 +312,21 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
         "{metrics}"
     );
     assert_json_logs_name_the_operation(&second.log());
+}
+
+/// `failover_bot_leader` and `failover_bot_ready` (what the leader alerts
+/// in manifests/monitoring watch) both have `value` on this replica.
+async fn assert_gauges(replica: &Replica, value: &str) {
+    let metrics = reqwest::get(replica.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for gauge in ["failover_bot_leader", "failover_bot_ready"] {
+        let line = format!("{gauge} {value}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 /// Every log line is a JSON object, and the step's lines carry the

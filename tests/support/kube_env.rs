@@ -154,6 +154,12 @@ fn find_binaries() -> KubeBin {
     bin
 }
 
+/// The cached kubectl (for commands that need no API server, such as
+/// `kubectl kustomize`); panics with how to get it, like [`KubeEnv::start`].
+pub fn kubectl_binary() -> PathBuf {
+    find_binaries().kubectl
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p)

@@ -9,6 +9,7 @@ pub mod fake_slack;
 pub mod fault_proxy;
 pub mod kube_env;
 pub mod moto;
+pub mod prometheus;
 pub mod serve_proc;
 
 use std::collections::{BTreeMap, HashSet};
