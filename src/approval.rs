@@ -244,18 +244,22 @@ mod tests {
     }
 
     fn pending() -> Approval {
-        Approval::new(hash(), "alice", t(15))
+        Approval::new(hash(), "alice".into(), t(15))
     }
 
-    const BOB: Actor<'static> = Actor {
-        user: "bob",
-        is_approver: true,
-    };
+    fn user(name: &str) -> UserId {
+        name.into()
+    }
 
     #[test]
     fn approver_approves() {
         let mut a = pending();
-        a.approve(&BOB, &hash(), t(1)).unwrap();
+        let bob = user("bob");
+        let bob = Actor {
+            user: &bob,
+            is_approver: true,
+        };
+        a.approve(&bob, &hash(), t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Approved { ref by, .. } if by == "bob"));
     }
 
@@ -263,7 +267,7 @@ mod tests {
     fn requester_cannot_approve_even_as_approver() {
         let mut a = pending();
         let alice = Actor {
-            user: "alice",
+            user: &user("alice"),
             is_approver: true,
         };
         assert!(matches!(
@@ -277,7 +281,7 @@ mod tests {
     fn non_approver_refused() {
         let mut a = pending();
         let carol = Actor {
-            user: "carol",
+            user: &user("carol"),
             is_approver: false,
         };
         assert!(matches!(
@@ -286,43 +290,55 @@ mod tests {
         ));
     }
 
+    fn bob_actor(bob: &UserId) -> Actor<'_> {
+        Actor {
+            user: bob,
+            is_approver: true,
+        }
+    }
+
     #[test]
     fn expired_cannot_be_approved() {
+        let bob = user("bob");
         let mut a = pending();
         assert!(matches!(
-            a.approve(&BOB, &hash(), t(15)),
-            Err(ApprovalError::NotPending { state: "expired" })
+            a.approve(&bob_actor(&bob), &hash(), t(15)),
+            Err(ApprovalError::NotPending {
+                state: StateName::Expired
+            })
         ));
     }
 
     #[test]
     fn other_plan_hash_refused() {
+        let bob = user("bob");
         let mut a = pending();
         let other: PlanHash = serde_json::from_str("\"def\"").unwrap();
         assert!(matches!(
-            a.approve(&BOB, &other, t(1)),
+            a.approve(&bob_actor(&bob), &other, t(1)),
             Err(ApprovalError::PlanChanged)
         ));
     }
 
     #[test]
     fn reject_withdraw_unapprove() {
+        let bob = user("bob");
         let mut a = pending();
-        a.reject(&BOB, t(1)).unwrap();
+        a.reject(&bob_actor(&bob), t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Rejected { .. }));
 
         let mut a = pending();
         let alice = Actor {
-            user: "alice",
+            user: &user("alice"),
             is_approver: false,
         };
         a.reject(&alice, t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Withdrawn { .. }));
 
         let mut a = pending();
-        a.approve(&BOB, &hash(), t(1)).unwrap();
-        assert!(a.unapprove("carol").is_err());
-        a.unapprove("bob").unwrap();
+        a.approve(&bob_actor(&bob), &hash(), t(1)).unwrap();
+        assert!(a.unapprove(&user("carol")).is_err());
+        a.unapprove(&bob).unwrap();
         assert_eq!(a.state, ApprovalState::Pending);
     }
 }

@@ -85,6 +85,7 @@ fn help(config: &Config) -> String {
     for verb in [
         Verb::Status,
         Verb::Shift,
+        Verb::Set,
         Verb::To,
         Verb::Abort,
         Verb::Rollback,
@@ -93,7 +94,7 @@ fn help(config: &Config) -> String {
     }
     text.push_str(&line(
         &[Verb::Add, Verb::Remove],
-        "create / delete a cluster's routing weight (remove only at weight 0)",
+        "create a cluster's routing weight (at 0 unless a weight is given) / delete one (only at weight 0)",
     ));
     text.push_str(&line(&[Verb::History], Verb::History.summary()));
     let _ = write!(
@@ -163,7 +164,15 @@ pub fn describe(config: &Config, header: &OperationHeader) -> String {
         OperationKind::Rollback(rollback) => {
             format!("roll back to before operation #{}", rollback.of)
         }
-        OperationKind::Add(add) => format!("add {} at weight 0", label(&add.cluster)),
+        OperationKind::Set(set) => format!(
+            "set weights: {}",
+            set.weights
+                .iter()
+                .map(|(c, w)| format!("{} {w}", label(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        OperationKind::Add(add) => format!("add {} at weight {}", label(&add.cluster), add.weight),
         OperationKind::Remove(remove) => format!("remove {}", label(&remove.cluster)),
     }
 }
@@ -449,6 +458,9 @@ fn stop_cause(cause: &StopCause) -> String {
         ),
         StopCause::WritesFailed { failure } => write_failure(failure),
         StopCause::Refused { refusal } => refusal.to_string(),
+        StopCause::PlanNotPosted { step, reason } => {
+            format!("Slack did not take step {step}'s plan ({reason}), so nobody could approve it; nothing was changed by that step")
+        }
         StopCause::Legacy { reason } => reason.clone(),
     }
 }
@@ -527,18 +539,19 @@ fn resuming(r: &ResumeNotice) -> String {
 /// finished safely: what stopped it, and every cluster's weight as read
 /// now, so the channel knows where traffic stands without `status`.
 fn step_stopped(s: &StepStopped, config: &Config) -> String {
+    let why = s.refusal.to_string();
+    let why = why.trim_end_matches('.');
     let mut text = if s.put_back.is_empty() {
         format!(
-            ":rotating_light: Step {}/{} stopped: the bot restarted during this step and stopped it without further changes: {}.",
-            s.step, s.total, s.refusal
+            ":rotating_light: Step {}/{} stopped: the bot restarted during this step and stopped it without further changes: {why}.",
+            s.step, s.total
         )
     } else {
         let names: Vec<&str> = s.put_back.iter().map(ClusterId::as_str).collect();
         format!(
-            ":rotating_light: Step {}/{} stopped: the bot restarted during this step and did not finish it: {}. It put {} back to the weight from before the step.",
+            ":rotating_light: Step {}/{} stopped: the bot restarted during this step and did not finish it: {why}. It put {} back to the weight from before the step.",
             s.step,
             s.total,
-            s.refusal,
             names.join(", ")
         )
     };

@@ -35,8 +35,8 @@ pub enum PlanError {
     RemoveNonZero { cluster: ClusterId, weight: u8 },
     #[error("a weight change may not add or remove clusters.")]
     ChangesClusterSet,
-    #[error("a new cluster must start at weight 0.")]
-    NewClusterNotAtZero,
+    #[error("adding a cluster must give it a weight.")]
+    NewClusterWithoutWeight,
 }
 
 /// Traffic weights of the clusters that currently have a routing object
@@ -364,13 +364,22 @@ impl Plan {
             .filter(|c| self.before.get(c) != self.after.get(c))
     }
 
-    /// Clusters this plan gives more weight than they have now: these must pass
-    /// the health gate before the plan is applied.
+    /// Clusters whose share of the traffic this plan raises: these must pass
+    /// the health gates before the plan is applied. A share can rise with
+    /// no change to the cluster's own weight (`set blue=100` from blue 255,
+    /// green 100 takes green from 28% to 50%), so shares are compared, not
+    /// weights: exactly, as `a/A > b/B` ⇔ `a·B > b·A`.
     pub fn raised_clusters(&self) -> impl Iterator<Item = &ClusterId> {
-        self.after
-            .iter()
-            .filter(|(name, w)| *w > self.before.get(name).unwrap_or(0))
-            .map(|(name, _)| name)
+        let (before_total, after_total) = (self.before.total(), self.after.total());
+        self.after.iter().filter_map(move |(name, after)| {
+            let before = u32::from(self.before.get(name).unwrap_or(0));
+            let rises = match before_total {
+                0 => after > 0,
+                _ => u64::from(after) * u64::from(before_total)
+                    > u64::from(before) * u64::from(after_total),
+            };
+            rises.then_some(name)
+        })
     }
 
     /// True when applying the plan would change nothing.
@@ -401,8 +410,8 @@ fn check_invariants(
                     cluster: cluster.clone(),
                 });
             }
-            if after.get(cluster) != Some(0) {
-                return Err(PlanError::NewClusterNotAtZero);
+            if after.get(cluster).is_none() {
+                return Err(PlanError::NewClusterWithoutWeight);
             }
         }
         Change::Delete { cluster } => match before.get(cluster) {
@@ -451,14 +460,14 @@ mod tests {
     #[test]
     fn shift_half_from_blue_green() {
         let now = weights(&[("blue", 100), ("green", 0)]);
-        let after = shift(&now, "green", Percent::new(50).unwrap()).unwrap();
+        let after = shift(&now, &"green".into(), Percent::new(50).unwrap()).unwrap();
         assert_eq!(after, weights(&[("blue", 50), ("green", 50)]));
     }
 
     #[test]
     fn shift_spreads_rest_in_proportion() {
         let now = weights(&[("a", 60), ("b", 30), ("c", 10)]);
-        let after = shift(&now, "c", Percent::new(70).unwrap()).unwrap();
+        let after = shift(&now, &"c".into(), Percent::new(70).unwrap()).unwrap();
         // a:b keep 2:1 of the remaining 30.
         assert_eq!(after, weights(&[("a", 20), ("b", 10), ("c", 70)]));
     }
@@ -466,14 +475,14 @@ mod tests {
     #[test]
     fn shift_spreads_rest_equally_when_others_are_zero() {
         let now = weights(&[("a", 0), ("b", 0), ("c", 100)]);
-        let after = shift(&now, "c", Percent::new(0).unwrap()).unwrap();
+        let after = shift(&now, &"c".into(), Percent::new(0).unwrap()).unwrap();
         assert_eq!(after, weights(&[("a", 50), ("b", 50), ("c", 0)]));
     }
 
     #[test]
     fn shift_rounds_with_largest_remainder() {
         let now = weights(&[("a", 1), ("b", 1), ("c", 1), ("d", 0)]);
-        let after = shift(&now, "d", Percent::new(0).unwrap()).unwrap();
+        let after = shift(&now, &"d".into(), Percent::new(0).unwrap()).unwrap();
         assert_eq!(after.total(), 100);
         assert_eq!(after, weights(&[("a", 34), ("b", 33), ("c", 33), ("d", 0)]));
     }
@@ -523,6 +532,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, PlanError::RemoveNonZero { weight: 10, .. }));
+    }
+
+    #[test]
+    fn a_share_can_rise_without_the_weight_rising() {
+        let scope = PlanScope {
+            env: "dev".into(),
+            operation: 1,
+            step: 1,
+        };
+        // blue 255 / green 100 → blue 100 / green 100: green 28% → 50%.
+        let plan = Plan::new(
+            scope,
+            Change::SetWeights,
+            weights(&[("blue", 255), ("green", 100)]),
+            weights(&[("blue", 100), ("green", 100)]),
+        )
+        .unwrap();
+        let raised: Vec<&str> = plan.raised_clusters().map(ClusterId::as_str).collect();
+        assert_eq!(raised, ["green"]);
     }
 
     #[test]

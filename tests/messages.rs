@@ -281,24 +281,36 @@ fn resuming() {
 #[test]
 fn step_stopped() {
     let op = failover();
-    let stopped = |now| {
+    let stopped = |refusal, put_back, now| {
         Notice::StepStopped(Box::new(StepStopped {
             env: "dev".into(),
             step: 2,
             total: 3,
             plan: plan_of(&op, 2, &weights(90, 10)),
-            refusal: Refusal::UnexpectedWeight {
-                cluster: GREEN.into(),
-                found: Some(30),
-                before: Some(10),
-                after: Some(50),
-            },
+            refusal,
+            put_back,
             now,
         }))
     };
+    let moved = || Refusal::UnexpectedWeight {
+        cluster: GREEN.into(),
+        found: Some(30),
+        before: Some(10),
+        after: Some(50),
+    };
+    let sick = Refusal::GateFailed {
+        cluster: GREEN.into(),
+        failure: GateFailure::Unhealthy {
+            failure: HealthFailure::Unreachable {
+                url: "https://status.green/healthz".into(),
+                tries: 3,
+            },
+        },
+    };
     insta::assert_snapshot!(cases(vec![
-        ("weights read", stopped(Some(weights(70, 30)))),
-        ("weights unreadable", stopped(None)),
+        ("weights read", stopped(moved(), vec![], Some(weights(70, 30)))),
+        ("weights unreadable", stopped(moved(), vec![], None)),
+        ("its own half-written step put back", stopped(sick, vec![GREEN.into()], Some(weights(90, 10)))),
     ]));
 }
 

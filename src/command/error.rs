@@ -19,6 +19,7 @@ pub enum Missing {
     Reason,
     Duration,
     Weights,
+    Weight,
 }
 
 impl Missing {
@@ -31,6 +32,7 @@ impl Missing {
             Missing::Reason => "a reason",
             Missing::Duration => "a duration",
             Missing::Weights => "weights, e.g. blue=100 green=0",
+            Missing::Weight => "a weight 0–255",
         }
     }
 }
@@ -104,6 +106,10 @@ pub enum CommandError {
         env: EnvId,
         matches: Vec<String>,
     },
+    #[error("bad weight `{given}`: weights are whole numbers 0–255, e.g. `blue=100`")]
+    BadWeight { given: String },
+    #[error("{cluster} is named twice; give each cluster one weight.")]
+    RepeatedCluster { cluster: ClusterId },
     #[error("{cluster} already has every step's share of traffic; nothing to do.")]
     AlreadyAtTarget { cluster: ClusterId },
     #[error("nothing to roll back in {env}: no earlier operation.")]

@@ -22,6 +22,7 @@ pub(super) enum Keyword {
     In,
     To,
     Steps,
+    Weight,
 }
 
 impl Keyword {
@@ -30,6 +31,7 @@ impl Keyword {
             "in" => Some(Keyword::In),
             "to" => Some(Keyword::To),
             "steps" => Some(Keyword::Steps),
+            "weight" => Some(Keyword::Weight),
             _ => None,
         }
     }
@@ -39,6 +41,7 @@ impl Keyword {
             Keyword::In => "in",
             Keyword::To => "to",
             Keyword::Steps => "steps",
+            Keyword::Weight => "weight",
         }
     }
 }
@@ -49,6 +52,7 @@ pub(super) struct Options<'a> {
     pub env: Option<&'a str>,
     pub to: Option<&'a str>,
     pub steps: Option<Vec<Percent>>,
+    pub weight: Option<u8>,
 }
 
 impl<'a> Args<'a> {
@@ -104,6 +108,7 @@ impl<'a> Args<'a> {
                 Keyword::In => opts.env.is_some(),
                 Keyword::To => opts.to.is_some(),
                 Keyword::Steps => opts.steps.is_some(),
+                Keyword::Weight => opts.weight.is_some(),
             };
             if repeated {
                 return Err(CommandError::RepeatedOption {
@@ -115,9 +120,37 @@ impl<'a> Args<'a> {
                 Keyword::In => opts.env = Some(self.name(Missing::Environment)?),
                 Keyword::To => opts.to = Some(self.name(Missing::Cluster)?),
                 Keyword::Steps => opts.steps = Some(self.steps()?),
+                Keyword::Weight => opts.weight = Some(self.weight()?),
             }
         }
         Ok(opts)
+    }
+
+    /// `weight N`, a raw weight 0–255.
+    fn weight(&mut self) -> Result<u8, CommandError> {
+        let word = self.words.next().ok_or(self.missing(Missing::Weight))?;
+        let digits = word.bytes().all(|b| b.is_ascii_digit()) && (1..=3).contains(&word.len());
+        digits
+            .then(|| word.parse().ok())
+            .flatten()
+            .ok_or_else(|| CommandError::BadWeight {
+                given: word.to_owned(),
+            })
+    }
+
+    /// `NAME=VALUE` words, up to the first word that is not one.
+    pub fn assignments(&mut self) -> Result<Vec<(&'a str, &'a str)>, CommandError> {
+        let mut pairs = Vec::new();
+        while let Some((name, value)) = self.words.peek().and_then(|w| w.split_once('=')) {
+            self.words.next();
+            if name.is_empty() {
+                return Err(CommandError::BadWeight {
+                    given: format!("={value}"),
+                });
+            }
+            pairs.push((name, value));
+        }
+        Ok(pairs)
     }
 
     /// `steps 10,50,100`; spaces after commas are tolerated (`10, 50, 100`).

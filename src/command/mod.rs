@@ -18,6 +18,7 @@ pub mod help;
 pub mod history;
 pub mod remove;
 pub mod rollback;
+pub mod set;
 pub mod shift;
 pub mod status;
 pub mod to;
@@ -39,6 +40,7 @@ pub enum Verb {
     Help,
     Status,
     Shift,
+    Set,
     To,
     Abort,
     Rollback,
@@ -48,10 +50,11 @@ pub enum Verb {
 }
 
 impl Verb {
-    pub const ALL: [Verb; 9] = [
+    pub const ALL: [Verb; 10] = [
         Verb::Help,
         Verb::Status,
         Verb::Shift,
+        Verb::Set,
         Verb::To,
         Verb::Abort,
         Verb::Rollback,
@@ -65,6 +68,7 @@ impl Verb {
             Verb::Help => "help",
             Verb::Status => "status",
             Verb::Shift => "shift",
+            Verb::Set => "set",
             Verb::To => "to",
             Verb::Abort => "abort",
             Verb::Rollback => "rollback",
@@ -80,6 +84,7 @@ impl Verb {
             Verb::Help => help::USAGE,
             Verb::Status => status::USAGE,
             Verb::Shift => shift::USAGE,
+            Verb::Set => set::USAGE,
             Verb::To => to::USAGE,
             Verb::Abort => abort::USAGE,
             Verb::Rollback => rollback::USAGE,
@@ -95,6 +100,7 @@ impl Verb {
             Verb::Help => help::SUMMARY,
             Verb::Status => status::SUMMARY,
             Verb::Shift => shift::SUMMARY,
+            Verb::Set => set::SUMMARY,
             Verb::To => to::SUMMARY,
             Verb::Abort => abort::SUMMARY,
             Verb::Rollback => rollback::SUMMARY,
@@ -123,6 +129,7 @@ pub enum Command {
     Abort,
     Rollback,
     Shift(shift::Shift),
+    Set(set::Set),
     To(to::To),
     Add(add::Add),
     Remove(remove::Remove),
@@ -136,6 +143,7 @@ impl Command {
             Command::Abort => Verb::Abort,
             Command::Rollback => Verb::Rollback,
             Command::Shift(_) => Verb::Shift,
+            Command::Set(_) => Verb::Set,
             Command::To(_) => Verb::To,
             Command::Add(_) => Verb::Add,
             Command::Remove(_) => Verb::Remove,
@@ -202,6 +210,7 @@ pub fn understand(config: &Config, channel: &str, text: &str) -> Result<Understo
         Verb::Abort => abort::parse(&mut args)?,
         Verb::Rollback => rollback::parse(&mut args)?,
         Verb::Shift => shift::parse(&mut args, force)?,
+        Verb::Set => set::parse(&mut args)?,
         Verb::To => to::parse(&mut args)?,
         Verb::Add => add::parse(&mut args)?,
         Verb::Remove => remove::parse(&mut args)?,
@@ -284,7 +293,23 @@ environments:
         assert_eq!(
             command("add green"),
             Command::Add(add::Add {
-                cluster: GREEN.into()
+                cluster: GREEN.into(),
+                weight: 0
+            })
+        );
+        assert_eq!(
+            command("add green weight 100 in dev"),
+            Command::Add(add::Add {
+                cluster: GREEN.into(),
+                weight: 100
+            })
+        );
+        assert_eq!(
+            command("set blue=255 green=100"),
+            Command::Set(set::Set {
+                weights: [("k8s-blue.dev.example.com".into(), 255), (GREEN.into(), 100)]
+                    .into_iter()
+                    .collect()
             })
         );
         assert_eq!(
@@ -349,6 +374,23 @@ environments:
         assert!(matches!(
             read("to green steps 10,x"),
             Err(CommandError::BadSteps { .. })
+        ));
+        for bad in ["set blue=256", "set blue=-1", "set blue=x", "add green weight 300"] {
+            assert!(
+                matches!(read(bad), Err(CommandError::BadWeight { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            read("set blue=1 bl=2"),
+            Err(CommandError::RepeatedCluster { .. })
+        ));
+        assert!(matches!(
+            read("set in dev"),
+            Err(CommandError::MissingArgument {
+                what: Missing::Weights,
+                ..
+            })
         ));
     }
 }

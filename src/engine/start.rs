@@ -8,8 +8,11 @@ use super::{CommandRequest, Engine, EngineError, Outcome};
 use crate::command::{Command, Request, Situation};
 use crate::ids::{EnvId, MessageRef};
 use crate::journal::Entry;
-use crate::notice::{Notice, PlanNotice};
-use crate::operation::{OperationHeader, OperationKind, PlanStatus, Refusal, ShownPlan};
+use crate::chat::ChatError;
+use crate::notice::{FinishedNotice, Notice, PlanNotice};
+use crate::operation::{
+    OperationHeader, OperationKind, OperationOutcome, PlanStatus, Refusal, ShownPlan, StopCause,
+};
 
 impl Engine {
     /// Journals the command, then does what it asks.
@@ -137,7 +140,10 @@ impl Engine {
             op: header.id,
             step,
         })?;
-        shown.message = self.chat.post(&header.channel, None, &text).await?;
+        shown.message = match self.chat.post(&header.channel, None, &text).await {
+            Ok(message) => message,
+            Err(error) => return self.plan_not_posted(header, step, error).await,
+        };
         let message = shown.message.clone();
         // Journaled before the hints are added: an approver may react the
         // moment the message appears, and a reaction on a message the
@@ -153,6 +159,49 @@ impl Engine {
             versions: shown.versions,
         })?;
         self.add_reaction_hints(&message).await;
+        Ok(())
+    }
+
+    /// Slack would not take a step's plan (a 5xx, or a channel the bot is
+    /// not in): nobody can approve what nobody sees, so the operation ends
+    /// and the environment is free again. The requester is told privately
+    /// (which may fail too, for the same channel; then only the log knows).
+    async fn plan_not_posted(
+        &self,
+        header: &OperationHeader,
+        step: usize,
+        error: ChatError,
+    ) -> Result<(), EngineError> {
+        tracing::error!(%error, op = header.id, step, "Slack did not take a plan; ending the operation");
+        let outcome = OperationOutcome::Failed {
+            cause: StopCause::PlanNotPosted {
+                step,
+                reason: error.reason.clone(),
+            },
+        };
+        let summary = match self.active_operation(&header.env) {
+            Some(op) => FinishedNotice::of(&op, &outcome),
+            None => FinishedNotice {
+                op: header.id,
+                step,
+                total: header.kind.total_steps(),
+                approvals: Vec::new(),
+                outcome: outcome.clone(),
+            },
+        };
+        self.record(Entry::Finished {
+            op: header.id,
+            outcome,
+        })?;
+        let notice = Notice::Finished(summary);
+        let message = crate::messages::render(&notice, &self.config);
+        if let Err(error) = self
+            .chat
+            .post_ephemeral(&header.channel, &header.requester, &message)
+            .await
+        {
+            tracing::error!(%error, user = %header.requester, "could not tell the requester either");
+        }
         Ok(())
     }
 

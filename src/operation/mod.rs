@@ -19,6 +19,7 @@ use crate::backend::{BackendError, GateFailure, Snapshot};
 use crate::command::add::AddOp;
 use crate::command::remove::RemoveOp;
 use crate::command::rollback::RollbackOp;
+use crate::command::set::SetOp;
 use crate::command::shift::ShiftOp;
 use crate::command::to::FailoverOp;
 use crate::command::{self, Command, CommandError, Situation};
@@ -32,6 +33,7 @@ use crate::plan::{Plan, PlanError, PlanScope, Target, Weights};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OperationKind {
     Shift(ShiftOp),
+    Set(SetOp),
     Failover(FailoverOp),
     Rollback(RollbackOp),
     Add(AddOp),
@@ -48,6 +50,7 @@ impl OperationKind {
         let now = situation.now;
         Some(match command {
             Command::Shift(shift) => shift.operation(now).map(OperationKind::Shift),
+            Command::Set(set) => set.operation(now).map(OperationKind::Set),
             Command::To(to) => to.operation(now).map(OperationKind::Failover),
             Command::Rollback => command::rollback::operation(situation).map(OperationKind::Rollback),
             Command::Add(add) => add.operation(now).map(OperationKind::Add),
@@ -72,6 +75,7 @@ impl OperationKind {
     fn step_target(&self, step: usize, now: &Weights) -> Result<Target, PlanError> {
         match self {
             OperationKind::Shift(shift) => shift.step(now),
+            OperationKind::Set(set) => set.step(now),
             OperationKind::Failover(failover) => failover.step(step, now),
             OperationKind::Rollback(rollback) => rollback.step(now),
             OperationKind::Add(add) => add.step(now),
@@ -300,6 +304,8 @@ pub enum StopCause {
     WritesFailed { failure: WriteFailure },
     /// A step was refused before any write, or could not be planned.
     Refused { refusal: Refusal },
+    /// Slack would not take a step's plan, so nobody could approve it.
+    PlanNotPosted { step: usize, reason: String },
     /// Written by a release before facts were journaled: the sentence.
     Legacy { reason: String },
 }

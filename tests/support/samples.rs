@@ -62,6 +62,12 @@ pub fn command_errors() -> Vec<CommandError> {
             env: "dev".into(),
             matches: vec![s("blue"), s("green")],
         },
+        BadWeight {
+            given: s("blue=300"),
+        },
+        RepeatedCluster {
+            cluster: BLUE.into(),
+        },
         AlreadyAtTarget {
             cluster: GREEN.into(),
         },
@@ -91,7 +97,7 @@ pub fn plan_errors() -> Vec<PlanError> {
             weight: 10,
         },
         ChangesClusterSet,
-        NewClusterNotAtZero,
+        NewClusterWithoutWeight,
     ]
 }
 
@@ -151,6 +157,11 @@ pub fn engine_refusals() -> Vec<Refusal> {
         PlanClosed { op: 7 },
         NoSuchEnvironment {
             env: "staging".into(),
+        },
+        StepTooOld {
+            started_at: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 25, 12, 0, 0)
+                .unwrap(),
+            lifetime_secs: 900,
         },
     ]
 }
