@@ -1,9 +1,14 @@
 //! The approval of one step: a small state machine with no I/O.
 //!
+//! A plan may need several approvals (`approvals_required`): each approver
+//! (never the requester, each for the exact plan shown, before expiry) adds
+//! a vote once; the vote that makes the count approves.
+//!
 //! ```text
-//!            approve (approver ≠ requester, same plan hash, before expiry)
+//!            approve × required (distinct approvers ≠ requester, same plan
+//!            hash, before expiry)
 //!   Pending ─────────────────────────────────────────────────► Approved
-//!     │  ▲ ◄──── unapprove (the approver takes the reaction back) ──┘
+//!     │  ▲ ◄──── unapprove (an approver takes their vote back) ─────┘
 //!     │  reject (approver)        → Rejected
 //!     │  withdraw (requester/abort) → Withdrawn
 //!     │  expire (deadline passed) → Expired
@@ -32,6 +37,8 @@ pub enum ApprovalError {
     NotPending { state: StateName },
     #[error("this plan was replaced by a newer one; react to the newest plan.")]
     PlanChanged,
+    #[error("<@{user}> has already approved this plan; another approver is needed.")]
+    AlreadyApproved { user: UserId },
 }
 
 /// The name of an approval state, for refusals and metrics.
@@ -104,12 +111,29 @@ pub struct Actor<'a> {
     pub is_approver: bool,
 }
 
+/// One approver's yes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub by: UserId,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub plan: PlanHash,
     pub requester: UserId,
     pub expires_at: DateTime<Utc>,
     pub state: ApprovalState,
+    /// How many distinct approvers it takes.
+    #[serde(default = "one")]
+    pub required: u32,
+    /// The approvals given so far, oldest first.
+    #[serde(default)]
+    pub votes: Vec<Vote>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Approval {
@@ -119,14 +143,28 @@ impl Approval {
             requester,
             expires_at,
             state: ApprovalState::Pending,
+            required: 1,
+            votes: Vec::new(),
         }
+    }
+
+    /// The same approval, needing `required` distinct approvers.
+    pub fn requiring(mut self, required: u32) -> Self {
+        self.required = required.max(1);
+        self
+    }
+
+    /// Whether `user` has approved.
+    pub fn has_vote_of(&self, user: &UserId) -> bool {
+        self.votes.iter().any(|v| v.by == *user)
     }
 
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         self.state == ApprovalState::Pending && now >= self.expires_at
     }
 
-    /// An approval reaction on the message that showed plan `shown`.
+    /// An approval (reaction or button) on the message that showed plan
+    /// `shown`: one vote; the vote that makes the count approves.
     pub fn approve(
         &mut self,
         actor: &Actor<'_>,
@@ -147,10 +185,21 @@ impl Approval {
                 user: actor.user.clone(),
             });
         }
-        self.state = ApprovalState::Approved {
+        if self.has_vote_of(actor.user) {
+            return Err(ApprovalError::AlreadyApproved {
+                user: actor.user.clone(),
+            });
+        }
+        self.votes.push(Vote {
             by: actor.user.clone(),
             at: now,
-        };
+        });
+        if self.votes.len() >= self.required as usize {
+            self.state = ApprovalState::Approved {
+                by: actor.user.clone(),
+                at: now,
+            };
+        }
         Ok(())
     }
 
@@ -186,15 +235,22 @@ impl Approval {
         }
     }
 
-    /// The approver removed their reaction before the step started.
+    /// An approver takes their vote back before the step started: the plan
+    /// awaits approval again (with the other votes still counted).
     pub fn unapprove(&mut self, user: &UserId) -> Result<(), ApprovalError> {
-        match &self.state {
-            ApprovalState::Approved { by, .. } if by == user => {
-                self.state = ApprovalState::Pending;
-                Ok(())
-            }
-            _ => Err(self.not_pending()),
+        let decided_by_them = matches!(&self.state, ApprovalState::Approved { by, .. } if by == user);
+        let pending = self.state == ApprovalState::Pending;
+        let voted = self.has_vote_of(user);
+        if !(decided_by_them || (voted && (pending || self.is_approved()))) {
+            return Err(self.not_pending());
         }
+        self.votes.retain(|v| v.by != *user);
+        self.state = ApprovalState::Pending;
+        Ok(())
+    }
+
+    fn is_approved(&self) -> bool {
+        matches!(self.state, ApprovalState::Approved { .. })
     }
 
     /// Moves a pending approval past its deadline to `Expired`; true if it did.
@@ -318,6 +374,33 @@ mod tests {
             a.approve(&bob_actor(&bob), &other, t(1)),
             Err(ApprovalError::PlanChanged)
         ));
+    }
+
+    #[test]
+    fn two_approvals_need_two_distinct_approvers() {
+        let (bob, dave) = (user("bob"), user("dave"));
+        let mut a = pending().requiring(2);
+        a.approve(&bob_actor(&bob), &hash(), t(1)).unwrap();
+        assert_eq!(a.state, ApprovalState::Pending, "one of two");
+        assert!(matches!(
+            a.approve(&bob_actor(&bob), &hash(), t(2)),
+            Err(ApprovalError::AlreadyApproved { .. })
+        ));
+        let alice = user("alice");
+        assert!(matches!(
+            a.approve(&bob_actor(&alice), &hash(), t(2)),
+            Err(ApprovalError::SelfApproval { .. })
+        ));
+        // Bob takes his vote back before the plan is decided.
+        a.unapprove(&bob).unwrap();
+        assert!(a.votes.is_empty());
+        a.approve(&bob_actor(&bob), &hash(), t(3)).unwrap();
+        a.approve(&bob_actor(&dave), &hash(), t(4)).unwrap();
+        assert!(matches!(a.state, ApprovalState::Approved { ref by, .. } if by == "dave"));
+        // Dave takes his back before the step starts: Bob's still counts.
+        a.unapprove(&dave).unwrap();
+        assert_eq!(a.state, ApprovalState::Pending);
+        assert_eq!(a.votes.len(), 1);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum MessageKind {
     Working,
     Status,
     History,
+    Frozen,
+    Unfrozen,
     Legacy,
 }
 
@@ -50,6 +52,8 @@ impl MessageKind {
             MessageKind::Working => "working",
             MessageKind::Status => "status",
             MessageKind::History => "history",
+            MessageKind::Frozen => "frozen",
+            MessageKind::Unfrozen => "unfrozen",
             MessageKind::Legacy => "legacy",
         }
     }

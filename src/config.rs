@@ -35,17 +35,83 @@ pub struct SlackConfig {
     pub channels: Vec<String>,
 }
 
+/// Who may act and how approvals work: the defaults for every environment
+/// (the top-level `approval:`), each key overridable per environment.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalConfig {
     /// Slack user ids (`U…`, `W…`) or user-group ids (`S…`).
     pub approvers: Vec<String>,
+    /// How many distinct approvers (none of them the requester) each plan
+    /// needs.
+    #[serde(default = "default_approvals_required")]
+    pub approvals_required: u32,
+    /// Who may start operations; anyone in the environment's channels when
+    /// left out.
+    #[serde(default)]
+    pub requesters: Option<Vec<String>>,
+    /// Who may use `shift!` (break-glass); the approvers when left out.
+    #[serde(default)]
+    pub break_glass: Option<Vec<String>>,
+    /// Every weight change must say why (`… because INC-4711`).
+    #[serde(default)]
+    pub require_reason: bool,
     #[serde(default = "default_reaction")]
     pub reaction: String,
     #[serde(default = "default_reject_reaction")]
     pub reject_reaction: String,
     #[serde(default = "default_expiry", with = "humantime_serde")]
     pub expires_after: Duration,
+}
+
+/// An environment's own `approval:` keys; each one left out takes the
+/// top-level value.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalOverride {
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
+    #[serde(default)]
+    pub approvals_required: Option<u32>,
+    #[serde(default)]
+    pub requesters: Option<Vec<String>>,
+    #[serde(default)]
+    pub break_glass: Option<Vec<String>>,
+    #[serde(default)]
+    pub require_reason: Option<bool>,
+    #[serde(default)]
+    pub reaction: Option<String>,
+    #[serde(default)]
+    pub reject_reaction: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub expires_after: Option<Duration>,
+}
+
+impl ApprovalConfig {
+    /// These defaults with an environment's own keys on top.
+    pub fn with(&self, own: Option<&ApprovalOverride>) -> ApprovalConfig {
+        let Some(own) = own else {
+            return self.clone();
+        };
+        ApprovalConfig {
+            approvers: own.approvers.clone().unwrap_or_else(|| self.approvers.clone()),
+            approvals_required: own.approvals_required.unwrap_or(self.approvals_required),
+            requesters: own.requesters.clone().or_else(|| self.requesters.clone()),
+            break_glass: own.break_glass.clone().or_else(|| self.break_glass.clone()),
+            require_reason: own.require_reason.unwrap_or(self.require_reason),
+            reaction: own.reaction.clone().unwrap_or_else(|| self.reaction.clone()),
+            reject_reaction: own
+                .reject_reaction
+                .clone()
+                .unwrap_or_else(|| self.reject_reaction.clone()),
+            expires_after: own.expires_after.unwrap_or(self.expires_after),
+        }
+    }
+
+    /// Who may use break-glass.
+    pub fn break_glass(&self) -> &[String] {
+        self.break_glass.as_deref().unwrap_or(&self.approvers)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -108,6 +174,13 @@ pub struct EnvironmentConfig {
     /// The channel that means this environment, so `in ENV` can be left out.
     #[serde(default)]
     pub channel: Option<String>,
+    /// More channels that mean this environment. An environment that names
+    /// channels (here or in `channel`) is acted on only from them.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// This environment's own approval policy keys (see [`ApprovalConfig`]).
+    #[serde(default)]
+    pub approval: Option<ApprovalOverride>,
     pub clusters: Vec<ClusterConfig>,
     #[serde(default)]
     pub route53: Option<Route53Config>,
@@ -136,6 +209,9 @@ pub struct Route53Config {
     pub records: Vec<String>,
 }
 
+fn default_approvals_required() -> u32 {
+    1
+}
 fn default_reaction() -> String {
     "white_check_mark".into()
 }
@@ -283,42 +359,22 @@ impl Config {
     }
 
     fn validate_approval(&self, p: &mut Problems) {
-        let approval = &self.approval;
-        if approval.approvers.is_empty() {
-            p.add(
-                "approval.approvers",
-                "no approvers: list at least one Slack user or user-group id",
-            );
-        }
-        for (i, approver) in approval.approvers.iter().enumerate() {
-            if approver.trim().is_empty() {
-                p.add(format!("approval.approvers[{i}]"), "empty approver id");
+        validate_policy("approval", &self.approval, p);
+        for (env, environment) in &self.environments {
+            let Some(own) = &environment.approval else {
+                continue;
+            };
+            // The merged policy, with problems named by the environment's
+            // own keys only: the defaults were checked above.
+            let mut found = Problems::default();
+            let prefix = format!("environments.{env}.approval");
+            validate_policy(&prefix, &self.approval.with(Some(own)), &mut found);
+            for problem in found.0 {
+                let key = problem.key[prefix.len() + 1..].split('[').next().unwrap_or("");
+                if own.sets(key) {
+                    p.0.push(problem);
+                }
             }
-        }
-        for (key, reaction) in [
-            ("approval.reaction", &approval.reaction),
-            ("approval.reject_reaction", &approval.reject_reaction),
-        ] {
-            if reaction.is_empty() || reaction.contains(':') || reaction.contains(' ') {
-                p.add(
-                    key,
-                    format!("`{reaction}` is not a reaction name; write it without colons, e.g. white_check_mark"),
-                );
-            }
-        }
-        if approval.reaction == approval.reject_reaction {
-            p.add(
-                "approval.reject_reaction",
-                "must differ from approval.reaction",
-            );
-        }
-        if approval.expires_after.is_zero() {
-            p.add("approval.expires_after", "must be longer than 0, e.g. 15m");
-        } else if approval.expires_after > Duration::from_secs(24 * 3600) {
-            p.add(
-                "approval.expires_after",
-                "at most 24h: an approval is for the situation it was given in",
-            );
         }
     }
 
@@ -354,16 +410,20 @@ impl Config {
                     "environment names use lowercase letters, digits and `-`",
                 );
             }
-            if let Some(channel) = &environment.channel {
+            for (field, channel) in environment.channel_keys() {
                 if let Some(other) = channel_owner.insert(channel, env) {
-                    p.add(
-                        format!("{key}.channel"),
-                        format!("channel {channel} already means environment {other}"),
-                    );
+                    if other != env {
+                        p.add(
+                            format!("{key}.{field}"),
+                            format!("channel {channel} already means environment {other}"),
+                        );
+                    }
                 }
-                if !self.slack.channels.is_empty() && !self.slack.channels.contains(channel) {
+                if !self.slack.channels.is_empty()
+                    && !self.slack.channels.iter().any(|c| c == channel)
+                {
                     p.add(
-                        format!("{key}.channel"),
+                        format!("{key}.{field}"),
                         format!("{channel} is not in slack.channels, so commands there would be refused"),
                     );
                 }
@@ -393,8 +453,96 @@ impl Config {
         self.environments.get(name)
     }
 
+    /// The approval policy of `env`: the defaults with its own keys on top.
+    pub fn approval_for(&self, env: &str) -> ApprovalConfig {
+        self.approval
+            .with(self.environment(env).and_then(|e| e.approval.as_ref()))
+    }
+
     pub fn environment_names(&self) -> Vec<EnvId> {
         self.environments.keys().cloned().collect()
+    }
+}
+
+/// The problems of one approval policy, keyed under `prefix`.
+fn validate_policy(prefix: &str, approval: &ApprovalConfig, p: &mut Problems) {
+    let key = |name: &str| format!("{prefix}.{name}");
+    if approval.approvers.is_empty() {
+        p.add(
+            key("approvers"),
+            "no approvers: list at least one Slack user or user-group id",
+        );
+    }
+    for (name, list) in [
+        ("approvers", Some(&approval.approvers)),
+        ("requesters", approval.requesters.as_ref()),
+        ("break_glass", approval.break_glass.as_ref()),
+    ] {
+        for (i, id) in list.into_iter().flatten().enumerate() {
+            if id.trim().is_empty() {
+                p.add(format!("{prefix}.{name}[{i}]"), "empty user id");
+            }
+        }
+    }
+    if approval.requesters.as_ref().is_some_and(Vec::is_empty) {
+        p.add(
+            key("requesters"),
+            "empty: nobody could start an operation; leave the key out to let anyone in the channel",
+        );
+    }
+    let required = approval.approvals_required;
+    if !(1..=10).contains(&required) {
+        p.add(key("approvals_required"), "must be 1–10");
+    } else {
+        let users_only = !approval.approvers.iter().any(|a| crate::chat::is_user_group(a));
+        if users_only && approval.approvers.len() < required as usize {
+            p.add(
+                key("approvals_required"),
+                format!(
+                    "{required} approvals needed but only {} approvers listed",
+                    approval.approvers.len()
+                ),
+            );
+        }
+    }
+    for (name, reaction) in [
+        ("reaction", &approval.reaction),
+        ("reject_reaction", &approval.reject_reaction),
+    ] {
+        if reaction.is_empty() || reaction.contains(':') || reaction.contains(' ') {
+            p.add(
+                key(name),
+                format!("`{reaction}` is not a reaction name; write it without colons, e.g. white_check_mark"),
+            );
+        }
+    }
+    if approval.reaction == approval.reject_reaction {
+        p.add(key("reject_reaction"), "must differ from the approve reaction");
+    }
+    if approval.expires_after.is_zero() {
+        p.add(key("expires_after"), "must be longer than 0, e.g. 15m");
+    } else if approval.expires_after > Duration::from_secs(24 * 3600) {
+        p.add(
+            key("expires_after"),
+            "at most 24h: an approval is for the situation it was given in",
+        );
+    }
+}
+
+impl ApprovalOverride {
+    /// Whether this environment sets the key `name` itself.
+    fn sets(&self, name: &str) -> bool {
+        match name {
+            "approvers" => self.approvers.is_some(),
+            "approvals_required" => self.approvals_required.is_some(),
+            "requesters" => self.requesters.is_some(),
+            "break_glass" => self.break_glass.is_some(),
+            "require_reason" => self.require_reason.is_some(),
+            "reaction" => self.reaction.is_some(),
+            "reject_reaction" => self.reject_reaction.is_some(),
+            "expires_after" => self.expires_after.is_some(),
+            _ => false,
+        }
     }
 }
 
@@ -462,6 +610,28 @@ impl Problems {
 }
 
 impl EnvironmentConfig {
+    /// The channels this environment is bound to (`channel` and
+    /// `channels`); empty when it names none.
+    pub fn bound_channels(&self) -> Vec<&str> {
+        let mut channels: Vec<&str> = self.channel_keys().into_iter().map(|(_, c)| c).collect();
+        channels.dedup();
+        channels
+    }
+
+    /// Each named channel with the key that names it.
+    fn channel_keys(&self) -> Vec<(String, &str)> {
+        let first = self
+            .channel
+            .iter()
+            .map(|c| ("channel".to_owned(), c.as_str()));
+        let rest = self
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("channels[{i}]"), c.as_str()));
+        first.chain(rest).collect()
+    }
+
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
         self.clusters.iter().find(|c| c.name == name)
     }

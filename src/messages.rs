@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use crate::approval::ApprovalState;
-use crate::chat::{Message, MessageKind};
+use crate::chat::Message;
 use crate::command::{cluster_labels, Verb};
 use crate::config::Config;
 use crate::ids::{ClusterId, EnvId, UserId};
@@ -61,6 +61,21 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
         ),
         Notice::Status(status) => status_text(status, config),
         Notice::History(history) => history_text(history),
+        Notice::Frozen {
+            env,
+            by,
+            reason,
+            break_glass,
+        } => format!(
+            ":snowflake: {env} frozen by {}: {reason}. New operations are refused until `/failover unfreeze in {env}`; only break-glass (`shift!`) by {} goes through. Running operations go on.",
+            mention(by),
+            mentions(break_glass)
+        ),
+        Notice::Unfrozen { env, by, since } => format!(
+            ":sunny: {env} unfrozen by {} (frozen since {}). New operations are taken again.",
+            mention(by),
+            clock_time(*since)
+        ),
         Notice::Legacy { text } => text.clone(),
     };
     Message::new(notice.kind(), text).with_facts(notice.facts())
@@ -97,15 +112,48 @@ fn help(config: &Config) -> String {
         "create a cluster's routing weight (at 0 unless a weight is given) / delete one (only at weight 0)",
     ));
     text.push_str(&line(&[Verb::History], Verb::History.summary()));
+    text.push_str(&line(&[Verb::Freeze, Verb::Unfreeze], "refuse new operations (but break-glass) until unfrozen / lift it; approvers only"));
     let _ = write!(
         text,
-        "Approve a plan with :{}:, reject with :{}:. Approvals expire after {}. \
+        "Any weight change may end with `because REASON`. \
+         Approve a plan with :{}:, reject with :{}:. Approvals expire after {}. \
          Clusters may be named by any unique prefix or label (`green`).",
         a.reaction,
         a.reject_reaction,
         humantime::format_duration(a.expires_after),
     );
+    for env in config.environments.keys() {
+        let _ = write!(text, "\n*{env}*: {}", policy_summary(config, env));
+    }
     text
+}
+
+/// Who may act in `env`, in one line: for `help` and `status`.
+fn policy_summary(config: &Config, env: &EnvId) -> String {
+    let policy = config.approval_for(env);
+    let mut parts = vec![format!(
+        "{} from {}",
+        match policy.approvals_required {
+            1 => "1 approval".to_owned(),
+            n => format!("{n} approvals"),
+        },
+        mentions(&policy.approvers)
+    )];
+    if let Some(requesters) = &policy.requesters {
+        parts.push(format!("requested by {}", mentions(requesters)));
+    }
+    parts.push(format!("break-glass by {}", mentions(policy.break_glass())));
+    if policy.require_reason {
+        parts.push("a reason required".to_owned());
+    }
+    if let Some(environment) = config.environment(env) {
+        let channels = environment.bound_channels();
+        if !channels.is_empty() {
+            let links: Vec<String> = channels.iter().map(|c| format!("<#{c}>")).collect();
+            parts.push(format!("only from {}", links.join(", ")));
+        }
+    }
+    parts.join(" · ")
 }
 
 fn internal_error(op: Option<u64>) -> String {
@@ -119,6 +167,14 @@ fn internal_error(op: Option<u64>) -> String {
 
 fn mention(user: &str) -> String {
     format!("<@{user}>")
+}
+
+/// People as mentions (users and user groups).
+fn mentions(ids: &[String]) -> String {
+    ids.iter()
+        .map(|a| approver_mention(a))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Approvers as mentions; user groups (`S…`) as group mentions.
@@ -177,21 +233,36 @@ pub fn describe(config: &Config, header: &OperationHeader) -> String {
     }
 }
 
-fn approved_by(plan: &PlanNotice) -> Option<&UserId> {
-    match &plan.shown.approval.state {
-        ApprovalState::Approved { by, .. } => Some(by),
-        _ => None,
+/// Who approved, as one phrase: `<@bob>`, or `<@bob> and <@dave>`.
+fn approved_by(plan: &PlanNotice) -> Option<String> {
+    let approval = &plan.shown.approval;
+    let mut names: Vec<String> = approval.votes.iter().map(|v| mention(&v.by)).collect();
+    if let ApprovalState::Approved { by, .. } = &approval.state {
+        if !approval.has_vote_of(by) {
+            names.push(mention(by));
+        }
+    }
+    match names.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        [rest @ .., last] => Some(format!("{} and {last}", rest.join(", "))),
     }
 }
 
 fn plan_headline(plan: &PlanNotice) -> (&'static str, String) {
     match &plan.status {
         PlanStatus::Pending => (":hourglass_flowing_sand:", "awaiting approval".to_owned()),
-        PlanStatus::Applying { by } => (":gear:", format!("approved by {}, applying", mention(by))),
+        PlanStatus::Applying { by } => (
+            ":gear:",
+            format!(
+                "approved by {}, applying",
+                approved_by(plan).unwrap_or_else(|| mention(by))
+            ),
+        ),
         PlanStatus::Applied => (
             ":white_check_mark:",
             match approved_by(plan) {
-                Some(by) => format!("applied (approved by {})", mention(by)),
+                Some(by) => format!("applied (approved by {by})"),
                 None => "applied".to_owned(),
             },
         ),
@@ -232,6 +303,17 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
         mention(&header.requester),
         header.typed()
     );
+    if let Some(reason) = &header.reason {
+        let _ = writeln!(text, "Reason: {reason}");
+    }
+    if let Some(freeze) = &header.during_freeze {
+        let _ = writeln!(
+            text,
+            ":snowflake: *break-glass during a freeze* (frozen by {}: {})",
+            mention(&freeze.by),
+            freeze.reason
+        );
+    }
     text.push_str(&weights_table(config, &header.env, &shown.plan));
     for warning in &shown.warnings {
         let _ = writeln!(
@@ -241,20 +323,30 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
         );
     }
     if plan.status == PlanStatus::Pending {
-        let approvers: Vec<String> = config
-            .approval
+        let policy = config.approval_for(&header.env);
+        let approval = &shown.approval;
+        if approval.required > 1 {
+            let _ = writeln!(
+                text,
+                "Approvals: {} of {}{}",
+                approval.votes.len(),
+                approval.required,
+                approved_by(plan).map_or_else(String::new, |by| format!(" ({by})"))
+            );
+        }
+        let approvers: Vec<String> = policy
             .approvers
             .iter()
-            .filter(|a| **a != header.requester)
+            .filter(|a| header.requester != **a)
             .map(|a| approver_mention(a))
             .collect();
         let _ = write!(
             text,
             "Approve with :{}: ({} — not the requester) · reject with :{}: · expires {}.",
-            config.approval.reaction,
+            policy.reaction,
             approvers.join(", "),
-            config.approval.reject_reaction,
-            clock_time(shown.approval.expires_at),
+            policy.reject_reaction,
+            clock_time(approval.expires_at),
         );
     } else {
         let _ = write!(text, "Plan `{}`.", shown.plan.hash);
@@ -597,6 +689,16 @@ fn status_text(view: &StatusNotice, config: &Config) -> String {
         ":bar_chart: *{}* · {} mode · {running}\n",
         view.env, config.routing.mode
     );
+    if let Some(freeze) = &view.frozen {
+        let _ = writeln!(
+            text,
+            ":snowflake: frozen by {} since {}: {}",
+            mention(&freeze.by),
+            clock_time(freeze.since),
+            freeze.reason
+        );
+    }
+    let _ = writeln!(text, "Policy: {}", policy_summary(config, &view.env));
     let names: Vec<&ClusterId> = config
         .environment(&view.env)
         .map(|e| e.cluster_names().collect())
@@ -639,12 +741,13 @@ fn approvals_text(approvals: &[(usize, UserId)]) -> Vec<String> {
 fn history_line(line: &OperationLine) -> String {
     match &line.ended {
         None => format!(
-            "• #{} running — `/failover {}` by {}, step {}/{}",
+            "• #{} running — `/failover {}` by {}, step {}/{}{}",
             line.op,
             line.command,
             mention(&line.requester),
             line.step,
-            line.total
+            line.total,
+            because(&line.reason),
         ),
         Some(ended) => {
             let approvers = approvals_text(&line.approvals);
@@ -654,15 +757,24 @@ fn history_line(line: &OperationLine) -> String {
                 format!(", approved {}", approvers.join(", "))
             };
             format!(
-                "• #{} {} {} — `/failover {}` by {}{approved}",
+                "• #{} {} {} — `/failover {}` by {}{approved}{}",
                 line.op,
                 ended.outcome,
                 clock_time(ended.at),
                 line.command,
                 mention(&line.requester),
+                because(&line.reason),
             )
         }
     }
+}
+
+/// `, because REASON` when the requester gave one (and the command did not
+/// already show it).
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_ref()
+        .map_or_else(String::new, |r| format!(" — because {r}"))
 }
 
 fn history_text(h: &HistoryNotice) -> String {
@@ -676,24 +788,3 @@ fn history_text(h: &HistoryNotice) -> String {
     }
     text.trim_end().to_owned()
 }
-
-/// What the channel is told about kinds whose text is in another module:
-/// the rendered kinds, for documentation and tests.
-pub const KINDS: [MessageKind; 16] = [
-    MessageKind::Plan,
-    MessageKind::StepResult,
-    MessageKind::Superseded,
-    MessageKind::Finished,
-    MessageKind::Resuming,
-    MessageKind::StepStopped,
-    MessageKind::ApprovalTakenBack,
-    MessageKind::ApprovalTooLate,
-    MessageKind::Refused,
-    MessageKind::InternalError,
-    MessageKind::CommandCutShort,
-    MessageKind::Help,
-    MessageKind::Working,
-    MessageKind::Status,
-    MessageKind::History,
-    MessageKind::Legacy,
-];

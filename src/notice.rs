@@ -14,7 +14,7 @@ use crate::backend::{Convergence, Snapshot};
 use crate::chat::MessageKind;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
-    ClusterResult, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus, Refusal,
+    ClusterResult, Freeze, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus, Refusal,
     ShownPlan, StepApproval, StepOutcome,
 };
 use crate::plan::{Plan, Weights};
@@ -65,6 +65,18 @@ pub enum Notice {
     },
     Status(Box<StatusNotice>),
     History(HistoryNotice),
+    /// An environment was frozen: new operations wait, but break-glass.
+    Frozen {
+        env: EnvId,
+        by: UserId,
+        reason: String,
+        break_glass: Vec<String>,
+    },
+    Unfrozen {
+        env: EnvId,
+        by: UserId,
+        since: DateTime<Utc>,
+    },
     /// Written by a release that journaled text, not facts.
     Legacy {
         text: String,
@@ -189,6 +201,9 @@ pub struct OperationLine {
     pub ended: Option<Ended>,
     /// While running: what it waits for.
     pub phase: Option<PhaseName>,
+    /// Why, as the requester said it.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +238,7 @@ impl OperationLine {
             approvals: approvals(&op.approvals),
             ended: None,
             phase: Some(phase),
+            reason: op.header.reason.clone(),
         }
     }
 
@@ -244,6 +260,7 @@ impl OperationLine {
                 at,
             }),
             phase: None,
+            reason: header.reason.clone(),
         }
     }
 }
@@ -255,6 +272,8 @@ pub struct StatusNotice {
     /// How far what serves traffic carries the weights; `None`: unknown.
     pub observed: Option<Vec<Convergence>>,
     pub running: Option<OperationLine>,
+    #[serde(default)]
+    pub frozen: Option<Freeze>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,6 +302,8 @@ impl Notice {
             Notice::Working { .. } => MessageKind::Working,
             Notice::Status(_) => MessageKind::Status,
             Notice::History(_) => MessageKind::History,
+            Notice::Frozen { .. } => MessageKind::Frozen,
+            Notice::Unfrozen { .. } => MessageKind::Unfrozen,
             Notice::Legacy { .. } => MessageKind::Legacy,
         }
     }
@@ -327,6 +348,10 @@ impl Notice {
             Notice::InternalError { op: Some(op) } => add("op", op.to_string()),
             Notice::Status(s) => add("env", s.env.to_string()),
             Notice::History(h) => add("env", h.env.to_string()),
+            Notice::Frozen { env, by, .. } | Notice::Unfrozen { env, by, .. } => {
+                add("env", env.to_string());
+                add("user", by.to_string());
+            }
             Notice::InternalError { op: None }
             | Notice::CommandCutShort { .. }
             | Notice::Help

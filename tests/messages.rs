@@ -66,6 +66,8 @@ fn header(kind: OperationKind, command: &str) -> OperationHeader {
         start: weights(100, 0),
         started_at: at(0),
         event: None,
+        reason: None,
+        during_freeze: None,
     }
 }
 
@@ -162,7 +164,30 @@ fn plan() {
         ("expired", plan_notice(op.clone(), pending(), PlanStatus::Expired)),
         ("withdrawn", plan_notice(op.clone(), pending(), PlanStatus::Withdrawn { by: "alice".into() })),
         ("aborted", plan_notice(op.clone(), pending(), PlanStatus::Aborted { by: "carol".into() })),
-        ("superseded", plan_notice(op, pending(), PlanStatus::Superseded)),
+        ("superseded", plan_notice(op.clone(), pending(), PlanStatus::Superseded)),
+        ("one of two approvals, with a reason", {
+            let mut op = op.clone();
+            op.reason = Some("INC-4711 db failover".into());
+            let mut half = pending();
+            half.approval = half.approval.requiring(2);
+            half.approval.votes.push(failover_bot::approval::Vote { by: "bob".into(), at: at(1) });
+            plan_notice(op, half, PlanStatus::Pending)
+        }),
+        ("two approvals in, applying", {
+            let mut both = shown(first.clone(), ApprovalState::Approved { by: "dave".into(), at: at(2) }, vec![]);
+            both.approval = both.approval.requiring(2);
+            both.approval.votes = vec![
+                failover_bot::approval::Vote { by: "bob".into(), at: at(1) },
+                failover_bot::approval::Vote { by: "dave".into(), at: at(2) },
+            ];
+            plan_notice(op.clone(), both, PlanStatus::Applying { by: "dave".into() })
+        }),
+        ("break-glass during a freeze", {
+            let mut op = shift(true);
+            op.during_freeze = Some(failover_bot::operation::Freeze { by: "bob".into(), reason: "quarter-end close".into(), since: at(0) });
+            let plan = plan_of(&op, 1, &weights(100, 0));
+            plan_notice(op, shown(plan, ApprovalState::Pending, vec![]), PlanStatus::Pending)
+        }),
         ("break-glass pending", plan_notice(forced, shown(forced_plan, ApprovalState::Pending, vec![warning, GateWarning::Legacy("k8s-green.dev.example.com: health check failed (as journaled by 0.1)".into())]), PlanStatus::Pending)),
     ]));
 }
@@ -347,6 +372,8 @@ fn answers() {
         ("help", Notice::Help),
         ("working", Notice::Working { text: "/failover shift 50".into() }),
         ("legacy", Notice::Legacy { text: "a message as journaled by 0.1".into() }),
+        ("frozen", Notice::Frozen { env: "prod".into(), by: "bob".into(), reason: "quarter-end close".into(), break_glass: vec!["S0ONCALL".into()] }),
+        ("unfrozen", Notice::Unfrozen { env: "prod".into(), by: "bob".into(), since: at(5) }),
     ]));
 }
 
@@ -363,6 +390,7 @@ fn line(op: u64, ended: Option<&str>) -> OperationLine {
             at: at(30),
         }),
         phase: ended.is_none().then_some(PhaseName::AwaitingApproval),
+        reason: (op == 7).then(|| "INC-4711 db failover".to_owned()),
     }
 }
 
@@ -400,17 +428,23 @@ fn status_and_history() {
             stragglers: vec!["Ingress shop/web".into()],
         },
     ];
-    let status = |observed, running| {
+    let status = |observed, running, frozen| {
         Notice::Status(Box::new(StatusNotice {
             env: "dev".into(),
             snapshot: snapshot.clone(),
             observed,
             running,
+            frozen,
         }))
     };
+    let freeze = failover_bot::operation::Freeze {
+        by: "bob".into(),
+        reason: "quarter-end close".into(),
+        since: at(5),
+    };
     insta::assert_snapshot!(cases(vec![
-        ("status, drift, running", status(Some(observed), Some(line(8, None)))),
-        ("status, unobserved", status(None, None)),
+        ("status, drift, running", status(Some(observed), Some(line(8, None)), None)),
+        ("status, unobserved, frozen", status(None, None, Some(freeze))),
         ("history, empty", Notice::History(HistoryNotice { env: "dev".into(), running: None, finished: vec![] })),
         ("history", Notice::History(HistoryNotice { env: "dev".into(), running: Some(line(8, None)), finished: vec![line(7, Some("completed")), line(6, Some("aborted"))] })),
     ]));

@@ -16,6 +16,9 @@ pub async fn check(config: &Config, offline: bool) -> ExitCode {
         config.approval.approvers.len(),
         humantime::format_duration(config.approval.expires_after)
     );
+    for warning in unbound_environments(config) {
+        println!("  ! {warning}");
+    }
     if offline {
         for (name, env) in &config.environments {
             println!("  {name}:");
@@ -92,6 +95,7 @@ pub async fn status(config: &Config, only: Option<&str>) -> ExitCode {
                     snapshot,
                     observed,
                     running: None,
+                    frozen: None,
                 }));
                 let text = messages::render(&notice, config).text;
                 println!(
@@ -157,4 +161,20 @@ fn cluster_check(
             problems.join("; ")
         )
     }
+}
+
+/// Environments any channel may act on: they name no channel of their own.
+fn unbound_environments(config: &Config) -> Vec<String> {
+    let anywhere = match config.slack.channels.as_slice() {
+        [] => "any channel the bot is in".to_owned(),
+        channels => format!("any of slack.channels ({})", channels.join(", ")),
+    };
+    config
+        .environments
+        .iter()
+        .filter(|(_, e)| e.bound_channels().is_empty())
+        .map(|(env, _)| {
+            format!("environments.{env} names no channel: {anywhere} may act on it; set `channel:` or `channels:`")
+        })
+        .collect()
 }

@@ -20,12 +20,13 @@ pub struct Add {
 
 pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     let name = args.name(Missing::Cluster)?;
-    let options = args.options(&[Keyword::Weight])?;
+    let options = args.options(&[Keyword::Weight, Keyword::Because])?;
     let scope = args.scope(options.env)?;
     let cluster = scope.cluster(name)?;
     let weight = options.weight.unwrap_or(0);
     Ok(Request {
         env: scope.env,
+        reason: options.reason,
         command: Command::Add(Add { cluster, weight }),
     })
 }

@@ -51,7 +51,7 @@ fn list(items: &[impl AsRef<str>]) -> String {
         .join(", ")
 }
 
-fn channels(ids: &[String]) -> String {
+fn channel_links(ids: &[String]) -> String {
     ids.iter()
         .map(|c| format!("<#{c}>"))
         .collect::<Vec<_>>()
@@ -83,8 +83,12 @@ pub enum CommandError {
     UnexpectedWord { verb: Verb, word: String },
     #[error("`{option}` given twice — {}", .verb.usage())]
     RepeatedOption { verb: Verb, option: String },
-    #[error("failover commands are only taken in {}.", channels(.allowed))]
+    #[error("failover commands are only taken in {}.", channel_links(.allowed))]
     ChannelNotAllowed { allowed: Vec<String> },
+    #[error("{env} is acted on only from {}; send it there.", channel_links(.channels))]
+    WrongChannel { env: EnvId, channels: Vec<String> },
+    #[error("failovers are not requested in direct messages: use the failover channel, where the team sees them.")]
+    DirectMessage,
     #[error("no environment `{given}`{} Environments: {}.", match .suggestion { Some(s) => format!(" — did you mean `{s}`?"), None => String::new() }, list(.known))]
     UnknownEnvironment {
         given: String,

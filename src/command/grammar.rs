@@ -23,6 +23,7 @@ pub(super) enum Keyword {
     To,
     Steps,
     Weight,
+    Because,
 }
 
 impl Keyword {
@@ -32,6 +33,7 @@ impl Keyword {
             "to" => Some(Keyword::To),
             "steps" => Some(Keyword::Steps),
             "weight" => Some(Keyword::Weight),
+            "because" => Some(Keyword::Because),
             _ => None,
         }
     }
@@ -42,6 +44,7 @@ impl Keyword {
             Keyword::To => "to",
             Keyword::Steps => "steps",
             Keyword::Weight => "weight",
+            Keyword::Because => "because",
         }
     }
 }
@@ -53,6 +56,8 @@ pub(super) struct Options<'a> {
     pub to: Option<&'a str>,
     pub steps: Option<Vec<Percent>>,
     pub weight: Option<u8>,
+    /// `because REASON…`: the rest of the command.
+    pub reason: Option<String>,
 }
 
 impl<'a> Args<'a> {
@@ -109,6 +114,7 @@ impl<'a> Args<'a> {
                 Keyword::To => opts.to.is_some(),
                 Keyword::Steps => opts.steps.is_some(),
                 Keyword::Weight => opts.weight.is_some(),
+                Keyword::Because => opts.reason.is_some(),
             };
             if repeated {
                 return Err(CommandError::RepeatedOption {
@@ -121,9 +127,29 @@ impl<'a> Args<'a> {
                 Keyword::To => opts.to = Some(self.name(Missing::Cluster)?),
                 Keyword::Steps => opts.steps = Some(self.steps()?),
                 Keyword::Weight => opts.weight = Some(self.weight()?),
+                Keyword::Because => opts.reason = Some(self.rest(Missing::Reason)?),
             }
         }
         Ok(opts)
+    }
+
+    /// The rest of the words, as one text (a reason); required.
+    pub fn rest(&mut self, what: Missing) -> Result<String, CommandError> {
+        let rest: Vec<&str> = self.words.by_ref().collect();
+        if rest.is_empty() {
+            return Err(self.missing(what));
+        }
+        Ok(rest.join(" "))
+    }
+
+    /// Whether the next word is `keyword`; it is taken if so.
+    pub fn take(&mut self, keyword: Keyword) -> bool {
+        let next = self.words.peek().and_then(|w| Keyword::from_word(w));
+        if next == Some(keyword) {
+            self.words.next();
+            return true;
+        }
+        false
     }
 
     /// `weight N`, a raw weight 0–255.

@@ -14,6 +14,7 @@ mod names;
 
 pub mod abort;
 pub mod add;
+pub mod freeze;
 pub mod help;
 pub mod history;
 pub mod remove;
@@ -47,10 +48,12 @@ pub enum Verb {
     Add,
     Remove,
     History,
+    Freeze,
+    Unfreeze,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 10] = [
+    pub const ALL: [Verb; 12] = [
         Verb::Help,
         Verb::Status,
         Verb::Shift,
@@ -61,6 +64,8 @@ impl Verb {
         Verb::Add,
         Verb::Remove,
         Verb::History,
+        Verb::Freeze,
+        Verb::Unfreeze,
     ];
 
     pub fn word(self) -> &'static str {
@@ -75,6 +80,8 @@ impl Verb {
             Verb::Add => "add",
             Verb::Remove => "remove",
             Verb::History => "history",
+            Verb::Freeze => "freeze",
+            Verb::Unfreeze => "unfreeze",
         }
     }
 
@@ -91,6 +98,8 @@ impl Verb {
             Verb::Add => add::USAGE,
             Verb::Remove => remove::USAGE,
             Verb::History => history::USAGE,
+            Verb::Freeze => freeze::USAGE,
+            Verb::Unfreeze => freeze::UNFREEZE_USAGE,
         }
     }
 
@@ -107,6 +116,8 @@ impl Verb {
             Verb::Add => add::SUMMARY,
             Verb::Remove => remove::SUMMARY,
             Verb::History => history::SUMMARY,
+            Verb::Freeze => freeze::SUMMARY,
+            Verb::Unfreeze => freeze::UNFREEZE_SUMMARY,
         }
     }
 
@@ -133,6 +144,8 @@ pub enum Command {
     To(to::To),
     Add(add::Add),
     Remove(remove::Remove),
+    Freeze(freeze::Freeze),
+    Unfreeze,
 }
 
 impl Command {
@@ -147,6 +160,8 @@ impl Command {
             Command::To(_) => Verb::To,
             Command::Add(_) => Verb::Add,
             Command::Remove(_) => Verb::Remove,
+            Command::Freeze(_) => Verb::Freeze,
+            Command::Unfreeze => Verb::Unfreeze,
         }
     }
 }
@@ -156,6 +171,8 @@ impl Command {
 pub struct Request {
     pub env: EnvId,
     pub command: Command,
+    /// `… because REASON`: why, for the plan, the journal and `history`.
+    pub reason: Option<String>,
 }
 
 /// What a command means.
@@ -214,6 +231,8 @@ pub fn understand(config: &Config, channel: &str, text: &str) -> Result<Understo
         Verb::To => to::parse(&mut args)?,
         Verb::Add => add::parse(&mut args)?,
         Verb::Remove => remove::parse(&mut args)?,
+        Verb::Freeze => freeze::parse(&mut args)?,
+        Verb::Unfreeze => freeze::parse_unfreeze(&mut args)?,
     };
     Ok(Understood::Request(request))
 }
@@ -321,6 +340,41 @@ environments:
         assert!(matches!(
             command("shift! 50 to green"),
             Command::Shift(shift::Shift { force: true, .. })
+        ));
+        assert_eq!(
+            command("freeze in dev quarter-end close"),
+            Command::Freeze(freeze::Freeze {
+                reason: "quarter-end close".into()
+            })
+        );
+        assert_eq!(command("unfreeze"), Command::Unfreeze);
+    }
+
+    #[test]
+    fn a_reason_is_the_rest_of_the_command() {
+        let Understood::Request(request) =
+            read("shift 50 to green because INC-4711 db failover in dev").unwrap()
+        else {
+            panic!("not a request");
+        };
+        assert_eq!(
+            request.reason.as_deref(),
+            Some("INC-4711 db failover in dev"),
+            "`because` takes everything after it"
+        );
+        assert!(matches!(
+            read("shift 50 because"),
+            Err(CommandError::MissingArgument {
+                what: Missing::Reason,
+                ..
+            })
+        ));
+        assert!(matches!(
+            read("freeze in dev"),
+            Err(CommandError::MissingArgument {
+                what: Missing::Reason,
+                ..
+            })
         ));
     }
 

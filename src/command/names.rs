@@ -21,6 +21,9 @@ impl<'a> Scope<'a> {
         channel: &str,
         given: Option<&str>,
     ) -> Result<Scope<'a>, CommandError> {
+        if is_direct_message(channel) {
+            return Err(CommandError::DirectMessage);
+        }
         let allowed = &config.slack.channels;
         if !allowed.is_empty() && !allowed.iter().any(|c| c == channel) {
             return Err(CommandError::ChannelNotAllowed {
@@ -29,6 +32,13 @@ impl<'a> Scope<'a> {
         }
         let env = resolve_env(config, channel, given)?;
         let environment = &config.environments[&env];
+        let bound = environment.bound_channels();
+        if !bound.is_empty() && !bound.contains(&channel) {
+            return Err(CommandError::WrongChannel {
+                env,
+                channels: bound.into_iter().map(str::to_owned).collect(),
+            });
+        }
         Ok(Scope { env, environment })
     }
 
@@ -71,6 +81,12 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// Slack's direct-message channel ids start with `D`: a failover is never
+/// requested where the rest of the team cannot see it.
+fn is_direct_message(channel: &str) -> bool {
+    channel.starts_with('D')
+}
+
 fn resolve_env(config: &Config, channel: &str, given: Option<&str>) -> Result<EnvId, CommandError> {
     let known = config.environment_names();
     if let Some(given) = given {
@@ -88,7 +104,7 @@ fn resolve_env(config: &Config, channel: &str, given: Option<&str>) -> Result<En
     if let Some((name, _)) = config
         .environments
         .iter()
-        .find(|(_, e)| e.channel.as_deref() == Some(channel))
+        .find(|(_, e)| e.bound_channels().contains(&channel))
     {
         return Ok(name.clone());
     }
@@ -220,6 +236,37 @@ environments:
             env_of("C9", "status in prod"),
             Err(CommandError::ChannelNotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn a_bound_environment_is_acted_on_only_from_its_channels() {
+        // dev names C1: from C2, `in dev` is refused and names C1.
+        let err = env_of("C2", "status in dev").unwrap_err();
+        assert_eq!(
+            err,
+            CommandError::WrongChannel {
+                env: "dev".into(),
+                channels: vec!["C1".into()]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "dev is acted on only from <#C1>; send it there."
+        );
+        // prod names none: any of slack.channels will do.
+        assert_eq!(env_of("C1", "status in prod").unwrap(), "prod");
+    }
+
+    #[test]
+    fn direct_messages_are_refused_but_help_works() {
+        assert_eq!(
+            env_of("D0123", "status in dev").unwrap_err(),
+            CommandError::DirectMessage
+        );
+        assert_eq!(
+            understand(&config(), "D0123", "help").unwrap(),
+            Understood::Help
+        );
     }
 
     #[test]

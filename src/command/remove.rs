@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::grammar::Args;
+use super::grammar::{Args, Keyword};
 use super::{Command, CommandError, Missing, Request};
 use crate::ids::ClusterId;
 use crate::plan::{Change, PlanError, Target, Weights};
@@ -18,11 +18,12 @@ pub struct Remove {
 
 pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     let name = args.name(Missing::Cluster)?;
-    let options = args.options(&[])?;
+    let options = args.options(&[Keyword::Because])?;
     let scope = args.scope(options.env)?;
     let cluster = scope.cluster(name)?;
     Ok(Request {
         env: scope.env,
+        reason: options.reason,
         command: Command::Remove(Remove { cluster }),
     })
 }

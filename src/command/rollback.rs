@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::grammar::Args;
+use super::grammar::{Args, Keyword};
 use super::{Command, CommandError, Request, Situation};
 use crate::ids::OpId;
 use crate::plan::{PlanError, Target, Weights};
@@ -12,10 +12,11 @@ pub const USAGE: &str = "`/failover rollback [in ENV]`";
 pub const SUMMARY: &str = "one step back to the weights from before the last operation";
 
 pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
-    let options = args.options(&[])?;
+    let options = args.options(&[Keyword::Because])?;
     let scope = args.scope(options.env)?;
     Ok(Request {
         env: scope.env,
+        reason: options.reason,
         command: Command::Rollback,
     })
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::grammar::Args;
+use super::grammar::{Args, Keyword};
 use super::{Command, CommandError, Missing, Request};
 use crate::ids::ClusterId;
 use crate::plan::{PlanError, Target, Weights};
@@ -27,7 +27,7 @@ pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
             what: Missing::Weights,
         });
     }
-    let options = args.options(&[])?;
+    let options = args.options(&[Keyword::Because])?;
     let scope = args.scope(options.env)?;
     let mut weights = BTreeMap::new();
     for (name, value) in pairs {
@@ -41,6 +41,7 @@ pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     }
     Ok(Request {
         env: scope.env,
+        reason: options.reason,
         command: Command::Set(Set { weights }),
     })
 }

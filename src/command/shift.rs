@@ -26,11 +26,12 @@ pub struct Shift {
 
 pub(super) fn parse(args: &mut Args<'_>, force: bool) -> Result<Request, CommandError> {
     let percent = args.percent()?;
-    let options = args.options(&[Keyword::To])?;
+    let options = args.options(&[Keyword::To, Keyword::Because])?;
     let scope = args.scope(options.env)?;
     let to = options.to.map(|name| scope.cluster(name)).transpose()?;
     Ok(Request {
         env: scope.env,
+        reason: options.reason,
         command: Command::Shift(Shift { percent, to, force }),
     })
 }

@@ -13,6 +13,7 @@ pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     let scope = args.scope(options.env)?;
     Ok(Request {
         env: scope.env,
+        reason: None,
         command: Command::Status,
     })
 }

@@ -20,7 +20,7 @@ pub struct To {
 
 pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     let name = args.name(Missing::Cluster)?;
-    let options = args.options(&[Keyword::Steps])?;
+    let options = args.options(&[Keyword::Steps, Keyword::Because])?;
     let scope = args.scope(options.env)?;
     let cluster = scope.cluster(name)?;
     let steps = match options.steps {
@@ -30,6 +30,7 @@ pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     };
     Ok(Request {
         env: scope.env,
+        reason: options.reason,
         command: Command::To(To { cluster, steps }),
     })
 }

@@ -20,6 +20,7 @@ mod answers;
 mod apply;
 mod gates;
 mod outbox;
+mod policy;
 mod reactions;
 mod resume;
 mod start;

@@ -1,4 +1,6 @@
-//! Reactions on plan messages: approve, reject, and taking an approval back.
+//! Votes on plans — approve, reject, take an approval back — from
+//! reactions on plan messages. The rules are the approval's own
+//! ([`crate::approval`]); who is an approver is the environment's policy.
 
 use super::step::in_thread;
 use super::{Engine, EngineError, Outcome, Reaction};
@@ -16,16 +18,16 @@ enum Vote {
 
 impl Engine {
     pub(super) async fn reaction(&self, reaction: &Reaction) -> Outcome {
-        let approval = &self.config.approval;
-        let vote = if reaction.name == approval.reaction {
-            Vote::Approve
-        } else if reaction.name == approval.reject_reaction {
-            Vote::Reject
-        } else {
-            return Ok(());
-        };
         let Some(target) = self.plan_message(&reaction.message).await else {
             // Not a plan message: reactions elsewhere are none of our business.
+            return Ok(());
+        };
+        let policy = self.config.approval_for(&target.env);
+        let vote = if reaction.name == policy.reaction {
+            Vote::Approve
+        } else if reaction.name == policy.reject_reaction {
+            Vote::Reject
+        } else {
             return Ok(());
         };
         let Some(_guard) = self.lock_env(&target.env).await else {
@@ -111,20 +113,11 @@ impl Engine {
         })
     }
 
-    /// Whether `user` may approve: listed directly, or in a listed user group.
-    async fn may_approve(&self, user: &UserId) -> Result<bool, crate::chat::ChatError> {
-        let approvers = &self.config.approval.approvers;
-        if approvers.iter().any(|a| user == a) {
-            return Ok(true);
-        }
-        for entry in approvers {
-            if let Some(members) = self.groups.members(entry).await? {
-                if members.iter().any(|m| user == m) {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
+    /// Whether `user` may decide on plans in `env`: an approver there,
+    /// directly or through a user group.
+    async fn may_approve(&self, user: &UserId, env: &str) -> Result<bool, EngineError> {
+        let policy = self.config.approval_for(env);
+        self.is_member(user, &policy.approvers).await
     }
 
     async fn approve(
@@ -135,7 +128,7 @@ impl Engine {
     ) -> Outcome {
         let actor = Actor {
             user: &reaction.user,
-            is_approver: self.may_approve(&reaction.user).await?,
+            is_approver: self.may_approve(&reaction.user, &op.header.env).await?,
         };
         let mut approval = shown.approval.clone();
         let decided = approval.approve(&actor, &shown.plan.hash, self.now());
@@ -147,10 +140,26 @@ impl Engine {
             }
             return Err(refusal.into());
         }
+        if approval.state == ApprovalState::Pending {
+            // One of several approvals: counted, shown, not yet decided.
+            let voted = Entry::Voted {
+                op: op.header.id,
+                step: op.step,
+                plan: shown.plan.hash.clone(),
+                by: reaction.user.clone(),
+                event: reaction.event_id.clone(),
+            };
+            let mut counted = shown.clone();
+            counted.approval = approval;
+            let update = self.plan_update(op, &counted, PlanStatus::Pending);
+            return Ok(self.record_and_say(voted, vec![update]).await?);
+        }
         self.record_decision(op, shown, approval.state.clone(), reaction.event_id.clone())?;
+        let mut approved = shown.clone();
+        approved.approval = approval;
         self.update_plan_message(
             op,
-            shown,
+            &approved,
             PlanStatus::Applying {
                 by: reaction.user.clone(),
             },
@@ -162,7 +171,7 @@ impl Engine {
     async fn reject(&self, op: &OperationState, shown: &ShownPlan, reaction: &Reaction) -> Outcome {
         let actor = Actor {
             user: &reaction.user,
-            is_approver: self.may_approve(&reaction.user).await?,
+            is_approver: self.may_approve(&reaction.user, &op.header.env).await?,
         };
         let mut approval = shown.approval.clone();
         approval.reject(&actor, self.now())?;
@@ -182,15 +191,23 @@ impl Engine {
         if approval.unapprove(&reaction.user).is_err() {
             return Ok(());
         }
-        let decided = decision(op, shown, approval.state, reaction.event_id.clone());
+        let unvoted = Entry::Unvoted {
+            op: op.header.id,
+            step: op.step,
+            plan: shown.plan.hash.clone(),
+            by: reaction.user.clone(),
+            event: reaction.event_id.clone(),
+        };
         let note = Notice::ApprovalTakenBack {
             user: reaction.user.clone(),
         };
+        let mut pending = shown.clone();
+        pending.approval = approval;
         let said = vec![
-            self.plan_update(op, shown, PlanStatus::Pending),
+            self.plan_update(op, &pending, PlanStatus::Pending),
             in_thread(op, shown, note),
         ];
-        self.record_and_say(decided, said).await?;
+        self.record_and_say(unvoted, said).await?;
         Ok(())
     }
 

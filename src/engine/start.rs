@@ -6,7 +6,8 @@
 use super::step::Prepared;
 use super::{CommandRequest, Engine, EngineError, Outcome};
 use crate::command::{Command, Request, Situation};
-use crate::ids::{EnvId, MessageRef};
+use crate::config::ApprovalConfig;
+use crate::ids::MessageRef;
 use crate::journal::Entry;
 use crate::chat::ChatError;
 use crate::notice::{FinishedNotice, Notice, PlanNotice};
@@ -29,14 +30,17 @@ impl Engine {
             Command::Status => self.status(request, env).await,
             Command::History => self.history(request, env).await,
             Command::Abort => self.abort(request, env).await,
-            command => self.start(request, env, command).await,
+            Command::Freeze(freeze) => self.freeze(request, env, Some(&freeze.reason)).await,
+            Command::Unfreeze => self.freeze(request, env, None).await,
+            _ => self.start(request, work).await,
         }
     }
 
     /// Starts an operation: the environment must be free and someone else
     /// able to approve; the first step is planned and gated before anything
     /// is recorded, so a refusal is a plain answer, not an operation.
-    async fn start(&self, request: &CommandRequest, env: &EnvId, command: &Command) -> Outcome {
+    async fn start(&self, request: &CommandRequest, work: &Request) -> Outcome {
+        let env = &work.env;
         let Some(_guard) = self.lock_env(env).await else {
             return Err(Refusal::NoSuchEnvironment { env: env.clone() }.into());
         };
@@ -50,7 +54,9 @@ impl Engine {
             }
             .into());
         }
-        self.require_another_approver(request)?;
+        let policy = self.config.approval_for(env);
+        let during_freeze = self.may_start(request, work, &policy).await?;
+        require_another_approver(&policy, request)?;
         let snapshot = self.read(env).await?;
         let now = snapshot.weights();
         let last_change = self.with_ledger(|l| {
@@ -62,7 +68,7 @@ impl Engine {
             now: &now,
             last_change: last_change.as_ref().map(|(id, w)| (*id, w)),
         };
-        let Some(kind) = OperationKind::start(command, &situation) else {
+        let Some(kind) = OperationKind::start(&work.command, &situation) else {
             return Ok(());
         };
         let kind = kind?;
@@ -77,6 +83,8 @@ impl Engine {
             start: now,
             started_at: self.now(),
             event: request.event_id.clone(),
+            reason: work.reason.clone(),
+            during_freeze,
         };
         let first = self.prepare(&header, 1, &snapshot).await?;
         if first.plan.is_noop() {
@@ -90,15 +98,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Refuses to start an operation nobody could approve.
-    fn require_another_approver(&self, request: &CommandRequest) -> Result<(), Refusal> {
-        let approvers = &self.config.approval.approvers;
-        if approvers.iter().any(|a| request.user != *a) {
-            Ok(())
-        } else {
-            Err(Refusal::NoOtherApprover)
-        }
-    }
 
     /// Shows a step's plan and records it as awaiting approval. A plan that
     /// changes nothing is recorded as skipped instead.
@@ -111,14 +110,16 @@ impl Engine {
         if prepared.plan.is_noop() {
             return self.skip_step(header, step);
         }
+        let policy = self.config.approval_for(&header.env);
         let expires_at = self.now()
-            + chrono::Duration::from_std(self.config.approval.expires_after)
+            + chrono::Duration::from_std(policy.expires_after)
                 .unwrap_or(chrono::Duration::minutes(15));
         let approval = crate::approval::Approval::new(
             prepared.plan.hash.clone(),
             header.requester.clone(),
             expires_at,
-        );
+        )
+        .requiring(policy.approvals_required);
         let mut shown = ShownPlan {
             plan: prepared.plan,
             message: MessageRef {
@@ -157,8 +158,9 @@ impl Engine {
             expires_at,
             warnings: shown.warnings,
             versions: shown.versions,
+            approvals_required: policy.approvals_required,
         })?;
-        self.add_reaction_hints(&message).await;
+        self.add_reaction_hints(&message, &policy).await;
         Ok(())
     }
 
@@ -206,14 +208,20 @@ impl Engine {
     }
 
     /// The approve/reject reactions on a plan, so approvers need only click.
-    async fn add_reaction_hints(&self, message: &MessageRef) {
-        for reaction in [
-            &self.config.approval.reaction,
-            &self.config.approval.reject_reaction,
-        ] {
+    async fn add_reaction_hints(&self, message: &MessageRef, policy: &ApprovalConfig) {
+        for reaction in [&policy.reaction, &policy.reject_reaction] {
             if let Err(error) = self.chat.react(message, reaction).await {
                 tracing::warn!(%error, "could not add the reaction hint");
             }
         }
+    }
+}
+
+/// Refuses to start an operation nobody could approve.
+fn require_another_approver(policy: &ApprovalConfig, request: &CommandRequest) -> Result<(), Refusal> {
+    if policy.approvers.iter().any(|a| request.user != *a) {
+        Ok(())
+    } else {
+        Err(Refusal::NoOtherApprover)
     }
 }

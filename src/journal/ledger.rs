@@ -13,8 +13,9 @@ use super::{Entry, Record};
 use crate::approval::{Approval, ApprovalState};
 use crate::ids::{EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
+use crate::approval::Vote;
 use crate::operation::{
-    GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan,
+    Freeze, GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan,
     StepApproval, StepOutcome, StopCause,
 };
 use crate::plan::PlanHash;
@@ -110,6 +111,8 @@ pub struct Ledger {
     /// seq: after a restart, what the crash cut off.
     pub unsaid: BTreeMap<u64, Unsaid>,
     pub last_op: OpId,
+    /// Environments frozen now.
+    pub frozen: BTreeMap<EnvId, Freeze>,
 }
 
 impl Ledger {
@@ -177,6 +180,7 @@ impl Ledger {
                 expires_at,
                 warnings,
                 versions,
+                approvals_required,
             } => {
                 let Some(state) = self.op_mut(*op) else {
                     return;
@@ -186,7 +190,8 @@ impl Ledger {
                         plan.hash.clone(),
                         state.header.requester.clone(),
                         *expires_at,
-                    ),
+                    )
+                    .requiring(*approvals_required),
                     plan: plan.clone(),
                     message: message.clone(),
                     warnings: warnings.clone(),
@@ -218,6 +223,41 @@ impl Ledger {
                 if let Some(operation) = self.op_mut(*op) {
                     decide(operation, *step, plan, state);
                 }
+            }
+            Entry::Voted {
+                op,
+                step,
+                plan,
+                by,
+                event,
+            } => {
+                self.note_event(event);
+                if let Some(operation) = self.op_mut(*op) {
+                    vote(operation, *step, plan, by, record.at);
+                }
+            }
+            Entry::Unvoted {
+                op,
+                step,
+                plan,
+                by,
+                event,
+            } => {
+                self.note_event(event);
+                if let Some(operation) = self.op_mut(*op) {
+                    unvote(operation, *step, plan, by);
+                }
+            }
+            Entry::Frozen { env, by, reason } => {
+                let freeze = Freeze {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                    since: record.at,
+                };
+                self.frozen.insert(env.clone(), freeze);
+            }
+            Entry::Unfrozen { env, .. } => {
+                self.frozen.remove(env);
             }
             Entry::StepStarted {
                 op,
@@ -309,6 +349,55 @@ impl Ledger {
     }
 }
 
+/// The plan the operation shows for `step`, if it is `plan` and awaits (or
+/// has) its approval: what a vote may change.
+fn votable<'a>(
+    operation: &'a mut OperationState,
+    step: usize,
+    plan: &PlanHash,
+) -> Option<&'a mut ShownPlan> {
+    if operation.step != step {
+        return None;
+    }
+    match &mut operation.phase {
+        Phase::AwaitingApproval(s) | Phase::Approved(s) if s.plan.hash == *plan => Some(s),
+        _ => None,
+    }
+}
+
+/// One of several approvals: counted, not yet deciding.
+fn vote(operation: &mut OperationState, step: usize, plan: &PlanHash, by: &UserId, at: DateTime<Utc>) {
+    let Some(shown) = votable(operation, step, plan) else {
+        return;
+    };
+    if shown.approval.has_vote_of(by) {
+        return;
+    }
+    shown.approval.votes.push(Vote { by: by.clone(), at });
+    let shown = shown.clone();
+    operation.last_shown = Some(shown);
+    operation.approvals.push(StepApproval {
+        step,
+        by: by.clone(),
+    });
+}
+
+/// An approver takes their vote back: the plan awaits approval again.
+fn unvote(operation: &mut OperationState, step: usize, plan: &PlanHash, by: &UserId) {
+    let Some(shown) = votable(operation, step, plan) else {
+        return;
+    };
+    if shown.approval.unapprove(by).is_err() {
+        return;
+    }
+    let shown = shown.clone();
+    operation.last_shown = Some(shown.clone());
+    operation.phase = Phase::AwaitingApproval(shown);
+    operation
+        .approvals
+        .retain(|a| !(a.step == step && a.by == *by));
+}
+
 /// A decision about the plan `plan` of step `step`; ignored unless that is
 /// the plan the operation shows now.
 fn decide(operation: &mut OperationState, step: usize, plan: &PlanHash, state: &ApprovalState) {
@@ -327,6 +416,18 @@ fn decide(operation: &mut OperationState, step: usize, plan: &PlanHash, state: &
     }
     let mut updated = shown;
     updated.approval.state = state.clone();
+    if let ApprovalState::Approved { by, at } = state {
+        if !updated.approval.has_vote_of(by) {
+            updated.approval.votes.push(Vote {
+                by: by.clone(),
+                at: *at,
+            });
+        }
+    }
+    if *state == ApprovalState::Pending {
+        // Format 1's "approval taken back": the only vote there was.
+        updated.approval.votes.clear();
+    }
     operation.last_shown = Some(updated.clone());
     operation.phase = match state {
         ApprovalState::Pending => Phase::AwaitingApproval(updated),

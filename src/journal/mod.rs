@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::approval::ApprovalState;
-use crate::ids::{ClusterId, MessageRef, OpId, UserId};
+use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
 use crate::operation::{
     ClusterResult, GateWarning, OperationHeader, OperationOutcome, StepOutcome,
@@ -95,7 +95,38 @@ pub enum Entry {
         warnings: Vec<GateWarning>,
         #[serde(default)]
         versions: BTreeMap<ClusterId, String>,
+        /// How many distinct approvers the plan needs (its environment's
+        /// policy when it was shown).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        approvals_required: u32,
     },
+    /// An approver's vote that did not (yet) decide the plan: one of
+    /// several required approvals.
+    Voted {
+        op: OpId,
+        step: usize,
+        plan: PlanHash,
+        by: UserId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
+    /// An approver took their vote back before the step started.
+    Unvoted {
+        op: OpId,
+        step: usize,
+        plan: PlanHash,
+        by: UserId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
+    /// New operations in `env` are refused until it is unfrozen, except
+    /// break-glass by the environment's break-glass users.
+    Frozen {
+        env: EnvId,
+        by: UserId,
+        reason: String,
+    },
+    Unfrozen { env: EnvId, by: UserId },
     /// The approval of a step changed state.
     Decided {
         op: OpId,
@@ -141,6 +172,10 @@ impl Entry {
             Entry::Started { .. } => "started",
             Entry::PlanPosting { .. } => "plan_posting",
             Entry::Proposed { .. } => "proposed",
+            Entry::Voted { .. } => "voted",
+            Entry::Unvoted { .. } => "unvoted",
+            Entry::Frozen { .. } => "frozen",
+            Entry::Unfrozen { .. } => "unfrozen",
             Entry::Decided { .. } => "decided",
             Entry::StepStarted { .. } => "step_started",
             Entry::Changed { .. } => "changed",
@@ -148,6 +183,14 @@ impl Entry {
             Entry::Finished { .. } => "finished",
         }
     }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Why a line is not a record this release can read.

@@ -216,6 +216,7 @@ impl From<Entry> for super::Entry {
                 expires_at,
                 warnings: warnings.into_iter().map(GateWarning::Legacy).collect(),
                 versions,
+                approvals_required: 1,
             },
             Entry::Decided {
                 op,

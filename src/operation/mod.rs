@@ -55,7 +55,11 @@ impl OperationKind {
             Command::Rollback => command::rollback::operation(situation).map(OperationKind::Rollback),
             Command::Add(add) => add.operation(now).map(OperationKind::Add),
             Command::Remove(remove) => remove.operation(now).map(OperationKind::Remove),
-            Command::Status | Command::History | Command::Abort => return None,
+            Command::Status
+            | Command::History
+            | Command::Abort
+            | Command::Freeze(_)
+            | Command::Unfreeze => return None,
         })
     }
 
@@ -112,6 +116,20 @@ pub struct OperationHeader {
     /// answer is the operation itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// Why, as the requester said it (`… because INC-4711 db failover`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Started during a freeze, by break-glass: the freeze it broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during_freeze: Option<Freeze>,
+}
+
+/// A freeze of an environment: who, why, since when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    pub by: UserId,
+    pub reason: String,
+    pub since: DateTime<Utc>,
 }
 
 impl OperationHeader {

@@ -9,10 +9,25 @@ use crate::approval::ApprovalError;
 use crate::backend::{BackendError, GateFailure};
 use crate::command::CommandError;
 use crate::ids::{ClusterId, EnvId, OpId, UserId};
+use crate::operation::Freeze;
 use crate::plan::PlanError;
 
 fn weight(w: &Option<u8>) -> String {
     w.map_or_else(|| "none".to_owned(), |w| w.to_string())
+}
+
+/// People as Slack shows them: users and user groups.
+fn mentions(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| {
+            if crate::chat::is_user_group(id) {
+                format!("<!subteam^{id}>")
+            } else {
+                format!("<@{id}>")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn break_glass_hint(failure: &GateFailure) -> &'static str {
@@ -64,6 +79,35 @@ pub enum Refusal {
     PlanClosed { op: OpId },
     #[error("environment {env} is no longer in the config.")]
     NoSuchEnvironment { env: EnvId },
+    #[error("<@{user}> may not start operations in {env}; ask {}.", mentions(.allowed))]
+    NotRequester {
+        user: UserId,
+        env: EnvId,
+        allowed: Vec<String>,
+    },
+    #[error("break-glass (`shift!`) in {env} is for {} only.", mentions(.allowed))]
+    NotBreakGlass { env: EnvId, allowed: Vec<String> },
+    #[error("{env} needs a reason for every change: end the command with `because …` (an incident id, say).")]
+    ReasonRequired { env: EnvId },
+    #[error("{env} is frozen by <@{}> since {}: {}. Only break-glass (`shift!`) by {} goes through; `/failover unfreeze` lifts it.", .freeze.by, .freeze.since.format("%H:%M UTC"), .freeze.reason, mentions(.break_glass))]
+    Frozen {
+        env: EnvId,
+        freeze: Freeze,
+        break_glass: Vec<String>,
+    },
+    #[error("{env} is already frozen by <@{}>: {}.", .freeze.by, .freeze.reason)]
+    AlreadyFrozen { env: EnvId, freeze: Freeze },
+    #[error("{env} is not frozen.")]
+    NotFrozen { env: EnvId },
+    #[error("only the approvers of {env} ({}) may freeze or unfreeze it.", mentions(.approvers))]
+    MayNotFreeze { env: EnvId, approvers: Vec<String> },
+    #[error("only <@{requester}>, who asked for operation #{op}, or an approver ({}) may {action} it.", mentions(.approvers))]
+    NotYours {
+        op: OpId,
+        requester: UserId,
+        action: String,
+        approvers: Vec<String>,
+    },
     #[error("the step began at {}, longer ago than an approval lasts ({}); finishing it needs a new approval", .started_at.format("%H:%M UTC"), humantime::format_duration(std::time::Duration::from_secs(*.lifetime_secs)))]
     StepTooOld {
         started_at: DateTime<Utc>,
