@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod route53;
+
 use crate::config::Config;
 use crate::leader::LeaderElection;
 use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
@@ -71,7 +73,7 @@ pub enum CliCommand {
     /// always needed; SLACK_API_URL points the bot at another Slack API base.
     Serve(ServeArgs),
     /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
-    /// manifests/target/routing-weight/crd-routingweight.yaml.
+    /// manifests/target/crd/crd-routingweight.yaml.
     Crd,
     /// The audit trail in the journal.
     Audit {
@@ -87,6 +89,12 @@ pub enum CliCommand {
         /// Only validate the config file; do not contact any cluster.
         #[arg(long)]
         offline: bool,
+    },
+    /// Route53 records in mode `route53` (reads AWS credentials and
+    /// AWS_ENDPOINT_URL_ROUTE_53 from the standard AWS environment).
+    Route53 {
+        #[command(subcommand)]
+        command: route53::Route53Command,
     },
     /// Print current weights per environment (as set, and as carried by the
     /// controlled Ingresses/Services).
@@ -135,10 +143,11 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         CliCommand::Serve(args) => serve(args).await,
+        CliCommand::Route53 { command } => route53::run(command).await,
     }
 }
 
-fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+pub(crate) fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     let loaded = match path {
         Some(path) => Config::load(path),
         None => Config::from_yaml(BUILT_IN_CONFIG),
@@ -290,7 +299,10 @@ async fn check(path: &PathBuf, offline: bool) -> ExitCode {
             println!("{}", crate::messages::cluster_check(cluster, &found));
         }
         if let (Some(route53), Some(dns)) = (&route53, &env.route53) {
-            let problems = crate::backend::dns::check_records(route53, env, dns).await;
+            let mut problems = crate::backend::dns::check_records(route53, env, dns).await;
+            if config.routing.mode == crate::config::RoutingMode::Route53 {
+                problems.extend(crate::backend::dns::check_ownership(route53, env, dns).await);
+            }
             ok &= problems.is_empty();
             println!("{}", crate::messages::records_check(dns, &problems));
         }

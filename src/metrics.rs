@@ -15,7 +15,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::backend::{BackendError, Convergence, GateFailure, RoutingBackend, Snapshot, Written};
+use crate::backend::{
+    BackendError, Convergence, GateFailure, Removal, RoutingBackend, Snapshot, Written,
+};
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::operation::journal::{Entry, Record};
 use crate::plan::Weights;
@@ -224,6 +226,21 @@ impl RoutingBackend for MeteredBackend {
         let result = self.inner.create(cluster).await;
         self.done(&cluster.name, started);
         result
+    }
+
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.create_at(cluster, weight).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    fn removal(&self) -> Removal {
+        self.inner.removal()
     }
 
     async fn delete(

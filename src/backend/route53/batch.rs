@@ -2,15 +2,14 @@
 //! `ChangeResourceRecordSets` batches as Route53's limits allow, throttling
 //! retried, then every change awaited to `INSYNC`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecordSet, RrType,
-};
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecordSet};
 
 use super::client::{api_error, is_throttling, jitter};
 use super::records::{is_routed, normalise, valid_records, valid_weights, valid_zone};
+use super::registry::{ForeignRecord, NameView, NotOwned, Owner, Registry};
 use super::{Route53, Route53Error};
 use crate::plan::Weights;
 
@@ -40,20 +39,36 @@ pub struct WriteSummary {
 }
 
 impl Route53 {
-    /// Mode `route53`: sets every expected cluster's weight on every record
-    /// name — the routed weighted record(s) and the TXT ownership twin — with
-    /// UPSERTs that re-send each set as read, changing only its weight.
-    ///
-    /// Before any call: the input is valid and not all weights are zero.
-    /// Before any write (after reading every name): each expected cluster has
-    /// a weighted record and a TXT twin on every name, and no name would end
-    /// with a total weight of zero. Changes go in as few batches as the
-    /// limits allow (a record name's changes stay in one batch when they fit,
-    /// so a failed later batch never leaves a name half-written); throttling
-    /// and `PriorRequestNotComplete` are retried with backoff and jitter
-    /// (UPSERTs are idempotent); then every change is awaited to `INSYNC`.
+    /// [`Route53::write_weights_as`] for a site whose external-dns uses no
+    /// TXT prefix or suffix, with the bot's default owner id.
     pub async fn write_weights(
         &self,
+        zone_id: &str,
+        records: &[String],
+        expected: &Weights,
+    ) -> Result<WriteSummary, Route53Error> {
+        self.write_weights_as(&Registry::default(), zone_id, records, expected)
+            .await
+    }
+
+    /// Mode `route53`: sets every expected cluster's weight on every record
+    /// name — the weighted traffic record(s) and the bot's own registry
+    /// records beside them — with UPSERTs that re-send each set as read,
+    /// changing only its weight.
+    ///
+    /// Before any call: the input is valid and not all weights are zero.
+    /// Before any write (after reading every name and its registry names):
+    /// each expected cluster has a weighted record on every name, external-
+    /// dns's registry gives each of them to `registry.owner_id`
+    /// ([`Route53Error::NotOwned`] otherwise), and no name would end with a
+    /// total weight of zero. Changes go in as few batches as the limits
+    /// allow (a record name's changes stay in one batch when they fit, so a
+    /// failed later batch never leaves a name half-written); throttling and
+    /// `PriorRequestNotComplete` are retried with backoff and jitter
+    /// (UPSERTs are idempotent); then every change is awaited to `INSYNC`.
+    pub async fn write_weights_as(
+        &self,
+        registry: &Registry,
         zone_id: &str,
         records: &[String],
         expected: &Weights,
@@ -63,119 +78,44 @@ impl Route53 {
         valid_weights(expected)?;
         let calls_before = self.api_calls();
 
-        // One record name once, even if configured twice.
-        let mut names: Vec<String> = Vec::new();
-        for record in records {
-            let n = normalise(record);
-            if !names.contains(&n) {
-                names.push(n);
-            }
+        let mut step = Step::default();
+        for name in unique_names(records) {
+            let view = self.read_with_registry(&zone, &name, registry).await?;
+            step.add_name(&view, registry, expected);
         }
+        let groups = step.into_groups(&registry.owner_id)?;
+        let (changes, batches) = self.submit_all(&zone, pack(groups)).await?;
+        Ok(WriteSummary {
+            changes,
+            batches,
+            api_calls: self.api_calls() - calls_before,
+        })
+    }
 
-        let mut problems = Vec::new();
-        let mut groups: Vec<Vec<Pending>> = Vec::new();
-        for name in &names {
-            let sets = self.list_raw(&zone, name).await?;
-            let mut group = Vec::new();
-            for cluster in expected.clusters() {
-                let mine = |s: &&ResourceRecordSet| {
-                    s.weight.is_some() && s.set_identifier.as_deref() == Some(cluster)
-                };
-                let routed: Vec<&ResourceRecordSet> = sets
-                    .iter()
-                    .filter(|s| is_routed(&s.r#type))
-                    .filter(mine)
-                    .collect();
-                let twin: Vec<&ResourceRecordSet> = sets
-                    .iter()
-                    .filter(|s| s.r#type == RrType::Txt)
-                    .filter(mine)
-                    .collect();
-                if routed.is_empty() {
-                    problems.push(format!(
-                        "{name} has no weighted A/AAAA/CNAME record with set identifier {cluster}"
-                    ));
-                }
-                if twin.is_empty() {
-                    problems.push(format!(
-                        "{name} has no TXT ownership record with set identifier {cluster}"
-                    ));
-                }
-                let weight = expected.get(cluster).unwrap_or_default();
-                for set in routed.into_iter().chain(twin) {
-                    group.push(Pending::upsert(set, weight));
-                }
-            }
-            // The total each routed type will have after the write.
-            let types: BTreeSet<&str> = sets
-                .iter()
-                .filter(|s| is_routed(&s.r#type) && s.weight.is_some())
-                .map(|s| s.r#type.as_str())
-                .collect();
-            for ty in types {
-                let total: i64 = sets
-                    .iter()
-                    .filter(|s| s.r#type.as_str() == ty)
-                    .filter_map(|s| {
-                        let id = s.set_identifier.as_deref()?;
-                        Some(match expected.get(id) {
-                            Some(w) => i64::from(w),
-                            None => s.weight?,
-                        })
-                    })
-                    .sum();
-                if total == 0 {
-                    problems.push(format!(
-                        "{name} ({ty}) would have all weights at 0, which Route53 serves as an even split"
-                    ));
-                }
-            }
-            groups.push(group);
-        }
-        if !problems.is_empty() {
-            return Err(Route53Error::Invalid(summarise(&problems)));
-        }
-
-        let batches = pack(groups);
+    /// Submits every batch in order and waits for all of them to be
+    /// `INSYNC`. Returns the changes and batches sent. A failed batch stops
+    /// the rest; the error says what earlier batches applied.
+    pub(super) async fn submit_all(
+        &self,
+        zone: &str,
+        batches: Vec<Vec<Pending>>,
+    ) -> Result<(usize, usize), Route53Error> {
         let changes: usize = batches.iter().map(Vec::len).sum();
         let count = batches.len();
         let mut change_ids = Vec::with_capacity(count);
         let mut applied = 0usize;
         for (i, batch) in batches.into_iter().enumerate() {
             let size = batch.len();
-            match self.submit(&zone, batch, i + 1, count).await {
+            match self.submit(zone, batch, i + 1, count).await {
                 Ok(id) => {
                     applied += size;
                     change_ids.push(id);
                 }
-                Err(e) => {
-                    let earlier = if i == 0 {
-                        "no earlier batch".to_owned()
-                    } else {
-                        format!("the {i} earlier batch(es) ({applied} changes) were applied")
-                    };
-                    return Err(match e {
-                        Route53Error::Timeout(m) => Route53Error::Timeout(format!(
-                            "batch {} of {count} ({size} changes): {m}; its outcome is unknown \
-                             (batches are atomic: all or nothing); {earlier}",
-                            i + 1
-                        )),
-                        other => Route53Error::Api(format!(
-                            "batch {} of {count} ({size} changes) failed and changed nothing: \
-                             {}; {earlier}",
-                            i + 1,
-                            inner_message(&other)
-                        )),
-                    });
-                }
+                Err(e) => return Err(batch_failed(e, i, count, size, applied)),
             }
         }
         self.wait_insync(&change_ids).await?;
-        Ok(WriteSummary {
-            changes,
-            batches: count,
-            api_calls: self.api_calls() - calls_before,
-        })
+        Ok((changes, count))
     }
 
     /// Sends one batch, retrying throttling within a bound. Returns the
@@ -278,8 +218,152 @@ impl Route53 {
     }
 }
 
+/// Batch `i` (0-based) of `count` failed: what it and the earlier ones did.
+fn batch_failed(
+    e: Route53Error,
+    i: usize,
+    count: usize,
+    size: usize,
+    applied: usize,
+) -> Route53Error {
+    let earlier = if i == 0 {
+        "no earlier batch".to_owned()
+    } else {
+        format!("the {i} earlier batch(es) ({applied} changes) were applied")
+    };
+    match e {
+        Route53Error::Timeout(m) => Route53Error::Timeout(format!(
+            "batch {} of {count} ({size} changes): {m}; its outcome is unknown \
+             (batches are atomic: all or nothing); {earlier}",
+            i + 1
+        )),
+        other => Route53Error::Api(format!(
+            "batch {} of {count} ({size} changes) failed and changed nothing: {}; {earlier}",
+            i + 1,
+            inner_message(&other)
+        )),
+    }
+}
+
+/// Each record name once, in the order given, even if configured twice.
+pub(super) fn unique_names(records: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for record in records {
+        let n = normalise(record);
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+/// A step's changes, gathered name by name, and what stands in its way.
+#[derive(Default)]
+struct Step {
+    groups: Vec<Vec<Pending>>,
+    problems: Vec<String>,
+    foreign: Vec<ForeignRecord>,
+}
+
+impl Step {
+    /// The UPSERTs of one record name: every expected cluster's traffic
+    /// records and the registry records the bot owns beside them.
+    fn add_name(&mut self, view: &NameView, registry: &Registry, expected: &Weights) {
+        let name = &view.name;
+        let mut group = Vec::new();
+        let mut queued: HashSet<(String, String, String)> = HashSet::new();
+        for cluster in expected.clusters() {
+            let weight = expected.get(cluster).unwrap_or_default();
+            let traffic = view.traffic(cluster);
+            if traffic.is_empty() {
+                self.problems.push(format!(
+                    "{name} has no weighted A/AAAA/CNAME record with set identifier {cluster}"
+                ));
+            }
+            for set in traffic {
+                match view.owner(set, registry) {
+                    Owner::Named(owner) if owner == registry.owner_id => {}
+                    other => {
+                        self.foreign.push(view.foreign(set, other));
+                        continue;
+                    }
+                }
+                let mine = view
+                    .registry_of(set, registry)
+                    .into_iter()
+                    .filter(|r| {
+                        r.owner.as_ref().and_then(Option::as_deref)
+                            == Some(registry.owner_id.as_str())
+                    })
+                    .map(|r| r.set);
+                for owned in std::iter::once(set).chain(mine) {
+                    if queued.insert(key(owned)) {
+                        group.push(Pending::upsert(owned, weight));
+                    }
+                }
+            }
+        }
+        self.problems
+            .extend(zero_totals(name, &view.sets, expected));
+        self.groups.push(group);
+    }
+
+    /// The groups to pack, or why the step is refused (before any write).
+    fn into_groups(self, owner_id: &str) -> Result<Vec<Vec<Pending>>, Route53Error> {
+        if !self.problems.is_empty() {
+            return Err(Route53Error::Invalid(summarise(&self.problems)));
+        }
+        if !self.foreign.is_empty() {
+            return Err(Route53Error::NotOwned(NotOwned {
+                owner_id: owner_id.to_owned(),
+                records: self.foreign,
+            }));
+        }
+        Ok(self.groups)
+    }
+}
+
+fn key(set: &ResourceRecordSet) -> (String, String, String) {
+    (
+        normalise(&set.name),
+        set.r#type.as_str().to_owned(),
+        set.set_identifier.clone().unwrap_or_default(),
+    )
+}
+
+/// Record types at `name` that would end with every weight at 0.
+fn zero_totals(name: &str, sets: &[ResourceRecordSet], expected: &Weights) -> Vec<String> {
+    let types: BTreeSet<&str> = sets
+        .iter()
+        .filter(|s| is_routed(&s.r#type) && s.weight.is_some())
+        .map(|s| s.r#type.as_str())
+        .collect();
+    types
+        .into_iter()
+        .filter(|ty| {
+            let total: i64 = sets
+                .iter()
+                .filter(|s| s.r#type.as_str() == *ty)
+                .filter_map(|s| {
+                    let id = s.set_identifier.as_deref()?;
+                    Some(match expected.get(id) {
+                        Some(w) => i64::from(w),
+                        None => s.weight?,
+                    })
+                })
+                .sum();
+            total == 0
+        })
+        .map(|ty| {
+            format!(
+                "{name} ({ty}) would have all weights at 0, which Route53 serves as an even split"
+            )
+        })
+        .collect()
+}
+
 /// One UPSERT and what it costs against the batch limits.
-struct Pending {
+pub(super) struct Pending {
     set: ResourceRecordSet,
     rr_elements: usize,
     chars: usize,
@@ -289,6 +373,11 @@ impl Pending {
     fn upsert(set: &ResourceRecordSet, weight: u8) -> Pending {
         let mut set = set.clone();
         set.weight = Some(i64::from(weight));
+        Pending::put(set)
+    }
+
+    /// An UPSERT of `set` as given.
+    pub(super) fn put(set: ResourceRecordSet) -> Pending {
         let values = set.resource_records.as_deref().unwrap_or_default();
         // UPSERT: every element and character counts twice.
         Pending {
@@ -331,7 +420,7 @@ impl Load {
 
 /// Packs per-record-name groups into batches, first fit in order; a group
 /// too large for one batch is split change by change.
-fn pack(groups: Vec<Vec<Pending>>) -> Vec<Vec<Pending>> {
+pub(super) fn pack(groups: Vec<Vec<Pending>>) -> Vec<Vec<Pending>> {
     let mut batches: Vec<Vec<Pending>> = Vec::new();
     let mut current: Vec<Pending> = Vec::new();
     let mut load = Load::default();
@@ -383,16 +472,17 @@ fn summarise(problems: &[String]) -> String {
     text
 }
 
-fn inner_message(e: &Route53Error) -> &str {
+fn inner_message(e: &Route53Error) -> String {
     match e {
-        Route53Error::Invalid(m) | Route53Error::Api(m) | Route53Error::Timeout(m) => m,
+        Route53Error::Invalid(m) | Route53Error::Api(m) | Route53Error::Timeout(m) => m.clone(),
+        Route53Error::NotOwned(not_owned) => not_owned.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_route53::types::ResourceRecord;
+    use aws_sdk_route53::types::{ResourceRecord, RrType};
 
     fn set(name: &str, ty: &str, id: &str, values: &[&str]) -> ResourceRecordSet {
         ResourceRecordSet::builder()
