@@ -105,7 +105,7 @@ async fn main() {
             let id = cluster(ci);
             seed.push(set(name, "A", &id, w, &[format!("10.{ci}.{ri}.1")]));
             let owner = format!(
-                "\"heritage=external-dns,external-dns/owner={id},external-dns/resource=ingress/web/{name}\""
+                "\"heritage=external-dns,external-dns/owner=failover-bot,external-dns/resource=ingress/web/{name}\""
             );
             seed.push(set(name, "TXT", &id, w, &[owner]));
         }

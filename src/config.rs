@@ -207,6 +207,47 @@ pub struct ClusterConfig {
 pub struct Route53Config {
     pub zone_id: String,
     pub records: Vec<String>,
+    /// external-dns TXT-registry owner id of the bot's records: mode
+    /// `route53` writes only records whose registry names it.
+    #[serde(default = "default_owner_id")]
+    pub owner_id: String,
+    /// The site's external-dns `--txt-prefix` / `--txt-suffix` /
+    /// `--txt-wildcard-replacement`, to find its registry records.
+    #[serde(default)]
+    pub txt_prefix: String,
+    #[serde(default)]
+    pub txt_suffix: String,
+    #[serde(default)]
+    pub txt_wildcard_replacement: String,
+}
+
+/// The owner id of the bot's Route53 records unless `route53.owner_id` says.
+pub const DEFAULT_ROUTE53_OWNER_ID: &str = "failover-bot";
+
+fn default_owner_id() -> String {
+    DEFAULT_ROUTE53_OWNER_ID.into()
+}
+
+impl Route53Config {
+    /// What is wrong with the registry keys, by key (external-dns's own
+    /// rules: an owner id, prefix and suffix not both).
+    fn registry_problems(&self) -> Vec<(&'static str, &'static str)> {
+        let mut problems = Vec::new();
+        let owner = self.owner_id.trim();
+        if owner.is_empty() || owner.contains([',', '=', '"', ' ']) {
+            problems.push((
+                "owner_id",
+                "must be a non-empty id without `,`, `=`, `\"` or spaces",
+            ));
+        }
+        if !self.txt_prefix.is_empty() && !self.txt_suffix.is_empty() {
+            problems.push((
+                "txt_suffix",
+                "external-dns takes txt_prefix or txt_suffix, not both",
+            ));
+        }
+        problems
+    }
 }
 
 fn default_approvals_required() -> u32 {
@@ -444,6 +485,9 @@ impl Config {
                         format!("{key}.route53.records"),
                         "list at least one record name",
                     );
+                }
+                for (field, problem) in route53.registry_problems() {
+                    p.add(format!("{key}.route53.{field}"), problem);
                 }
             }
         }

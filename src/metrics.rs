@@ -18,7 +18,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::backend::{BackendError, Convergence, GateFailure, RoutingBackend, Snapshot, Written};
+use crate::backend::{
+    BackendError, Convergence, GateFailure, Removal, RoutingBackend, Snapshot, Written,
+};
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::plan::Weights;
 
@@ -291,6 +293,21 @@ impl RoutingBackend for MeteredBackend {
         let result = self.inner.create(cluster).await;
         self.done(&cluster.name, started);
         result
+    }
+
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.create_at(cluster, weight).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    fn removal(&self) -> Removal {
+        self.inner.removal()
     }
 
     async fn delete(

@@ -50,7 +50,8 @@ fn upsert(name: &str, kind: RrType, set_id: &str, weight: i64, value: &str) -> C
         .unwrap()
 }
 
-/// A zone with a weighted A record and its TXT twin per cluster and name.
+/// A zone with a weighted A record and its (same-name) external-dns registry
+/// record per cluster and name, under the bot's owner id.
 async fn zone_with_records(client: &aws_sdk_route53::Client, weights: &[(&str, i64)]) -> String {
     let id = support::moto::create_zone(client, "dev.example.com.").await;
     set_weights(client, &id, weights).await;
@@ -73,7 +74,7 @@ async fn set_weights(client: &aws_sdk_route53::Client, zone: &str, weights: &[(&
                 RrType::Txt,
                 cluster,
                 *weight,
-                "\"heritage=external-dns,external-dns/owner=default\"",
+                "\"heritage=external-dns,external-dns/owner=failover-bot\"",
             ));
         }
     }

@@ -1,7 +1,7 @@
 //! Keeps the production docs true to the code:
 //!
 //! - `docs/iam-policy.json` grants exactly the Route53 actions the bot calls
-//!   (read from `src/backend/route53.rs`), on one hosted zone;
+//!   (read from `src/backend/route53/`), on one hosted zone;
 //! - `docs/troubleshooting.md` has an entry, quoting the real text, for every
 //!   `UserError` the bot can answer with (variants read from
 //!   `src/messages.rs`) and for the other errors it reports;
@@ -31,6 +31,26 @@ fn read(path: &str) -> String {
 
 // ---------------------------------------------------------------- IAM policy
 
+/// Every file of the Route53 backend (`src/backend/route53/`), in one text.
+fn route53_source() -> String {
+    let dir = repo_file("src/backend/route53");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no Rust file in {}", dir.display());
+    files
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `list_resource_record_sets` → `route53:ListResourceRecordSets`.
 fn iam_action(sdk_method: &str) -> String {
     let pascal: String = sdk_method
@@ -49,7 +69,7 @@ fn iam_action(sdk_method: &str) -> String {
 /// in the Route53 backend (builders like `.change_info()` on answers are not
 /// preceded by `.client`).
 fn route53_calls_in_source() -> BTreeSet<String> {
-    let source = read("src/backend/route53.rs");
+    let source = route53_source();
     let mut calls = BTreeSet::new();
     for (at, _) in source.match_indices(".client") {
         let rest = source[at + ".client".len()..].trim_start();
@@ -69,7 +89,7 @@ fn route53_calls_in_source() -> BTreeSet<String> {
 
 /// The `ChangeAction`s the bot builds (`ChangeAction::Upsert` → `UPSERT`).
 fn change_actions_in_source() -> BTreeSet<String> {
-    let source = read("src/backend/route53.rs");
+    let source = route53_source();
     source
         .match_indices("ChangeAction::")
         .map(|(at, _)| {
@@ -128,7 +148,7 @@ fn iam_policy_grants_exactly_the_route53_calls_the_code_makes() {
         .collect();
     assert_eq!(
         granted, called,
-        "docs/iam-policy.json vs src/backend/route53.rs"
+        "docs/iam-policy.json vs src/backend/route53/"
     );
 }
 

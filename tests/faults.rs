@@ -344,7 +344,7 @@ fn weighted_sets(clusters: &[String], weights: [u8; 3]) -> Vec<ResourceRecordSet
                 (RrType::A, format!("10.0.0.{}", i + 1)),
                 (
                     RrType::Txt,
-                    "\"heritage=external-dns,external-dns/owner=default\"".to_owned(),
+                    "\"heritage=external-dns,external-dns/owner=failover-bot\"".to_owned(),
                 ),
             ] {
                 sets.push(

@@ -16,7 +16,7 @@ use kube::Client;
 
 use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
-use failover_bot::backend::RoutingBackend;
+use failover_bot::backend::{BackendError, Removal, RoutingBackend};
 use failover_bot::config::Config;
 use support::kube_env::{controlled_objects_yaml, routing_weight_yaml, KubeEnv};
 use support::TestBot as Bot;
@@ -562,5 +562,177 @@ async fn a_dry_run_routing_weight_is_reported_as_dry_run_not_applied() {
         weight_of(&env, 2).await,
         Some(50),
         "the RoutingWeight itself holds the weight"
+    );
+}
+
+/// A RoutingWeight named `name` (not the cluster's name) for `cluster`.
+fn routing_weight_named(name: &str, cluster: &str, weight: u8) -> String {
+    routing_weight_yaml(cluster, weight).replacen(
+        &format!("  name: {cluster}\n"),
+        &format!("  name: {name}\n"),
+        1,
+    )
+}
+
+/// Every RoutingWeight in `operators` of cluster `index`: (name, clusterName, weight).
+async fn routing_weights_in(env: &KubeEnv, index: usize) -> Vec<(String, String, Option<u8>)> {
+    let api: Api<RoutingWeight> = Api::namespaced(env.client(index).await, "operators");
+    let mut out: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rw| {
+            (
+                rw.metadata.name.clone().unwrap_or_default(),
+                rw.spec.cluster_name.clone(),
+                rw.spec.weight(PREFIX),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn routing_weights_named_apart_from_their_cluster_are_found_by_cluster_name() {
+    // Lunar's controller finds a cluster's RoutingWeight by spec.clusterName;
+    // the object's name is free, and sites name them otherwise.
+    let env = KubeEnv::start(3).await;
+    for (i, cluster) in env.clusters().iter().enumerate() {
+        let weight = if i == 0 { 100 } else { 0 };
+        env.apply(
+            i,
+            &routing_weight_named(&format!("weight-{i}"), &cluster.name, weight),
+        );
+        env.apply(i, &controlled_objects_yaml(""));
+    }
+    let _controller = LunarController::start(&env, &[0, 1, 2]).await;
+    let config = config(&env, "routing-weight", "20s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+
+    bot.cmd("alice", "to c steps 10,50,100").await;
+    for step in 1..=3 {
+        assert_eq!(bot.chat.plans().len(), step, "{}", bot.said());
+        bot.approve("bob").await;
+    }
+    let said = bot.said();
+    assert!(said.contains("Step 3/3 applied and verified"), "{said}");
+    for (i, weight) in [(0, 0), (1, 0), (2, 100)] {
+        assert_eq!(
+            routing_weights_in(&env, i).await,
+            [(
+                format!("weight-{i}"),
+                env.clusters()[i].name.clone(),
+                Some(weight)
+            )],
+            "cluster {i}: its one RoutingWeight carries the weight"
+        );
+    }
+
+    // `add` refuses a cluster that has one under any name, and creates none.
+    bot.cmd("alice", "add b").await;
+    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    assert!(
+        refusal.contains("already has a routing weight"),
+        "{refusal}"
+    );
+    assert_eq!(routing_weights_in(&env, 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_routing_weight_for_one_cluster_is_refused_and_named() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    let c = env.clusters()[2].name.clone();
+    env.apply(2, &routing_weight_named("c-duplicate", &c, 0));
+    let config = config(&env, "routing-weight", "5s");
+    let backend = kube_backend(&env, &config).await;
+    let bot = Bot::new(config.clone(), backend.clone());
+    let before = routing_weights_in(&env, 2).await;
+
+    bot.cmd("alice", "shift 50 to c").await;
+    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    assert!(
+        refusal.contains("c-duplicate") && refusal.contains(&c),
+        "the refusal names both RoutingWeights: {refusal}"
+    );
+    assert!(bot.chat.plans().is_empty(), "{}", bot.said());
+    assert_eq!(routing_weights_in(&env, 2).await, before, "nothing written");
+
+    // `add` of the cluster is refused too: creating a third would not help.
+    let env_config = &config.environments["dev"];
+    let created = backend.create(&env_config.clusters[2]).await;
+    assert!(created.is_err(), "{created:?}");
+    assert_eq!(routing_weights_in(&env, 2).await, before, "nothing created");
+}
+
+#[tokio::test]
+async fn ingress_annotations_remove_keeps_the_objects_at_weight_zero() {
+    // Deleting both annotations would make external-dns want a plain record
+    // beside the other clusters' weighted ones, which Route53 refuses.
+    let env = KubeEnv::start(3).await;
+    for (i, weight) in [(0, 100), (1, 0), (2, 0)] {
+        let cluster = &env.clusters()[i].name;
+        let annotations = format!(
+            "\n    {PREFIX}aws-weight: \"{weight}\"\n    {PREFIX}set-identifier: {cluster}"
+        );
+        env.apply(i, &controlled_objects_yaml(&annotations));
+    }
+    let config = config(&env, "ingress-annotations", "20s");
+    let backend = kube_backend(&env, &config).await;
+    let bot = Bot::new(config.clone(), backend.clone());
+
+    bot.cmd("alice", "remove b").await;
+    bot.approve("bob").await;
+    // The fact the answer to `remove` tells: the objects stay, at 0.
+    assert_eq!(backend.removal(), Removal::KeptAtZero);
+    let client = env.client(1).await;
+    let ingress = Api::<Ingress>::namespaced(client.clone(), "web")
+        .get("api")
+        .await
+        .unwrap();
+    let service = Api::<Service>::namespaced(client, "web")
+        .get("api")
+        .await
+        .unwrap();
+    for annotations in [
+        ingress.metadata.annotations.unwrap(),
+        service.metadata.annotations.unwrap(),
+    ] {
+        assert_eq!(
+            annotations
+                .get(&format!("{PREFIX}aws-weight"))
+                .map(String::as_str),
+            Some("0"),
+            "{annotations:?}"
+        );
+        assert_eq!(
+            annotations.get(&format!("{PREFIX}set-identifier")),
+            Some(&env.clusters()[1].name),
+            "{annotations:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_routing_weight_is_created_at_its_initial_weight_in_one_write() {
+    // `/failover add CLUSTER weight N` (the seed's add_routing_weight task).
+    let env = KubeEnv::start(1).await;
+    let config = config(&env, "routing-weight", "5s");
+    let backend = kube_backend(&env, &config).await;
+    let cluster = &config.environments["dev"].clusters[0];
+    assert_eq!(backend.removal(), Removal::Deleted);
+
+    backend.create_at(cluster, 30).await.unwrap();
+    assert_eq!(
+        routing_weights_in(&env, 0).await,
+        [(cluster.name.clone(), cluster.name.clone(), Some(30))]
+    );
+    let again = backend.create_at(cluster, 30).await;
+    assert!(
+        matches!(&again, Err(BackendError::Exists { object, .. }) if object == &cluster.name),
+        "{again:?}"
     );
 }

@@ -33,6 +33,12 @@ use support::kube_env::{wait_for, KubeEnv, CRD_NAME};
 
 const HOME: &str = "manifests/home";
 const HOME_NAMESPACE: &str = "failover-bot";
+/// The RoutingWeight CRD, in a folder of its own: no target kustomization
+/// includes it, so it is never applied over a site's own installation.
+const CRD_DIR: &str = "manifests/target/crd";
+/// Lunar's cluster-identity controller writes the identity ConfigMap into
+/// every namespace annotated so.
+const IDENTITY_INJECT: &str = "config.lunar.tech/cluster-identity-inject";
 const TARGET_NAMESPACE: &str = "operators";
 /// The ServiceAccount's name in both kinds of cluster, and the Lease's name.
 const BOT: &str = "failover-bot";
@@ -466,7 +472,11 @@ async fn target_grants_exactly(
 ) -> PathBuf {
     apply_validated(env, "-k", &format!("manifests/target/{mode}"));
     let ns = Some(TARGET_NAMESPACE);
-    get(env, "namespace", None, TARGET_NAMESPACE);
+    let namespace = get(env, "namespace", None, TARGET_NAMESPACE);
+    assert_eq!(
+        namespace["metadata"]["annotations"][IDENTITY_INJECT], "true",
+        "the target namespace keeps Lunar's inject annotation: {namespace}"
+    );
     get(env, "serviceaccount", ns, BOT);
     let token_secret = get(env, "secret", ns, "failover-bot-token");
     assert_eq!(token_secret["type"], "kubernetes.io/service-account-token");
@@ -519,15 +529,26 @@ async fn target_grants_exactly(
 #[tokio::test]
 async fn routing_weight_target_grants_what_check_needs_and_nothing_else() {
     let env = KubeEnv::start(1).await;
-    // kube_env installed the CRD; remove it so the kustomization's copy must
-    // create it and get it Established.
+    // kube_env installed the CRD; remove it so the CRD's own kustomization
+    // must create it and get it Established.
     kubectl(&env, &["delete", "crd", CRD_NAME, "--wait=true"]);
+    apply_validated(&env, "-k", CRD_DIR);
+    let established = wait_for("CRD Established", Duration::from_secs(60), || async {
+        let crd = get(&env, "crd", None, CRD_NAME);
+        crd["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    })
+    .await;
+    assert!(established, "the RoutingWeight CRD is Established");
     let kubeconfig = target_grants_exactly(
         &env,
         "routing-weight",
         &[
             "get configmaps/cluster-identity",
-            "get routingweights.routing.lunar.tech",
+            "list routingweights.routing.lunar.tech",
             "create routingweights.routing.lunar.tech",
             "update routingweights.routing.lunar.tech",
             "delete routingweights.routing.lunar.tech",
@@ -540,16 +561,6 @@ async fn routing_weight_target_grants_what_check_needs_and_nothing_else() {
         ],
     )
     .await;
-    let established = wait_for("CRD Established", Duration::from_secs(60), || async {
-        let crd = get(&env, "crd", None, CRD_NAME);
-        crd["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Established" && c["status"] == "True")
-    })
-    .await;
-    assert!(established, "the RoutingWeight CRD is Established");
 
     let never = [
         "patch routingweights.routing.lunar.tech -n {ns}",
@@ -581,6 +592,7 @@ async fn ingress_annotations_target_grants_what_check_needs_and_nothing_else() {
     .await;
     let never = [
         "get routingweights.routing.lunar.tech -n {ns}",
+        "list routingweights.routing.lunar.tech -n {ns}",
         "update routingweights.routing.lunar.tech -n {ns}",
         "delete routingweights.routing.lunar.tech -n {ns}",
         "update services --all-namespaces",
@@ -591,6 +603,31 @@ async fn ingress_annotations_target_grants_what_check_needs_and_nothing_else() {
 }
 
 // ------------------------------------------------------------ static checks
+
+#[tokio::test]
+async fn no_target_kustomization_carries_the_crd_and_the_crd_folder_does() {
+    // kubectl's own kustomize (v2 in the test kubectl) renders each folder.
+    let env = KubeEnv::start(1).await;
+    for mode in ["routing-weight", "ingress-annotations"] {
+        let path = repo(&format!("manifests/target/{mode}"));
+        let rendered = kubectl(&env, &["kustomize", path.to_str().unwrap()]);
+        assert!(
+            !rendered.contains("kind: CustomResourceDefinition"),
+            "manifests/target/{mode} must not apply the CRD over a site's own"
+        );
+        assert!(rendered.contains("kind: Namespace"), "{rendered}");
+    }
+    let path = repo(CRD_DIR);
+    let rendered = kubectl(&env, &["kustomize", path.to_str().unwrap()]);
+    assert!(
+        rendered.contains("kind: CustomResourceDefinition"),
+        "{rendered}"
+    );
+    assert!(
+        !rendered.contains("kind: Namespace"),
+        "the CRD alone: {rendered}"
+    );
+}
 
 #[test]
 fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::kube::KubeBackend;
-use super::route53::{RecordReport, Route53};
+use super::route53::{RecordReport, Registry, Route53, Route53Error};
 use super::{
-    BackendError, ClusterState, Convergence, GateFailure, HealthFailure, RoutingBackend, Snapshot,
+    BackendError, ClusterState, Convergence, GateFailure, HealthFailure, Removal, RoutingBackend,
+    Snapshot,
     Written,
 };
 use crate::config::{ClusterConfig, EnvironmentConfig};
@@ -170,6 +171,16 @@ impl RoutingBackend for DnsVerified {
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
         self.inner.create(cluster).await
     }
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
+        self.inner.create_at(cluster, weight).await
+    }
+    fn removal(&self) -> Removal {
+        self.inner.removal()
+    }
     async fn delete(
         &self,
         cluster: &ClusterConfig,
@@ -323,20 +334,23 @@ impl RoutingBackend for Route53Mode {
             Ok(dns) => dns,
             Err(e) => return Some(Err(e)),
         };
+        let registry = Registry::from(dns);
         let written = self
             .route53
-            .write_weights(&dns.zone_id, &dns.records, after)
+            .write_weights_as(&registry, &dns.zone_id, &dns.records, after)
             .await;
-        let Err(error) = written else {
-            return Some(Ok(Written::Applied));
+        let error = match written {
+            Ok(_) => return Some(Ok(Written::Applied)),
+            // Refused before any write: nothing to put back.
+            Err(Route53Error::NotOwned(not_owned)) => {
+                return Some(Err(BackendError::NotOwned(not_owned)))
+            }
+            Err(error @ Route53Error::Invalid(_)) => return Some(Err(dns_error(error))),
+            Err(error) => error,
         };
-        if matches!(error, super::route53::Route53Error::Invalid(_)) {
-            // Refused before any call: nothing to put back.
-            return Some(Err(dns_error(error)));
-        }
         let restored = self
             .route53
-            .write_weights(&dns.zone_id, &dns.records, before)
+            .write_weights_as(&registry, &dns.zone_id, &dns.records, before)
             .await;
         Some(Err(match restored {
             Ok(_) => dns_error(format!("{error}; every record was put back")),
@@ -360,6 +374,31 @@ impl RoutingBackend for Route53Mode {
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError> {
         route53_convergence(&self.route53, zone(env)?, expected, None).await
+    }
+}
+
+/// `failover-bot check` in mode `route53`: every configured cluster's
+/// weighted records are the bot's by external-dns's registry.
+pub async fn check_ownership(
+    route53: &Route53,
+    env: &EnvironmentConfig,
+    dns: &crate::config::Route53Config,
+) -> Vec<String> {
+    let clusters: Vec<String> = env.clusters.iter().map(|c| c.name.to_string()).collect();
+    let registry = Registry::from(dns);
+    match route53
+        .foreign_records(&registry, &dns.zone_id, &dns.records, &clusters)
+        .await
+    {
+        Err(e) => vec![format!(
+            "cannot read the registry records from Route53: {e}"
+        )],
+        Ok(foreign) if foreign.is_empty() => Vec::new(),
+        Ok(foreign) => vec![super::route53::NotOwned {
+            owner_id: registry.owner_id,
+            records: foreign,
+        }
+        .to_string()],
     }
 }
 

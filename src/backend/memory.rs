@@ -188,15 +188,23 @@ impl RoutingBackend for MemoryBackend {
     }
 
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        self.create_at(cluster, 0).await
+    }
+
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
         let name = &cluster.name;
         self.existing(name, |c| {
             if c.weight.is_some() {
-                return Err(BackendError::Failed {
+                return Err(BackendError::Exists {
                     cluster: name.to_string(),
-                    reason: "routing object already exists".into(),
+                    object: "in memory".into(),
                 });
             }
-            c.weight = Some(0);
+            c.weight = Some(weight);
             c.version += 1;
             Ok(Written::Applied)
         })

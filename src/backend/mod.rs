@@ -128,12 +128,43 @@ pub enum BackendError {
     /// Part of a multi-part write landed and could not be put back.
     #[error("{cluster}: {reason}")]
     Partial { cluster: String, reason: String },
+    /// More than one routing object names the cluster (RoutingWeights with
+    /// the same `spec.clusterName`): Lunar's cluster-routing controller
+    /// stops annotating in that state, so the bot touches none of them.
+    #[error(
+        "{cluster}: more than one RoutingWeight names it in spec.clusterName ({}); \
+         Lunar's cluster-routing controller stops on this too: delete all but one",
+        objects.join(", ")
+    )]
+    Duplicate {
+        cluster: String,
+        objects: Vec<String>,
+    },
+    /// `add` of a cluster that already has a routing object, under any name.
+    #[error("{cluster}: already has a routing object ({object})")]
+    Exists { cluster: String, object: String },
+    /// Mode `route53`: external-dns's registry gives records to another
+    /// owner; refused before any write.
+    #[error("Route53: {0}")]
+    NotOwned(route53::NotOwned),
 }
 
 impl BackendError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, BackendError::Conflict { .. })
     }
+}
+
+/// What [`RoutingBackend::delete`] leaves behind in a mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The routing object is gone.
+    Deleted,
+    /// The objects keep the set identifier at weight 0 (mode
+    /// `ingress-annotations`): deleting both annotations would make
+    /// external-dns want a plain record beside the other clusters' weighted
+    /// ones, which Route53 refuses on every sync.
+    KeptAtZero,
 }
 
 /// The outcome of a successful write.
@@ -166,6 +197,27 @@ pub trait RoutingBackend: Send + Sync {
 
     /// Creates the cluster's routing object at weight 0.
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError>;
+
+    /// Creates the cluster's routing object at `weight` (`/failover add
+    /// CLUSTER weight N`). Backends that can create at a weight in one write
+    /// override this; the default creates at 0, then sets the weight.
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
+        let created = self.create(cluster).await?;
+        if weight == 0 {
+            return Ok(created);
+        }
+        self.set_weight(cluster, weight, None).await
+    }
+
+    /// What [`delete`](Self::delete) leaves behind in this backend's mode,
+    /// for the answer to `/failover remove`.
+    fn removal(&self) -> Removal {
+        Removal::Deleted
+    }
 
     /// Deletes the cluster's routing object.
     async fn delete(

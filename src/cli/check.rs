@@ -48,7 +48,10 @@ pub async fn check(config: &Config, offline: bool) -> ExitCode {
             println!("{}", cluster_check(cluster, &found));
         }
         if let (Some(route53), Some(dns)) = (&route53, &env.route53) {
-            let problems = crate::backend::dns::check_records(route53, env, dns).await;
+            let mut problems = crate::backend::dns::check_records(route53, env, dns).await;
+            if config.routing.mode == crate::config::RoutingMode::Route53 {
+                problems.extend(crate::backend::dns::check_ownership(route53, env, dns).await);
+            }
             ok &= problems.is_empty();
             println!("{}", records_check(dns, &problems));
         }

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod route53;
+
 use crate::config::Config;
 use crate::leader::LeaderElection;
 use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
@@ -75,7 +77,7 @@ pub enum CliCommand {
     /// always needed; SLACK_API_URL points the bot at another Slack API base.
     Serve(ServeArgs),
     /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
-    /// manifests/target/routing-weight/crd-routingweight.yaml.
+    /// manifests/target/crd/crd-routingweight.yaml.
     Crd,
     /// The audit trail in the journal.
     Audit {
@@ -91,6 +93,12 @@ pub enum CliCommand {
         /// Only validate the config file; do not contact any cluster.
         #[arg(long)]
         offline: bool,
+    },
+    /// Route53 records in mode `route53` (reads AWS credentials and
+    /// AWS_ENDPOINT_URL_ROUTE_53 from the standard AWS environment).
+    Route53 {
+        #[command(subcommand)]
+        command: route53::Route53Command,
     },
     /// Print current weights per environment (as set, and as carried by the
     /// controlled Ingresses/Services).
@@ -145,10 +153,11 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         CliCommand::Serve(args) => serve(args).await,
+        CliCommand::Route53 { command } => route53::run(command).await,
     }
 }
 
-fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+pub(crate) fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     let loaded = match path {
         Some(path) => Config::load(path),
         None => Config::from_yaml(BUILT_IN_CONFIG),

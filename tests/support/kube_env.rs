@@ -4,7 +4,7 @@
 //! listens on 127.0.0.1 only, on free ports, with state in one temp dir.
 //!
 //! Every cluster gets namespace `operators`, Lunar's `RoutingWeight` CRD
-//! (`manifests/target/routing-weight/crd-routingweight.yaml`, waited until
+//! (`manifests/target/crd/crd-routingweight.yaml`, waited until
 //! Established) and the ConfigMap `operators/cluster-identity` with
 //! `data.clusterName`.
 //!
@@ -527,7 +527,7 @@ impl KubeEnv {
             .expect("kube_env: write kubeconfig");
 
         let crd_yaml_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("manifests/target/routing-weight/crd-routingweight.yaml");
+            .join("manifests/target/crd/crd-routingweight.yaml");
         let crd_yaml = std::fs::read_to_string(&crd_yaml_path)
             .unwrap_or_else(|e| panic!("kube_env: read {}: {e}", crd_yaml_path.display()));
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&crd_yaml)

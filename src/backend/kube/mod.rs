@@ -3,13 +3,16 @@
 //! explicit timeouts — a chat bot must answer, not hang.
 //!
 //! Modes:
-//! - `routing-weight`: the `RoutingWeight` named after the cluster, in the
-//!   configured namespace, is read and replaced with the resourceVersion seen
-//!   when planning (a conflict re-plans). Lunar's controller carries it to
+//! - `routing-weight`: the cluster's `RoutingWeight` — the one in the
+//!   configured namespace whose `spec.clusterName` is the cluster, as Lunar's
+//!   controller finds it (the object's name is free; two for one cluster is
+//!   refused) — is read and replaced with the resourceVersion seen when
+//!   planning (a conflict re-plans). Lunar's controller carries it to
 //!   the controlled Ingresses/Services; [`verify`](RoutingBackend::verify)
 //!   watches them until they do.
 //! - `ingress-annotations`: the bot writes the same annotations onto every
-//!   Ingress and Service annotated `routing.lunar.tech/controlled: "true"`.
+//!   Ingress and Service annotated `routing.lunar.tech/controlled: "true"`,
+//!   always both together; `remove` keeps them at weight 0.
 //!
 //! Before any write the cluster's `cluster-identity` ConfigMap must name the
 //! cluster the config expects.
@@ -28,7 +31,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 
@@ -36,7 +39,8 @@ use self::crd::{RoutingWeight, RoutingWeightSpec};
 use self::objects::Controlled;
 use super::health::HealthProbe;
 use super::{
-    BackendError, ClusterState, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+    BackendError, ClusterState, Convergence, GateFailure, Removal, RoutingBackend, Snapshot,
+    Written,
 };
 use crate::config::{ClusterConfig, Config, EnvironmentConfig, RoutingMode};
 use crate::plan::Weights;
@@ -109,10 +113,6 @@ fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(s) if s.code == 409)
 }
 
-fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(s) if s.code == 404)
-}
-
 impl KubeBackend {
     /// A client for every configured cluster. `kubeconfig`: a path, or
     /// `None` for `$KUBECONFIG` / `~/.kube/config`.
@@ -173,16 +173,43 @@ impl KubeBackend {
         ))
     }
 
+    /// The cluster's RoutingWeight, found as Lunar's cluster-routing
+    /// controller finds it: by `spec.clusterName` among those in the
+    /// namespace (the object's name is free). More than one is refused,
+    /// naming them: the controller stops annotating in that state.
+    async fn find_routing_weight(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<RoutingWeight>, BackendError> {
+        let listed = self
+            .weights_api(cluster)?
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| failed(cluster, describe(&e)))?;
+        let mut mine: Vec<RoutingWeight> = listed
+            .items
+            .into_iter()
+            .filter(|rw| rw.spec.cluster_name == cluster)
+            .collect();
+        if mine.len() > 1 {
+            let mut objects: Vec<String> = mine
+                .iter()
+                .map(|rw| rw.metadata.name.clone().unwrap_or_default())
+                .collect();
+            objects.sort();
+            return Err(BackendError::Duplicate {
+                cluster: cluster.to_owned(),
+                objects,
+            });
+        }
+        Ok(mine.pop())
+    }
+
     async fn read_cluster(&self, cluster: &ClusterConfig) -> Result<ClusterState, BackendError> {
         let name = &cluster.name;
         match self.settings.mode {
             RoutingMode::RoutingWeight => {
-                let found = self
-                    .weights_api(name)?
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| failed(name, describe(&e)))?;
-                let Some(rw) = found else {
+                let Some(rw) = self.find_routing_weight(name).await? else {
                     return Ok(ClusterState {
                         weight: None,
                         version: None,
@@ -218,15 +245,12 @@ impl KubeBackend {
     ) -> Result<Written, BackendError> {
         let name = &cluster.name;
         let api = self.weights_api(name)?;
-        let mut rw = match api.get(name).await {
-            Ok(rw) => rw,
-            Err(e) if is_not_found(&e) => {
-                return Err(BackendError::NotFound {
-                    cluster: name.to_string(),
-                })
-            }
-            Err(e) => return Err(failed(name, describe(&e))),
+        let Some(mut rw) = self.find_routing_weight(name).await? else {
+            return Err(BackendError::NotFound {
+                cluster: name.to_string(),
+            });
         };
+        let object = rw.metadata.name.clone().unwrap_or_default();
         if let Some(expected) = expected_version {
             if rw.metadata.resource_version.as_deref() != Some(expected) {
                 return Err(BackendError::Conflict {
@@ -235,7 +259,7 @@ impl KubeBackend {
             }
         }
         rw.spec.set_weight(&self.settings.prefix, weight);
-        match api.replace(name, &PostParams::default(), &rw).await {
+        match api.replace(&object, &PostParams::default(), &rw).await {
             Ok(saved) if saved.spec.dry_run => Ok(Written::DryRun),
             Ok(_) => Ok(Written::Applied),
             Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
@@ -310,7 +334,8 @@ impl KubeBackend {
             RoutingMode::Route53 => (&[], false),
         };
         if weights {
-            for verb in ["get", "create", "update", "delete"] {
+            // `list`, not `get`: the RoutingWeight is found by clusterName.
+            for verb in ["list", "create", "update", "delete"] {
                 needed.push(Permission::in_namespace(
                     verb,
                     "routing.lunar.tech",
@@ -529,7 +554,7 @@ impl RoutingBackend for KubeBackend {
             }
             RoutingMode::IngressAnnotations => {
                 self.controlled(&cluster.name)?
-                    .annotate(&cluster.name, Some(weight))
+                    .annotate(&cluster.name, weight)
                     .await?;
                 Ok(Written::Applied)
             }
@@ -538,13 +563,30 @@ impl RoutingBackend for KubeBackend {
     }
 
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        self.create_at(cluster, 0).await
+    }
+
+    /// One write at the initial weight: the new object never passes
+    /// through another weight.
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
         let name = &cluster.name;
         match self.settings.mode {
             RoutingMode::RoutingWeight => {
-                let mut rw = RoutingWeight::new(
-                    name,
-                    RoutingWeightSpec::new_at_zero(name, &self.settings.prefix),
-                );
+                // One under any name is the cluster's: a second one would
+                // stop Lunar's controller.
+                if let Some(existing) = self.find_routing_weight(name).await? {
+                    return Err(BackendError::Exists {
+                        cluster: name.to_string(),
+                        object: existing.metadata.name.unwrap_or_default(),
+                    });
+                }
+                let mut spec = RoutingWeightSpec::new_at_zero(name, &self.settings.prefix);
+                spec.set_weight(&self.settings.prefix, weight);
+                let mut rw = RoutingWeight::new(name, spec);
                 rw.metadata.namespace = Some(self.settings.namespace.clone());
                 self.weights_api(name)?
                     .create(&PostParams::default(), &rw)
@@ -553,10 +595,17 @@ impl RoutingBackend for KubeBackend {
                 Ok(Written::Applied)
             }
             RoutingMode::IngressAnnotations => {
-                self.controlled(name)?.annotate(name, Some(0)).await?;
+                self.controlled(name)?.annotate(name, weight).await?;
                 Ok(Written::Applied)
             }
             RoutingMode::Route53 => Err(failed(name, "the route53 mode is not built yet")),
+        }
+    }
+
+    fn removal(&self) -> Removal {
+        match self.settings.mode {
+            RoutingMode::IngressAnnotations => Removal::KeptAtZero,
+            RoutingMode::RoutingWeight | RoutingMode::Route53 => Removal::Deleted,
         }
     }
 
@@ -575,7 +624,13 @@ impl RoutingBackend for KubeBackend {
                     }),
                     ..Default::default()
                 };
-                match self.weights_api(name)?.delete(name, &params).await {
+                let Some(rw) = self.find_routing_weight(name).await? else {
+                    return Err(BackendError::NotFound {
+                        cluster: name.to_string(),
+                    });
+                };
+                let object = rw.metadata.name.unwrap_or_default();
+                match self.weights_api(name)?.delete(&object, &params).await {
                     Ok(_) => Ok(Written::Applied),
                     Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
                         cluster: name.to_string(),
@@ -584,7 +639,8 @@ impl RoutingBackend for KubeBackend {
                 }
             }
             RoutingMode::IngressAnnotations => {
-                self.controlled(name)?.annotate(name, None).await?;
+                // Kept at 0, never stripped: see `Removal::KeptAtZero`.
+                self.controlled(name)?.annotate(name, 0).await?;
                 Ok(Written::Applied)
             }
             RoutingMode::Route53 => Err(failed(name, "the route53 mode is not built yet")),
