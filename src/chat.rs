@@ -31,6 +31,7 @@ pub enum MessageKind {
     History,
     Frozen,
     Unfrozen,
+    DrillScorecard,
     Legacy,
 }
 
@@ -54,6 +55,7 @@ impl MessageKind {
             MessageKind::History => "history",
             MessageKind::Frozen => "frozen",
             MessageKind::Unfrozen => "unfrozen",
+            MessageKind::DrillScorecard => "drill_scorecard",
             MessageKind::Legacy => "legacy",
         }
     }
