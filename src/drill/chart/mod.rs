@@ -2,10 +2,10 @@
 //! into time awaiting approval, applying and converging, as a PNG for the
 //! scorecard's thread.
 //!
-//! The chart is laid out first, in pixels, as a [`Scene`] of boxes, lines
-//! and labels; plotters then draws the shapes into an RGB buffer, [`text`]
-//! writes the labels over them, and `png` encodes the buffer, so the same
-//! drills always give the same bytes. The font is compiled into the binary
+//! The chart is laid out first, in pixels, as a scene of filled rectangles
+//! (bars, grid lines, legend swatches) and labels; plotters then draws the
+//! rectangles into an RGB buffer, `text` writes the labels over them, and
+//! `png` encodes the buffer, so the same drills always give the same bytes. The font is compiled into the binary
 //! (Ubuntu Light, from `epaint_default_fonts`, under the Ubuntu Font Licence
 //! 1.0, whose text ships in `assets/fonts/`): the distroless image has no
 //! system fonts to find.
