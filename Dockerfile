@@ -51,6 +51,8 @@ FROM ${RUNTIME_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="failover-bot" \
       org.opencontainers.image.description="Fails production traffic over between Kubernetes clusters from Slack, with a second engineer's approval." \
       org.opencontainers.image.licenses="Apache-2.0"
+# The binary embeds a font (the drill chart); its licence travels with it.
+COPY assets/fonts/ /usr/share/doc/failover-bot/fonts/
 # distroless's `nonroot` user; manifests/home/deployment.yaml runs as the same id.
 USER 65532:65532
 EXPOSE 8080

@@ -31,6 +31,7 @@ pub enum MessageKind {
     History,
     Frozen,
     Unfrozen,
+    DrillScorecard,
     Legacy,
 }
 
@@ -54,6 +55,7 @@ impl MessageKind {
             MessageKind::History => "history",
             MessageKind::Frozen => "frozen",
             MessageKind::Unfrozen => "unfrozen",
+            MessageKind::DrillScorecard => "drill_scorecard",
             MessageKind::Legacy => "legacy",
         }
     }
@@ -129,6 +131,55 @@ impl ChatError {
     }
 }
 
+/// A file for a thread (the drill chart): its bytes and how Slack shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file's name, with its extension (`drills-dev.png`).
+    pub filename: String,
+    /// Shown with the file.
+    pub title: String,
+    /// Read out by screen readers in place of an image.
+    pub alt_text: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Upload {
+    pub fn png(filename: &str, title: &str, alt_text: &str, bytes: Vec<u8>) -> Self {
+        Upload {
+            filename: filename.to_owned(),
+            title: title.to_owned(),
+            alt_text: alt_text.to_owned(),
+            content_type: "image/png".to_owned(),
+            bytes,
+        }
+    }
+
+    /// What is wrong with it before any call, if anything: Slack refuses
+    /// an empty file or a file without a name.
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.bytes.is_empty() {
+            Some("the file to upload is empty")
+        } else if self.filename.trim().is_empty() {
+            Some("the file to upload has no name")
+        } else {
+            None
+        }
+    }
+}
+
+/// The bytes stay out of logs and errors: a chart is 20 KB of noise.
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("filename", &self.filename)
+            .field("title", &self.title)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 pub trait Chat: Send + Sync {
     /// Posts in `channel`, or in the thread under `thread`.
@@ -152,6 +203,15 @@ pub trait Chat: Send + Sync {
 
     /// Adds the bot's own reaction to a message (the approve/reject hint).
     async fn react(&self, at: &MessageRef, reaction: &str) -> Result<(), ChatError>;
+
+    /// Shares `file` in the thread under `thread`. A chat that cannot take
+    /// files (the terminal, test recorders) need not implement it: the
+    /// default refuses, and a file is never the only copy of what the bot
+    /// says (the drill chart illustrates the scorecard's text).
+    async fn upload(&self, thread: &MessageRef, file: &Upload) -> Result<(), ChatError> {
+        let _ = (thread, file);
+        Err(ChatError::refused("this chat does not take files"))
+    }
 }
 
 /// Slack user-group ids start with `S` (user ids with `U` or `W`).
@@ -179,5 +239,68 @@ pub struct StaticGroups(pub std::collections::BTreeMap<String, Vec<String>>);
 impl GroupResolver for StaticGroups {
     async fn members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError> {
         Ok(self.0.get(group).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chat with only the methods every chat must have.
+    struct Plain;
+
+    #[async_trait]
+    impl Chat for Plain {
+        async fn post(
+            &self,
+            _: &str,
+            _: Option<&MessageRef>,
+            _: &Message,
+        ) -> Result<MessageRef, ChatError> {
+            unreachable!("not called")
+        }
+        async fn update(&self, _: &MessageRef, _: &Message) -> Result<(), ChatError> {
+            unreachable!("not called")
+        }
+        async fn post_ephemeral(&self, _: &str, _: &str, _: &Message) -> Result<(), ChatError> {
+            unreachable!("not called")
+        }
+        async fn react(&self, _: &MessageRef, _: &str) -> Result<(), ChatError> {
+            unreachable!("not called")
+        }
+    }
+
+    fn chart() -> Upload {
+        Upload::png(
+            "drills-dev.png",
+            "Drills in dev",
+            "a bar chart",
+            vec![1, 2, 3],
+        )
+    }
+
+    #[tokio::test]
+    async fn a_chat_that_takes_no_files_says_so() {
+        let thread = MessageRef {
+            channel: "C1".into(),
+            ts: "1.000100".into(),
+        };
+        let error = Plain.upload(&thread, &chart()).await.unwrap_err();
+        assert!(!error.unavailable, "retrying cannot help");
+        assert!(error.reason.contains("does not take files"), "{error}");
+    }
+
+    #[test]
+    fn an_upload_without_bytes_or_name_is_refused_and_bytes_are_not_logged() {
+        assert_eq!(chart().problem(), None);
+        let empty = Upload::png("drills-dev.png", "t", "a", vec![]);
+        assert_eq!(empty.problem(), Some("the file to upload is empty"));
+        let unnamed = Upload::png(" ", "t", "a", vec![1]);
+        assert_eq!(unnamed.problem(), Some("the file to upload has no name"));
+        let shown = format!("{:?}", Upload::png("c.png", "t", "a", vec![7; 2000]));
+        assert!(
+            shown.contains("bytes: 2000") && !shown.contains("7, 7"),
+            "{shown}"
+        );
     }
 }

@@ -19,6 +19,8 @@
 //!    - [`operation`] — operations as data, refusals, and
 //!      [`operation::plan_step`], the one function that turns an operation
 //!      into its next step's plan;
+//!    - [`drill`] — drill timings, the scorecard's facts and the drill
+//!      chart (PNG), computed without I/O;
 //!    - [`notice`] — everything the bot says, as kinds with facts;
 //!    - [`journal`] — versioned records of facts, the hash chain, the file,
 //!      and [`journal::ledger`], the fold of records into state.
@@ -55,6 +57,7 @@ pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod drill;
 pub mod engine;
 pub mod gates;
 pub mod health;

@@ -9,6 +9,8 @@
 //! Refusals carry their own sentence (`Display` of the error, next to the
 //! rule it explains); this module puts them in a message.
 
+mod scorecard;
+
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -76,6 +78,7 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
             mention(by),
             clock_time(*since)
         ),
+        Notice::DrillScorecard(card) => scorecard::text(card),
         Notice::Legacy { text } => text.clone(),
     };
     Message::new(notice.kind(), text).with_facts(notice.facts())

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Convergence, Snapshot};
 use crate::chat::MessageKind;
+use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
     ClusterResult, Freeze, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus, Refusal,
@@ -77,6 +78,8 @@ pub enum Notice {
         by: UserId,
         since: DateTime<Utc>,
     },
+    /// A drill's end: its times, and how it compares with earlier drills.
+    DrillScorecard(Box<Scorecard>),
     /// Written by a release that journaled text, not facts.
     Legacy {
         text: String,
@@ -304,6 +307,7 @@ impl Notice {
             Notice::History(_) => MessageKind::History,
             Notice::Frozen { .. } => MessageKind::Frozen,
             Notice::Unfrozen { .. } => MessageKind::Unfrozen,
+            Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
             Notice::Legacy { .. } => MessageKind::Legacy,
         }
     }
@@ -351,6 +355,11 @@ impl Notice {
             Notice::Frozen { env, by, .. } | Notice::Unfrozen { env, by, .. } => {
                 add("env", env.to_string());
                 add("user", by.to_string());
+            }
+            Notice::DrillScorecard(card) => {
+                add("op", card.op.to_string());
+                add("env", card.env.to_string());
+                add("total_ms", card.total_ms.to_string());
             }
             Notice::InternalError { op: None }
             | Notice::CommandCutShort { .. }

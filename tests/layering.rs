@@ -151,6 +151,19 @@ fn the_domain_does_not_import_the_words() {
 }
 
 #[test]
+fn drills_are_computed_below_the_engine_and_the_words() {
+    // The scorecard and the chart are facts from timings: the engine and
+    // the words use them, never the other way round.
+    let graph = graph();
+    let uses = &graph["drill"];
+    for above in [
+        "engine", "messages", "notice", "journal", "slack", "sandbox",
+    ] {
+        assert!(!uses.contains(above), "drill imports {above}: {uses:?}");
+    }
+}
+
+#[test]
 fn the_reader_finds_imports_in_every_form() {
     let modules: BTreeSet<String> = ["plan", "ids", "messages", "config"]
         .into_iter()

@@ -480,3 +480,74 @@ fn every_message_carries_its_kind_and_the_facts_of_its_operation() {
     assert_eq!(refused.kind, MessageKind::Refused);
     assert_eq!(refused.fact("refusal"), Some("self_approval"));
 }
+
+mod drills {
+    //! The scorecard at a drill's end, at each resolution, first and with
+    //! earlier drills to compare with.
+
+    use super::*;
+    use failover_bot::drill::{scorecard, DrillTimings, StepTimes};
+
+    fn drill(op: u64, day: u32, steps: &[[u64; 3]]) -> DrillTimings {
+        DrillTimings {
+            op,
+            env: "dev".into(),
+            started_at: Utc.with_ymd_and_hms(2026, 11, day, 9, 30, 0).unwrap(),
+            steps: steps
+                .iter()
+                .map(|&[waiting_ms, applying_ms, converging_ms]| StepTimes {
+                    waiting_ms,
+                    applying_ms,
+                    converging_ms,
+                })
+                .collect(),
+        }
+    }
+
+    /// An earlier drill of one step that took `total_ms`.
+    fn earlier(op: u64, day: u32, total_ms: u64) -> DrillTimings {
+        drill(op, day, &[[total_ms, 0, 0]])
+    }
+
+    /// Three steps, 8m 43s in all (523.151 s).
+    fn three_steps() -> DrillTimings {
+        drill(
+            12,
+            25,
+            &[
+                [190_000, 1_500, 65_250],
+                [121_400, 900, 48_800],
+                [64_100, 1_200, 30_001],
+            ],
+        )
+    }
+
+    fn card(this: DrillTimings, history: &[DrillTimings]) -> Notice {
+        Notice::DrillScorecard(Box::new(scorecard(&this, history).unwrap()))
+    }
+
+    #[test]
+    fn drill_scorecard() {
+        let history = [
+            earlier(3, 2, 750_000),
+            earlier(5, 10, 480_000),
+            earlier(8, 20, 550_000),
+        ];
+        let quick = drill(4, 25, &[[4_213, 3, 412], [2_950, 2, 388]]);
+        insta::assert_snapshot!(cases(vec![
+            ("first drill, one step", card(drill(1, 2, &[[185_400, 2_310, 64_900]]), &[])),
+            ("against last, best and median", card(three_steps(), &history)),
+            ("a new best", card(three_steps(), &history[2..])),
+            ("sandbox: seconds, as fast as the last", card(quick, &[earlier(2, 24, 7_990)])),
+        ]));
+    }
+
+    #[test]
+    fn a_scorecard_carries_its_drill_and_total_as_facts() {
+        let message = render(&card(three_steps(), &[]), &config());
+        assert_eq!(message.kind, MessageKind::DrillScorecard);
+        assert_eq!(message.fact("op"), Some("12"));
+        assert_eq!(message.fact("env"), Some("dev"));
+        assert_eq!(message.fact("total_ms"), Some("523151"));
+    }
+}

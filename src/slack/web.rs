@@ -1,10 +1,16 @@
 //! The Slack Web API as the bot's chat: posts, updates, ephemerals, the
-//! reaction hints, and user-group lookups — through slack-morphism, at the
-//! API base URL from `SLACK_API_URL`.
+//! reaction hints, file uploads, and user-group lookups — through
+//! slack-morphism, at the API base URL from `SLACK_API_URL`.
 //!
 //! A 429 is retried after its `Retry-After` (bounded); nothing else is
 //! retried, because Slack may have acted on a request that failed with a 5xx
 //! and a failover channel must not show a message twice.
+//!
+//! Files go up by Slack's external upload flow (`files.upload` is retired):
+//! `files.getUploadURLExternal` gives an upload URL and a file id, the bytes
+//! are POSTed to that URL (not a Web API method: it answers `OK - <length>`
+//! as text), and `files.completeUploadExternal` shares the file in the
+//! thread. Only the last step shows in the channel.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +23,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::Secret;
-use crate::chat::{is_user_group, Chat, ChatError, GroupResolver, Message, MessageRef};
+use crate::chat::{is_user_group, Chat, ChatError, GroupResolver, Message, MessageRef, Upload};
 
 /// At most this many retries after a 429, and never a wait longer than this.
 const MAX_RATE_LIMIT_RETRIES: usize = 3;
@@ -208,6 +214,29 @@ impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
             at.ts.clone().into(),
         );
         with_rate_limit_retry(|| session.reactions_add(&request)).await?;
+        Ok(())
+    }
+
+    async fn upload(&self, thread: &MessageRef, file: &Upload) -> Result<(), ChatError> {
+        if let Some(problem) = file.problem() {
+            return Err(ChatError::refused(problem));
+        }
+        let session = self.client.open_session(&self.token);
+        let ticket =
+            SlackApiFilesGetUploadUrlExternalRequest::new(file.filename.clone(), file.bytes.len())
+                .with_alt_txt(file.alt_text.clone());
+        let ticket = with_rate_limit_retry(|| session.get_upload_url_external(&ticket)).await?;
+        let bytes = SlackApiFilesUploadViaUrlRequest::new(
+            ticket.upload_url,
+            file.bytes.clone(),
+            file.content_type.clone(),
+        );
+        with_rate_limit_retry(|| session.files_upload_via_url(&bytes)).await?;
+        let shared = SlackApiFilesComplete::new(ticket.file_id).with_title(file.title.clone());
+        let complete = SlackApiFilesCompleteUploadExternalRequest::new(vec![shared])
+            .with_channel_id(thread.channel.clone().into())
+            .with_thread_ts(thread.ts.clone().into());
+        with_rate_limit_retry(|| session.files_complete_upload_external(&complete)).await?;
         Ok(())
     }
 }
