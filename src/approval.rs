@@ -238,7 +238,8 @@ impl Approval {
     /// An approver takes their vote back before the step started: the plan
     /// awaits approval again (with the other votes still counted).
     pub fn unapprove(&mut self, user: &UserId) -> Result<(), ApprovalError> {
-        let decided_by_them = matches!(&self.state, ApprovalState::Approved { by, .. } if by == user);
+        let decided_by_them =
+            matches!(&self.state, ApprovalState::Approved { by, .. } if by == user);
         let pending = self.state == ApprovalState::Pending;
         let voted = self.has_vote_of(user);
         if !(decided_by_them || (voted && (pending || self.is_approved()))) {

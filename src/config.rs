@@ -94,12 +94,18 @@ impl ApprovalConfig {
             return self.clone();
         };
         ApprovalConfig {
-            approvers: own.approvers.clone().unwrap_or_else(|| self.approvers.clone()),
+            approvers: own
+                .approvers
+                .clone()
+                .unwrap_or_else(|| self.approvers.clone()),
             approvals_required: own.approvals_required.unwrap_or(self.approvals_required),
             requesters: own.requesters.clone().or_else(|| self.requesters.clone()),
             break_glass: own.break_glass.clone().or_else(|| self.break_glass.clone()),
             require_reason: own.require_reason.unwrap_or(self.require_reason),
-            reaction: own.reaction.clone().unwrap_or_else(|| self.reaction.clone()),
+            reaction: own
+                .reaction
+                .clone()
+                .unwrap_or_else(|| self.reaction.clone()),
             reject_reaction: own
                 .reject_reaction
                 .clone()
@@ -411,7 +417,10 @@ impl Config {
             let prefix = format!("environments.{env}.approval");
             validate_policy(&prefix, &self.approval.with(Some(own)), &mut found);
             for problem in found.0 {
-                let key = problem.key[prefix.len() + 1..].split('[').next().unwrap_or("");
+                let key = problem.key[prefix.len() + 1..]
+                    .split('[')
+                    .next()
+                    .unwrap_or("");
                 if own.sets(key) {
                     p.0.push(problem);
                 }
@@ -538,7 +547,10 @@ fn validate_policy(prefix: &str, approval: &ApprovalConfig, p: &mut Problems) {
     if !(1..=10).contains(&required) {
         p.add(key("approvals_required"), "must be 1–10");
     } else {
-        let users_only = !approval.approvers.iter().any(|a| crate::chat::is_user_group(a));
+        let users_only = !approval
+            .approvers
+            .iter()
+            .any(|a| crate::chat::is_user_group(a));
         if users_only && approval.approvers.len() < required as usize {
             p.add(
                 key("approvals_required"),
@@ -561,7 +573,10 @@ fn validate_policy(prefix: &str, approval: &ApprovalConfig, p: &mut Problems) {
         }
     }
     if approval.reaction == approval.reject_reaction {
-        p.add(key("reject_reaction"), "must differ from the approve reaction");
+        p.add(
+            key("reject_reaction"),
+            "must differ from the approve reaction",
+        );
     }
     if approval.expires_after.is_zero() {
         p.add(key("expires_after"), "must be longer than 0, e.g. 15m");

@@ -115,7 +115,10 @@ fn help(config: &Config) -> String {
         "create a cluster's routing weight (at 0 unless a weight is given) / delete one (only at weight 0)",
     ));
     text.push_str(&line(&[Verb::History], Verb::History.summary()));
-    text.push_str(&line(&[Verb::Freeze, Verb::Unfreeze], "refuse new operations (but break-glass) until unfrozen / lift it; approvers only"));
+    text.push_str(&line(
+        &[Verb::Freeze, Verb::Unfreeze],
+        "refuse new operations (but break-glass) until unfrozen / lift it; approvers only",
+    ));
     let _ = write!(
         text,
         "Any weight change may end with `because REASON`. \

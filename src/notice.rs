@@ -15,8 +15,8 @@ use crate::chat::MessageKind;
 use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
-    ClusterResult, Freeze, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus, Refusal,
-    ShownPlan, StepApproval, StepOutcome,
+    ClusterResult, Freeze, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus,
+    Refusal, ShownPlan, StepApproval, StepOutcome,
 };
 use crate::plan::{Plan, Weights};
 
@@ -140,7 +140,9 @@ pub enum Resumption {
     /// A plan was being posted when it stopped: a copy may show, and is void.
     RepostingPlan,
     PlanningNextStep,
-    AwaitingApproval { until: DateTime<Utc> },
+    AwaitingApproval {
+        until: DateTime<Utc>,
+    },
     ApplyingApprovedStep,
     FinishingInterruptedStep,
     Closing,

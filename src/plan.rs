@@ -25,7 +25,9 @@ pub enum PlanError {
     AmbiguousShiftTarget { tied: Vec<ClusterId> },
     #[error("{cluster} has no routing weight yet; `/failover add {cluster}` first.")]
     ClusterNotRouted { cluster: ClusterId },
-    #[error("{cluster} is the only routed cluster, so it always gets all traffic; add another first.")]
+    #[error(
+        "{cluster} is the only routed cluster, so it always gets all traffic; add another first."
+    )]
     SingleCluster { cluster: ClusterId },
     #[error("that would leave every weight in {env} at 0, which Route53 treats as an even split. Refused.")]
     AllZero { env: EnvId },
@@ -118,7 +120,11 @@ impl<'a> FromIterator<(&'a ClusterId, u8)> for Weights {
 
 impl<'a> FromIterator<(&'a str, u8)> for Weights {
     fn from_iter<I: IntoIterator<Item = (&'a str, u8)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(n, w)| (ClusterId::from(n), w)).collect())
+        Self(
+            iter.into_iter()
+                .map(|(n, w)| (ClusterId::from(n), w))
+                .collect(),
+        )
     }
 }
 
@@ -209,7 +215,11 @@ pub fn validate_steps(steps: &[u32]) -> Result<Vec<Percent>, StepsError> {
 /// share the rest in proportion to their current weights (equally when they
 /// are all 0). The result sums to [`SHIFT_TOTAL`]; rounding uses the largest
 /// remainder method so no cluster is more than one point off its exact share.
-pub fn shift(current: &Weights, target: &ClusterId, percent: Percent) -> Result<Weights, PlanError> {
+pub fn shift(
+    current: &Weights,
+    target: &ClusterId,
+    percent: Percent,
+) -> Result<Weights, PlanError> {
     if !current.contains(target) {
         return Err(PlanError::ClusterNotRouted {
             cluster: target.clone(),
@@ -375,8 +385,10 @@ impl Plan {
             let before = u32::from(self.before.get(name).unwrap_or(0));
             let rises = match before_total {
                 0 => after > 0,
-                _ => u64::from(after) * u64::from(before_total)
-                    > u64::from(before) * u64::from(after_total),
+                _ => {
+                    u64::from(after) * u64::from(before_total)
+                        > u64::from(before) * u64::from(after_total)
+                }
             };
             rises.then_some(name)
         })

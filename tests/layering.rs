@@ -183,5 +183,8 @@ fn the_reader_finds_imports_in_every_form() {
     let mut graph = BTreeMap::new();
     graph.insert("a".to_owned(), BTreeSet::from(["b".to_owned()]));
     graph.insert("b".to_owned(), BTreeSet::from(["a".to_owned()]));
-    assert_eq!(cycle_from(&graph, "a"), Some(vec!["a".into(), "b".into(), "a".into()]));
+    assert_eq!(
+        cycle_from(&graph, "a"),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
 }

@@ -88,7 +88,11 @@ fn shift(force: bool) -> OperationHeader {
             target: GREEN.into(),
             force,
         }),
-        if force { "shift! 50 to green" } else { "shift 50" },
+        if force {
+            "shift! 50 to green"
+        } else {
+            "shift 50"
+        },
     )
 }
 
@@ -155,40 +159,127 @@ fn plan() {
     let forced = shift(true);
     let forced_plan = plan_of(&forced, 1, &weights(100, 0));
     insta::assert_snapshot!(cases(vec![
-        ("pending", plan_notice(op.clone(), pending(), PlanStatus::Pending)),
-        ("applying", plan_notice(op.clone(), shown(first.clone(), approved(), vec![]), PlanStatus::Applying { by: by() })),
-        ("applied", plan_notice(op.clone(), shown(first.clone(), approved(), vec![]), PlanStatus::Applied)),
-        ("failed", plan_notice(op.clone(), pending(), PlanStatus::Failed)),
-        ("refused", plan_notice(op.clone(), pending(), PlanStatus::Refused)),
-        ("rejected", plan_notice(op.clone(), pending(), PlanStatus::Rejected { by: by() })),
-        ("expired", plan_notice(op.clone(), pending(), PlanStatus::Expired)),
-        ("withdrawn", plan_notice(op.clone(), pending(), PlanStatus::Withdrawn { by: "alice".into() })),
-        ("aborted", plan_notice(op.clone(), pending(), PlanStatus::Aborted { by: "carol".into() })),
-        ("superseded", plan_notice(op.clone(), pending(), PlanStatus::Superseded)),
+        (
+            "pending",
+            plan_notice(op.clone(), pending(), PlanStatus::Pending)
+        ),
+        (
+            "applying",
+            plan_notice(
+                op.clone(),
+                shown(first.clone(), approved(), vec![]),
+                PlanStatus::Applying { by: by() }
+            )
+        ),
+        (
+            "applied",
+            plan_notice(
+                op.clone(),
+                shown(first.clone(), approved(), vec![]),
+                PlanStatus::Applied
+            )
+        ),
+        (
+            "failed",
+            plan_notice(op.clone(), pending(), PlanStatus::Failed)
+        ),
+        (
+            "refused",
+            plan_notice(op.clone(), pending(), PlanStatus::Refused)
+        ),
+        (
+            "rejected",
+            plan_notice(op.clone(), pending(), PlanStatus::Rejected { by: by() })
+        ),
+        (
+            "expired",
+            plan_notice(op.clone(), pending(), PlanStatus::Expired)
+        ),
+        (
+            "withdrawn",
+            plan_notice(
+                op.clone(),
+                pending(),
+                PlanStatus::Withdrawn { by: "alice".into() }
+            )
+        ),
+        (
+            "aborted",
+            plan_notice(
+                op.clone(),
+                pending(),
+                PlanStatus::Aborted { by: "carol".into() }
+            )
+        ),
+        (
+            "superseded",
+            plan_notice(op.clone(), pending(), PlanStatus::Superseded)
+        ),
         ("one of two approvals, with a reason", {
             let mut op = op.clone();
             op.reason = Some("INC-4711 db failover".into());
             let mut half = pending();
             half.approval = half.approval.requiring(2);
-            half.approval.votes.push(failover_bot::approval::Vote { by: "bob".into(), at: at(1) });
+            half.approval.votes.push(failover_bot::approval::Vote {
+                by: "bob".into(),
+                at: at(1),
+            });
             plan_notice(op, half, PlanStatus::Pending)
         }),
         ("two approvals in, applying", {
-            let mut both = shown(first.clone(), ApprovalState::Approved { by: "dave".into(), at: at(2) }, vec![]);
+            let mut both = shown(
+                first.clone(),
+                ApprovalState::Approved {
+                    by: "dave".into(),
+                    at: at(2),
+                },
+                vec![],
+            );
             both.approval = both.approval.requiring(2);
             both.approval.votes = vec![
-                failover_bot::approval::Vote { by: "bob".into(), at: at(1) },
-                failover_bot::approval::Vote { by: "dave".into(), at: at(2) },
+                failover_bot::approval::Vote {
+                    by: "bob".into(),
+                    at: at(1),
+                },
+                failover_bot::approval::Vote {
+                    by: "dave".into(),
+                    at: at(2),
+                },
             ];
             plan_notice(op.clone(), both, PlanStatus::Applying { by: "dave".into() })
         }),
         ("break-glass during a freeze", {
             let mut op = shift(true);
-            op.during_freeze = Some(failover_bot::operation::Freeze { by: "bob".into(), reason: "quarter-end close".into(), since: at(0) });
+            op.during_freeze = Some(failover_bot::operation::Freeze {
+                by: "bob".into(),
+                reason: "quarter-end close".into(),
+                since: at(0),
+            });
             let plan = plan_of(&op, 1, &weights(100, 0));
-            plan_notice(op, shown(plan, ApprovalState::Pending, vec![]), PlanStatus::Pending)
+            plan_notice(
+                op,
+                shown(plan, ApprovalState::Pending, vec![]),
+                PlanStatus::Pending,
+            )
         }),
-        ("break-glass pending", plan_notice(forced, shown(forced_plan, ApprovalState::Pending, vec![warning, GateWarning::Legacy("k8s-green.dev.example.com: health check failed (as journaled by 0.1)".into())]), PlanStatus::Pending)),
+        (
+            "break-glass pending",
+            plan_notice(
+                forced,
+                shown(
+                    forced_plan,
+                    ApprovalState::Pending,
+                    vec![
+                        warning,
+                        GateWarning::Legacy(
+                            "k8s-green.dev.example.com: health check failed (as journaled by 0.1)"
+                                .into()
+                        )
+                    ]
+                ),
+                PlanStatus::Pending
+            )
+        ),
     ]));
 }
 
@@ -228,16 +319,126 @@ fn step_result() {
         reason: "injected failure".into(),
     };
     insta::assert_snapshot!(cases(vec![
-        ("applied, more steps follow", step_report(1, StepOutcome::Applied { unverified: vec![], dry_run: vec![] }, applied())),
-        ("applied, last step", step_report(3, StepOutcome::Applied { unverified: vec![], dry_run: vec![] }, applied())),
-        ("applied, not carried yet, dry run", step_report(1, StepOutcome::Applied { unverified: vec![GREEN.into()], dry_run: vec![ClusterId::from(BLUE)] }, vec![result(BLUE, 100, 90, ClusterOutcome::DryRun), result(GREEN, 0, 10, ClusterOutcome::Applied)])),
+        (
+            "applied, more steps follow",
+            step_report(
+                1,
+                StepOutcome::Applied {
+                    unverified: vec![],
+                    dry_run: vec![]
+                },
+                applied()
+            )
+        ),
+        (
+            "applied, last step",
+            step_report(
+                3,
+                StepOutcome::Applied {
+                    unverified: vec![],
+                    dry_run: vec![]
+                },
+                applied()
+            )
+        ),
+        (
+            "applied, not carried yet, dry run",
+            step_report(
+                1,
+                StepOutcome::Applied {
+                    unverified: vec![GREEN.into()],
+                    dry_run: vec![ClusterId::from(BLUE)]
+                },
+                vec![
+                    result(BLUE, 100, 90, ClusterOutcome::DryRun),
+                    result(GREEN, 0, 10, ClusterOutcome::Applied)
+                ]
+            )
+        ),
         ("skipped", step_report(2, StepOutcome::Skipped, vec![])),
-        ("conflict", step_report(1, StepOutcome::Conflict, vec![result(GREEN, 0, 10, ClusterOutcome::Restored), result(BLUE, 100, 90, ClusterOutcome::Failed { error: BackendError::Conflict { cluster: BLUE.into() } })])),
-        ("restored", step_report(1, StepOutcome::Restored { failure: WriteFailure::Errors(vec![injected()]) }, vec![result(GREEN, 0, 10, ClusterOutcome::Restored), result(BLUE, 100, 90, ClusterOutcome::Failed { error: injected() })])),
-        ("incomplete", step_report(1, StepOutcome::Incomplete { failure: WriteFailure::Errors(vec![injected()]) }, vec![result(GREEN, 0, 10, ClusterOutcome::RestoreFailed { error: injected() }), result(BLUE, 100, 90, ClusterOutcome::Failed { error: injected() })])),
-        ("restored, as journaled by 0.1", step_report(1, StepOutcome::Restored { failure: WriteFailure::Legacy("k8s-blue.dev.example.com: injected failure".into()) }, vec![])),
-        ("refused", step_report(1, StepOutcome::Refused { refusal: Refusal::NoOtherApprover }, vec![])),
-        ("interrupted", step_report(1, StepOutcome::Interrupted { refusal: Refusal::NoOtherApprover }, vec![])),
+        (
+            "conflict",
+            step_report(
+                1,
+                StepOutcome::Conflict,
+                vec![
+                    result(GREEN, 0, 10, ClusterOutcome::Restored),
+                    result(
+                        BLUE,
+                        100,
+                        90,
+                        ClusterOutcome::Failed {
+                            error: BackendError::Conflict {
+                                cluster: BLUE.into()
+                            }
+                        }
+                    )
+                ]
+            )
+        ),
+        (
+            "restored",
+            step_report(
+                1,
+                StepOutcome::Restored {
+                    failure: WriteFailure::Errors(vec![injected()])
+                },
+                vec![
+                    result(GREEN, 0, 10, ClusterOutcome::Restored),
+                    result(BLUE, 100, 90, ClusterOutcome::Failed { error: injected() })
+                ]
+            )
+        ),
+        (
+            "incomplete",
+            step_report(
+                1,
+                StepOutcome::Incomplete {
+                    failure: WriteFailure::Errors(vec![injected()])
+                },
+                vec![
+                    result(
+                        GREEN,
+                        0,
+                        10,
+                        ClusterOutcome::RestoreFailed { error: injected() }
+                    ),
+                    result(BLUE, 100, 90, ClusterOutcome::Failed { error: injected() })
+                ]
+            )
+        ),
+        (
+            "restored, as journaled by 0.1",
+            step_report(
+                1,
+                StepOutcome::Restored {
+                    failure: WriteFailure::Legacy(
+                        "k8s-blue.dev.example.com: injected failure".into()
+                    )
+                },
+                vec![]
+            )
+        ),
+        (
+            "refused",
+            step_report(
+                1,
+                StepOutcome::Refused {
+                    refusal: Refusal::NoOtherApprover
+                },
+                vec![]
+            )
+        ),
+        (
+            "interrupted",
+            step_report(
+                1,
+                StepOutcome::Interrupted {
+                    refusal: Refusal::NoOtherApprover
+                },
+                vec![]
+            )
+        ),
     ]));
 }
 
@@ -246,9 +447,32 @@ fn superseded() {
     let op = failover();
     let plan = || Box::new(plan_of(&op, 1, &weights(100, 0)));
     insta::assert_snapshot!(cases(vec![
-        ("weights moved", Notice::Superseded { plan: plan(), now: weights(80, 0), moved: vec![BLUE.into()] }),
-        ("a cluster added", Notice::Superseded { plan: plan(), now: [(BLUE, 100), (GREEN, 0), ("k8s-grey.dev.example.com", 0)].into_iter().collect(), moved: vec![] }),
-        ("objects rewritten", Notice::Superseded { plan: plan(), now: weights(100, 0), moved: vec![BLUE.into()] }),
+        (
+            "weights moved",
+            Notice::Superseded {
+                plan: plan(),
+                now: weights(80, 0),
+                moved: vec![BLUE.into()]
+            }
+        ),
+        (
+            "a cluster added",
+            Notice::Superseded {
+                plan: plan(),
+                now: [(BLUE, 100), (GREEN, 0), ("k8s-grey.dev.example.com", 0)]
+                    .into_iter()
+                    .collect(),
+                moved: vec![]
+            }
+        ),
+        (
+            "objects rewritten",
+            Notice::Superseded {
+                plan: plan(),
+                now: weights(100, 0),
+                moved: vec![BLUE.into()]
+            }
+        ),
     ]));
 }
 
@@ -266,14 +490,69 @@ fn finished(step: usize, outcome: OperationOutcome) -> Notice {
 fn finished_operation() {
     insta::assert_snapshot!(cases(vec![
         ("completed", finished(3, OperationOutcome::Completed)),
-        ("rejected", finished(1, OperationOutcome::Rejected { by: "bob".into() })),
-        ("expired after a step", finished(2, OperationOutcome::Expired)),
-        ("withdrawn", finished(1, OperationOutcome::Withdrawn { by: "alice".into() })),
-        ("aborted", finished(3, OperationOutcome::Aborted { by: "carol".into() })),
-        ("failed: unverified", finished(2, OperationOutcome::Failed { cause: StopCause::Unverified { step: 2, clusters: vec![GREEN.into()] } })),
-        ("failed: writes", finished(1, OperationOutcome::Failed { cause: StopCause::WritesFailed { failure: WriteFailure::Errors(vec![BackendError::NotFound { cluster: GREEN.into() }]) } })),
-        ("failed: refused", finished(2, OperationOutcome::Failed { cause: StopCause::Refused { refusal: Refusal::NoOtherApprover } })),
-        ("failed, as journaled by 0.1", finished(2, OperationOutcome::Failed { cause: StopCause::Legacy { reason: "step 2 applied but not verified on k8s-green".into() } })),
+        (
+            "rejected",
+            finished(1, OperationOutcome::Rejected { by: "bob".into() })
+        ),
+        (
+            "expired after a step",
+            finished(2, OperationOutcome::Expired)
+        ),
+        (
+            "withdrawn",
+            finished(1, OperationOutcome::Withdrawn { by: "alice".into() })
+        ),
+        (
+            "aborted",
+            finished(3, OperationOutcome::Aborted { by: "carol".into() })
+        ),
+        (
+            "failed: unverified",
+            finished(
+                2,
+                OperationOutcome::Failed {
+                    cause: StopCause::Unverified {
+                        step: 2,
+                        clusters: vec![GREEN.into()]
+                    }
+                }
+            )
+        ),
+        (
+            "failed: writes",
+            finished(
+                1,
+                OperationOutcome::Failed {
+                    cause: StopCause::WritesFailed {
+                        failure: WriteFailure::Errors(vec![BackendError::NotFound {
+                            cluster: GREEN.into()
+                        }])
+                    }
+                }
+            )
+        ),
+        (
+            "failed: refused",
+            finished(
+                2,
+                OperationOutcome::Failed {
+                    cause: StopCause::Refused {
+                        refusal: Refusal::NoOtherApprover
+                    }
+                }
+            )
+        ),
+        (
+            "failed, as journaled by 0.1",
+            finished(
+                2,
+                OperationOutcome::Failed {
+                    cause: StopCause::Legacy {
+                        reason: "step 2 applied but not verified on k8s-green".into()
+                    }
+                }
+            )
+        ),
     ]));
 }
 
@@ -282,7 +561,10 @@ fn resuming() {
     let doing = [
         ("reposting a plan", Resumption::RepostingPlan),
         ("planning", Resumption::PlanningNextStep),
-        ("awaiting approval", Resumption::AwaitingApproval { until: at(15) }),
+        (
+            "awaiting approval",
+            Resumption::AwaitingApproval { until: at(15) },
+        ),
         ("applying", Resumption::ApplyingApprovedStep),
         ("finishing a step", Resumption::FinishingInterruptedStep),
         ("closing", Resumption::Closing),
@@ -333,17 +615,32 @@ fn step_stopped() {
         },
     };
     insta::assert_snapshot!(cases(vec![
-        ("weights read", stopped(moved(), vec![], Some(weights(70, 30)))),
+        (
+            "weights read",
+            stopped(moved(), vec![], Some(weights(70, 30)))
+        ),
         ("weights unreadable", stopped(moved(), vec![], None)),
-        ("its own half-written step put back", stopped(sick, vec![GREEN.into()], Some(weights(90, 10)))),
+        (
+            "its own half-written step put back",
+            stopped(sick, vec![GREEN.into()], Some(weights(90, 10)))
+        ),
     ]));
 }
 
 #[test]
 fn approvals_taken_back() {
     insta::assert_snapshot!(cases(vec![
-        ("before the step", Notice::ApprovalTakenBack { user: "bob".into() }),
-        ("too late", Notice::ApprovalTooLate { user: "bob".into(), step: 2 }),
+        (
+            "before the step",
+            Notice::ApprovalTakenBack { user: "bob".into() }
+        ),
+        (
+            "too late",
+            Notice::ApprovalTooLate {
+                user: "bob".into(),
+                step: 2
+            }
+        ),
     ]));
 }
 
@@ -366,14 +663,47 @@ fn refused() {
 #[test]
 fn answers() {
     insta::assert_snapshot!(cases(vec![
-        ("internal error during an operation", Notice::InternalError { op: Some(7) }),
+        (
+            "internal error during an operation",
+            Notice::InternalError { op: Some(7) }
+        ),
         ("internal error", Notice::InternalError { op: None }),
-        ("command cut short", Notice::CommandCutShort { text: "shift 50".into() }),
+        (
+            "command cut short",
+            Notice::CommandCutShort {
+                text: "shift 50".into()
+            }
+        ),
         ("help", Notice::Help),
-        ("working", Notice::Working { text: "/failover shift 50".into() }),
-        ("legacy", Notice::Legacy { text: "a message as journaled by 0.1".into() }),
-        ("frozen", Notice::Frozen { env: "prod".into(), by: "bob".into(), reason: "quarter-end close".into(), break_glass: vec!["S0ONCALL".into()] }),
-        ("unfrozen", Notice::Unfrozen { env: "prod".into(), by: "bob".into(), since: at(5) }),
+        (
+            "working",
+            Notice::Working {
+                text: "/failover shift 50".into()
+            }
+        ),
+        (
+            "legacy",
+            Notice::Legacy {
+                text: "a message as journaled by 0.1".into()
+            }
+        ),
+        (
+            "frozen",
+            Notice::Frozen {
+                env: "prod".into(),
+                by: "bob".into(),
+                reason: "quarter-end close".into(),
+                break_glass: vec!["S0ONCALL".into()]
+            }
+        ),
+        (
+            "unfrozen",
+            Notice::Unfrozen {
+                env: "prod".into(),
+                by: "bob".into(),
+                since: at(5)
+            }
+        ),
     ]));
 }
 
@@ -443,10 +773,30 @@ fn status_and_history() {
         since: at(5),
     };
     insta::assert_snapshot!(cases(vec![
-        ("status, drift, running", status(Some(observed), Some(line(8, None)), None)),
-        ("status, unobserved, frozen", status(None, None, Some(freeze))),
-        ("history, empty", Notice::History(HistoryNotice { env: "dev".into(), running: None, finished: vec![] })),
-        ("history", Notice::History(HistoryNotice { env: "dev".into(), running: Some(line(8, None)), finished: vec![line(7, Some("completed")), line(6, Some("aborted"))] })),
+        (
+            "status, drift, running",
+            status(Some(observed), Some(line(8, None)), None)
+        ),
+        (
+            "status, unobserved, frozen",
+            status(None, None, Some(freeze))
+        ),
+        (
+            "history, empty",
+            Notice::History(HistoryNotice {
+                env: "dev".into(),
+                running: None,
+                finished: vec![]
+            })
+        ),
+        (
+            "history",
+            Notice::History(HistoryNotice {
+                env: "dev".into(),
+                running: Some(line(8, None)),
+                finished: vec![line(7, Some("completed")), line(6, Some("aborted"))]
+            })
+        ),
     ]));
 }
 
@@ -463,7 +813,11 @@ fn every_message_carries_its_kind_and_the_facts_of_its_operation() {
     let op = failover();
     let plan = plan_of(&op, 1, &weights(100, 0));
     let message = render(
-        &plan_notice(op, shown(plan.clone(), ApprovalState::Pending, vec![]), PlanStatus::Pending),
+        &plan_notice(
+            op,
+            shown(plan.clone(), ApprovalState::Pending, vec![]),
+            PlanStatus::Pending,
+        ),
         &config,
     );
     assert_eq!(message.kind, MessageKind::Plan);
@@ -535,10 +889,19 @@ mod drills {
         ];
         let quick = drill(4, 25, &[[4_213, 3, 412], [2_950, 2, 388]]);
         insta::assert_snapshot!(cases(vec![
-            ("first drill, one step", card(drill(1, 2, &[[185_400, 2_310, 64_900]]), &[])),
-            ("against last, best and median", card(three_steps(), &history)),
+            (
+                "first drill, one step",
+                card(drill(1, 2, &[[185_400, 2_310, 64_900]]), &[])
+            ),
+            (
+                "against last, best and median",
+                card(three_steps(), &history)
+            ),
             ("a new best", card(three_steps(), &history[2..])),
-            ("sandbox: seconds, as fast as the last", card(quick, &[earlier(2, 24, 7_990)])),
+            (
+                "sandbox: seconds, as fast as the last",
+                card(quick, &[earlier(2, 24, 7_990)])
+            ),
         ]));
     }
 

@@ -314,7 +314,11 @@ fn a_fresh_bot_exports_the_series_the_alerts_need_at_zero() {
     let metrics = Metrics::new();
     metrics.set_leader(true);
     metrics.set_ready(true);
-    metrics.declare_gate("prod", "error-rate", &failover_bot::gates::evaluate::OUTCOME_LABELS);
+    metrics.declare_gate(
+        "prod",
+        "error-rate",
+        &failover_bot::gates::evaluate::OUTCOME_LABELS,
+    );
     metrics.gate_evaluated("prod", "error-rate", "no_data");
     let text = metrics.render();
     let gate = |result: &str, n: u32| {

@@ -16,8 +16,7 @@ use super::kube::KubeBackend;
 use super::route53::{RecordReport, Registry, Route53, Route53Error};
 use super::{
     BackendError, ClusterState, Convergence, GateFailure, HealthFailure, Removal, RoutingBackend,
-    Snapshot,
-    Written,
+    Snapshot, Written,
 };
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::plan::Weights;
@@ -83,7 +82,8 @@ async fn route53_convergence(
 }
 
 /// Which Route53 zone and records each cluster's traffic goes through.
-pub type ClusterZones = std::collections::BTreeMap<crate::ids::ClusterId, crate::config::Route53Config>;
+pub type ClusterZones =
+    std::collections::BTreeMap<crate::ids::ClusterId, crate::config::Route53Config>;
 
 pub fn cluster_zones(config: &crate::config::Config) -> ClusterZones {
     config

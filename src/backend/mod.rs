@@ -77,9 +77,17 @@ impl Convergence {
 #[serde(tag = "probe", rename_all = "snake_case")]
 pub enum HealthFailure {
     #[error("{url} answered {status} ({tries} tries)")]
-    Status { url: String, status: u16, tries: u32 },
+    Status {
+        url: String,
+        status: u16,
+        tries: u32,
+    },
     #[error("{url} did not answer within {seconds} s ({tries} tries)")]
-    Timeout { url: String, seconds: u64, tries: u32 },
+    Timeout {
+        url: String,
+        seconds: u64,
+        tries: u32,
+    },
     #[error("{url} is unreachable ({tries} tries)")]
     Unreachable { url: String, tries: u32 },
     /// A Route53 health check on the cluster's records is not healthy.

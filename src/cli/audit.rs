@@ -1,9 +1,9 @@
 //! `failover-bot audit verify JOURNAL`: checks the journal's hash chain and
 //! lists who requested and who approved every weight change.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::fmt::Write as _;
 
 use crate::journal::ledger::Ledger;
 use crate::journal::{parse_line, verify_chain};
@@ -52,11 +52,7 @@ fn unreadable(path: &Path, line: usize, reason: &str) -> String {
 }
 
 /// Who asked for and who approved every weight change, oldest first.
-fn report(
-    path: &Path,
-    records: usize,
-    ledger: &Ledger,
-) -> String {
+fn report(path: &Path, records: usize, ledger: &Ledger) -> String {
     let mut out = format!(
         "✓ {}: hash chain intact over {records} records",
         path.display()

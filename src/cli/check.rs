@@ -129,10 +129,7 @@ fn records_check(dns: &Route53Config, problems: &[String]) -> String {
 }
 
 /// One line per cluster for `failover-bot check`.
-fn cluster_check(
-    cluster: &ClusterConfig,
-    found: &ClusterCheck,
-) -> String {
+fn cluster_check(cluster: &ClusterConfig, found: &ClusterCheck) -> String {
     let mut problems = Vec::new();
     if let Err(e) = &found.identity {
         problems.push(format!("identity: {e}"));

@@ -6,7 +6,8 @@
 use super::grammar::{Args, Keyword};
 use super::{Command, CommandError, Missing, Request};
 
-pub const USAGE: &str = "`/failover freeze [in ENV] REASON`, e.g. `/failover freeze in prod quarter-end close`";
+pub const USAGE: &str =
+    "`/failover freeze [in ENV] REASON`, e.g. `/failover freeze in prod quarter-end close`";
 pub const SUMMARY: &str = "refuse new operations (but break-glass) until unfrozen; approvers only";
 pub const UNFREEZE_USAGE: &str = "`/failover unfreeze [in ENV]`";
 pub const UNFREEZE_SUMMARY: &str = "lift a freeze; approvers only";

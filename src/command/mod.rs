@@ -326,9 +326,12 @@ environments:
         assert_eq!(
             command("set blue=255 green=100"),
             Command::Set(set::Set {
-                weights: [("k8s-blue.dev.example.com".into(), 255), (GREEN.into(), 100)]
-                    .into_iter()
-                    .collect()
+                weights: [
+                    ("k8s-blue.dev.example.com".into(), 255),
+                    (GREEN.into(), 100)
+                ]
+                .into_iter()
+                .collect()
             })
         );
         assert_eq!(
@@ -386,7 +389,10 @@ environments:
             "unknown command `shfit` — did you mean `shift`? Try `/failover help`."
         );
         let err = read("zzz").unwrap_err();
-        assert_eq!(err.to_string(), "unknown command `zzz`. Try `/failover help`.");
+        assert_eq!(
+            err.to_string(),
+            "unknown command `zzz`. Try `/failover help`."
+        );
     }
 
     #[test]
@@ -429,7 +435,12 @@ environments:
             read("to green steps 10,x"),
             Err(CommandError::BadSteps { .. })
         ));
-        for bad in ["set blue=256", "set blue=-1", "set blue=x", "add green weight 300"] {
+        for bad in [
+            "set blue=256",
+            "set blue=-1",
+            "set blue=x",
+            "add green weight 300",
+        ] {
             assert!(
                 matches!(read(bad), Err(CommandError::BadWeight { .. })),
                 "{bad}"

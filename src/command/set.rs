@@ -11,8 +11,10 @@ use super::{Command, CommandError, Missing, Request};
 use crate::ids::ClusterId;
 use crate::plan::{PlanError, Target, Weights};
 
-pub const USAGE: &str = "`/failover set CLUSTER=WEIGHT… [in ENV]`, e.g. `/failover set blue=100 green=100`";
-pub const SUMMARY: &str = "one step that sets raw weights (0–255) of the clusters named; the others keep theirs";
+pub const USAGE: &str =
+    "`/failover set CLUSTER=WEIGHT… [in ENV]`, e.g. `/failover set blue=100 green=100`";
+pub const SUMMARY: &str =
+    "one step that sets raw weights (0–255) of the clusters named; the others keep theirs";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Set {

@@ -68,6 +68,10 @@ impl Shift {
 impl ShiftOp {
     /// The one step: the target gets its percentage of the weights now.
     pub fn step(&self, now: &Weights) -> Result<Target, PlanError> {
-        Ok(Target::weights(plan::shift(now, &self.target, self.percent)?))
+        Ok(Target::weights(plan::shift(
+            now,
+            &self.target,
+            self.percent,
+        )?))
     }
 }

@@ -119,7 +119,10 @@ impl Engine {
                 .ok(),
             None => None,
         };
-        let running = self.active_operation(env).as_ref().map(OperationLine::running);
+        let running = self
+            .active_operation(env)
+            .as_ref()
+            .map(OperationLine::running);
         let frozen = self.with_ledger(|l| l.frozen.get(env.as_str()).cloned());
         let notice = Notice::Status(Box::new(StatusNotice {
             env: env.clone(),

@@ -12,7 +12,11 @@ use crate::plan::Plan;
 
 impl Engine {
     /// The warnings break-glass pushed through, or the first refusal.
-    pub(super) async fn gates(&self, plan: &Plan, force: bool) -> Result<Vec<GateWarning>, Refusal> {
+    pub(super) async fn gates(
+        &self,
+        plan: &Plan,
+        force: bool,
+    ) -> Result<Vec<GateWarning>, Refusal> {
         let environment = self.environment(&plan.scope.env)?;
         let touched: Vec<_> = plan
             .changed_clusters()

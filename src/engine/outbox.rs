@@ -317,9 +317,7 @@ mod tests {
     async fn an_outage_queues_messages_and_posts_them_in_order_when_slack_is_back() {
         let chat = FlakyChat::new(4, false);
         let (outbox, store) = outbox(chat.clone());
-        outbox
-            .send(journaled(&store, post("step 1 applied")))
-            .await;
+        outbox.send(journaled(&store, post("step 1 applied"))).await;
         outbox
             .send(journaled(&store, post("step 1 verified")))
             .await;

@@ -11,7 +11,11 @@ use crate::operation::{Freeze, Refusal};
 
 impl Engine {
     /// Whether `user` is in `list`, directly or through a user group.
-    pub(super) async fn is_member(&self, user: &UserId, list: &[String]) -> Result<bool, EngineError> {
+    pub(super) async fn is_member(
+        &self,
+        user: &UserId,
+        list: &[String],
+    ) -> Result<bool, EngineError> {
         if list.iter().any(|entry| user == entry) {
             return Ok(true);
         }

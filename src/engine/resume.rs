@@ -6,6 +6,7 @@ use super::apply::apply;
 use super::outbox::Outgoing;
 use super::step::in_thread;
 use super::{Engine, EngineError, Outcome};
+use crate::backend::Snapshot;
 use crate::ids::{ClusterId, EnvId};
 use crate::journal::ledger::UnansweredCommand;
 use crate::journal::Entry;
@@ -15,7 +16,6 @@ use crate::operation::{
     ClusterOutcome, OperationState, Phase, PlanStatus, Refusal, ShownPlan, StepOutcome,
 };
 use crate::plan::{Change, Plan, Weights};
-use crate::backend::Snapshot;
 
 impl Engine {
     /// Continues every operation a previous run left unfinished: pending
@@ -153,8 +153,12 @@ impl Engine {
         if plan.change != Change::SetWeights || now == plan.before {
             return Ok(Vec::new());
         }
-        let Ok(back) = Plan::new(plan.scope.clone(), Change::SetWeights, now, plan.before.clone())
-        else {
+        let Ok(back) = Plan::new(
+            plan.scope.clone(),
+            Change::SetWeights,
+            now,
+            plan.before.clone(),
+        ) else {
             return Ok(Vec::new());
         };
         // Identity must hold; health does not matter to undoing.

@@ -5,11 +5,11 @@
 
 use super::step::Prepared;
 use super::{CommandRequest, Engine, EngineError, Outcome};
+use crate::chat::ChatError;
 use crate::command::{Command, Request, Situation};
 use crate::config::ApprovalConfig;
 use crate::ids::MessageRef;
 use crate::journal::Entry;
-use crate::chat::ChatError;
 use crate::notice::{FinishedNotice, Notice, PlanNotice};
 use crate::operation::{
     OperationHeader, OperationKind, OperationOutcome, PlanStatus, Refusal, ShownPlan, StopCause,
@@ -97,7 +97,6 @@ impl Engine {
         self.propose(&header, 1, first).await?;
         Ok(())
     }
-
 
     /// Shows a step's plan and records it as awaiting approval. A plan that
     /// changes nothing is recorded as skipped instead.
@@ -218,7 +217,10 @@ impl Engine {
 }
 
 /// Refuses to start an operation nobody could approve.
-fn require_another_approver(policy: &ApprovalConfig, request: &CommandRequest) -> Result<(), Refusal> {
+fn require_another_approver(
+    policy: &ApprovalConfig,
+    request: &CommandRequest,
+) -> Result<(), Refusal> {
     if policy.approvers.iter().any(|a| request.user != *a) {
         Ok(())
     } else {

@@ -73,7 +73,11 @@ impl Engine {
     }
 
     /// Records a step whose plan changes nothing as done.
-    pub(super) fn skip_step(&self, header: &OperationHeader, step: usize) -> Result<(), EngineError> {
+    pub(super) fn skip_step(
+        &self,
+        header: &OperationHeader,
+        step: usize,
+    ) -> Result<(), EngineError> {
         self.record(Entry::StepFinished {
             op: header.id,
             step,
@@ -138,9 +142,7 @@ impl Engine {
         };
         let moved = shown.moved_objects(&snapshot);
         if snapshot.weights() != shown.plan.before || !moved.is_empty() {
-            return self
-                .supersede(op, shown, snapshot.weights(), moved)
-                .await;
+            return self.supersede(op, shown, snapshot.weights(), moved).await;
         }
         let warnings = match self.gates(&shown.plan, op.header.kind.force()).await {
             Ok(warnings) => warnings,
@@ -238,7 +240,11 @@ impl Engine {
         })?;
         let outcome = self.outcome_of(environment, &shown.plan, &applied).await;
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        tracing::info!(outcome = outcome.label(), millis = micros / 1000, "step finished");
+        tracing::info!(
+            outcome = outcome.label(),
+            millis = micros / 1000,
+            "step finished"
+        );
         let status = match outcome {
             StepOutcome::Applied { .. } | StepOutcome::Skipped => PlanStatus::Applied,
             StepOutcome::Conflict => PlanStatus::Superseded,

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 
 use super::{Entry, Record};
+use crate::approval::Vote;
 use crate::approval::{Approval, ApprovalState};
 use crate::ids::{EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
-use crate::approval::Vote;
 use crate::operation::{
     Freeze, GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan,
     StepApproval, StepOutcome, StopCause,
@@ -366,7 +366,13 @@ fn votable<'a>(
 }
 
 /// One of several approvals: counted, not yet deciding.
-fn vote(operation: &mut OperationState, step: usize, plan: &PlanHash, by: &UserId, at: DateTime<Utc>) {
+fn vote(
+    operation: &mut OperationState,
+    step: usize,
+    plan: &PlanHash,
+    by: &UserId,
+    at: DateTime<Utc>,
+) {
     let Some(shown) = votable(operation, step, plan) else {
         return;
     };

@@ -72,18 +72,30 @@ pub enum Entry {
     },
     /// Something to say in the channel (its id is this record's `seq`);
     /// [`Entry::Delivered`] says it no longer needs sending.
-    Say { to: Destination, notice: Notice },
+    Say {
+        to: Destination,
+        notice: Notice,
+    },
     /// Slack took the message of the `Say` record number `say`, or refused
     /// it for good: either way, a restart need not send it again.
-    Delivered { say: u64 },
+    Delivered {
+        say: u64,
+    },
     /// The command delivered as `event` has had its answer (one that
     /// started an operation is answered by its `Started`). A command with
     /// neither was cut short by a restart: its author is told so.
-    Answered { event: String },
-    Started { header: OperationHeader },
+    Answered {
+        event: String,
+    },
+    Started {
+        header: OperationHeader,
+    },
     /// A step's plan is about to be posted (see
     /// [`crate::operation::OperationState::posting_plan`]).
-    PlanPosting { op: OpId, step: usize },
+    PlanPosting {
+        op: OpId,
+        step: usize,
+    },
     /// A step's plan was shown in `message` and awaits approval.
     Proposed {
         op: OpId,
@@ -126,7 +138,10 @@ pub enum Entry {
         by: UserId,
         reason: String,
     },
-    Unfrozen { env: EnvId, by: UserId },
+    Unfrozen {
+        env: EnvId,
+        by: UserId,
+    },
     /// The approval of a step changed state.
     Decided {
         op: OpId,
@@ -158,7 +173,10 @@ pub enum Entry {
         outcome: StepOutcome,
         millis: u64,
     },
-    Finished { op: OpId, outcome: OperationOutcome },
+    Finished {
+        op: OpId,
+        outcome: OperationOutcome,
+    },
 }
 
 impl Entry {
@@ -210,7 +228,10 @@ pub enum LineError {
 /// Reads one journal line as the version it was written in.
 pub fn parse_line(line: &str) -> Result<Record, LineError> {
     let value: serde_json::Value = serde_json::from_str(line).map_err(LineError::NotJson)?;
-    let version = value.get("v").and_then(serde_json::Value::as_u64).unwrap_or(1);
+    let version = value
+        .get("v")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1);
     let shape = |error| LineError::Shape { version, error };
     match version {
         1 => serde_json::from_value::<v1::Record>(value)

@@ -52,7 +52,9 @@ impl OperationKind {
             Command::Shift(shift) => shift.operation(now).map(OperationKind::Shift),
             Command::Set(set) => set.operation(now).map(OperationKind::Set),
             Command::To(to) => to.operation(now).map(OperationKind::Failover),
-            Command::Rollback => command::rollback::operation(situation).map(OperationKind::Rollback),
+            Command::Rollback => {
+                command::rollback::operation(situation).map(OperationKind::Rollback)
+            }
             Command::Add(add) => add.operation(now).map(OperationKind::Add),
             Command::Remove(remove) => remove.operation(now).map(OperationKind::Remove),
             Command::Status
@@ -332,12 +334,20 @@ pub enum StopCause {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum OperationOutcome {
     Completed,
-    Rejected { by: UserId },
+    Rejected {
+        by: UserId,
+    },
     Expired,
-    Withdrawn { by: UserId },
-    Aborted { by: UserId },
+    Withdrawn {
+        by: UserId,
+    },
+    Aborted {
+        by: UserId,
+    },
     /// Stopped after a step that did not fully succeed.
-    Failed { cause: StopCause },
+    Failed {
+        cause: StopCause,
+    },
 }
 
 impl OperationOutcome {
