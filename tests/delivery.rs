@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
-use support::fake_slack::{self, BotSetup, FakeSlack, Fault, Posted, ServeBot, Transport};
+use support::fake_slack::{self, FakeSlack, Fault, Posted};
+use support::serve_proc::{ServeProc, Transport};
 
 const ENVS: usize = 10;
 const DELIVERIES: usize = 1000;
@@ -486,7 +487,7 @@ struct Seen {
 
 struct Run<'a> {
     fake: &'a FakeSlack,
-    bot: &'a ServeBot,
+    bot: &'a ServeProc,
     actions: &'a [Action],
     seen: Mutex<Seen>,
 }
@@ -565,7 +566,7 @@ impl Run<'_> {
             .fake
             .wait_until(what, WAIT, |f| {
                 let records = if journal {
-                    self.bot.journal()
+                    self.bot.journal_json()
                 } else {
                     Vec::new()
                 };
@@ -667,7 +668,10 @@ async fn exactly_once(transport: Transport) {
     let mut rng = Rng(SEED ^ 0x5c4e_d01e);
     let phases = schedule(&actions, &mut rng);
     let fake = FakeSlack::start().await;
-    let bot = ServeBot::start(&fake, &BotSetup::new(&config(), transport)).await;
+    let bot = ServeProc::options(&config())
+        .transport(transport)
+        .start(&fake)
+        .await;
     let run = Run {
         fake: &fake,
         bot: &bot,
@@ -712,10 +716,10 @@ async fn exactly_once(transport: Transport) {
     let settled = run
         .fake
         .wait_until("every refusal, status and command", WAIT, |f| {
-            missing(&expected, &f.posts(), &bot.journal()).is_empty()
+            missing(&expected, &f.posts(), &bot.journal_json()).is_empty()
         })
         .await;
-    let missing = missing(&expected, &fake.posts(), &bot.journal());
+    let missing = missing(&expected, &fake.posts(), &bot.journal_json());
     assert!(settled, "missing: {missing:#?}\nbot log:\n{}", bot.log());
     // Late duplicates would act now, if they ever did.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -733,14 +737,14 @@ fn check(run: &Run<'_>, expected: &Expected, phases: &[Vec<(usize, u32)>]) {
     );
     let delivered: usize = phases.iter().map(Vec::len).sum();
     assert_eq!(delivered, DELIVERIES);
-    if run.bot.transport == Transport::Socket {
+    if run.bot.transport() == Transport::Socket {
         for (envelope, sent) in &seen.envelopes {
             let acks = run.fake.acks_of(envelope).len();
             assert_eq!(acks, *sent, "acks of envelope {envelope}");
         }
     }
     let posts = run.fake.posts();
-    let journal = run.bot.journal();
+    let journal = run.bot.journal_json();
     check_operations(&posts, &journal);
     check_refusals(expected, &posts);
     check_journal_ids(expected, &journal);
@@ -868,7 +872,7 @@ fn report(run: &Run<'_>, phases: &[Vec<(usize, u32)>], posts: &[Posted], journal
         "exactly once over {:?}: {DELIVERIES} deliveries of {} logical actions ({}), per phase {per_phase:?}; \
          {} posts ({thread_posts} in threads, {refusals} refusals), {} updates, {} journal records \
          ({} started, {} step_started)",
-        run.bot.transport,
+        run.bot.transport(),
         run.actions.len(),
         by_role.join(", "),
         posts.len(),
@@ -919,7 +923,7 @@ async fn an_approval_arriving_before_the_bot_learns_its_plan_message_is_not_lost
 async fn early_approval_is_applied(method: &str, fault: Fault, when: &str) {
     let fake = FakeSlack::start().await;
     fake.fail_next(method, fault);
-    let bot = ServeBot::start(&fake, &BotSetup::new(&config(), Transport::Http)).await;
+    let bot = ServeProc::options(&config()).start(&fake).await;
     let text = main_command(0);
     let command = (requester(0), "C0", text.as_str(), "trig-early");
     let acked = bot.deliver_command(&fake, command, "", 0).await;

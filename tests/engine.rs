@@ -4,10 +4,14 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use failover_bot::backend::memory::MemoryBackend;
+use failover_bot::backend::{BackendError, Written};
 use failover_bot::chat::{Message, Said, RESENT_NOTE};
 use failover_bot::operation::journal::Entry;
+use support::backend::{Hooked, Write};
 use support::{weights, Harness, CONFIG, THREE_CLUSTERS};
 
 const BLUE: &str = "k8s-blue.dev.example.com";
@@ -636,98 +640,45 @@ async fn history_survives_a_restart() {
     );
 }
 
-/// A backend that writes all clusters at once (as Route53 batches do), and
-/// can be told to fail with everything put back, or with a partial write.
+/// What a backend that writes all clusters at once (as Route53 batches do)
+/// holds: it can be told to fail with everything put back, or with a
+/// partial write.
 struct AllAtOnce {
-    inner: std::sync::Arc<failover_bot::backend::memory::MemoryBackend>,
-    fail: std::sync::Mutex<Option<failover_bot::backend::BackendError>>,
+    memory: Arc<MemoryBackend>,
+    fail: Mutex<Option<BackendError>>,
 }
 
-#[async_trait::async_trait]
-impl failover_bot::backend::RoutingBackend for AllAtOnce {
-    async fn read(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-    ) -> Result<failover_bot::backend::Snapshot, failover_bot::backend::BackendError> {
-        self.inner.read(env).await
-    }
-    async fn check_identity(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_identity(c).await
-    }
-    async fn check_health(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_health(c).await
-    }
-    async fn set_weight(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        _: u8,
-        _: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        panic!(
-            "{} written on its own: all-at-once backends must get one write",
-            c.name
-        )
-    }
-    async fn create(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.create(c).await
-    }
-    async fn delete(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        v: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.delete(c, v).await
-    }
-    async fn verify(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.verify(env, w).await
-    }
-    async fn observe(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.observe(env, w).await
-    }
-    async fn write_all(
-        &self,
-        _: &failover_bot::config::EnvironmentConfig,
-        _: &failover_bot::plan::Weights,
-        after: &failover_bot::plan::Weights,
-    ) -> Option<Result<failover_bot::backend::Written, failover_bot::backend::BackendError>> {
-        if let Some(error) = self.fail.lock().unwrap().take() {
-            return Some(Err(error));
-        }
-        for (cluster, weight) in after.iter() {
-            self.inner.edit_weight(cluster, Some(weight));
-        }
-        Some(Ok(failover_bot::backend::Written::Applied))
-    }
+/// The in-memory backend, written all at once: one `write_all` per step,
+/// never a cluster on its own.
+fn all_at_once(memory: Arc<MemoryBackend>) -> Hooked<AllAtOnce> {
+    let state = AllAtOnce {
+        memory: memory.clone(),
+        fail: Mutex::new(None),
+    };
+    Hooked::new(memory, state)
+        .before_write(|_, write| match write {
+            Write::SetWeight { cluster, .. } => panic!(
+                "{} written on its own: all-at-once backends must get one write",
+                cluster.name
+            ),
+            _ => Ok(()),
+        })
+        .write_all(|state, _, _, after| {
+            if let Some(error) = state.fail.lock().unwrap().take() {
+                return Some(Err(error));
+            }
+            for (cluster, weight) in after.iter() {
+                state.memory.edit_weight(cluster, Some(weight));
+            }
+            Some(Ok(Written::Applied))
+        })
 }
 
 #[tokio::test]
 async fn an_all_at_once_write_reports_put_back_or_partial_honestly() {
-    use failover_bot::backend::BackendError;
     let config = failover_bot::config::Config::from_yaml(CONFIG).unwrap();
-    let memory = std::sync::Arc::new(failover_bot::backend::memory::MemoryBackend::from_config(
-        &config,
-    ));
-    let backend = std::sync::Arc::new(AllAtOnce {
-        inner: memory.clone(),
-        fail: std::sync::Mutex::new(None),
-    });
+    let memory = Arc::new(MemoryBackend::from_config(&config));
+    let backend = Arc::new(all_at_once(memory.clone()));
     let bot = support::TestBot::new(config, backend.clone());
 
     bot.cmd("alice", "shift 50").await;

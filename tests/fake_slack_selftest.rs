@@ -1,7 +1,7 @@
 //! Checks the fake Slack itself with plain HTTP and WebSocket clients, so a
 //! failing bot test can be trusted to be about the bot.
 
-#[path = "support/fake_slack.rs"]
+#[path = "support/fake_slack/mod.rs"]
 mod fake_slack;
 
 use std::time::{Duration, Instant};

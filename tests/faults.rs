@@ -31,7 +31,7 @@ use support::fake_slack::FakeSlack;
 use support::fault_proxy::{Fault, FaultProxy, Rule, Upstream};
 use support::kube_env::{routing_weight_yaml, KubeEnv, ADMIN_TOKEN, ANNOTATION_PREFIX};
 use support::moto::{change_record_sets, Moto};
-use support::serve_proc::{Clusters, ServeProc};
+use support::serve_proc::ServeProc;
 use support::TestBot as Bot;
 
 /// The weights every case starts from (clusters a, b, c) and the target of
@@ -640,8 +640,11 @@ async fn a_slack_outage_during_a_step_delays_its_messages_not_the_step() {
     let routing = "  mode: routing-weight\n  verify_timeout: 2s\n";
     let config = env.config_yaml(routing, "");
     let api_url = format!("{}/api", slack.url());
-    let serve =
-        ServeProc::start_behind(&fake, &api_url, &config, Clusters::Kubeconfig(kubeconfig)).await;
+    let serve = ServeProc::options(&config)
+        .kubeconfig(kubeconfig)
+        .slack_api_url(&api_url)
+        .start(&fake)
+        .await;
 
     // Without an outage: a → c in two steps.
     let calm = two_steps(&fake, &serve, "c", async {}).await;

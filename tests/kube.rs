@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
@@ -18,7 +18,10 @@ use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::{BackendError, Removal, RoutingBackend};
 use failover_bot::config::Config;
-use support::kube_env::{controlled_objects_yaml, routing_weight_yaml, KubeEnv};
+use support::backend::{Hooked, Write};
+use support::kube_env::{
+    controlled_objects_yaml, copied_annotations_patch, routing_weight_yaml, KubeEnv,
+};
 use support::TestBot as Bot;
 
 use support::kube_env::ANNOTATION_PREFIX as PREFIX;
@@ -95,13 +98,7 @@ async fn copy_annotations_once(client: &Client, identity: &str) -> Result<(), ku
     else {
         return Ok(());
     };
-    let annotations: serde_json::Map<String, serde_json::Value> = rw
-        .spec
-        .annotations
-        .iter()
-        .map(|a| (a.key.clone(), a.value.clone().into()))
-        .collect();
-    let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+    let patch = copied_annotations_patch(&rw);
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "web");
     let services: Api<Service> = Api::namespaced(client.clone(), "web");
     ingresses
@@ -231,73 +228,23 @@ async fn a_concurrent_edit_conflicts_and_the_step_is_planned_again() {
     );
 }
 
-/// Kills a cluster's API server right before the bot writes to it.
-struct KillBeforeWrite {
-    inner: Arc<KubeBackend>,
+/// `inner`, with `kill` run right before the bot's first write of a weight
+/// to `victim` (to kill that cluster's API server).
+fn kill_before_write(
+    inner: Arc<dyn RoutingBackend>,
     victim: String,
-    kill: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-#[async_trait::async_trait]
-impl RoutingBackend for KillBeforeWrite {
-    async fn read(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-    ) -> Result<failover_bot::backend::Snapshot, failover_bot::backend::BackendError> {
-        self.inner.read(env).await
-    }
-    async fn check_identity(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_identity(c).await
-    }
-    async fn check_health(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_health(c).await
-    }
-    async fn set_weight(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        w: u8,
-        v: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        if c.name == self.victim {
-            if let Some(kill) = self.kill.lock().unwrap().take() {
+    kill: impl FnOnce() + Send + 'static,
+) -> Hooked {
+    let kill = Mutex::new(Some(kill));
+    Hooked::new(inner, ()).before_write(move |_, write| {
+        let to_victim = write.cluster().name == victim;
+        if matches!(write, Write::SetWeight { .. }) && to_victim {
+            if let Some(kill) = kill.lock().unwrap().take() {
                 kill();
             }
         }
-        self.inner.set_weight(c, w, v).await
-    }
-    async fn create(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.create(c).await
-    }
-    async fn delete(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        v: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.delete(c, v).await
-    }
-    async fn verify(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.verify(env, w).await
-    }
-    async fn observe(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.observe(env, w).await
-    }
+        Ok(())
+    })
 }
 
 #[tokio::test]
@@ -306,11 +253,11 @@ async fn an_api_server_dying_mid_step_restores_the_clusters_already_changed() {
     setup_routing_weights(&env).await;
     let config = config(&env, "routing-weight", "5s");
     let killer = env.clone();
-    let backend = Arc::new(KillBeforeWrite {
-        inner: kube_backend(&env, &config).await,
-        victim: env.clusters()[0].name.clone(),
-        kill: std::sync::Mutex::new(Some(Box::new(move || killer.kill_apiserver(0)))),
-    });
+    let victim = env.clusters()[0].name.clone();
+    let inner = kube_backend(&env, &config).await;
+    let backend = Arc::new(kill_before_write(inner, victim, move || {
+        killer.kill_apiserver(0)
+    }));
     let bot = Bot::new(config.clone(), backend);
 
     // c is raised first (succeeds), then a is lowered: a's API server dies.

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::Value;
-use support::fake_slack::{self, Acked, BotSetup, FakeSlack, Posted, ServeBot, Transport};
+use support::fake_slack::{self, FakeSlack, Posted};
+use support::serve_proc::{Acked, ServeProc, Transport};
 
 const ENVS: usize = 10;
 const COMMANDS_PER_ENV: usize = 10;
@@ -204,7 +205,7 @@ fn check_acks(what: &str, acks: &[Option<Acked>], log: impl Fn() -> String) {
 
 // ------------------------------------------------------------- the run
 
-async fn commands(fake: &FakeSlack, bot: &ServeBot) -> Vec<Option<Acked>> {
+async fn commands(fake: &FakeSlack, bot: &ServeProc) -> Vec<Option<Acked>> {
     let deliveries = (0..ENVS).flat_map(|env| (0..COMMANDS_PER_ENV).map(move |k| (env, k)));
     join_all(deliveries.map(|(env, k)| async move {
         let user = requester(k);
@@ -224,7 +225,7 @@ async fn commands(fake: &FakeSlack, bot: &ServeBot) -> Vec<Option<Acked>> {
 
 async fn reactions(
     fake: &FakeSlack,
-    bot: &ServeBot,
+    bot: &ServeProc,
     plans: &[(String, Vec<Vote>)],
 ) -> Vec<Option<Acked>> {
     let deliveries = plans.iter().enumerate().flat_map(|(env, (ts, votes))| {
@@ -244,19 +245,22 @@ async fn reactions(
 
 async fn wait(
     fake: &FakeSlack,
-    bot: &ServeBot,
+    bot: &ServeProc,
     what: &str,
     pred: impl Fn(&[Posted], &[Value]) -> bool,
 ) {
     let ok = fake
-        .wait_until(what, WAIT, |f| pred(&f.posts(), &bot.journal()))
+        .wait_until(what, WAIT, |f| pred(&f.posts(), &bot.journal_json()))
         .await;
     assert!(ok, "{what}; bot log:\n{}", bot.log());
 }
 
 async fn load(transport: Transport) {
     let fake = FakeSlack::start().await;
-    let bot = ServeBot::start(&fake, &BotSetup::new(&config(), transport)).await;
+    let bot = ServeProc::options(&config())
+        .transport(transport)
+        .start(&fake)
+        .await;
 
     let command_acks = commands(&fake, &bot).await;
     check_acks("slash command", &command_acks, || bot.log());
@@ -283,7 +287,7 @@ async fn load(transport: Transport) {
     .await;
 
     let posts = fake.posts();
-    let journal = bot.journal();
+    let journal = bot.journal_json();
     let plans: Vec<(String, Vec<Vote>)> = (0..ENVS)
         .map(|env| {
             let ts = plan_ts(&posts, env).expect("plan");
@@ -325,9 +329,9 @@ async fn load(transport: Transport) {
 
 /// One operation per environment; the approved ones applied once, the
 /// rejected ones not at all; every other vote refused once.
-fn check_outcome(fake: &FakeSlack, bot: &ServeBot, plans: &[(String, Vec<Vote>)]) {
+fn check_outcome(fake: &FakeSlack, bot: &ServeProc, plans: &[(String, Vec<Vote>)]) {
     let posts = fake.posts();
-    let journal = bot.journal();
+    let journal = bot.journal_json();
     for (env, (ts, votes)) in plans.iter().enumerate() {
         let started = started_in(&journal, env);
         assert_eq!(started.len(), 1, "operations in l{env}: {started:?}");

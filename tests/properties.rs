@@ -152,7 +152,7 @@ proptest! {
         let yaml = config_for(&current);
         let config = Config::from_yaml(&yaml).unwrap();
         let memory = Arc::new(MemoryBackend::from_config(&config));
-        let backend = support::FaultyBackend::new(memory.clone());
+        let backend = support::FaultyBackend::over(memory.clone());
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let env = &config.environments["dev"];
         let snapshot = runtime.block_on(backend.read(env)).unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::fake_slack::{self, FakeSlack, Fault};
-use support::serve_proc::{now, signed_post, Clusters, ServeProc as Bot, Transport, WAIT};
+use support::serve_proc::{now, ServeProc as Bot, Transport, WAIT};
 
 const CONFIG: &str = r#"
 slack:
@@ -31,7 +31,7 @@ async fn start_bot(fake: &FakeSlack, transport: Transport) -> Bot {
 
 async fn start_bot_with(fake: &FakeSlack, transport: Transport, expiry: &str) -> Bot {
     let config = CONFIG.replace("EXPIRY", expiry);
-    Bot::start(fake, transport, &config, Clusters::InMemory).await
+    Bot::options(&config).transport(transport).start(fake).await
 }
 
 fn thread_has(fake: &FakeSlack, ts: &str, needle: &str) -> bool {
@@ -372,7 +372,9 @@ async fn http_forged_or_stale_signatures_get_401_and_do_nothing() {
         .unwrap();
     assert_eq!(forged.status(), 401);
 
-    let stale = signed_post(&bot.url("/slack/commands"), &body, now() - 6 * 60).await;
+    let stale = bot
+        .post_signed_at("/slack/commands", &body, now() - 6 * 60)
+        .await;
     assert_eq!(stale.status(), 401);
 
     let event =
@@ -403,7 +405,7 @@ async fn http_url_verification_and_malformed_events() {
     let fake = FakeSlack::start().await;
     let bot = start_bot(&fake, Transport::Http).await;
     let challenge = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
-    let response = signed_post(&bot.url("/slack/events"), challenge, now()).await;
+    let response = bot.post_signed_at("/slack/events", challenge, now()).await;
     assert_eq!(response.status(), 200);
     let json: Value = response.json().await.unwrap();
     assert_eq!(
@@ -411,8 +413,12 @@ async fn http_url_verification_and_malformed_events() {
         "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
     );
 
-    let response = signed_post(&bot.url("/slack/events"), "{not json", now()).await;
+    let response = bot
+        .post_signed_at("/slack/events", "{not json", now())
+        .await;
     assert_eq!(response.status(), 400);
-    let response = signed_post(&bot.url("/slack/commands"), "user_id=U1", now()).await;
+    let response = bot
+        .post_signed_at("/slack/commands", "user_id=U1", now())
+        .await;
     assert_eq!(response.status(), 400);
 }

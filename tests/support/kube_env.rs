@@ -31,6 +31,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use failover_bot::backend::kube::crd::RoutingWeight;
+
 /// A token user with no permissions unless a test grants some.
 /// The bot authenticates as the ServiceAccount `operators/failover-bot`, the
 /// subject that every manifests/target/*/rbac.yaml binds (a static token stands
@@ -996,6 +998,19 @@ pub fn routing_weight_yaml(cluster: &str, weight: u8) -> String {
     format!(
         "apiVersion: routing.lunar.tech/v1alpha1\nkind: RoutingWeight\nmetadata:\n  name: {cluster}\n  namespace: operators\nspec:\n  clusterName: {cluster}\n  dryRun: false\n  annotations:\n  - key: {p}aws-weight\n    value: \"{weight}\"\n  - key: {p}set-identifier\n    value: {cluster}\n"
     )
+}
+
+/// What Lunar's cluster-routing controller writes onto every controlled
+/// Ingress and Service: a merge patch with the RoutingWeight's annotations,
+/// copied verbatim.
+pub fn copied_annotations_patch(rw: &RoutingWeight) -> serde_json::Value {
+    let annotations: serde_json::Map<String, serde_json::Value> = rw
+        .spec
+        .annotations
+        .iter()
+        .map(|a| (a.key.clone(), a.value.clone().into()))
+        .collect();
+    serde_json::json!({"metadata": {"annotations": annotations}})
 }
 
 /// Namespace `web` and the Ingress `web/api`, controlled (annotated
