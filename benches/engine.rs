@@ -20,7 +20,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use failover_bot::chat::{Chat, ChatError, Message, MessageRef};
 use failover_bot::config::Config;
-use failover_bot::operation::engine::{CommandRequest, Engine, Reaction};
+use failover_bot::engine::{CommandRequest, Engine, Reaction};
 use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope, Weights};
 use support::bot::Builder;
 

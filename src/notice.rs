@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Convergence, Snapshot};
+use crate::backend::{Convergence, GateFailure, Snapshot};
 use crate::chat::MessageKind;
 use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
@@ -323,13 +323,28 @@ impl Notice {
             Notice::Plan(p) => {
                 add("op", p.header.id.to_string());
                 add("step", p.step.to_string());
+                add("total", p.header.kind.total_steps().to_string());
                 add("status", p.status.label().to_owned());
                 add("plan", p.shown.plan.hash.to_string());
+                add("requester", p.header.requester.to_string());
+                add("after", weights_fact(&p.shown.plan.after));
+                let votes: Vec<&str> = p.shown.approval.votes.iter().map(|v| v.by.as_str()).collect();
+                add("approvals", format!("{}/{}", votes.len(), p.shown.approval.required));
+                add("approved_by", votes.join(","));
+                add("break_glass", (!p.shown.warnings.is_empty()).to_string());
             }
             Notice::StepResult(r) => {
                 add("op", r.op.to_string());
                 add("step", r.step.to_string());
                 add("outcome", r.outcome.label().to_owned());
+                let verified = matches!(&r.outcome, StepOutcome::Applied { unverified, .. } if unverified.is_empty());
+                add("verified", verified.to_string());
+                let clusters: Vec<String> = r
+                    .results
+                    .iter()
+                    .map(|c| format!("{}={}", c.cluster, cluster_outcome(&c.outcome)))
+                    .collect();
+                add("clusters", clusters.join(" "));
             }
             Notice::Superseded { plan, .. } => {
                 add("op", plan.scope.operation.to_string());
@@ -337,6 +352,7 @@ impl Notice {
             }
             Notice::Finished(f) => {
                 add("op", f.op.to_string());
+                add("step", f.step.to_string());
                 add("outcome", f.outcome.word().to_owned());
             }
             Notice::Resuming(r) => {
@@ -350,10 +366,44 @@ impl Notice {
             Notice::ApprovalTakenBack { user } | Notice::ApprovalTooLate { user, .. } => {
                 add("user", user.to_string());
             }
-            Notice::Refused { refusal } => add("refusal", refusal_name(refusal)),
+            Notice::Refused { refusal } => {
+                add("refusal", refusal_name(refusal));
+                if let Refusal::GateFailed { cluster, failure } = refusal {
+                    add("cluster", cluster.to_string());
+                    add("gate", tag_of(failure, "gate"));
+                    if let GateFailure::Unhealthy { failure } = failure {
+                        add("probe", tag_of(failure, "probe"));
+                    }
+                }
+            }
             Notice::InternalError { op: Some(op) } => add("op", op.to_string()),
-            Notice::Status(s) => add("env", s.env.to_string()),
-            Notice::History(h) => add("env", h.env.to_string()),
+            Notice::Status(s) => {
+                add("env", s.env.to_string());
+                add("weights", weights_fact(&s.snapshot.weights()));
+                let running = s.running.as_ref().map(|r| r.op.to_string());
+                add("running", running.unwrap_or_else(|| "none".into()));
+                add("frozen", s.frozen.is_some().to_string());
+                let drift: Vec<String> = s
+                    .observed
+                    .iter()
+                    .flatten()
+                    .flat_map(|c| c.stragglers.iter().map(move |x| format!("{}:{x}", c.cluster)))
+                    .collect();
+                add("drift", drift.join(", "));
+            }
+            Notice::History(h) => {
+                add("env", h.env.to_string());
+                let ops: Vec<String> = h
+                    .running
+                    .iter()
+                    .chain(&h.finished)
+                    .map(|line| {
+                        let outcome = line.ended.as_ref().map_or("running", |e| e.outcome.as_str());
+                        format!("{}:{outcome}", line.op)
+                    })
+                    .collect();
+                add("ops", ops.join(" "));
+            }
             Notice::Frozen { env, by, .. } | Notice::Unfrozen { env, by, .. } => {
                 add("env", env.to_string());
                 add("user", by.to_string());
@@ -371,6 +421,27 @@ impl Notice {
         }
         facts
     }
+}
+
+/// Weights as one fact: `k8s-blue=50 k8s-green=50`.
+fn weights_fact(weights: &Weights) -> String {
+    weights
+        .iter()
+        .map(|(c, w)| format!("{c}={w}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cluster_outcome(outcome: &crate::operation::ClusterOutcome) -> String {
+    tag_of(outcome, "result")
+}
+
+/// The serde tag of a value, as journaled.
+fn tag_of(value: &impl Serialize, tag: &str) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.get(tag)?.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The refusal's name as journaled (`busy`, `gate`, `self_approval` …):

@@ -184,8 +184,11 @@ async fn route53_mode_refuses_a_cluster_with_the_wrong_identity() {
         )),
     );
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
-    assert!(refusal.contains("k8s-elsewhere.example.com"), "{refusal}");
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
+    assert!(
+        is(&refusal, MessageKind::Refused, &[("gate", "identity_mismatch")]),
+        "{refusal:?}"
+    );
     let observed = route53
         .observe(&zone, &RECORDS.map(String::from))
         .await
@@ -259,11 +262,21 @@ async fn routing_weight_mode_waits_for_route53_and_names_records_that_lag() {
     bot.chat.clear();
     bot.cmd("alice", "shift 100 to c").await;
     bot.approve("bob").await;
-    let said = bot.chat.all_text();
-    assert!(said.contains("not yet carried by"), "{said}");
+    let results = bot.chat.of_kind(MessageKind::StepResult);
+    assert!(
+        results.iter().any(|m| m.fact("outcome") == Some("applied")),
+        "{results:?}"
+    );
+    let stopped = bot.chat.of_kind(MessageKind::Finished);
+    assert!(
+        stopped.iter().any(|m| m.fact("outcome") == Some("failed")),
+        "an unverified step stops the operation: {}",
+        bot.said()
+    );
     bot.cmd("carol", "status").await;
     let status = bot.chat.posts().pop().unwrap().1;
-    assert!(status.contains("Route53 api.dev.example.com."), "{status}");
+    let drift = status.fact("drift").unwrap_or_default();
+    assert!(drift.contains("Route53 api.dev.example.com."), "{status:?}");
 }
 
 fn check_cli(env: &KubeEnv, moto: &Moto, config: &Config) -> (bool, String) {
@@ -430,10 +443,14 @@ async fn route53_health_checks_on_a_clusters_records_gate_its_traffic() {
         .await
         .unwrap();
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        refusal.contains(&format!("cannot read Route53 health check {check_id}")),
-        "{refusal}"
+        is(&refusal, MessageKind::Refused, &[("gate", "unhealthy"), ("probe", "route53")]),
+        "{refusal:?}"
+    );
+    assert!(
+        refusal.text.contains(&check_id),
+        "the check is named: {refusal:?}"
     );
     let observed = route53
         .observe(&zone, &RECORDS.map(String::from))

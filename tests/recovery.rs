@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::config::Config;
-use failover_bot::operation::journal::verify_chain;
+use failover_bot::journal::verify_chain;
 use failover_bot::operation::OperationOutcome;
 use failover_bot::plan::Weights;
 use support::{weights, Harness};

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use failover_bot::chat::{Chat, Message};
 use failover_bot::config::Config;
-use failover_bot::operation::engine::EngineError;
+use failover_bot::engine::EngineError;
 use failover_bot::slack::web::SlackChat;
 use failover_bot::slack::{Secret, SlackSettings};
 use hyper_util::client::legacy::connect::HttpConnector;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use failover_bot::chat::RESENT_NOTE;
-use failover_bot::operation::journal::{Entry, Record};
+use failover_bot::journal::{Entry, Record};
 use failover_bot::operation::OperationOutcome;
 use failover_bot::plan::Weights;
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use failover_bot::chat::Said;
-use failover_bot::operation::journal::{Entry, Record};
+use failover_bot::journal::{Entry, Record};
 
 /// A journal record the kill can wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

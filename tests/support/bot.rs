@@ -14,11 +14,11 @@ use chrono::TimeZone;
 
 use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::backend::RoutingBackend;
-use failover_bot::chat::{Chat, MessageRef, StaticGroups};
+use failover_bot::chat::{Chat, Message, MessageKind, MessageRef, StaticGroups};
 use failover_bot::clock::{Clock, OffsetClock, SystemClock};
 use failover_bot::config::Config;
-use failover_bot::operation::engine::{CommandRequest, Engine, EngineParts, Reaction};
-use failover_bot::operation::journal::{Entry, Journal, JournalError, Record};
+use failover_bot::engine::{CommandRequest, Engine, EngineParts, Reaction};
+use failover_bot::journal::{Entry, Journal, JournalError, Record};
 use failover_bot::plan::Weights;
 
 use super::backend::FaultyBackend;
@@ -351,5 +351,28 @@ impl TestBot {
 
     pub fn said(&self) -> String {
         self.chat.all_text()
+    }
+
+    /// Every step result the channel saw, oldest first.
+    pub fn step_results(&self) -> Vec<Message> {
+        self.chat.of_kind(MessageKind::StepResult)
+    }
+
+    /// Whether the newest step was applied and verified (Kubernetes and DNS
+    /// carry its weights).
+    pub fn last_step_verified(&self) -> bool {
+        self.step_results()
+            .last()
+            .is_some_and(|m| m.fact("verified") == Some("true"))
+    }
+
+    /// The refusals `user` got, by name (`gate_failed`, `busy`…).
+    pub fn refusals_to(&self, user: &str) -> Vec<String> {
+        self.chat
+            .ephemerals(user)
+            .iter()
+            .filter(|m| m.kind == MessageKind::Refused)
+            .filter_map(|m| m.fact("refusal").map(str::to_owned))
+            .collect()
     }
 }

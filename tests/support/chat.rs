@@ -1,11 +1,13 @@
 //! A chat that records what the channel saw: what engine tests assert on.
+//! Each message is kept whole — its kind and facts for the assertions, its
+//! text for failure output (the wording is pinned by `tests/messages.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use failover_bot::chat::{Chat, ChatError, Message, MessageRef};
+use failover_bot::chat::{Chat, ChatError, Message, MessageKind, MessageRef};
 
 /// One thing the bot did in chat.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,15 +15,15 @@ pub enum Said {
     Post {
         at: MessageRef,
         thread: Option<MessageRef>,
-        text: String,
+        message: Message,
     },
     Update {
         at: MessageRef,
-        text: String,
+        message: Message,
     },
     Ephemeral {
         user: String,
-        text: String,
+        message: Message,
     },
     React {
         at: MessageRef,
@@ -32,12 +34,31 @@ pub enum Said {
 impl Said {
     pub fn text(&self) -> &str {
         match self {
-            Said::Post { text, .. } | Said::Update { text, .. } | Said::Ephemeral { text, .. } => {
-                text
-            }
+            Said::Post { message, .. }
+            | Said::Update { message, .. }
+            | Said::Ephemeral { message, .. } => &message.text,
             Said::React { name, .. } => name,
         }
     }
+
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            Said::Post { message, .. }
+            | Said::Update { message, .. }
+            | Said::Ephemeral { message, .. } => Some(message),
+            Said::React { .. } => None,
+        }
+    }
+}
+
+/// What a list of messages says, kind by kind, for an assertion's output.
+pub fn kinds(messages: &[Message]) -> Vec<MessageKind> {
+    messages.iter().map(|m| m.kind).collect()
+}
+
+/// Whether `message` is of `kind` and has every fact in `facts`.
+pub fn is(message: &Message, kind: MessageKind, facts: &[(&str, &str)]) -> bool {
+    message.kind == kind && facts.iter().all(|(k, v)| message.fact(k) == Some(*v))
 }
 
 /// Message timestamps unique across every chat in the test process, as
@@ -59,59 +80,82 @@ impl RecordingChat {
     }
 
     /// Top-level posts (plans, status).
-    pub fn posts(&self) -> Vec<(MessageRef, String)> {
+    pub fn posts(&self) -> Vec<(MessageRef, Message)> {
         self.said()
             .into_iter()
             .filter_map(|s| match s {
                 Said::Post {
                     at,
                     thread: None,
-                    text,
-                } => Some((at, text)),
+                    message,
+                } => Some((at, message)),
                 _ => None,
             })
             .collect()
     }
 
     /// Posts that showed a plan awaiting approval.
-    pub fn plans(&self) -> Vec<(MessageRef, String)> {
+    pub fn plans(&self) -> Vec<(MessageRef, Message)> {
         self.posts()
             .into_iter()
-            .filter(|(_, t)| t.contains("awaiting approval"))
+            .filter(|(_, m)| is(m, MessageKind::Plan, &[("status", "pending")]))
             .collect()
     }
 
-    pub fn thread(&self, at: &MessageRef) -> Vec<String> {
+    /// Replies in the thread of `at`, oldest first.
+    pub fn thread(&self, at: &MessageRef) -> Vec<Message> {
         self.said()
             .into_iter()
             .filter_map(|s| match s {
                 Said::Post {
                     thread: Some(t),
-                    text,
+                    message,
                     ..
-                } if &t == at => Some(text),
+                } if &t == at => Some(message),
                 _ => None,
             })
             .collect()
     }
 
-    pub fn updates(&self, at: &MessageRef) -> Vec<String> {
+    /// Whether the thread of `at` has a message of `kind` with `facts`.
+    pub fn thread_has(&self, at: &MessageRef, kind: MessageKind, facts: &[(&str, &str)]) -> bool {
+        self.thread(at).iter().any(|m| is(m, kind, facts))
+    }
+
+    /// Updates of the message at `at`, oldest first.
+    pub fn updates(&self, at: &MessageRef) -> Vec<Message> {
         self.said()
             .into_iter()
             .filter_map(|s| match s {
-                Said::Update { at: a, text } if &a == at => Some(text),
+                Said::Update { at: a, message } if &a == at => Some(message),
                 _ => None,
             })
             .collect()
     }
 
-    pub fn ephemerals(&self, user: &str) -> Vec<String> {
+    /// The status the plan message at `at` shows now (its newest update).
+    pub fn plan_status(&self, at: &MessageRef) -> Option<String> {
+        let newest = self.updates(at).pop()?;
+        newest.fact("status").map(str::to_owned)
+    }
+
+    pub fn ephemerals(&self, user: &str) -> Vec<Message> {
         self.said()
             .into_iter()
             .filter_map(|s| match s {
-                Said::Ephemeral { user: u, text } if u == user => Some(text),
+                Said::Ephemeral { user: u, message } if u == user => Some(message),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// Every message of `kind`, wherever it went.
+    pub fn of_kind(&self, kind: MessageKind) -> Vec<Message> {
+        self.said()
+            .iter()
+            .filter_map(Said::message)
+            .filter(|m| m.kind == kind)
+            .cloned()
             .collect()
     }
 
@@ -139,7 +183,7 @@ impl Chat for RecordingChat {
         self.said.lock().unwrap().push(Said::Post {
             at: at.clone(),
             thread: thread.cloned(),
-            text: message.text.clone(),
+            message: message.clone(),
         });
         Ok(at)
     }
@@ -147,7 +191,7 @@ impl Chat for RecordingChat {
     async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), ChatError> {
         self.said.lock().unwrap().push(Said::Update {
             at: at.clone(),
-            text: message.text.clone(),
+            message: message.clone(),
         });
         Ok(())
     }
@@ -160,7 +204,7 @@ impl Chat for RecordingChat {
     ) -> Result<(), ChatError> {
         self.said.lock().unwrap().push(Said::Ephemeral {
             user: user.to_owned(),
-            text: message.text.clone(),
+            message: message.clone(),
         });
         Ok(())
     }

@@ -70,6 +70,29 @@ pub struct Posted {
     pub text: String,
     pub blocks: Option<Value>,
     pub ephemeral_user: Option<String>,
+    /// The message's metadata, as Slack keeps it: the bot's kind and facts.
+    pub metadata: Option<Value>,
+}
+
+impl Posted {
+    /// The bot's kind of message (`plan`, `step_result`…), from its metadata.
+    pub fn kind(&self) -> Option<&str> {
+        self.metadata
+            .as_ref()?
+            .get("event_type")?
+            .as_str()?
+            .strip_prefix("failover_bot_")
+    }
+
+    /// One fact of the message, from its metadata.
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.metadata.as_ref()?.get("event_payload")?.get(key)?.as_str()
+    }
+
+    /// Whether it is of `kind` with every fact in `facts`.
+    pub fn is(&self, kind: &str, facts: &[(&str, &str)]) -> bool {
+        self.kind() == Some(kind) && facts.iter().all(|(k, v)| self.fact(k) == Some(*v))
+    }
 }
 
 /// What the next call to a method gets instead of a normal answer.

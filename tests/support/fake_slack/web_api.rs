@@ -196,6 +196,7 @@ fn post_message(state: &mut FakeState, p: &Map<String, Value>) -> Result<Value, 
         text,
         blocks,
         ephemeral_user: None,
+        metadata: p.get("metadata").cloned(),
     });
     Ok(json!({"channel": channel, "ts": ts, "message": message}))
 }
@@ -214,6 +215,7 @@ fn update_message(state: &mut FakeState, p: &Map<String, Value>) -> Result<Value
         text: text.clone(),
         blocks,
         ephemeral_user: None,
+        metadata: p.get("metadata").cloned(),
     });
     Ok(json!({"channel": channel, "ts": ts, "text": text, "message": message}))
 }
@@ -230,6 +232,7 @@ fn post_ephemeral(state: &mut FakeState, p: &Map<String, Value>) -> Result<Value
         text,
         blocks,
         ephemeral_user: Some(user),
+        metadata: None,
     });
     Ok(json!({"message_ts": ts}))
 }
