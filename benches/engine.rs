@@ -21,6 +21,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use failover_bot::chat::{Chat, ChatError, Message, MessageRef};
 use failover_bot::config::Config;
 use failover_bot::engine::{CommandRequest, Engine, Reaction};
+use failover_bot::ids::ClusterId;
 use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope, Weights};
 use support::bot::Builder;
 
@@ -104,10 +105,12 @@ async fn one_step(engine: &Engine, percent: u32) {
 }
 
 fn bench(c: &mut Criterion) {
-    let current: Weights = (0..CLUSTERS).map(|i| (format!("k8s-{i:02}"), 2)).collect();
+    let current: Weights = (0..CLUSTERS)
+        .map(|i| (ClusterId::from(format!("k8s-{i:02}")), 2))
+        .collect();
     c.bench_function("plan/shift_50", |b| {
         b.iter(|| {
-            let after = shift(&current, "k8s-01", Percent::new(50).unwrap()).unwrap();
+            let after = shift(&current, &"k8s-01".into(), Percent::new(50).unwrap()).unwrap();
             let scope = PlanScope {
                 env: "dev".into(),
                 operation: 1,

@@ -79,7 +79,7 @@ fn target(round: usize) -> Weights {
                 (1, 1) => 100,
                 _ => 0,
             };
-            (cluster(i), w)
+            (cluster(i).into(), w)
         })
         .collect()
 }

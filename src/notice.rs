@@ -328,8 +328,17 @@ impl Notice {
                 add("plan", p.shown.plan.hash.to_string());
                 add("requester", p.header.requester.to_string());
                 add("after", weights_fact(&p.shown.plan.after));
-                let votes: Vec<&str> = p.shown.approval.votes.iter().map(|v| v.by.as_str()).collect();
-                add("approvals", format!("{}/{}", votes.len(), p.shown.approval.required));
+                let votes: Vec<&str> = p
+                    .shown
+                    .approval
+                    .votes
+                    .iter()
+                    .map(|v| v.by.as_str())
+                    .collect();
+                add(
+                    "approvals",
+                    format!("{}/{}", votes.len(), p.shown.approval.required),
+                );
                 add("approved_by", votes.join(","));
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
             }
@@ -339,6 +348,15 @@ impl Notice {
                 add("outcome", r.outcome.label().to_owned());
                 let verified = matches!(&r.outcome, StepOutcome::Applied { unverified, .. } if unverified.is_empty());
                 add("verified", verified.to_string());
+                if let StepOutcome::Applied {
+                    unverified,
+                    dry_run,
+                } = &r.outcome
+                {
+                    add("unverified", unverified.join(" "));
+                    let names: Vec<&str> = dry_run.iter().map(ClusterId::as_str).collect();
+                    add("dry_run", names.join(" "));
+                }
                 let clusters: Vec<String> = r
                     .results
                     .iter()
@@ -368,12 +386,25 @@ impl Notice {
             }
             Notice::Refused { refusal } => {
                 add("refusal", refusal_name(refusal));
-                if let Refusal::GateFailed { cluster, failure } = refusal {
-                    add("cluster", cluster.to_string());
-                    add("gate", tag_of(failure, "gate"));
-                    if let GateFailure::Unhealthy { failure } = failure {
-                        add("probe", tag_of(failure, "probe"));
+                match refusal {
+                    Refusal::GateFailed { cluster, failure } => {
+                        add("cluster", cluster.to_string());
+                        add("gate", tag_of(failure, "gate"));
+                        match failure {
+                            GateFailure::Unhealthy { failure } => {
+                                add("probe", tag_of(failure, "probe"))
+                            }
+                            GateFailure::IdentityMismatch { found, context, .. } => {
+                                add("found", found.clone());
+                                add("context", context.clone());
+                            }
+                            GateFailure::IdentityUnknown { context, .. } => {
+                                add("context", context.clone())
+                            }
+                        }
                     }
+                    Refusal::Unavailable { error, .. } => add("error", tag_of(error, "error")),
+                    _ => {}
                 }
             }
             Notice::InternalError { op: Some(op) } => add("op", op.to_string()),
@@ -387,7 +418,11 @@ impl Notice {
                     .observed
                     .iter()
                     .flatten()
-                    .flat_map(|c| c.stragglers.iter().map(move |x| format!("{}:{x}", c.cluster)))
+                    .flat_map(|c| {
+                        c.stragglers
+                            .iter()
+                            .map(move |x| format!("{}:{x}", c.cluster))
+                    })
                     .collect();
                 add("drift", drift.join(", "));
             }
@@ -398,7 +433,10 @@ impl Notice {
                     .iter()
                     .chain(&h.finished)
                     .map(|line| {
-                        let outcome = line.ended.as_ref().map_or("running", |e| e.outcome.as_str());
+                        let outcome = line
+                            .ended
+                            .as_ref()
+                            .map_or("running", |e| e.outcome.as_str());
                         format!("{}:{outcome}", line.op)
                     })
                     .collect();

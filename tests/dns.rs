@@ -18,7 +18,9 @@ use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::route53::Route53;
 use failover_bot::backend::RoutingBackend;
+use failover_bot::chat::MessageKind;
 use failover_bot::config::Config;
+use support::chat::is;
 use support::kube_env::{routing_weight_yaml, KubeEnv};
 use support::moto::Moto;
 use support::TestBot as Bot;
@@ -129,8 +131,7 @@ async fn route53_mode_writes_every_record_in_one_batch_after_approval() {
     bot.cmd("alice", "shift 50 to c").await;
     let before_approval = route53.api_calls_by_operation();
     bot.approve("bob").await;
-    let said = bot.chat.all_text();
-    assert!(said.contains("applied and verified"), "{said}");
+    assert!(bot.last_step_verified(), "{}", bot.said());
     let step = route53.api_calls_by_operation().since(&before_approval);
     assert_eq!(
         step.change_record_sets, 1,
@@ -186,7 +187,11 @@ async fn route53_mode_refuses_a_cluster_with_the_wrong_identity() {
     bot.cmd("alice", "shift 50 to c").await;
     let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        is(&refusal, MessageKind::Refused, &[("gate", "identity_mismatch")]),
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("gate", "identity_mismatch")]
+        ),
         "{refusal:?}"
     );
     let observed = route53
@@ -251,11 +256,7 @@ async fn routing_weight_mode_waits_for_route53_and_names_records_that_lag() {
     };
     bot.cmd("alice", "shift 50 to c").await;
     bot.approve("bob").await;
-    assert!(
-        bot.chat.all_text().contains("applied and verified"),
-        "{}",
-        bot.chat.all_text()
-    );
+    assert!(bot.last_step_verified(), "{}", bot.said());
     syncing.abort();
 
     // external-dns stopped: Route53 never shows the next step.
@@ -430,11 +431,7 @@ async fn route53_health_checks_on_a_clusters_records_gate_its_traffic() {
     // The check reports success: the step goes through.
     bot.cmd("alice", "shift 10 to c").await;
     bot.approve("bob").await;
-    assert!(
-        bot.said().contains("applied and verified"),
-        "{}",
-        bot.said()
-    );
+    assert!(bot.last_step_verified(), "{}", bot.said());
 
     // A check that cannot be read (deleted) refuses raising c any further.
     raw.delete_health_check()
@@ -445,7 +442,11 @@ async fn route53_health_checks_on_a_clusters_records_gate_its_traffic() {
     bot.cmd("alice", "shift 50 to c").await;
     let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        is(&refusal, MessageKind::Refused, &[("gate", "unhealthy"), ("probe", "route53")]),
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("gate", "unhealthy"), ("probe", "route53")]
+        ),
         "{refusal:?}"
     );
     assert!(

@@ -17,8 +17,13 @@ mod sandbox_proc;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+#[path = "support/samples.rs"]
+mod samples;
+
 use failover_bot::backend::GateFailure;
-use failover_bot::messages::{command_cut_short, internal_error, UserError};
+use failover_bot::config::Config;
+use failover_bot::messages::render;
+use failover_bot::notice::Notice;
 use sandbox_proc::run_sandbox;
 
 fn repo_file(path: &str) -> PathBuf {
@@ -218,31 +223,40 @@ fn iam_policy_lets_the_bot_change_records_only_the_way_it_does() {
 
 // ----------------------------------------------------------- troubleshooting
 
-/// `UserError` variant names, read from the enum in `src/messages.rs`.
-fn user_error_variants_in_source() -> BTreeSet<String> {
-    let source = read("src/messages.rs");
-    let body = source
-        .split_once("pub enum UserError {")
-        .expect("pub enum UserError in src/messages.rs")
-        .1;
-    let body = body.split("\n}").next().unwrap_or_default();
-    body.lines()
-        .filter(|line| line.starts_with("    ") && !line.starts_with("     "))
-        .map(str::trim)
-        .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
-        .map(|line| {
-            line.chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect()
-        })
-        .collect()
-}
-
-fn variant_name(error: &UserError) -> String {
-    format!("{error:?}")
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
+/// Variant names of the refusal enums, read from their source: each
+/// module's own (command, plan, approval) and the engine's. The variants
+/// that wrap another module's, and the text of old journals, are not
+/// refusals of their own.
+fn refusal_variants_in_source() -> BTreeSet<String> {
+    let enums = [
+        ("src/command/error.rs", "pub enum CommandError {"),
+        ("src/plan.rs", "pub enum PlanError {"),
+        ("src/approval.rs", "pub enum ApprovalError {"),
+        ("src/operation/refusal.rs", "pub enum Refusal {"),
+    ];
+    let wrappers = ["Command", "Plan", "Approval", "Legacy"];
+    let mut names = BTreeSet::new();
+    for (path, start) in enums {
+        let source = read(path);
+        let body = source
+            .split_once(start)
+            .unwrap_or_else(|| panic!("{start} in {path}"))
+            .1;
+        let body = body.split("\n}").next().unwrap_or_default();
+        names.extend(
+            body.lines()
+                .filter(|line| line.starts_with("    ") && !line.starts_with("     "))
+                .map(str::trim)
+                .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
+                .map(|line| {
+                    line.chars()
+                        .take_while(char::is_ascii_alphanumeric)
+                        .collect::<String>()
+                })
+                .filter(|name| !wrappers.contains(&name.as_str())),
+        );
+    }
+    names
 }
 
 /// `UnknownCommand` → `unknown-command`.
@@ -259,106 +273,6 @@ fn kebab(name: &str) -> String {
 
 fn s(text: &str) -> String {
     text.to_owned()
-}
-
-/// One instance of every variant, with the values the troubleshooting
-/// entries quote.
-fn samples() -> Vec<UserError> {
-    use UserError::*;
-    let green = || s("k8s-green.dev.example.com");
-    let clusters = || vec![s("k8s-blue.dev.example.com"), green()];
-    vec![
-        UnknownCommand {
-            word: s("shfit"),
-            suggestion: Some(s("shift")),
-        },
-        MissingArgument {
-            verb: "shift",
-            what: "a percentage",
-        },
-        BadPercent { given: s("150") },
-        BadSteps {
-            given: s("50,10"),
-            reason: s("steps must rise, e.g. 10,50,100"),
-        },
-        UnexpectedWord {
-            verb: "shift",
-            word: s("now"),
-        },
-        RepeatedOption {
-            verb: "shift",
-            option: "to",
-        },
-        ChannelNotAllowed {
-            allowed: vec![s("C0FAILOVER")],
-        },
-        UnknownEnvironment {
-            given: s("prd"),
-            suggestion: Some(s("prod")),
-            known: vec![s("dev"), s("prod")],
-        },
-        WhichEnvironment {
-            known: vec![s("dev"), s("prod")],
-        },
-        UnknownCluster {
-            given: s("grean"),
-            env: s("dev"),
-            suggestion: Some(s("green")),
-            known: clusters(),
-        },
-        AmbiguousCluster {
-            given: s("k8s"),
-            env: s("dev"),
-            matches: clusters(),
-        },
-        NoRoutedClusters,
-        AmbiguousShiftTarget {
-            tied: vec![s("blue"), s("green")],
-        },
-        ClusterNotRouted { cluster: green() },
-        SingleCluster {
-            cluster: s("k8s-blue.dev.example.com"),
-        },
-        AllZero { env: s("dev") },
-        AlreadyRouted { cluster: green() },
-        RemoveNonZero {
-            cluster: green(),
-            weight: 10,
-        },
-        AlreadyAtTarget { cluster: green() },
-        NoChange { env: s("dev") },
-        NothingToRollBack { env: s("dev") },
-        NothingToAbort { env: s("dev") },
-        Busy {
-            env: s("dev"),
-            op: 7,
-            requester: s("alice"),
-            step: 2,
-            total: 3,
-        },
-        NoOtherApprover,
-        Unavailable {
-            env: s("dev"),
-            reason: s("k8s-green.dev.example.com: operation timed out"),
-        },
-        GateFailed {
-            cluster: green(),
-            reason: s("health check failed: https://status.green.dev.example.com/healthz answered 503 Service Unavailable (3 tries)"),
-            can_force: true,
-        },
-        UnexpectedWeight {
-            cluster: green(),
-            found: Some(30),
-            before: Some(10),
-            after: Some(50),
-        },
-        SelfApproval { user: s("alice") },
-        NotApprover { user: s("carol") },
-        NotPending { state: "expired" },
-        PlanChanged,
-        PlanClosed { op: 7 },
-        Invalid(s("no environment staging in the config")),
-    ]
 }
 
 /// Slack shows `<@alice>` as @alice and `<#C0FAILOVER>` as #C0FAILOVER; the
@@ -380,18 +294,21 @@ fn entry<'a>(doc: &'a str, id: &str) -> Option<&'a str> {
 }
 
 #[test]
-fn every_user_error_has_a_troubleshooting_entry_quoting_it() {
+fn every_refusal_has_a_troubleshooting_entry_quoting_it() {
     let doc = read("docs/troubleshooting.md");
-    let in_source = user_error_variants_in_source();
-    let sampled: BTreeSet<String> = samples().iter().map(variant_name).collect();
+    let in_source = refusal_variants_in_source();
+    let sampled: BTreeSet<String> = samples::refusals()
+        .iter()
+        .map(samples::variant_name)
+        .collect();
     assert_eq!(
         sampled, in_source,
-        "tests/docs.rs samples vs the UserError enum: add a sample and a docs/troubleshooting.md entry for each new variant"
+        "tests/support/samples.rs vs the refusal enums: add a sample and a docs/troubleshooting.md entry for each new variant"
     );
     let mut problems = Vec::new();
-    for error in samples() {
-        let id = kebab(&variant_name(&error));
-        let quoted = as_seen(&error.to_string());
+    for refusal in samples::refusals() {
+        let id = kebab(&samples::variant_name(&refusal));
+        let quoted = as_seen(&refusal.to_string());
         match entry(&doc, &id) {
             None => problems.push(format!("no <a id=\"{id}\"></a> entry")),
             Some(text) if !text.contains(&quoted) => {
@@ -410,7 +327,9 @@ fn every_user_error_has_a_troubleshooting_entry_quoting_it() {
 #[test]
 fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
     let doc = read("docs/troubleshooting.md");
-    let apology = internal_error(Some(7)).text;
+    let config = Config::from_yaml(include_str!("../examples/sandbox.yaml")).unwrap();
+    let said = |notice: Notice| render(&notice, &config).text;
+    let apology = said(Notice::InternalError { op: Some(7) });
     let mismatch = GateFailure::IdentityMismatch {
         context: s("prod-green"),
         expected: s("k8s-green.prod.example.com"),
@@ -434,7 +353,9 @@ fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
         ("config-invalid", s("config is invalid:")),
         (
             "command-cut-short",
-            as_seen(&command_cut_short("shift 50").text),
+            as_seen(&said(Notice::CommandCutShort {
+                text: s("shift 50"),
+            })),
         ),
         ("resuming", s("failover-bot restarted; resuming operation")),
         ("unexpected-weight", s("Every cluster's weight now")),

@@ -13,8 +13,8 @@ use failover_bot::chat::{Message, MessageKind};
 use failover_bot::journal::Entry;
 use failover_bot::messages::RESENT_NOTE;
 use failover_bot::notice::{Destination, Notice};
-use support::chat::{is, kinds};
 use support::backend::{Hooked, Write};
+use support::chat::{is, kinds};
 use support::{weights, Harness, CONFIG, THREE_CLUSTERS};
 
 const BLUE: &str = "k8s-blue.dev.example.com";
@@ -199,7 +199,9 @@ async fn a_plan_whose_weights_moved_is_replanned_and_asked_again() {
     // Not applied: the plan no longer matches.
     assert_eq!(h.weights(), blue_green(80, 0));
     assert_eq!(h.chat.plan_status(&first).as_deref(), Some("superseded"));
-    assert!(h.chat.thread_has(&first, MessageKind::Superseded, &[("step", "1")]));
+    assert!(h
+        .chat
+        .thread_has(&first, MessageKind::Superseded, &[("step", "1")]));
     let second = h.newest_pending().expect("a new plan is shown");
     assert_ne!(first, second);
     h.approve("bob").await;
@@ -306,7 +308,11 @@ async fn failover_asks_a_separate_approval_for_every_step() {
         assert_eq!(plans.len(), step, "one plan per step so far");
         let shown = &plans[step - 1].1;
         assert!(
-            is(shown, MessageKind::Plan, &[("step", &step.to_string()), ("total", "3")]),
+            is(
+                shown,
+                MessageKind::Plan,
+                &[("step", &step.to_string()), ("total", "3")]
+            ),
             "{shown:?}"
         );
         h.approve("alice").await; // the requester never can
@@ -324,7 +330,11 @@ async fn failover_asks_a_separate_approval_for_every_step() {
     assert_eq!(finished[0].approvals.len(), 3);
     let ends = h.chat.of_kind(MessageKind::Finished);
     assert!(
-        is(&ends[0], MessageKind::Finished, &[("op", "1"), ("outcome", "completed")]),
+        is(
+            &ends[0],
+            MessageKind::Finished,
+            &[("op", "1"), ("outcome", "completed")]
+        ),
         "{ends:?}"
     );
 }
@@ -370,7 +380,11 @@ async fn rollback_returns_to_the_weights_before_the_last_operation() {
     h.cmd("bob", "rollback").await;
     let (_, plan) = h.chat.plans().pop().unwrap();
     assert!(
-        is(&plan, MessageKind::Plan, &[("op", "2"), ("after", &format!("{BLUE}=100 {GREEN}=0"))]),
+        is(
+            &plan,
+            MessageKind::Plan,
+            &[("op", "2"), ("after", &format!("{BLUE}=100 {GREEN}=0"))]
+        ),
         "{plan:?}"
     );
     h.approve("alice").await;
@@ -420,7 +434,11 @@ async fn identity_mismatch_is_refused_before_anything_is_written() {
         is(
             &answer,
             MessageKind::Refused,
-            &[("refusal", "gate_failed"), ("cluster", GREEN), ("gate", "identity_mismatch")]
+            &[
+                ("refusal", "gate_failed"),
+                ("cluster", GREEN),
+                ("gate", "identity_mismatch")
+            ]
         ),
         "{answer:?}"
     );
@@ -539,14 +557,21 @@ async fn status_and_history_report_from_the_clusters_and_the_journal() {
         is(
             &status,
             MessageKind::Status,
-            &[("running", "none"), ("weights", &format!("{BLUE}=50 {GREEN}=50"))]
+            &[
+                ("running", "none"),
+                ("weights", &format!("{BLUE}=50 {GREEN}=50"))
+            ]
         ),
         "{status:?}"
     );
     h.cmd("carol", "history").await;
     let history = h.chat.ephemerals("carol").pop().unwrap();
     assert!(
-        is(&history, MessageKind::History, &[("ops", "2:rejected 1:completed")]),
+        is(
+            &history,
+            MessageKind::History,
+            &[("ops", "2:rejected 1:completed")]
+        ),
         "{history:?}"
     );
     let finished = h.engine.finished_operations();
@@ -597,7 +622,9 @@ async fn a_command_cut_short_by_a_restart_is_answered_once_after_it() {
             .collect::<Vec<_>>()
     };
     assert_eq!(told("bob").len(), 1);
-    assert!(told("bob")[0].text.contains("`/failover shift 100 to green`"));
+    assert!(told("bob")[0]
+        .text
+        .contains("`/failover shift 100 to green`"));
     assert!(told("alice").is_empty() && told("carol").is_empty());
     assert_eq!(h.weights(), blue_green(100, 0), "nothing changed");
     h.restart().await;

@@ -12,8 +12,10 @@
 
 mod support;
 
+use failover_bot::chat::MessageKind;
 use std::sync::Arc;
 use std::time::Duration;
+use support::chat::is;
 
 use aws_sdk_route53::types::{ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
 use kube::api::{Api, ListParams};
@@ -241,9 +243,13 @@ async fn three_step_failover(scene: &Scene, bot: &Bot, zone: &str, what: &str) {
             bot.said()
         );
         bot.approve("bob").await;
+        let last = bot.step_results().pop();
         assert!(
-            bot.said()
-                .contains(&format!("Step {step}/3 applied and verified")),
+            last.is_some_and(|m| is(
+                &m,
+                MessageKind::StepResult,
+                &[("step", &step.to_string()), ("verified", "true")]
+            )),
             "{what}: step {step}: {}",
             bot.said()
         );
@@ -348,7 +354,21 @@ async fn route53_mode_refuses_names_another_owner_holds_and_writes_nothing() {
         bot.cmd("alice", "shift 50 to c").await;
         bot.approve("bob").await;
         let said = bot.said();
-        assert!(!said.contains("applied and verified"), "{layout:?}: {said}");
+        let result = bot.step_results().pop().expect("a step result");
+        assert_eq!(
+            result.fact("outcome"),
+            Some("restored"),
+            "{layout:?}: {said}"
+        );
+        assert!(
+            result
+                .fact("clusters")
+                .unwrap_or_default()
+                .contains("=failed"),
+            "{layout:?}: {said}"
+        );
+        // The refusal's own words say whose records they are and what to
+        // do; they come from the backend (the site's owner id, the command).
         assert!(
             said.contains(&format!("owner {SITE_OWNER}"))
                 && said.contains("failover-bot route53 adopt")
@@ -438,9 +458,5 @@ async fn adopt_rewrites_the_registry_to_the_bots_owner_only_when_confirmed() {
     let (bot, _) = scene.route53_bot(&zone, layout).await;
     bot.cmd("alice", "shift 50 to c").await;
     bot.approve("bob").await;
-    assert!(
-        bot.said().contains("applied and verified"),
-        "{}",
-        bot.said()
-    );
+    assert!(bot.last_step_verified(), "{}", bot.said());
 }

@@ -17,8 +17,10 @@ use kube::Client;
 use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::{BackendError, Removal, RoutingBackend};
+use failover_bot::chat::MessageKind;
 use failover_bot::config::Config;
 use support::backend::{Hooked, Write};
+use support::chat::is;
 use support::kube_env::{
     controlled_objects_yaml, copied_annotations_patch, routing_weight_yaml, KubeEnv,
 };
@@ -141,9 +143,26 @@ async fn failover_in_three_approved_steps_moves_the_routing_weights() {
             bot.said()
         );
     }
-    let said = bot.said();
-    assert!(said.contains("Step 3/3 applied and verified"), "{said}");
-    assert!(said.contains("Operation #1 complete: 3 steps"), "{said}");
+    let last = bot.step_results().pop().expect("step results");
+    assert!(
+        is(
+            &last,
+            MessageKind::StepResult,
+            &[("step", "3"), ("verified", "true")]
+        ),
+        "{}",
+        bot.said()
+    );
+    let end = bot
+        .chat
+        .of_kind(MessageKind::Finished)
+        .pop()
+        .expect("the end");
+    assert!(is(
+        &end,
+        MessageKind::Finished,
+        &[("op", "1"), ("outcome", "completed")]
+    ));
     // The controller carried the last weights to the controlled objects.
     let ingresses: Api<Ingress> = Api::namespaced(env.client(2).await, "web");
     let ingress = ingresses.get("api").await.unwrap();
@@ -165,16 +184,20 @@ async fn identity_mismatch_is_refused_and_nothing_is_written() {
     let before = resource_versions(&env).await;
 
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        refusal.contains(&format!("context {}", env.clusters()[2].context)),
-        "{refusal}"
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[
+                ("gate", "identity_mismatch"),
+                ("context", &env.clusters()[2].context),
+                ("found", "k8s-somewhere-else.prod.example.com"),
+                ("cluster", &env.clusters()[2].name),
+            ]
+        ),
+        "{refusal:?}"
     );
-    assert!(
-        refusal.contains("k8s-somewhere-else.prod.example.com"),
-        "{refusal}"
-    );
-    assert!(refusal.contains(&env.clusters()[2].name), "{refusal}");
     assert!(bot.chat.plans().is_empty());
     assert_eq!(
         resource_versions(&env).await,
@@ -214,10 +237,7 @@ async fn a_concurrent_edit_conflicts_and_the_step_is_planned_again() {
     .unwrap();
     bot.approve("bob").await;
     let said = bot.said();
-    assert!(
-        said.contains("changed by someone else since this plan was shown"),
-        "{said}"
-    );
+    assert_eq!(bot.chat.of_kind(MessageKind::Superseded).len(), 1, "{said}");
     assert_eq!(bot.chat.plans().len(), 2, "planned again: {said}");
     bot.approve("bob").await;
     assert_eq!(
@@ -264,11 +284,13 @@ async fn an_api_server_dying_mid_step_restores_the_clusters_already_changed() {
     bot.cmd("alice", "shift 100 to c").await;
     bot.approve("bob").await;
     let said = bot.said();
+    let result = bot.step_results().pop().expect("a step result");
+    assert_eq!(result.fact("outcome"), Some("restored"), "{said}");
+    let clusters = result.fact("clusters").unwrap_or_default();
     assert!(
-        said.contains("every changed cluster was put back"),
-        "{said}"
+        clusters.contains(&format!("{}=failed", env.clusters()[0].name)),
+        "a is named as the one that failed: {clusters}"
     );
-    assert!(said.contains(&env.clusters()[0].name), "{said}");
     assert_eq!(weight_of(&env, 2).await, Some(0), "c put back: {said}");
     assert_eq!(weight_of(&env, 1).await, Some(0));
 }
@@ -288,18 +310,16 @@ async fn ingress_annotations_mode_converges_on_real_ingresses_and_services() {
 
     bot.cmd("alice", "status").await;
     let status = bot.chat.posts().pop().unwrap().1;
+    let set = status.fact("weights").unwrap_or_default();
     assert!(
-        status.contains("not routed"),
-        "c has no weight annotation: {status}"
+        set.contains(env.clusters()[0].name.as_str())
+            && !set.contains(env.clusters()[2].name.as_str()),
+        "c has no weight annotation, so it is not routed: {status:?}"
     );
 
     bot.cmd("alice", "shift 30 to b").await;
     bot.approve("bob").await;
-    assert!(
-        bot.said().contains("applied and verified"),
-        "{}",
-        bot.said()
-    );
+    assert!(bot.last_step_verified(), "{}", bot.said());
     for (i, expected) in [(0, "70"), (1, "30")] {
         let client = env.client(i).await;
         let ingress = Api::<Ingress>::namespaced(client.clone(), "web")
@@ -343,10 +363,18 @@ async fn verification_times_out_and_names_the_stragglers() {
     let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
     bot.cmd("alice", "to c steps 50,100").await;
     bot.approve("bob").await;
-    let said = bot.said();
+    let result = bot.step_results().pop().expect("a step result");
     assert!(
-        said.contains(&format!("not yet carried by {}", env.clusters()[2].name)),
-        "{said}"
+        is(
+            &result,
+            MessageKind::StepResult,
+            &[
+                ("verified", "false"),
+                ("unverified", &env.clusters()[2].name)
+            ]
+        ),
+        "{}",
+        bot.said()
     );
     assert!(
         bot.engine.pending_plan_messages().is_empty(),
@@ -354,9 +382,12 @@ async fn verification_times_out_and_names_the_stragglers() {
     );
     bot.cmd("alice", "status").await;
     let status = bot.chat.posts().pop().unwrap().1;
-    assert!(
-        status.contains("DRIFT 0/2: Ingress web/api (weight none), Service web/api (weight none)"),
-        "{status}"
+    let drift = status.fact("drift").unwrap_or_default();
+    let c = &env.clusters()[2].name;
+    assert_eq!(
+        drift,
+        format!("{c}:Ingress web/api (weight none), {c}:Service web/api (weight none)"),
+        "{status:?}"
     );
 }
 
@@ -382,11 +413,17 @@ async fn the_bot_works_with_exactly_the_shipped_role_and_not_without_it() {
     );
     let bot = Bot::new(config.clone(), Arc::new(without));
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        refusal.contains("cannot read the weights in dev") && refusal.contains("forbidden"),
-        "{refusal}"
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("refusal", "unavailable")]
+        ),
+        "{refusal:?}"
     );
+    // The API server's own word for it.
+    assert!(refusal.text.contains("forbidden"), "{refusal:?}");
 
     let rbac = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -411,12 +448,10 @@ async fn the_bot_works_with_exactly_the_shipped_role_and_not_without_it() {
         bot.said()
     );
     bot.cmd("alice", "add b").await;
-    assert!(bot
-        .chat
-        .ephemerals("alice")
-        .pop()
-        .unwrap_or_default()
-        .contains("already has a routing weight"));
+    assert_eq!(
+        bot.refusals_to("alice").pop().as_deref(),
+        Some("already_routed")
+    );
 }
 
 fn run_cli(env: &KubeEnv, config: &Config, args: &[&str]) -> (bool, String) {
@@ -494,15 +529,14 @@ async fn a_dry_run_routing_weight_is_reported_as_dry_run_not_applied() {
     bot.cmd("alice", "shift 50 to c").await;
     bot.approve("bob").await;
     let said = bot.said();
+    let result = bot.step_results().pop().expect("a step result");
+    let c = env.clusters()[2].name.clone();
+    assert_eq!(result.fact("dry_run"), Some(c.as_str()), "{said}");
     assert!(
-        said.contains(&format!(
-            "Dry run on {}: accepted, not served",
-            env.clusters()[2].name
-        )),
-        "{said}"
-    );
-    assert!(
-        said.contains("dry run"),
+        result
+            .fact("clusters")
+            .unwrap_or_default()
+            .contains(&format!("{c}=dry_run")),
         "the cluster's row says dry run: {said}"
     );
     assert_eq!(
@@ -564,8 +598,16 @@ async fn routing_weights_named_apart_from_their_cluster_are_found_by_cluster_nam
         assert_eq!(bot.chat.plans().len(), step, "{}", bot.said());
         bot.approve("bob").await;
     }
-    let said = bot.said();
-    assert!(said.contains("Step 3/3 applied and verified"), "{said}");
+    let last = bot.step_results().pop().expect("step results");
+    assert!(
+        is(
+            &last,
+            MessageKind::StepResult,
+            &[("step", "3"), ("verified", "true")]
+        ),
+        "{}",
+        bot.said()
+    );
     for (i, weight) in [(0, 0), (1, 0), (2, 100)] {
         assert_eq!(
             routing_weights_in(&env, i).await,
@@ -580,10 +622,9 @@ async fn routing_weights_named_apart_from_their_cluster_are_found_by_cluster_nam
 
     // `add` refuses a cluster that has one under any name, and creates none.
     bot.cmd("alice", "add b").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
-    assert!(
-        refusal.contains("already has a routing weight"),
-        "{refusal}"
+    assert_eq!(
+        bot.refusals_to("alice").pop().as_deref(),
+        Some("already_routed")
     );
     assert_eq!(routing_weights_in(&env, 1).await.len(), 1);
 }
@@ -600,10 +641,18 @@ async fn a_second_routing_weight_for_one_cluster_is_refused_and_named() {
     let before = routing_weights_in(&env, 2).await;
 
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        refusal.contains("c-duplicate") && refusal.contains(&c),
-        "the refusal names both RoutingWeights: {refusal}"
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("refusal", "unavailable"), ("error", "duplicate")]
+        ),
+        "{refusal:?}"
+    );
+    assert!(
+        refusal.text.contains("c-duplicate") && refusal.text.contains(c.as_str()),
+        "the refusal names both RoutingWeights: {refusal:?}"
     );
     assert!(bot.chat.plans().is_empty(), "{}", bot.said());
     assert_eq!(routing_weights_in(&env, 2).await, before, "nothing written");
@@ -675,7 +724,7 @@ async fn a_routing_weight_is_created_at_its_initial_weight_in_one_write() {
     backend.create_at(cluster, 30).await.unwrap();
     assert_eq!(
         routing_weights_in(&env, 0).await,
-        [(cluster.name.clone(), cluster.name.clone(), Some(30))]
+        [(cluster.name.to_string(), cluster.name.to_string(), Some(30))]
     );
     let again = backend.create_at(cluster, 30).await;
     assert!(

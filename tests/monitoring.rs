@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use failover_bot::metrics::Metrics;
 use support::fake_slack::FakeSlack;
-use support::serve_proc::{Clusters, ServeProc, Transport, WAIT};
+use support::serve_proc::{ServeProc, WAIT};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -228,7 +228,7 @@ environments:
 /// has to have done something of each kind.
 async fn metrics_after_one_step() -> String {
     let fake = FakeSlack::start().await;
-    let bot = ServeProc::start(&fake, Transport::Http, BOT_CONFIG, Clusters::InMemory).await;
+    let bot = ServeProc::options(BOT_CONFIG).start(&fake).await;
     bot.slash(&fake, "UALICE", "shift 50", "trig-1").await;
     bot.wait_for(&fake, "plan posted", WAIT, |f| !f.plan_posts().is_empty())
         .await;

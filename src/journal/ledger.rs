@@ -382,10 +382,23 @@ fn vote(
     shown.approval.votes.push(Vote { by: by.clone(), at });
     let shown = shown.clone();
     operation.last_shown = Some(shown);
-    operation.approvals.push(StepApproval {
-        step,
-        by: by.clone(),
-    });
+    note_approval(operation, step, by);
+}
+
+/// `by` approved step `step` (once in the record, however many plans of
+/// the step they approved: a plan made again after the weights moved
+/// needs approving again, by the same person or another).
+fn note_approval(operation: &mut OperationState, step: usize, by: &UserId) {
+    let known = operation
+        .approvals
+        .iter()
+        .any(|a| a.step == step && a.by == *by);
+    if !known {
+        operation.approvals.push(StepApproval {
+            step,
+            by: by.clone(),
+        });
+    }
 }
 
 /// An approver takes their vote back: the plan awaits approval again.
@@ -438,10 +451,7 @@ fn decide(operation: &mut OperationState, step: usize, plan: &PlanHash, state: &
     operation.phase = match state {
         ApprovalState::Pending => Phase::AwaitingApproval(updated),
         ApprovalState::Approved { by, .. } => {
-            operation.approvals.push(StepApproval {
-                step: operation.step,
-                by: by.clone(),
-            });
+            note_approval(operation, step, by);
             Phase::Approved(updated)
         }
         ApprovalState::Superseded { .. } => Phase::Proposing,

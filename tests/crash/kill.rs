@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use failover_bot::journal::Record;
 use failover_bot::journal::ledger::Ledger;
+use failover_bot::journal::Record;
 use failover_bot::operation::Phase;
 use failover_bot::plan::Weights;
 

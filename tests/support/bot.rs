@@ -249,8 +249,12 @@ impl Harness {
         self.engine.resume().await;
     }
 
+    /// A delivery id no other test process used: a journal written by
+    /// another run (a fixture) keeps the ids it saw, and the bot ignores a
+    /// delivery it has seen.
     fn event(&self) -> String {
-        format!("Ev{}", self.events.fetch_add(1, Ordering::SeqCst))
+        let n = self.events.fetch_add(1, Ordering::SeqCst);
+        format!("Ev{}.{n}", std::process::id())
     }
 
     pub async fn cmd(&self, user: &str, text: &str) {

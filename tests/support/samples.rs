@@ -6,7 +6,7 @@
 use failover_bot::approval::{ApprovalError, StateName};
 use failover_bot::backend::{BackendError, GateFailure, HealthFailure};
 use failover_bot::command::{CommandError, Missing, Verb};
-use failover_bot::operation::Refusal;
+use failover_bot::operation::{Freeze, Refusal};
 use failover_bot::plan::{PlanError, StepsError};
 
 fn s(text: &str) -> String {
@@ -43,6 +43,11 @@ pub fn command_errors() -> Vec<CommandError> {
         ChannelNotAllowed {
             allowed: vec![s("C0FAILOVER")],
         },
+        WrongChannel {
+            env: "prod".into(),
+            channels: vec![s("C0PROD")],
+        },
+        DirectMessage,
         UnknownEnvironment {
             given: s("prd"),
             suggestion: Some(s("prod")),
@@ -114,6 +119,7 @@ pub fn approval_errors() -> Vec<ApprovalError> {
             state: StateName::Expired,
         },
         PlanChanged,
+        AlreadyApproved { user: "bob".into() },
     ]
 }
 
@@ -159,11 +165,52 @@ pub fn engine_refusals() -> Vec<Refusal> {
             env: "staging".into(),
         },
         StepTooOld {
-            started_at: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 25, 12, 0, 0)
-                .unwrap(),
+            started_at: noon(),
             lifetime_secs: 900,
         },
+        NotRequester {
+            user: "carol".into(),
+            env: "prod".into(),
+            allowed: vec![s("S0SRE")],
+        },
+        NotBreakGlass {
+            env: "prod".into(),
+            allowed: vec![s("S0ONCALL")],
+        },
+        ReasonRequired { env: "prod".into() },
+        Frozen {
+            env: "prod".into(),
+            freeze: freeze(),
+            break_glass: vec![s("S0ONCALL")],
+        },
+        AlreadyFrozen {
+            env: "prod".into(),
+            freeze: freeze(),
+        },
+        NotFrozen { env: "prod".into() },
+        MayNotFreeze {
+            env: "prod".into(),
+            approvers: vec![s("S0SRE")],
+        },
+        NotYours {
+            op: 7,
+            requester: "alice".into(),
+            action: s("abort"),
+            approvers: vec![s("S0SRE")],
+        },
     ]
+}
+
+fn noon() -> chrono::DateTime<chrono::Utc> {
+    chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+fn freeze() -> Freeze {
+    Freeze {
+        by: "bob".into(),
+        reason: s("quarter-end close"),
+        since: noon(),
+    }
 }
 
 /// Every refusal, each module's own wrapped as the engine answers it.

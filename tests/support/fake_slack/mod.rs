@@ -86,7 +86,11 @@ impl Posted {
 
     /// One fact of the message, from its metadata.
     pub fn fact(&self, key: &str) -> Option<&str> {
-        self.metadata.as_ref()?.get("event_payload")?.get(key)?.as_str()
+        self.metadata
+            .as_ref()?
+            .get("event_payload")?
+            .get(key)?
+            .as_str()
     }
 
     /// Whether it is of `kind` with every fact in `facts`.
