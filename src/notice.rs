@@ -380,6 +380,9 @@ impl Notice {
             Notice::StepStopped(s) => {
                 add("op", s.plan.scope.operation.to_string());
                 add("step", s.step.to_string());
+                add("refusal", refusal_name(&s.refusal));
+                let names: Vec<&str> = s.put_back.iter().map(ClusterId::as_str).collect();
+                add("put_back", names.join(" "));
             }
             Notice::ApprovalTakenBack { user } | Notice::ApprovalTooLate { user, .. } => {
                 add("user", user.to_string());

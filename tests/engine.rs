@@ -660,6 +660,38 @@ async fn a_message_the_crash_cut_off_is_sent_after_the_restart_once() {
     assert_eq!(sent(&h).len(), 1, "delivered once is delivered");
 }
 
+/// Slack refusing a plan's post (a channel the bot is not in, a 5xx) must
+/// not leave the environment answering "busy" to everyone.
+#[tokio::test]
+async fn a_plan_slack_refuses_ends_the_operation_and_frees_the_environment() {
+    let h = Harness::new(CONFIG);
+    h.chat.refuse_next_post("channel_not_found");
+    h.cmd("alice", "shift 50").await;
+    assert!(h.engine.active_operation("dev").is_none(), "not stuck");
+    let told = h
+        .chat
+        .ephemerals("alice")
+        .pop()
+        .expect("the requester is told");
+    assert!(
+        is(
+            &told,
+            MessageKind::Finished,
+            &[("op", "1"), ("outcome", "failed")]
+        ),
+        "{told:?}"
+    );
+    assert!(told.text.contains("channel_not_found"), "{told:?}");
+    assert_eq!(h.weights(), blue_green(100, 0));
+    h.cmd("alice", "shift 50").await;
+    let (_, plan) = h
+        .chat
+        .plans()
+        .pop()
+        .expect("the next command gets its plan");
+    assert_eq!(plan.fact("op"), Some("2"));
+}
+
 #[tokio::test]
 async fn history_survives_a_restart() {
     let mut h = Harness::new(CONFIG);

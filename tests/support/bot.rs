@@ -62,6 +62,11 @@ impl Builder {
         }
     }
 
+    pub fn config(mut self, config: Arc<Config>) -> Builder {
+        self.config = config;
+        self
+    }
+
     pub fn backend(mut self, backend: Arc<dyn RoutingBackend>) -> Builder {
         self.backend = Some(backend);
         self
@@ -148,9 +153,13 @@ pub fn reopen_journal(path: &Path) -> (Journal, Vec<Record>) {
 
 /// `/failover TEXT` as `user` types it in channel C1.
 fn typed_in_c1(user: &str, text: &str, event_id: Option<String>) -> CommandRequest {
+    typed_in("C1", user, text, event_id)
+}
+
+fn typed_in(channel: &str, user: &str, text: &str, event_id: Option<String>) -> CommandRequest {
     CommandRequest {
         user: user.into(),
-        channel: "C1".into(),
+        channel: channel.into(),
         text: text.into(),
         event_id,
     }
@@ -260,6 +269,22 @@ impl Harness {
     pub async fn cmd(&self, user: &str, text: &str) {
         let typed = typed_in_c1(user, text, Some(self.event()));
         self.engine.handle_command(typed).await;
+    }
+
+    /// `user` types `text` in `channel`.
+    pub async fn cmd_in(&self, channel: &str, user: &str, text: &str) {
+        let typed = typed_in(channel, user, text, Some(self.event()));
+        self.engine.handle_command(typed).await;
+    }
+
+    /// A restart with another config (YAML), on the same journal, clusters
+    /// and chat: an operator changed the config.
+    pub async fn reconfigure(&mut self, config: &str) {
+        let config = Arc::new(Config::from_yaml(config).expect("test config is valid"));
+        self.crash();
+        self.parts = self.parts.clone().config(config.clone());
+        self.config = config;
+        self.start_again().await;
     }
 
     pub fn newest_pending(&self) -> Option<MessageRef> {

@@ -68,9 +68,17 @@ static NEXT_TS: AtomicU64 = AtomicU64::new(1);
 #[derive(Default)]
 pub struct RecordingChat {
     said: Mutex<Vec<Said>>,
+    /// Slack's answer to the next post: refused with this error code.
+    refuse_next_post: Mutex<Option<String>>,
 }
 
 impl RecordingChat {
+    /// The next `chat.postMessage` is refused with `error` (a Slack error
+    /// code such as `channel_not_found`), as Slack does.
+    pub fn refuse_next_post(&self, error: &str) {
+        *self.refuse_next_post.lock().unwrap() = Some(error.to_owned());
+    }
+
     pub fn said(&self) -> Vec<Said> {
         self.said.lock().unwrap().clone()
     }
@@ -176,6 +184,9 @@ impl Chat for RecordingChat {
         thread: Option<&MessageRef>,
         message: &Message,
     ) -> Result<MessageRef, ChatError> {
+        if let Some(error) = self.refuse_next_post.lock().unwrap().take() {
+            return Err(ChatError::refused(format!("Slack API error: {error}")));
+        }
         let at = MessageRef {
             channel: channel.to_owned(),
             ts: format!("{}.000100", NEXT_TS.fetch_add(1, Ordering::SeqCst)),
