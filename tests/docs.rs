@@ -527,3 +527,93 @@ fn normalising_keeps_everything_but_clock_times_and_durations() {
     assert_ne!(normalise("weight 10"), normalise("weight 50"));
     assert_ne!(normalise("#1 completed"), normalise("#2 completed"));
 }
+
+// ------------------------------------------------------- paths in comments
+
+/// Repository paths a comment names (`src/engine/step.rs`, `docs/drill.md`);
+/// a segment in capitals (`manifests/target/MODE/rbac.yaml`) is a
+/// placeholder, not a file.
+fn paths_in_comments(source: &str) -> Vec<String> {
+    const ROOTS: [&str; 8] = [
+        "src/", "docs/", "manifests/", "tests/", "scripts/", "examples/", "benches/", "fuzz/",
+    ];
+    let mut found = Vec::new();
+    for line in source.lines() {
+        let Some(at) = line.find("//") else {
+            continue;
+        };
+        let comment = &line[at..];
+        for root in ROOTS {
+            for (start, _) in comment.match_indices(root) {
+                let preceded_by_word = comment[..start]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '/' || c == '.');
+                if preceded_by_word {
+                    continue;
+                }
+                let path: String = comment[start..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || "_-./".contains(*c))
+                    .collect();
+                let path = path.trim_end_matches(['.', '/']).to_owned();
+                let placeholder = path.split('/').any(|segment| {
+                    let stem = segment.split('.').next().unwrap_or_default();
+                    stem.len() > 1 && stem.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                });
+                let names_a_file = path.rsplit('/').next().is_some_and(|n| n.contains('.'));
+                if names_a_file && !placeholder {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn comments_name_only_files_that_exist() {
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches"] {
+        source_files(&repo_file(dir), &mut files);
+    }
+    let mut missing = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).unwrap();
+        for path in paths_in_comments(&source) {
+            if !repo_file(&path).exists() {
+                missing.push(format!("{}: {path}", file.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "comments name files that are not in the repository:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_comment_reader_finds_paths_and_skips_placeholders() {
+    // Built so that this file's own lines hold no such comment.
+    let slashes = "/".repeat(2);
+    let source = format!(
+        "{slashes} see src/engine/step.rs and docs/missing.md.\n{slashes} manifests/target/MODE/rbac.yaml\nlet x = 1; {slashes} tests/fixtures/journal-v1.jsonl"
+    );
+    let source = source.as_str();
+    assert_eq!(
+        paths_in_comments(source),
+        ["src/engine/step.rs", "docs/missing.md", "tests/fixtures/journal-v1.jsonl"]
+    );
+}
