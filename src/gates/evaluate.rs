@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::config::{GateConfig, OnNoData, PassIf, When};
+use crate::config::gates::{GateConfig, OnNoData, PassIf, When};
 use super::prometheus::{PrometheusClient, QueryError, Sample};
-use super::query::{self, QueryContext, TemplateError};
+use crate::promql::{self as query, QueryContext, TemplateError};
 use crate::metrics::Metrics;
 use crate::plan::Weights;
 
