@@ -15,8 +15,8 @@ use crate::chat::MessageKind;
 use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
-    ClusterResult, Freeze, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus,
-    Refusal, ShownPlan, StepApproval, StepOutcome,
+    ClusterResult, Freeze, GateCheck, OperationHeader, OperationOutcome, OperationState, Phase,
+    PlanStatus, Refusal, ShownPlan, StepApproval, StepOutcome, Tripped,
 };
 use crate::plan::{Plan, Weights};
 
@@ -66,6 +66,17 @@ pub enum Notice {
     },
     Status(Box<StatusNotice>),
     History(HistoryNotice),
+    /// The after-gates' readings during a step's bake (posted, then updated).
+    Bake(Box<BakeNotice>),
+    /// An after-gate blocked: the operation turns back.
+    GateTripped {
+        op: OpId,
+        step: usize,
+        checks: Vec<GateCheck>,
+        /// The way back is taken without an approval (`on_gate_failure:
+        /// rollback`).
+        on_its_own: bool,
+    },
     /// An environment was frozen: new operations wait, but break-glass.
     Frozen {
         env: EnvId,
@@ -92,6 +103,38 @@ pub struct PlanNotice {
     pub step: usize,
     pub shown: ShownPlan,
     pub status: PlanStatus,
+    /// The plan is the way back after these after-gate readings tripped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tripped: Option<Tripped>,
+}
+
+/// How a bake stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BakeState {
+    Holding,
+    Passed,
+    Tripped,
+}
+
+impl BakeState {
+    pub fn label(self) -> &'static str {
+        match self {
+            BakeState::Holding => "holding",
+            BakeState::Passed => "passed",
+            BakeState::Tripped => "tripped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BakeNotice {
+    pub op: OpId,
+    pub step: usize,
+    pub total: usize,
+    pub until: DateTime<Utc>,
+    pub checks: Vec<GateCheck>,
+    pub state: BakeState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +188,10 @@ pub enum Resumption {
     },
     ApplyingApprovedStep,
     FinishingInterruptedStep,
+    /// Watching the after-gates after a step, until `until`.
+    Baking {
+        until: DateTime<Utc>,
+    },
     Closing,
 }
 
@@ -166,6 +213,7 @@ impl ResumeNotice {
             },
             Phase::Approved(_) => Resumption::ApplyingApprovedStep,
             Phase::Applying(_) => Resumption::FinishingInterruptedStep,
+            Phase::Baking { until } => Resumption::Baking { until: *until },
             Phase::Finishing(_) => Resumption::Closing,
         };
         ResumeNotice {
@@ -223,6 +271,7 @@ pub enum PhaseName {
     Planning,
     AwaitingApproval,
     Applying,
+    Baking,
     Finishing,
 }
 
@@ -232,6 +281,7 @@ impl OperationLine {
             Phase::AwaitingApproval(_) => PhaseName::AwaitingApproval,
             Phase::Approved(_) | Phase::Applying(_) => PhaseName::Applying,
             Phase::Proposing => PhaseName::Planning,
+            Phase::Baking { .. } => PhaseName::Baking,
             Phase::Finishing(_) => PhaseName::Finishing,
         };
         OperationLine {
@@ -307,6 +357,8 @@ impl Notice {
             Notice::Working { .. } => MessageKind::Working,
             Notice::Status(_) => MessageKind::Status,
             Notice::History(_) => MessageKind::History,
+            Notice::Bake(_) => MessageKind::Bake,
+            Notice::GateTripped { .. } => MessageKind::GateTripped,
             Notice::Frozen { .. } => MessageKind::Frozen,
             Notice::Unfrozen { .. } => MessageKind::Unfrozen,
             Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
@@ -341,6 +393,8 @@ impl Notice {
                 );
                 add("approved_by", votes.join(","));
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
+                add("checks", checks_fact(&p.shown.checks));
+                add("way_back", p.tripped.is_some().to_string());
             }
             Notice::StepResult(r) => {
                 add("op", r.op.to_string());
@@ -445,6 +499,23 @@ impl Notice {
                     .collect();
                 add("ops", ops.join(" "));
             }
+            Notice::Bake(b) => {
+                add("op", b.op.to_string());
+                add("step", b.step.to_string());
+                add("state", b.state.label().to_owned());
+                add("checks", checks_fact(&b.checks));
+            }
+            Notice::GateTripped {
+                op,
+                step,
+                checks,
+                on_its_own,
+            } => {
+                add("op", op.to_string());
+                add("step", step.to_string());
+                add("checks", checks_fact(checks));
+                add("on_its_own", on_its_own.to_string());
+            }
             Notice::Frozen { env, by, .. } | Notice::Unfrozen { env, by, .. } => {
                 add("env", env.to_string());
                 add("user", by.to_string());
@@ -462,6 +533,15 @@ impl Notice {
         }
         facts
     }
+}
+
+/// Gate readings as one fact: `error-rate@k8s-green=fail …`.
+fn checks_fact(checks: &[GateCheck]) -> String {
+    checks
+        .iter()
+        .map(|c| format!("{}@{}={}", c.gate, c.cluster, tag_of(&c.result, "result")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Weights as one fact: `k8s-blue=50 k8s-green=50`.
