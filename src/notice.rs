@@ -16,7 +16,7 @@ use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
     ClusterResult, Freeze, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus,
-    Refusal, ShownPlan, StepApproval, StepOutcome,
+    Refusal, ShownPlan, StepApproval, StepOutcome, StopCause, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
 
@@ -328,10 +328,22 @@ impl Notice {
                 add("plan", p.shown.plan.hash.to_string());
                 add("requester", p.header.requester.to_string());
                 add("after", weights_fact(&p.shown.plan.after));
-                let votes: Vec<&str> = p.shown.approval.votes.iter().map(|v| v.by.as_str()).collect();
-                add("approvals", format!("{}/{}", votes.len(), p.shown.approval.required));
+                let votes: Vec<&str> = p
+                    .shown
+                    .approval
+                    .votes
+                    .iter()
+                    .map(|v| v.by.as_str())
+                    .collect();
+                add(
+                    "approvals",
+                    format!("{}/{}", votes.len(), p.shown.approval.required),
+                );
                 add("approved_by", votes.join(","));
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
+                if let Some(by) = status_by(&p.status) {
+                    add("by", by.to_string());
+                }
             }
             Notice::StepResult(r) => {
                 add("op", r.op.to_string());
@@ -345,6 +357,9 @@ impl Notice {
                     .map(|c| format!("{}={}", c.cluster, cluster_outcome(&c.outcome)))
                     .collect();
                 add("clusters", clusters.join(" "));
+                if let Some(errors) = outcome_errors(&r.outcome) {
+                    add("errors", errors);
+                }
             }
             Notice::Superseded { plan, .. } => {
                 add("op", plan.scope.operation.to_string());
@@ -354,14 +369,28 @@ impl Notice {
                 add("op", f.op.to_string());
                 add("step", f.step.to_string());
                 add("outcome", f.outcome.word().to_owned());
+                if let OperationOutcome::Failed { cause } = &f.outcome {
+                    add("cause", tag_of(cause, "cause"));
+                    if let StopCause::Refused { refusal } = cause {
+                        add("refusal", refusal_name(refusal));
+                    }
+                    if let Some(errors) = cause_errors(cause) {
+                        add("errors", errors);
+                    }
+                }
             }
             Notice::Resuming(r) => {
                 add("op", r.op.to_string());
                 add("step", r.step.to_string());
+                add("doing", tag_of(&r.doing, "doing"));
             }
             Notice::StepStopped(s) => {
                 add("op", s.plan.scope.operation.to_string());
                 add("step", s.step.to_string());
+                // Absent when the weights could not be read.
+                if let Some(now) = &s.now {
+                    add("now", weights_fact(now));
+                }
             }
             Notice::ApprovalTakenBack { user } | Notice::ApprovalTooLate { user, .. } => {
                 add("user", user.to_string());
@@ -387,7 +416,11 @@ impl Notice {
                     .observed
                     .iter()
                     .flatten()
-                    .flat_map(|c| c.stragglers.iter().map(move |x| format!("{}:{x}", c.cluster)))
+                    .flat_map(|c| {
+                        c.stragglers
+                            .iter()
+                            .map(move |x| format!("{}:{x}", c.cluster))
+                    })
                     .collect();
                 add("drift", drift.join(", "));
             }
@@ -398,7 +431,10 @@ impl Notice {
                     .iter()
                     .chain(&h.finished)
                     .map(|line| {
-                        let outcome = line.ended.as_ref().map_or("running", |e| e.outcome.as_str());
+                        let outcome = line
+                            .ended
+                            .as_ref()
+                            .map_or("running", |e| e.outcome.as_str());
                         format!("{}:{outcome}", line.op)
                     })
                     .collect();
@@ -430,6 +466,57 @@ fn weights_fact(weights: &Weights) -> String {
         .map(|(c, w)| format!("{c}={w}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The user a plan's status names: who is applying, rejected, withdrew or
+/// aborted it.
+fn status_by(status: &PlanStatus) -> Option<&UserId> {
+    match status {
+        PlanStatus::Applying { by }
+        | PlanStatus::Rejected { by }
+        | PlanStatus::Withdrawn { by }
+        | PlanStatus::Aborted { by } => Some(by),
+        _ => None,
+    }
+}
+
+/// What failed behind a step whose writes did not all land, as the API
+/// said it (`cluster: reason`, `; ` between them).
+fn outcome_errors(outcome: &StepOutcome) -> Option<String> {
+    match outcome {
+        StepOutcome::Restored { failure } | StepOutcome::Incomplete { failure } => {
+            Some(failure_errors(failure))
+        }
+        _ => None,
+    }
+}
+
+/// What failed behind an operation that stopped, as the API said it.
+fn cause_errors(cause: &StopCause) -> Option<String> {
+    match cause {
+        StopCause::WritesFailed { failure } => Some(failure_errors(failure)),
+        StopCause::Refused { refusal } => refusal_errors(refusal),
+        _ => None,
+    }
+}
+
+fn failure_errors(failure: &WriteFailure) -> String {
+    match failure {
+        WriteFailure::Errors(errors) => errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        WriteFailure::Legacy(text) => text.clone(),
+    }
+}
+
+/// The backend's error behind a refusal, if a backend call refused it.
+fn refusal_errors(refusal: &Refusal) -> Option<String> {
+    match refusal {
+        Refusal::Unavailable { error, .. } => Some(error.to_string()),
+        _ => None,
+    }
 }
 
 fn cluster_outcome(outcome: &crate::operation::ClusterOutcome) -> String {
