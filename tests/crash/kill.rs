@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use failover_bot::journal::Record;
+use failover_bot::ids::ClusterId;
 use failover_bot::journal::ledger::Ledger;
+use failover_bot::journal::Record;
 use failover_bot::operation::Phase;
 use failover_bot::plan::Weights;
 
@@ -138,7 +139,7 @@ pub fn landed(records: &[Record], fake: &FakeSlack, now: &Weights) -> Landed {
             if since_start.into_iter().any(|r| is(r, Kind::Changed, step)) {
                 return at("verifying", format!("step {step}"));
             }
-            let moved: Vec<&str> = shown.plan.changed_clusters().collect();
+            let moved: Vec<&ClusterId> = shown.plan.changed_clusters().collect();
             let written = moved
                 .iter()
                 .filter(|c| now.get(c) == shown.plan.after.get(c))

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use failover_bot::journal::{Entry, Record};
 use failover_bot::journal::ledger::Ledger;
+use failover_bot::journal::{Entry, Record};
 use failover_bot::operation::{OperationOutcome, Phase};
 
 use crate::checks::check_run;
