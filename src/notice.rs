@@ -16,7 +16,7 @@ use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
     ClusterResult, Freeze, GateCheck, OperationHeader, OperationOutcome, OperationState, Phase,
-    PlanStatus, Refusal, ShownPlan, StepApproval, StepOutcome, Tripped,
+    PlanStatus, Refusal, ShownPlan, StepApproval, StepOutcome, StopCause, Tripped, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
 
@@ -395,6 +395,9 @@ impl Notice {
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
                 add("checks", checks_fact(&p.shown.checks));
                 add("way_back", p.tripped.is_some().to_string());
+                if let Some(by) = status_by(&p.status) {
+                    add("by", by.to_string());
+                }
             }
             Notice::StepResult(r) => {
                 add("op", r.op.to_string());
@@ -417,6 +420,9 @@ impl Notice {
                     .map(|c| format!("{}={}", c.cluster, cluster_outcome(&c.outcome)))
                     .collect();
                 add("clusters", clusters.join(" "));
+                if let Some(errors) = outcome_errors(&r.outcome) {
+                    add("errors", errors);
+                }
             }
             Notice::Superseded { plan, .. } => {
                 add("op", plan.scope.operation.to_string());
@@ -426,10 +432,20 @@ impl Notice {
                 add("op", f.op.to_string());
                 add("step", f.step.to_string());
                 add("outcome", f.outcome.word().to_owned());
+                if let OperationOutcome::Failed { cause } = &f.outcome {
+                    add("cause", tag_of(cause, "cause"));
+                    if let StopCause::Refused { refusal } = cause {
+                        add("refusal", refusal_name(refusal));
+                    }
+                    if let Some(errors) = cause_errors(cause) {
+                        add("errors", errors);
+                    }
+                }
             }
             Notice::Resuming(r) => {
                 add("op", r.op.to_string());
                 add("step", r.step.to_string());
+                add("doing", tag_of(&r.doing, "doing"));
             }
             Notice::StepStopped(s) => {
                 add("op", s.plan.scope.operation.to_string());
@@ -437,6 +453,10 @@ impl Notice {
                 add("refusal", refusal_name(&s.refusal));
                 let names: Vec<&str> = s.put_back.iter().map(ClusterId::as_str).collect();
                 add("put_back", names.join(" "));
+                // Absent when the weights could not be read.
+                if let Some(now) = &s.now {
+                    add("now", weights_fact(now));
+                }
             }
             Notice::ApprovalTakenBack { user } | Notice::ApprovalTooLate { user, .. } => {
                 add("user", user.to_string());
@@ -551,6 +571,57 @@ fn weights_fact(weights: &Weights) -> String {
         .map(|(c, w)| format!("{c}={w}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The user a plan's status names: who is applying, rejected, withdrew or
+/// aborted it.
+fn status_by(status: &PlanStatus) -> Option<&UserId> {
+    match status {
+        PlanStatus::Applying { by }
+        | PlanStatus::Rejected { by }
+        | PlanStatus::Withdrawn { by }
+        | PlanStatus::Aborted { by } => Some(by),
+        _ => None,
+    }
+}
+
+/// What failed behind a step whose writes did not all land, as the API
+/// said it (`cluster: reason`, `; ` between them).
+fn outcome_errors(outcome: &StepOutcome) -> Option<String> {
+    match outcome {
+        StepOutcome::Restored { failure } | StepOutcome::Incomplete { failure } => {
+            Some(failure_errors(failure))
+        }
+        _ => None,
+    }
+}
+
+/// What failed behind an operation that stopped, as the API said it.
+fn cause_errors(cause: &StopCause) -> Option<String> {
+    match cause {
+        StopCause::WritesFailed { failure } => Some(failure_errors(failure)),
+        StopCause::Refused { refusal } => refusal_errors(refusal),
+        _ => None,
+    }
+}
+
+fn failure_errors(failure: &WriteFailure) -> String {
+    match failure {
+        WriteFailure::Errors(errors) => errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        WriteFailure::Legacy(text) => text.clone(),
+    }
+}
+
+/// The backend's error behind a refusal, if a backend call refused it.
+fn refusal_errors(refusal: &Refusal) -> Option<String> {
+    match refusal {
+        Refusal::Unavailable { error, .. } => Some(error.to_string()),
+        _ => None,
+    }
 }
 
 fn cluster_outcome(outcome: &crate::operation::ClusterOutcome) -> String {
