@@ -34,7 +34,7 @@ impl Engine {
         for check in checks.iter().filter(|c| !c.passed()) {
             if check.blocks() && !force {
                 return Err(Refusal::MetricGate {
-                    check: check.clone(),
+                    check: Box::new(check.clone()),
                 });
             }
             checked.warnings.push(GateWarning::Metric {

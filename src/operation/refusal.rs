@@ -98,7 +98,7 @@ pub enum Refusal {
     #[error("{env} is already frozen by <@{}>: {}.", .freeze.by, .freeze.reason)]
     AlreadyFrozen { env: EnvId, freeze: Freeze },
     #[error("{} may not get more traffic: gate `{}` reads {} (must be {} {}) for `{}`. If you must, `/failover shift! …` asks for a break-glass approval.", .check.cluster, .check.gate, .check.values(), .check.operator, .check.threshold, .check.query)]
-    MetricGate { check: GateCheck },
+    MetricGate { check: Box<GateCheck> },
     #[error("{} may not get {}% of the traffic: {} has {} ready replicas there, needs {} ({} serving now, headroom {}). If you must, `/failover shift! …` asks for a break-glass approval.", .check.cluster, .check.share_percent, .check.deployment, .check.ready_text(), .check.required, .check.serving, .check.headroom)]
     Capacity { check: CapacityCheck },
     #[error("{env} is not frozen.")]

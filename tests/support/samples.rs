@@ -200,7 +200,7 @@ pub fn engine_refusals() -> Vec<Refusal> {
             approvers: vec![s("S0SRE")],
         },
         MetricGate {
-            check: gate_check(When::Before, 0.042, CheckResult::Fail),
+            check: Box::new(gate_check(When::Before, 0.042, CheckResult::Fail)),
         },
         Capacity {
             check: capacity_check(Some(3), false),
