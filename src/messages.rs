@@ -17,12 +17,13 @@ use chrono::{DateTime, Utc};
 
 use crate::approval::ApprovalState;
 use crate::chat::Message;
+use crate::command::hold::TimeLimit;
 use crate::command::{cluster_labels, Verb};
 use crate::config::Config;
 use crate::ids::{ClusterId, EnvId, UserId};
 use crate::notice::{
-    BakeNotice, BakeState, FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName,
-    PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
+    BakeNotice, BakeState, FinishedNotice, HistoryNotice, HoldPlan, Notice, OperationLine,
+    PhaseName, PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
 };
 use crate::operation::{
     CapacityCheck, ClusterOutcome, GateCheck, GateWarning, OperationHeader, OperationKind,
@@ -85,6 +86,7 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
             checks,
             on_its_own,
         } => gate_tripped(*op, *step, checks, *on_its_own),
+        Notice::HoldReminder { op, until, back_to } => hold_reminder(*op, *until, back_to),
         Notice::DrillScorecard(card) => scorecard::text(card),
         Notice::Legacy { text } => text.clone(),
     };
@@ -302,11 +304,15 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
     let header = &plan.header;
     let shown = &plan.shown;
     let (icon, state) = plan_headline(plan);
+    let which = match &plan.hold {
+        Some(HoldPlan::Return { .. }) => "return".to_owned(),
+        Some(HoldPlan::Extend { .. }) => "extend".to_owned(),
+        Some(HoldPlan::Keep { .. }) => "keep".to_owned(),
+        None => format!("step {}/{}", plan.step, header.kind.total_steps()),
+    };
     let mut text = format!(
-        "{icon} *Operation #{} · step {}/{}* · {} · {} — {state}\n",
+        "{icon} *Operation #{} · {which}* · {} · {} — {state}\n",
         header.id,
-        plan.step,
-        header.kind.total_steps(),
         header.env,
         describe(config, header),
     );
@@ -330,6 +336,16 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
     if let Some(tripped) = &plan.tripped {
         let _ = writeln!(text, "{}", way_back(tripped));
     }
+    match &plan.hold {
+        Some(hold) => {
+            let _ = writeln!(text, "{}", hold_plan_line(hold));
+        }
+        None => {
+            if let Some(limit) = &header.time_limit {
+                let _ = writeln!(text, "{}", time_limit_line(limit));
+            }
+        }
+    }
     text.push_str(&weights_table(config, &header.env, &shown.plan));
     push_checks(&mut text, &shown.checks, &shown.capacity);
     for warning in shown.warnings.iter().filter_map(break_glass_warning) {
@@ -344,7 +360,14 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
             ":leftwards_arrow_with_hook: If an after-gate fails, the bot puts the weights back without an approval (`on_gate_failure: rollback`), never onto a cluster whose own gates fail."
         );
     }
-    if plan.status == PlanStatus::Pending {
+    let covered = matches!(plan.hold, Some(HoldPlan::Return { by_hand: false }));
+    if plan.status == PlanStatus::Pending && covered {
+        let _ = write!(
+            text,
+            "No approval needed: the shift's approval covers its return. Plan `{}`.",
+            shown.plan.hash
+        );
+    } else if plan.status == PlanStatus::Pending {
         let policy = config.approval_for(&header.env);
         let approval = &shown.approval;
         if approval.required > 1 {
@@ -359,7 +382,7 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
         let approvers: Vec<String> = policy
             .approvers
             .iter()
-            .filter(|a| header.requester != **a)
+            .filter(|a| approval.requester != **a)
             .map(|a| approver_mention(a))
             .collect();
         let _ = write!(
@@ -374,6 +397,32 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
         let _ = write!(text, "Plan `{}`.", shown.plan.hash);
     }
     text
+}
+
+/// On every step of a time-limited shift: its approval covers the return.
+fn time_limit_line(limit: &TimeLimit) -> String {
+    format!(
+        ":alarm_clock: *Time-limited: for {limit}.* After the last step the weights hold for {limit}, then go back to where they were before the operation, through the same gates. Approving covers that return: it is the one weight change that needs no second approval, unless the weights are changed by hand meanwhile. A reminder comes 10 minutes before; `/failover extend` and `/failover keep` need an approval."
+    )
+}
+
+/// What a plan does to a holding time-limited shift.
+fn hold_plan_line(hold: &HoldPlan) -> String {
+    match hold {
+        HoldPlan::Return { by_hand: false } => ":alarm_clock: *Time is up*: the weights go back to where they were before the operation. The shift's approval covers this return.".to_owned(),
+        HoldPlan::Return { by_hand: true } => ":alarm_clock: *Time is up*, but the weights were changed by hand while they held: this return is planned from where they are and needs an approval.".to_owned(),
+        HoldPlan::Extend { by, from, to } => format!(
+            ":alarm_clock: {} asks to hold the weights until {} instead of {}. No weight changes now.",
+            mention(by),
+            clock_time(*to),
+            clock_time(*from)
+        ),
+        HoldPlan::Keep { by, until } => format!(
+            ":alarm_clock: {} asks to keep these weights for good: they would have gone back at {}; the operation ends. No weight changes now.",
+            mention(by),
+            clock_time(*until)
+        ),
+    }
 }
 
 /// What break-glass pushes through, in a few words; `None` for an
@@ -724,14 +773,36 @@ fn stop_cause(cause: &StopCause) -> String {
                 blocked.join(", ")
             )
         }
+        StopCause::ReturnRefused { refusal } => format!(
+            "the weights did NOT go back at the end of the time-limited shift: {refusal} They stay where the shift left them; `/failover rollback` puts them back, with an approval, once that passes"
+        ),
         StopCause::Legacy { reason } => reason.clone(),
     }
+}
+
+/// Ten minutes (or less) before a time-limited shift's weights go back.
+fn hold_reminder(op: u64, until: DateTime<Utc>, back_to: &Weights) -> String {
+    format!(
+        ":alarm_clock: Operation #{op}: the weights go back to {} at {}. `/failover extend 1h` holds them longer; `/failover keep` keeps them and ends the operation. Either needs an approval; `/failover abort` cancels the return.",
+        weights_line(back_to),
+        clock_time(until)
+    )
+}
+
+fn weights_line(weights: &Weights) -> String {
+    weights
+        .iter()
+        .map(|(c, w)| format!("{c}={w}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn finished_text(f: &FinishedNotice) -> String {
     let id = f.op;
     let done_before = f.step.saturating_sub(1);
-    let earlier = if done_before > 0 {
+    let earlier = if f.while_holding {
+        " The time-limited shift's return is cancelled: its weights stay; `/failover rollback` undoes them.".to_owned()
+    } else if done_before > 0 {
         format!(" Steps 1–{done_before} stay applied; `/failover rollback` undoes them.")
     } else {
         " No weight changed.".to_owned()
@@ -743,8 +814,12 @@ fn finished_text(f: &FinishedNotice) -> String {
                 .iter()
                 .map(|(step, by)| format!("step {step} by {}", mention(by)))
                 .collect();
+            let kept = match f.while_holding {
+                true => " The time-limited shift's weights are kept.",
+                false => "",
+            };
             format!(
-                ":checkered_flag: Operation #{id} complete: {} steps, approved {}.",
+                ":checkered_flag: Operation #{id} complete: {} steps, approved {}.{kept}",
                 f.total,
                 approvals.join(", ")
             )
@@ -763,6 +838,12 @@ fn finished_text(f: &FinishedNotice) -> String {
         OperationOutcome::Aborted { by } => format!(
             ":octagonal_sign: Operation #{id} aborted by {}.{earlier}",
             mention(by)
+        ),
+        OperationOutcome::Failed {
+            cause: cause @ StopCause::ReturnRefused { .. },
+        } => format!(
+            ":rotating_light: <!here> Operation #{id}: {}.",
+            stop_cause(cause)
         ),
         OperationOutcome::Failed { cause } => format!(
             ":x: Operation #{id} stopped at step {}: {}",
@@ -792,6 +873,10 @@ fn resuming(r: &ResumeNotice) -> String {
         }
         Resumption::Baking { until } => format!(
             "watching the after-gates until {}",
+            clock_time(*until)
+        ),
+        Resumption::Holding { until } => format!(
+            "the time-limited shift holds; its weights go back at {}",
             clock_time(*until)
         ),
         Resumption::Closing => "closing the operation".to_owned(),
@@ -844,6 +929,7 @@ fn phase_words(phase: PhaseName) -> &'static str {
         PhaseName::Applying => "applying",
         PhaseName::Planning => "planning",
         PhaseName::Baking => "baking",
+        PhaseName::Holding => "holding",
         PhaseName::Finishing => "finishing",
     }
 }
@@ -852,14 +938,19 @@ fn status_text(view: &StatusNotice, config: &Config) -> String {
     let weights = view.snapshot.weights();
     let running = match &view.running {
         None => "no operation running".to_owned(),
-        Some(op) => format!(
-            "operation #{} by {} at step {}/{} ({})",
-            op.op,
-            mention(&op.requester),
-            op.step,
-            op.total,
-            op.phase.map_or("running", phase_words),
-        ),
+        Some(op) => {
+            format!(
+                "operation #{} by {} at step {}/{} ({})",
+                op.op,
+                mention(&op.requester),
+                op.step,
+                op.total,
+                op.phase.map_or("running", phase_words),
+            ) + &op
+                .returns_at
+                .map(|at| format!("; the weights go back at {}", clock_time(at)))
+                .unwrap_or_default()
+        }
     };
     let mut text = format!(
         ":bar_chart: *{}* · {} mode · {running}\n",

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Convergence, GateFailure, Snapshot};
 use crate::chat::MessageKind;
+use crate::command::hold::HoldChange;
 use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
@@ -77,6 +78,12 @@ pub enum Notice {
         /// rollback`).
         on_its_own: bool,
     },
+    /// A time-limited shift's weights go back soon: `extend` or `keep`.
+    HoldReminder {
+        op: OpId,
+        until: DateTime<Utc>,
+        back_to: Weights,
+    },
     /// An environment was frozen: new operations wait, but break-glass.
     Frozen {
         env: EnvId,
@@ -106,6 +113,50 @@ pub struct PlanNotice {
     /// The plan is the way back after these after-gate readings tripped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tripped: Option<Tripped>,
+    /// The plan is a time-limited shift's return, `extend` or `keep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldPlan>,
+}
+
+/// What a plan does to a time-limited shift that holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "hold", rename_all = "snake_case")]
+pub enum HoldPlan {
+    /// Time is up: the weights go back. `by_hand`: they were changed by
+    /// hand meanwhile, so the return needs an approval.
+    Return { by_hand: bool },
+    /// `extend`: the weights hold until `to` instead of `from`.
+    Extend {
+        by: UserId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    /// `keep`: the weights stay for good; the operation ends.
+    Keep { by: UserId, until: DateTime<Utc> },
+}
+
+impl HoldPlan {
+    /// What the step being planned does to the hold, if it is about one.
+    pub fn of(op: &OperationState) -> Option<HoldPlan> {
+        let hold = op.hold.as_ref()?;
+        if let Some(ret) = hold.returning {
+            return Some(HoldPlan::Return {
+                by_hand: ret.by_hand,
+            });
+        }
+        let ask = hold.change.as_ref()?;
+        Some(match ask.change {
+            HoldChange::Extend { by } => HoldPlan::Extend {
+                by: ask.by.clone(),
+                from: hold.until,
+                to: hold.until + by.chrono(),
+            },
+            HoldChange::Keep => HoldPlan::Keep {
+                by: ask.by.clone(),
+                until: hold.until,
+            },
+        })
+    }
 }
 
 /// How a bake stands.
@@ -158,16 +209,23 @@ pub struct FinishedNotice {
     pub total: usize,
     pub approvals: Vec<(usize, UserId)>,
     pub outcome: OperationOutcome,
+    /// A time-limited shift ended while its weights held (by `abort`,
+    /// `keep`, or a return that did not happen): they stay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub while_holding: bool,
 }
 
 impl FinishedNotice {
     pub fn of(op: &OperationState, outcome: &OperationOutcome) -> Self {
+        let returned = op.hold.as_ref().and_then(|h| h.returning).is_some()
+            && *outcome == OperationOutcome::Completed;
         FinishedNotice {
             op: op.header.id,
             step: op.step,
             total: op.total_steps(),
             approvals: approvals(&op.approvals),
             outcome: outcome.clone(),
+            while_holding: op.hold.is_some() && !returned,
         }
     }
 }
@@ -192,6 +250,10 @@ pub enum Resumption {
     Baking {
         until: DateTime<Utc>,
     },
+    /// A time-limited shift holds its weights until `until`.
+    Holding {
+        until: DateTime<Utc>,
+    },
     Closing,
 }
 
@@ -214,6 +276,9 @@ impl ResumeNotice {
             Phase::Approved(_) => Resumption::ApplyingApprovedStep,
             Phase::Applying(_) => Resumption::FinishingInterruptedStep,
             Phase::Baking { until } => Resumption::Baking { until: *until },
+            Phase::Holding => Resumption::Holding {
+                until: op.hold.as_ref().map_or(op.header.started_at, |h| h.until),
+            },
             Phase::Finishing(_) => Resumption::Closing,
         };
         ResumeNotice {
@@ -257,6 +322,9 @@ pub struct OperationLine {
     /// Why, as the requester said it.
     #[serde(default)]
     pub reason: Option<String>,
+    /// A time-limited shift's weights go back then (while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +340,7 @@ pub enum PhaseName {
     AwaitingApproval,
     Applying,
     Baking,
+    Holding,
     Finishing,
 }
 
@@ -282,6 +351,7 @@ impl OperationLine {
             Phase::Approved(_) | Phase::Applying(_) => PhaseName::Applying,
             Phase::Proposing => PhaseName::Planning,
             Phase::Baking { .. } => PhaseName::Baking,
+            Phase::Holding => PhaseName::Holding,
             Phase::Finishing(_) => PhaseName::Finishing,
         };
         OperationLine {
@@ -294,6 +364,7 @@ impl OperationLine {
             ended: None,
             phase: Some(phase),
             reason: op.header.reason.clone(),
+            returns_at: op.hold.as_ref().map(|h| h.until),
         }
     }
 
@@ -316,6 +387,7 @@ impl OperationLine {
             }),
             phase: None,
             reason: header.reason.clone(),
+            returns_at: None,
         }
     }
 }
@@ -359,6 +431,7 @@ impl Notice {
             Notice::History(_) => MessageKind::History,
             Notice::Bake(_) => MessageKind::Bake,
             Notice::GateTripped { .. } => MessageKind::GateTripped,
+            Notice::HoldReminder { .. } => MessageKind::HoldReminder,
             Notice::Frozen { .. } => MessageKind::Frozen,
             Notice::Unfrozen { .. } => MessageKind::Unfrozen,
             Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
@@ -395,6 +468,12 @@ impl Notice {
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
                 add("checks", checks_fact(&p.shown.checks));
                 add("way_back", p.tripped.is_some().to_string());
+                if let Some(hold) = &p.hold {
+                    add("hold", tag_of(hold, "hold"));
+                }
+                if let Some(limit) = &p.header.time_limit {
+                    add("time_limit", limit.to_string());
+                }
                 if let Some(by) = status_by(&p.status) {
                     add("by", by.to_string());
                 }
@@ -434,7 +513,9 @@ impl Notice {
                 add("outcome", f.outcome.word().to_owned());
                 if let OperationOutcome::Failed { cause } = &f.outcome {
                     add("cause", tag_of(cause, "cause"));
-                    if let StopCause::Refused { refusal } = cause {
+                    if let StopCause::Refused { refusal } | StopCause::ReturnRefused { refusal } =
+                        cause
+                    {
                         add("refusal", refusal_name(refusal));
                     }
                     if let Some(errors) = cause_errors(cause) {
@@ -535,6 +616,11 @@ impl Notice {
                 add("step", step.to_string());
                 add("checks", checks_fact(checks));
                 add("on_its_own", on_its_own.to_string());
+            }
+            Notice::HoldReminder { op, until, back_to } => {
+                add("op", op.to_string());
+                add("until", until.to_rfc3339());
+                add("back_to", weights_fact(back_to));
             }
             Notice::Frozen { env, by, .. } | Notice::Unfrozen { env, by, .. } => {
                 add("env", env.to_string());

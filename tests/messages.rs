@@ -13,6 +13,7 @@ use failover_bot::backend::{
     BackendError, ClusterState, Convergence, GateFailure, HealthFailure, Snapshot,
 };
 use failover_bot::chat::MessageKind;
+use failover_bot::command::hold::TimeLimit;
 use failover_bot::command::shift::ShiftOp;
 use failover_bot::command::to::FailoverOp;
 use failover_bot::config::gates::When;
@@ -20,8 +21,8 @@ use failover_bot::config::Config;
 use failover_bot::ids::{ClusterId, MessageRef};
 use failover_bot::messages::{render, render_resent};
 use failover_bot::notice::{
-    BakeNotice, BakeState, FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName,
-    PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
+    BakeNotice, BakeState, FinishedNotice, HistoryNotice, HoldPlan, Notice, OperationLine,
+    PhaseName, PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
 };
 use failover_bot::operation::{
     plan_step, CheckResult, ClusterOutcome, ClusterResult, GateWarning, OperationHeader,
@@ -70,6 +71,7 @@ fn header(kind: OperationKind, command: &str) -> OperationHeader {
         event: None,
         reason: None,
         during_freeze: None,
+        time_limit: None,
     }
 }
 
@@ -142,6 +144,7 @@ fn plan_notice(header: OperationHeader, shown: ShownPlan, status: PlanStatus) ->
         shown,
         status,
         tripped: None,
+        hold: None,
     }))
 }
 
@@ -488,6 +491,7 @@ fn finished(step: usize, outcome: OperationOutcome) -> Notice {
         total: 3,
         approvals: vec![(1, "bob".into()), (2, "dave".into()), (3, "bob".into())],
         outcome,
+        while_holding: false,
     })
 }
 
@@ -726,6 +730,7 @@ fn line(op: u64, ended: Option<&str>) -> OperationLine {
         }),
         phase: ended.is_none().then_some(PhaseName::AwaitingApproval),
         reason: (op == 7).then(|| "INC-4711 db failover".to_owned()),
+        returns_at: None,
     }
 }
 
@@ -983,6 +988,7 @@ fn gates_on_real_signals() {
         shown: shown(back, ApprovalState::Pending, vec![]),
         status: PlanStatus::Pending,
         tripped: Some(tripped.clone()),
+        hold: None,
     }));
     let bake = |state, checks: Vec<_>| {
         Notice::Bake(Box::new(BakeNotice {
@@ -1056,4 +1062,144 @@ fn gates_on_real_signals() {
         text.contains("on_gate_failure: rollback"),
         "every plan in an environment that rolls back on its own says so:\n{text}"
     );
+}
+
+#[test]
+fn time_limited_shifts() {
+    let two_hours = at(0) + chrono::Duration::hours(2);
+    let three_hours = at(0) + chrono::Duration::hours(3);
+    let mut op = shift(false);
+    op.time_limit = Some(TimeLimit::parse("2h").unwrap());
+    op.command = "/failover shift 50 to green for 2h".into();
+    let forward = plan_of(&op, 1, &weights(100, 0));
+    let back = Plan::new(
+        failover_bot::plan::PlanScope {
+            env: "dev".into(),
+            operation: 7,
+            step: 2,
+        },
+        failover_bot::plan::Change::SetWeights,
+        weights(50, 50),
+        weights(100, 0),
+    )
+    .unwrap();
+    let stay = Plan::new(
+        failover_bot::plan::PlanScope {
+            env: "dev".into(),
+            operation: 7,
+            step: 2,
+        },
+        failover_bot::plan::Change::SetWeights,
+        weights(50, 50),
+        weights(50, 50),
+    )
+    .unwrap();
+    let hold_plan = |plan: &Plan, hold| {
+        Notice::Plan(Box::new(PlanNotice {
+            header: op.clone(),
+            step: 2,
+            shown: shown(plan.clone(), ApprovalState::Pending, vec![]),
+            status: PlanStatus::Pending,
+            tripped: None,
+            hold: Some(hold),
+        }))
+    };
+    let ended = |outcome, while_holding| {
+        Notice::Finished(FinishedNotice {
+            op: 7,
+            step: 2,
+            total: 1,
+            approvals: vec![(1, "bob".into())],
+            outcome,
+            while_holding,
+        })
+    };
+    let mut holding = line(7, None);
+    holding.phase = Some(PhaseName::Holding);
+    holding.returns_at = Some(two_hours);
+    insta::assert_snapshot!(cases(vec![
+        (
+            "plan of a time-limited shift",
+            plan_notice(
+                op.clone(),
+                shown(forward, ApprovalState::Pending, vec![]),
+                PlanStatus::Pending
+            )
+        ),
+        (
+            "reminder",
+            Notice::HoldReminder {
+                op: 7,
+                until: two_hours,
+                back_to: weights(100, 0),
+            }
+        ),
+        (
+            "the return",
+            hold_plan(&back, HoldPlan::Return { by_hand: false })
+        ),
+        (
+            "the return after a change by hand",
+            hold_plan(&back, HoldPlan::Return { by_hand: true })
+        ),
+        (
+            "extend",
+            hold_plan(
+                &stay,
+                HoldPlan::Extend {
+                    by: "carol".into(),
+                    from: two_hours,
+                    to: three_hours,
+                }
+            )
+        ),
+        (
+            "keep",
+            hold_plan(
+                &stay,
+                HoldPlan::Keep {
+                    by: "carol".into(),
+                    until: two_hours,
+                }
+            )
+        ),
+        (
+            "return refused by a gate",
+            ended(
+                OperationOutcome::Failed {
+                    cause: StopCause::ReturnRefused {
+                        refusal: samples::refusals()
+                            .into_iter()
+                            .find(|r| samples::variant_name(r) == "MetricGate")
+                            .unwrap(),
+                    },
+                },
+                true
+            )
+        ),
+        (
+            "aborted while holding",
+            ended(OperationOutcome::Aborted { by: "alice".into() }, true)
+        ),
+        ("kept", ended(OperationOutcome::Completed, true)),
+        (
+            "status while holding",
+            Notice::Status(Box::new(StatusNotice {
+                env: "dev".into(),
+                snapshot: failover_bot::backend::Snapshot::default(),
+                observed: None,
+                running: Some(holding),
+                frozen: None,
+            }))
+        ),
+        (
+            "resuming while holding",
+            Notice::Resuming(ResumeNotice {
+                op: 7,
+                step: 1,
+                total: 1,
+                doing: Resumption::Holding { until: two_hours },
+            })
+        ),
+    ]));
 }

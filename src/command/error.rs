@@ -110,6 +110,12 @@ pub enum CommandError {
         env: EnvId,
         matches: Vec<String>,
     },
+    #[error(
+        "bad duration `{given}`: say how long, from a minute up, e.g. `2h`, `90m` or `1h30m`."
+    )]
+    BadDuration { given: String },
+    #[error("`{given}` is too long: a time-limited shift holds 72h at most, extensions included (as AWS caps zonal shifts).")]
+    TooLong { given: String },
     #[error("bad weight `{given}`: weights are whole numbers 0–255, e.g. `blue=100`")]
     BadWeight { given: String },
     #[error("{cluster} is named twice; give each cluster one weight.")]

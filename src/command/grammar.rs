@@ -3,6 +3,7 @@
 //! arguments and options it takes; this file reads them and says what was
 //! wrong with them, with the verb's usage line.
 
+use super::hold::TimeLimit;
 use super::names::Scope;
 use super::{CommandError, Missing, Verb};
 use crate::config::Config;
@@ -24,6 +25,7 @@ pub(super) enum Keyword {
     Steps,
     Weight,
     Because,
+    For,
 }
 
 impl Keyword {
@@ -34,6 +36,7 @@ impl Keyword {
             "steps" => Some(Keyword::Steps),
             "weight" => Some(Keyword::Weight),
             "because" => Some(Keyword::Because),
+            "for" => Some(Keyword::For),
             _ => None,
         }
     }
@@ -45,6 +48,7 @@ impl Keyword {
             Keyword::Steps => "steps",
             Keyword::Weight => "weight",
             Keyword::Because => "because",
+            Keyword::For => "for",
         }
     }
 }
@@ -58,6 +62,8 @@ pub(super) struct Options<'a> {
     pub weight: Option<u8>,
     /// `because REASON…`: the rest of the command.
     pub reason: Option<String>,
+    /// `for 2h`: a time-limited shift.
+    pub time_limit: Option<TimeLimit>,
 }
 
 impl<'a> Args<'a> {
@@ -115,6 +121,7 @@ impl<'a> Args<'a> {
                 Keyword::Steps => opts.steps.is_some(),
                 Keyword::Weight => opts.weight.is_some(),
                 Keyword::Because => opts.reason.is_some(),
+                Keyword::For => opts.time_limit.is_some(),
             };
             if repeated {
                 return Err(CommandError::RepeatedOption {
@@ -128,6 +135,10 @@ impl<'a> Args<'a> {
                 Keyword::Steps => opts.steps = Some(self.steps()?),
                 Keyword::Weight => opts.weight = Some(self.weight()?),
                 Keyword::Because => opts.reason = Some(self.rest(Missing::Reason)?),
+                Keyword::For => {
+                    let word = self.name(Missing::Duration)?;
+                    opts.time_limit = Some(TimeLimit::parse(word)?);
+                }
             }
         }
         Ok(opts)

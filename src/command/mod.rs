@@ -17,6 +17,7 @@ pub mod add;
 pub mod freeze;
 pub mod help;
 pub mod history;
+pub mod hold;
 pub mod remove;
 pub mod rollback;
 pub mod set;
@@ -50,10 +51,12 @@ pub enum Verb {
     History,
     Freeze,
     Unfreeze,
+    Extend,
+    Keep,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 12] = [
+    pub const ALL: [Verb; 14] = [
         Verb::Help,
         Verb::Status,
         Verb::Shift,
@@ -66,6 +69,8 @@ impl Verb {
         Verb::History,
         Verb::Freeze,
         Verb::Unfreeze,
+        Verb::Extend,
+        Verb::Keep,
     ];
 
     pub fn word(self) -> &'static str {
@@ -82,6 +87,8 @@ impl Verb {
             Verb::History => "history",
             Verb::Freeze => "freeze",
             Verb::Unfreeze => "unfreeze",
+            Verb::Extend => "extend",
+            Verb::Keep => "keep",
         }
     }
 
@@ -100,6 +107,8 @@ impl Verb {
             Verb::History => history::USAGE,
             Verb::Freeze => freeze::USAGE,
             Verb::Unfreeze => freeze::UNFREEZE_USAGE,
+            Verb::Extend => hold::EXTEND_USAGE,
+            Verb::Keep => hold::KEEP_USAGE,
         }
     }
 
@@ -118,6 +127,8 @@ impl Verb {
             Verb::History => history::SUMMARY,
             Verb::Freeze => freeze::SUMMARY,
             Verb::Unfreeze => freeze::UNFREEZE_SUMMARY,
+            Verb::Extend => hold::EXTEND_SUMMARY,
+            Verb::Keep => hold::KEEP_SUMMARY,
         }
     }
 
@@ -146,9 +157,20 @@ pub enum Command {
     Remove(remove::Remove),
     Freeze(freeze::Freeze),
     Unfreeze,
+    /// `extend` or `keep`: a change to a time-limited shift that holds.
+    Hold(hold::HoldChange),
 }
 
 impl Command {
+    /// `for 2h` on `shift` or `to`: how long the new weights hold.
+    pub fn time_limit(&self) -> Option<hold::TimeLimit> {
+        match self {
+            Command::Shift(shift) => shift.time_limit,
+            Command::To(to) => to.time_limit,
+            _ => None,
+        }
+    }
+
     pub fn verb(&self) -> Verb {
         match self {
             Command::Status => Verb::Status,
@@ -162,6 +184,8 @@ impl Command {
             Command::Remove(_) => Verb::Remove,
             Command::Freeze(_) => Verb::Freeze,
             Command::Unfreeze => Verb::Unfreeze,
+            Command::Hold(hold::HoldChange::Extend { .. }) => Verb::Extend,
+            Command::Hold(hold::HoldChange::Keep) => Verb::Keep,
         }
     }
 }
@@ -233,6 +257,8 @@ pub fn understand(config: &Config, channel: &str, text: &str) -> Result<Understo
         Verb::Remove => remove::parse(&mut args)?,
         Verb::Freeze => freeze::parse(&mut args)?,
         Verb::Unfreeze => freeze::parse_unfreeze(&mut args)?,
+        Verb::Extend => hold::parse_extend(&mut args)?,
+        Verb::Keep => hold::parse_keep(&mut args)?,
     };
     Ok(Understood::Request(request))
 }
@@ -280,7 +306,8 @@ environments:
             Command::Shift(shift::Shift {
                 percent: pct(50),
                 to: None,
-                force: false
+                force: false,
+                time_limit: None,
             })
         );
         assert_eq!(
@@ -288,21 +315,24 @@ environments:
             Command::Shift(shift::Shift {
                 percent: pct(25),
                 to: Some(GREEN.into()),
-                force: false
+                force: false,
+                time_limit: None,
             })
         );
         assert_eq!(
             command("to green steps 10, 50,100 in dev"),
             Command::To(to::To {
                 cluster: GREEN.into(),
-                steps: vec![pct(10), pct(50), pct(100)]
+                steps: vec![pct(10), pct(50), pct(100)],
+                time_limit: None,
             })
         );
         assert_eq!(
             command("to green"),
             Command::To(to::To {
                 cluster: GREEN.into(),
-                steps: vec![pct(20), pct(100)]
+                steps: vec![pct(20), pct(100)],
+                time_limit: None,
             })
         );
         assert_eq!(command("STATUS in dev"), Command::Status);
@@ -351,6 +381,44 @@ environments:
             })
         );
         assert_eq!(command("unfreeze"), Command::Unfreeze);
+        assert_eq!(
+            command("shift 50 to green for 2h").time_limit(),
+            Some(hold::TimeLimit::parse("2h").unwrap())
+        );
+        assert_eq!(
+            command("to green for 4h steps 50,100 in dev").time_limit(),
+            Some(hold::TimeLimit::parse("4h").unwrap())
+        );
+        assert_eq!(
+            command("extend 1h in dev"),
+            Command::Hold(hold::HoldChange::Extend {
+                by: hold::TimeLimit::parse("1h").unwrap()
+            })
+        );
+        assert_eq!(command("keep"), Command::Hold(hold::HoldChange::Keep));
+    }
+
+    #[test]
+    fn time_limits_are_checked() {
+        assert!(matches!(
+            read("shift 50 for 100h"),
+            Err(CommandError::TooLong { .. })
+        ));
+        assert!(matches!(
+            read("shift 50 for ever"),
+            Err(CommandError::BadDuration { .. })
+        ));
+        assert!(matches!(
+            read("extend"),
+            Err(CommandError::MissingArgument {
+                what: Missing::Duration,
+                ..
+            })
+        ));
+        assert!(matches!(
+            read("set blue=1 for 2h"),
+            Err(CommandError::UnexpectedWord { .. })
+        ));
     }
 
     #[test]

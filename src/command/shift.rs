@@ -6,12 +6,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::grammar::{Args, Keyword};
+use super::hold::TimeLimit;
 use super::{Command, CommandError, Request};
 use crate::ids::ClusterId;
 use crate::plan::{self, Percent, PlanError, Target, Weights};
 
 pub const USAGE: &str =
-    "`/failover shift PERCENT [to CLUSTER] [in ENV]`, e.g. `/failover shift 50 to green`";
+    "`/failover shift PERCENT [to CLUSTER] [in ENV] [for DURATION]`, e.g. `/failover shift 50 to green`";
 pub const SUMMARY: &str = "one step: CLUSTER gets PERCENT, the rest keep their proportions (without `to`: the cluster with the smaller share)";
 
 /// `shift` as asked for.
@@ -22,17 +23,24 @@ pub struct Shift {
     pub to: Option<ClusterId>,
     /// `shift!`: push through a failing health gate (break-glass).
     pub force: bool,
+    /// `for 2h`: the weights go back after that long.
+    pub time_limit: Option<TimeLimit>,
 }
 
 pub(super) fn parse(args: &mut Args<'_>, force: bool) -> Result<Request, CommandError> {
     let percent = args.percent()?;
-    let options = args.options(&[Keyword::To, Keyword::Because])?;
+    let options = args.options(&[Keyword::To, Keyword::For, Keyword::Because])?;
     let scope = args.scope(options.env)?;
     let to = options.to.map(|name| scope.cluster(name)).transpose()?;
     Ok(Request {
         env: scope.env,
         reason: options.reason,
-        command: Command::Shift(Shift { percent, to, force }),
+        command: Command::Shift(Shift {
+            percent,
+            to,
+            force,
+            time_limit: options.time_limit,
+        }),
     })
 }
 

@@ -4,11 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::grammar::{Args, Keyword};
+use super::hold::TimeLimit;
 use super::{Command, CommandError, Missing, Request};
 use crate::ids::ClusterId;
 use crate::plan::{self, Percent, PlanError, Target, Weights};
 
-pub const USAGE: &str = "`/failover to CLUSTER [in ENV] [steps 10,50,100]`";
+pub const USAGE: &str = "`/failover to CLUSTER [in ENV] [steps 10,50,100] [for DURATION]`";
 pub const SUMMARY: &str = "a whole failover, one approved step per entry";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,11 +17,13 @@ pub struct To {
     pub cluster: ClusterId,
     /// The steps given, or the config's `routing.default_steps`.
     pub steps: Vec<Percent>,
+    /// `for 4h`: the weights go back after that long.
+    pub time_limit: Option<TimeLimit>,
 }
 
 pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     let name = args.name(Missing::Cluster)?;
-    let options = args.options(&[Keyword::Steps, Keyword::Because])?;
+    let options = args.options(&[Keyword::Steps, Keyword::For, Keyword::Because])?;
     let scope = args.scope(options.env)?;
     let cluster = scope.cluster(name)?;
     let steps = match options.steps {
@@ -31,7 +34,11 @@ pub(super) fn parse(args: &mut Args<'_>) -> Result<Request, CommandError> {
     Ok(Request {
         env: scope.env,
         reason: options.reason,
-        command: Command::To(To { cluster, steps }),
+        command: Command::To(To {
+            cluster,
+            steps,
+            time_limit: options.time_limit,
+        }),
     })
 }
 

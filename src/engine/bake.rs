@@ -28,19 +28,20 @@ const FASTEST: Duration = Duration::from_secs(1);
 const SLOWEST: Duration = Duration::from_secs(30);
 
 impl Engine {
-    /// Moves on what time moves: approvals past their deadline expire, and
-    /// baking operations read their gates. Call it every second (serve) or
+    /// Moves on what time moves: approvals past their deadline expire,
+    /// baking operations read their gates, and time-limited shifts are
+    /// reminded of and returned. Call it every second (serve) or
     /// before each input (the sandbox).
     pub async fn tick(&self) {
         self.expire_due().await;
-        let baking: Vec<EnvId> = self.with_ledger(|l| {
+        let waiting: Vec<EnvId> = self.with_ledger(|l| {
             l.active
                 .iter()
-                .filter(|(_, op)| matches!(op.phase, Phase::Baking { .. }))
+                .filter(|(_, op)| waits_for_time(op))
                 .map(|(env, _)| env.clone())
                 .collect()
         });
-        for env in baking {
+        for env in waiting {
             let outcome = self.drive_locked(&env).await;
             self.log_failure(outcome, &env);
         }
@@ -195,17 +196,26 @@ impl Engine {
 
     /// The way back's plan, shown: approved at once when the environment
     /// rolls back on its own (its gates passed when it was planned, so no
-    /// traffic goes to a cluster whose own gates fail).
+    /// traffic goes to a cluster whose own gates fail), and a time-limited
+    /// shift's return, whose approval came with the shift.
     pub(super) fn approve_way_back(
         &self,
         header: &OperationHeader,
         step: usize,
         plan: &crate::plan::PlanHash,
     ) -> Result<(), EngineError> {
-        let tripped = self
-            .active_operation(&header.env)
-            .is_some_and(|o| o.tripped.is_some());
-        if !tripped || !self.rolls_back_on_its_own(header) {
+        let Some(op) = self.active_operation(&header.env) else {
+            return Ok(());
+        };
+        let way_back = op.tripped.is_some() && self.rolls_back_on_its_own(header);
+        // A time-limited shift's return was approved with the shift, unless
+        // the weights were changed by hand meanwhile.
+        let timed_return = op
+            .hold
+            .as_ref()
+            .and_then(|h| h.returning)
+            .is_some_and(|r| !r.by_hand);
+        if !way_back && !timed_return {
             return Ok(());
         }
         self.record(Entry::Decided {
@@ -219,5 +229,16 @@ impl Engine {
             event: None,
         })?;
         Ok(())
+    }
+}
+
+/// Whether time alone moves `op` on: a bake, a holding shift, or an
+/// `extend`/`keep` awaiting approval whose shift's time may run out.
+fn waits_for_time(op: &OperationState) -> bool {
+    let hold_change = op.hold.as_ref().is_some_and(|h| h.changing());
+    match op.phase {
+        Phase::Baking { .. } | Phase::Holding => true,
+        Phase::AwaitingApproval(_) => hold_change,
+        _ => false,
     }
 }

@@ -20,6 +20,7 @@ mod answers;
 mod apply;
 mod bake;
 mod gates;
+mod hold;
 mod outbox;
 mod policy;
 mod reactions;

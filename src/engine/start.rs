@@ -10,9 +10,10 @@ use crate::command::{Command, Request, Situation};
 use crate::config::ApprovalConfig;
 use crate::ids::MessageRef;
 use crate::journal::Entry;
-use crate::notice::{FinishedNotice, Notice, PlanNotice};
+use crate::notice::{FinishedNotice, HoldPlan, Notice, PlanNotice};
 use crate::operation::{
-    OperationHeader, OperationKind, OperationOutcome, PlanStatus, Refusal, ShownPlan, StopCause,
+    Aim, OperationHeader, OperationKind, OperationOutcome, PlanStatus, Refusal, ShownPlan,
+    StopCause,
 };
 
 impl Engine {
@@ -32,6 +33,7 @@ impl Engine {
             Command::Abort => self.abort(request, env).await,
             Command::Freeze(freeze) => self.freeze(request, env, Some(&freeze.reason)).await,
             Command::Unfreeze => self.freeze(request, env, None).await,
+            Command::Hold(change) => self.change_hold(request, env, *change).await,
             _ => self.start(request, work).await,
         }
     }
@@ -85,6 +87,7 @@ impl Engine {
             event: request.event_id.clone(),
             reason: work.reason.clone(),
             during_freeze,
+            time_limit: work.command.time_limit(),
         };
         let first = self.prepare(&header, 1, &snapshot).await?;
         if first.plan.is_noop() {
@@ -106,19 +109,22 @@ impl Engine {
         step: usize,
         prepared: Prepared,
     ) -> Result<(), EngineError> {
-        if prepared.plan.is_noop() {
+        if prepared.plan.is_noop() && prepared.aim != Aim::Stay {
             return self.skip_step(header, step);
         }
         let policy = self.config.approval_for(&header.env);
         let expires_at = self.now()
             + chrono::Duration::from_std(policy.expires_after)
                 .unwrap_or(chrono::Duration::minutes(15));
-        let approval = crate::approval::Approval::new(
-            prepared.plan.hash.clone(),
-            header.requester.clone(),
-            expires_at,
-        )
-        .requiring(policy.approvals_required);
+        // An `extend` or `keep` is approved by someone other than whoever
+        // asked for it (as the ledger records it).
+        let asker = self
+            .active_operation(&header.env)
+            .and_then(|o| o.hold.and_then(|h| h.change).map(|ask| ask.by))
+            .unwrap_or_else(|| header.requester.clone());
+        let approval =
+            crate::approval::Approval::new(prepared.plan.hash.clone(), asker, expires_at)
+                .requiring(policy.approvals_required);
         let mut shown = ShownPlan {
             plan: prepared.plan,
             message: MessageRef {
@@ -137,6 +143,9 @@ impl Engine {
             shown: shown.clone(),
             status: PlanStatus::Pending,
             tripped: self.active_operation(&header.env).and_then(|o| o.tripped),
+            hold: self
+                .active_operation(&header.env)
+                .and_then(|o| HoldPlan::of(&o)),
         }));
         let text = crate::messages::render(&notice, &self.config);
         self.record(Entry::PlanPosting {
@@ -195,6 +204,7 @@ impl Engine {
                 total: header.kind.total_steps(),
                 approvals: Vec::new(),
                 outcome: outcome.clone(),
+                while_holding: false,
             },
         };
         self.record(Entry::Finished {

@@ -14,10 +14,10 @@ use crate::backend::Snapshot;
 use crate::config::EnvironmentConfig;
 use crate::ids::ClusterId;
 use crate::journal::Entry;
-use crate::notice::{Destination, FinishedNotice, Notice, PlanNotice, StepReport};
+use crate::notice::{Destination, FinishedNotice, HoldPlan, Notice, PlanNotice, StepReport};
 use crate::operation::{
-    plan_step, GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus,
-    Refusal, ShownPlan, StepOutcome, StopCause,
+    plan_aimed, Aim, GateWarning, OperationHeader, OperationOutcome, OperationState, Phase,
+    PlanStatus, Refusal, ShownPlan, StepOutcome, StopCause,
 };
 use crate::plan::{Plan, Weights};
 use chrono::{DateTime, Utc};
@@ -31,6 +31,9 @@ pub(super) struct Prepared {
     pub checked: Checked,
     /// The routing objects' versions the plan was made from.
     pub versions: BTreeMap<ClusterId, String>,
+    /// What the plan aims at; an `extend` or `keep` moves no weight and
+    /// is shown for approval all the same.
+    pub aim: Aim,
 }
 
 impl Engine {
@@ -61,20 +64,26 @@ impl Engine {
         step: usize,
         snapshot: &Snapshot,
     ) -> Result<Prepared, Refusal> {
-        self.prepare_plan(header, step, snapshot, false).await
+        self.prepare_plan(header, step, snapshot, Aim::Forward)
+            .await
     }
 
-    /// [`Engine::prepare`], or, when an after-gate `tripped`, the plan of the
-    /// way back to the weights before the operation.
+    /// [`Engine::prepare`], or the plan of the way back to the weights
+    /// before the operation (an after-gate tripped, a time-limited shift's
+    /// time is up: through the same gates), or of an `extend` or `keep`
+    /// (no weight moves, so no gate).
     pub(super) async fn prepare_plan(
         &self,
         header: &OperationHeader,
         step: usize,
         snapshot: &Snapshot,
-        tripped: bool,
+        aim: Aim,
     ) -> Result<Prepared, Refusal> {
-        let plan = plan_step(header, step, &snapshot.weights(), tripped)?;
-        let checked = self.gates(&plan, header.kind.force()).await?;
+        let plan = plan_aimed(header, step, &snapshot.weights(), aim)?;
+        let checked = match aim {
+            Aim::Stay => Checked::default(),
+            _ => self.gates(&plan, header.kind.force()).await?,
+        };
         let versions = snapshot
             .clusters
             .iter()
@@ -84,6 +93,7 @@ impl Engine {
             plan,
             checked,
             versions,
+            aim,
         })
     }
 
@@ -123,8 +133,9 @@ impl Engine {
     /// One move of the operation; `false` when it now waits or has ended.
     async fn advance(&self, op: &OperationState) -> Result<bool, EngineError> {
         match op.phase.clone() {
-            Phase::AwaitingApproval(_) => return Ok(false),
+            Phase::AwaitingApproval(shown) => return self.lapse_hold_change(op, &shown).await,
             Phase::Baking { until } => return self.bake(op, until).await,
+            Phase::Holding => return self.hold(op).await,
             Phase::Proposing => self.propose_next(op).await?,
             Phase::Approved(shown) => self.start_step(op, &shown).await?,
             Phase::Applying(shown) => self.finish_interrupted_step(op, &shown).await?,
@@ -137,10 +148,9 @@ impl Engine {
     }
 
     async fn propose_next(&self, op: &OperationState) -> Result<(), EngineError> {
-        let tripped = op.tripped.is_some();
         let prepared = match self.read(&op.header.env).await {
             Ok(snapshot) => {
-                self.prepare_plan(&op.header, op.step, &snapshot, tripped)
+                self.prepare_plan(&op.header, op.step, &snapshot, op.aim())
                     .await
             }
             Err(refusal) => Err(refusal),
@@ -148,7 +158,11 @@ impl Engine {
         match prepared {
             Ok(prepared) => self.propose(&op.header, op.step, prepared).await,
             Err(refusal) => {
-                let cause = StopCause::Refused { refusal };
+                let returning = op.hold.as_ref().is_some_and(|h| h.returning.is_some());
+                let cause = match returning {
+                    true => StopCause::ReturnRefused { refusal },
+                    false => StopCause::Refused { refusal },
+                };
                 self.finish(op, OperationOutcome::Failed { cause }).await
             }
         }
@@ -302,7 +316,9 @@ impl Engine {
     fn bake_until(&self, op: &OperationState, outcome: &StepOutcome) -> Option<DateTime<Utc>> {
         let verified =
             matches!(outcome, StepOutcome::Applied { unverified, .. } if unverified.is_empty());
-        if !verified || op.tripped.is_some() {
+        // The way back, a return, `extend` or `keep` ends (or holds) the
+        // operation: there is no next step to hold back.
+        if !verified || op.tripped.is_some() || op.hold.is_some() {
             return None;
         }
         let bake = self.bake_of(&op.header.env)?;
@@ -371,11 +387,21 @@ impl Engine {
             }
         }
         // A one-step operation's step result already says it completed.
-        let said_already = outcome == OperationOutcome::Completed && op.total_steps() == 1;
+        // A time-limited shift's end (its return, or `keep`) is said.
+        let said_already =
+            outcome == OperationOutcome::Completed && op.total_steps() == 1 && op.hold.is_none();
         if !said_already {
+            // A return that did not happen is said in the channel itself,
+            // not only in a thread people may have muted hours ago.
+            let loud = matches!(
+                &outcome,
+                OperationOutcome::Failed {
+                    cause: StopCause::ReturnRefused { .. }
+                }
+            );
             let to = Destination::Post {
                 channel: op.header.channel.clone(),
-                thread: op.thread().cloned(),
+                thread: op.thread().cloned().filter(|_| !loud),
             };
             said.push((to, Notice::Finished(FinishedNotice::of(op, &outcome))));
         }
@@ -411,6 +437,7 @@ impl Engine {
             shown: shown.clone(),
             status,
             tripped: op.tripped.clone(),
+            hold: HoldPlan::of(op),
         }));
         let to = Destination::Update {
             at: shown.message.clone(),

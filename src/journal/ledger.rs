@@ -12,11 +12,12 @@ use chrono::{DateTime, Utc};
 use super::{Entry, Record};
 use crate::approval::Vote;
 use crate::approval::{Approval, ApprovalState};
+use crate::command::hold::HoldChange;
 use crate::ids::{EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
 use crate::operation::{
-    Freeze, GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan,
-    StepApproval, StepOutcome, StopCause, Tripped,
+    Freeze, GateWarning, Hold, HoldAsk, OperationHeader, OperationOutcome, OperationState, Phase,
+    Return, ShownPlan, StepApproval, StepOutcome, StopCause, Tripped,
 };
 use crate::plan::PlanHash;
 
@@ -187,13 +188,15 @@ impl Ledger {
                 let Some(state) = self.op_mut(*op) else {
                     return;
                 };
+                // An `extend` or `keep` is approved by someone other than
+                // whoever asked for it.
+                let asker = match state.hold.as_ref().and_then(|h| h.change.as_ref()) {
+                    Some(ask) => ask.by.clone(),
+                    None => state.header.requester.clone(),
+                };
                 let shown = ShownPlan {
-                    approval: Approval::new(
-                        plan.hash.clone(),
-                        state.header.requester.clone(),
-                        *expires_at,
-                    )
-                    .requiring(*approvals_required),
+                    approval: Approval::new(plan.hash.clone(), asker, *expires_at)
+                        .requiring(*approvals_required),
                     plan: plan.clone(),
                     message: message.clone(),
                     warnings: warnings.clone(),
@@ -281,7 +284,7 @@ impl Ledger {
                 ..
             } => {
                 if let Some(operation) = self.op_mut(*op) {
-                    finish_step(operation, outcome, *bake_until);
+                    finish_step(operation, outcome, *bake_until, record.at);
                 }
             }
             Entry::BakeShown { op, message, .. } => {
@@ -293,7 +296,7 @@ impl Ledger {
                 if let Some(operation) = self.op_mut(*op) {
                     if operation.step == *step && matches!(operation.phase, Phase::Baking { .. }) {
                         operation.bake_message = None;
-                        operation.phase = next_step(operation);
+                        operation.phase = next_step(operation, record.at);
                     }
                 }
             }
@@ -308,6 +311,21 @@ impl Ledger {
                         checks: checks.clone(),
                     });
                     operation.phase = Phase::Proposing;
+                }
+            }
+            Entry::Reminded { op, .. } => {
+                if let Some(hold) = self.op_mut(*op).and_then(|o| o.hold.as_mut()) {
+                    hold.reminded = true;
+                }
+            }
+            Entry::ReturnDue { op, by_hand } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    begin_return(operation, *by_hand);
+                }
+            }
+            Entry::HoldAsked { op, change, by } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    ask_hold_change(operation, change, by);
                 }
             }
             Entry::Finished { op, outcome } => self.finish(*op, outcome, record.at),
@@ -331,6 +349,7 @@ impl Ledger {
                 step_started_at: None,
                 bake_message: None,
                 tripped: None,
+                hold: None,
             },
         );
     }
@@ -485,6 +504,18 @@ fn decide(operation: &mut OperationState, step: usize, plan: &PlanHash, state: &
         updated.approval.votes.clear();
     }
     operation.last_shown = Some(updated.clone());
+    if let Some(hold) = operation.hold.as_mut().filter(|h| h.changing()) {
+        // An `extend` or `keep` that is not approved leaves the shift
+        // holding as it was; the operation goes on.
+        if let ApprovalState::Rejected { .. }
+        | ApprovalState::Expired { .. }
+        | ApprovalState::Withdrawn { .. } = state
+        {
+            hold.change = None;
+            operation.phase = Phase::Holding;
+            return;
+        }
+    }
     operation.phase = match state {
         ApprovalState::Pending => Phase::AwaitingApproval(updated),
         ApprovalState::Approved { by, .. } => {
@@ -534,9 +565,10 @@ fn start_step(
     operation.step_started_at = Some(at);
 }
 
-/// Where an operation goes after a step that did what it should: the next
-/// step, or the end. After the way back from a tripped gate, the end.
-fn next_step(operation: &mut OperationState) -> Phase {
+/// Where an operation goes after a step that did what it should (at
+/// `at`): the next step, the hold of a time-limited shift, or the end.
+/// After the way back from a tripped gate, the end.
+fn next_step(operation: &mut OperationState, at: DateTime<Utc>) -> Phase {
     if let Some(tripped) = &operation.tripped {
         return Phase::Finishing(OperationOutcome::Failed {
             cause: StopCause::GateTripped {
@@ -545,18 +577,85 @@ fn next_step(operation: &mut OperationState) -> Phase {
             },
         });
     }
+    if let Some(hold) = operation.hold.as_mut() {
+        return after_hold_step(hold);
+    }
     if operation.step < operation.total_steps() {
         operation.step += 1;
-        Phase::Proposing
-    } else {
-        Phase::Finishing(OperationOutcome::Completed)
+        return Phase::Proposing;
     }
+    match operation.header.time_limit {
+        Some(limit) => {
+            let left = operation
+                .last_shown
+                .as_ref()
+                .map(|s| s.plan.after.clone())
+                .unwrap_or_default();
+            operation.hold = Some(Hold {
+                until: at + limit.chrono(),
+                since: at,
+                left,
+                reminded: false,
+                returning: None,
+                change: None,
+            });
+            Phase::Holding
+        }
+        None => Phase::Finishing(OperationOutcome::Completed),
+    }
+}
+
+/// After a step of a holding shift: the return or `keep` ends it; an
+/// `extend` holds on, longer.
+fn after_hold_step(hold: &mut Hold) -> Phase {
+    if hold.returning.is_some() {
+        return Phase::Finishing(OperationOutcome::Completed);
+    }
+    match hold.change.take().map(|ask| ask.change) {
+        Some(HoldChange::Extend { by }) => {
+            hold.until += by.chrono();
+            hold.reminded = false;
+            Phase::Holding
+        }
+        Some(HoldChange::Keep) => Phase::Finishing(OperationOutcome::Completed),
+        None => Phase::Holding,
+    }
+}
+
+/// A holding shift's time is up: its return is the next step.
+fn begin_return(operation: &mut OperationState, by_hand: bool) {
+    let Some(hold) = operation.hold.as_mut() else {
+        return;
+    };
+    if operation.phase != Phase::Holding {
+        return;
+    }
+    hold.returning = Some(Return { by_hand });
+    operation.step += 1;
+    operation.phase = Phase::Proposing;
+}
+
+/// `extend` or `keep` asked of a holding shift: its plan is the next step.
+fn ask_hold_change(operation: &mut OperationState, change: &HoldChange, by: &UserId) {
+    let Some(hold) = operation.hold.as_mut() else {
+        return;
+    };
+    if operation.phase != Phase::Holding {
+        return;
+    }
+    hold.change = Some(HoldAsk {
+        change: *change,
+        by: by.clone(),
+    });
+    operation.step += 1;
+    operation.phase = Phase::Proposing;
 }
 
 fn finish_step(
     operation: &mut OperationState,
     outcome: &StepOutcome,
     bake_until: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
 ) {
     operation.step_started_at = None;
     operation.phase = match outcome {
@@ -570,9 +669,9 @@ fn finish_step(
         }
         StepOutcome::Applied { .. } => match bake_until {
             Some(until) => Phase::Baking { until },
-            None => next_step(operation),
+            None => next_step(operation, at),
         },
-        StepOutcome::Skipped => next_step(operation),
+        StepOutcome::Skipped => next_step(operation, at),
         StepOutcome::Conflict => Phase::Proposing,
         StepOutcome::Restored { failure } | StepOutcome::Incomplete { failure } => {
             Phase::Finishing(OperationOutcome::Failed {
@@ -582,11 +681,16 @@ fn finish_step(
             })
         }
         StepOutcome::Refused { refusal } | StepOutcome::Interrupted { refusal } => {
-            Phase::Finishing(OperationOutcome::Failed {
-                cause: StopCause::Refused {
-                    refusal: refusal.clone(),
-                },
-            })
+            let refusal = refusal.clone();
+            let returning = operation
+                .hold
+                .as_ref()
+                .is_some_and(|h| h.returning.is_some());
+            let cause = match returning {
+                true => StopCause::ReturnRefused { refusal },
+                false => StopCause::Refused { refusal },
+            };
+            Phase::Finishing(OperationOutcome::Failed { cause })
         }
     };
 }

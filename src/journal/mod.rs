@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::approval::ApprovalState;
+use crate::command::hold::HoldChange;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
 use crate::operation::{
@@ -203,6 +204,26 @@ pub enum Entry {
         step: usize,
         checks: Vec<GateCheck>,
     },
+    /// The thread was reminded that a time-limited shift's weights go
+    /// back at `until`.
+    Reminded {
+        op: OpId,
+        until: DateTime<Utc>,
+    },
+    /// A time-limited shift's time is up: its return is planned next.
+    /// `by_hand`: the weights are not the ones the shift left, so the
+    /// return needs an approval.
+    ReturnDue {
+        op: OpId,
+        by_hand: bool,
+    },
+    /// `extend` or `keep` was asked of a holding shift: its plan is shown
+    /// next, for an approval.
+    HoldAsked {
+        op: OpId,
+        change: HoldChange,
+        by: UserId,
+    },
     Finished {
         op: OpId,
         outcome: OperationOutcome,
@@ -231,6 +252,9 @@ impl Entry {
             Entry::BakeShown { .. } => "bake_shown",
             Entry::Baked { .. } => "baked",
             Entry::Tripped { .. } => "tripped",
+            Entry::Reminded { .. } => "reminded",
+            Entry::ReturnDue { .. } => "return_due",
+            Entry::HoldAsked { .. } => "hold_asked",
             Entry::Finished { .. } => "finished",
         }
     }

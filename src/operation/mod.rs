@@ -19,6 +19,7 @@ pub use refusal::Refusal;
 use crate::approval::Approval;
 use crate::backend::{BackendError, GateFailure, Snapshot};
 use crate::command::add::AddOp;
+use crate::command::hold::{HoldChange, TimeLimit};
 use crate::command::remove::RemoveOp;
 use crate::command::rollback::RollbackOp;
 use crate::command::set::SetOp;
@@ -63,7 +64,8 @@ impl OperationKind {
             | Command::History
             | Command::Abort
             | Command::Freeze(_)
-            | Command::Unfreeze => return None,
+            | Command::Unfreeze
+            | Command::Hold(_) => return None,
         })
     }
 
@@ -92,6 +94,30 @@ impl OperationKind {
     }
 }
 
+/// What a step aims at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aim {
+    /// The operation's own next step.
+    Forward,
+    /// Back to the weights before the operation: an after-gate tripped, or
+    /// a time-limited shift's time is up.
+    Back,
+    /// No weight moves: an `extend` or `keep` of a time-limited shift.
+    Stay,
+}
+
+impl OperationState {
+    /// What the step being planned aims at.
+    pub fn aim(&self) -> Aim {
+        match &self.hold {
+            Some(hold) if hold.changing() => Aim::Stay,
+            Some(hold) if hold.returning.is_some() => Aim::Back,
+            _ if self.tripped.is_some() => Aim::Back,
+            _ => Aim::Forward,
+        }
+    }
+}
+
 /// The plan of step `step` of an operation, from the weights `now`; the
 /// way back to the weights before it when an after-gate `tripped`.
 pub fn plan_step(
@@ -100,9 +126,21 @@ pub fn plan_step(
     now: &Weights,
     tripped: bool,
 ) -> Result<Plan, PlanError> {
-    let target = match tripped {
-        true => back_to_start(header, now),
-        false => header.kind.step_target(step, now)?,
+    let aim = if tripped { Aim::Back } else { Aim::Forward };
+    plan_aimed(header, step, now, aim)
+}
+
+/// The plan of step `step` of an operation, aimed as `aim` says.
+pub fn plan_aimed(
+    header: &OperationHeader,
+    step: usize,
+    now: &Weights,
+    aim: Aim,
+) -> Result<Plan, PlanError> {
+    let target = match aim {
+        Aim::Back => back_to_start(header, now),
+        Aim::Forward => header.kind.step_target(step, now)?,
+        Aim::Stay => Target::weights(now.clone()),
     };
     let scope = PlanScope {
         env: header.env.clone(),
@@ -145,6 +183,10 @@ pub struct OperationHeader {
     /// Started during a freeze, by break-glass: the freeze it broke.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub during_freeze: Option<Freeze>,
+    /// `for 2h`: once its steps are done, the weights hold that long, then
+    /// go back to `start` (the approval of the steps covers that return).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<TimeLimit>,
 }
 
 /// A freeze of an environment: who, why, since when.
@@ -229,6 +271,9 @@ pub enum Phase {
     Baking {
         until: DateTime<Utc>,
     },
+    /// A time-limited shift's steps are done: the weights hold until
+    /// [`Hold::until`], then go back.
+    Holding,
     /// Done; the end is recorded next.
     Finishing(OperationOutcome),
 }
@@ -261,6 +306,49 @@ pub struct OperationState {
     /// An after-gate tripped: the step being planned is the way back to the
     /// weights before the operation.
     pub tripped: Option<Tripped>,
+    /// A time-limited shift whose steps are done.
+    pub hold: Option<Hold>,
+}
+
+/// A time-limited shift's weights, holding until they go back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// When the weights go back.
+    pub until: DateTime<Utc>,
+    /// When they began to hold: the 72 h cap counts from here.
+    pub since: DateTime<Utc>,
+    /// The weights the operation left; a return from others (changed by
+    /// hand meanwhile) is planned again and needs an approval.
+    pub left: Weights,
+    /// The thread has been reminded of the return.
+    pub reminded: bool,
+    /// Time is up: the step being planned is the return.
+    pub returning: Option<Return>,
+    /// An `extend` or `keep` asked for: the step being planned is its
+    /// (weightless) plan, approved like any other.
+    pub change: Option<HoldAsk>,
+}
+
+/// The return of a time-limited shift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Return {
+    /// The weights were changed by hand while they held: the return was
+    /// planned again and needs an approval.
+    pub by_hand: bool,
+}
+
+/// `extend` or `keep`, and who asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldAsk {
+    pub change: HoldChange,
+    pub by: UserId,
+}
+
+impl Hold {
+    /// The step being planned changes no weight: it is an `extend` or `keep`.
+    pub fn changing(&self) -> bool {
+        self.change.is_some()
+    }
 }
 
 /// Why an operation turned back: the after-gate readings that blocked.
@@ -380,6 +468,9 @@ pub enum StopCause {
     /// An after-gate tripped after step `step`; the weights went back (or
     /// the way back was refused or rejected: see the thread).
     GateTripped { step: usize, checks: Vec<GateCheck> },
+    /// A time-limited shift's return was refused (a gate failed, a cluster
+    /// could not be read): the weights stay where the shift left them.
+    ReturnRefused { refusal: Refusal },
     /// Written by a release before facts were journaled: the sentence.
     Legacy { reason: String },
 }

@@ -51,6 +51,13 @@ pub enum Refusal {
     NoChange { env: EnvId },
     #[error("nothing to abort: no operation is running in {env}.")]
     NothingToAbort { env: EnvId },
+    #[error("no time-limited shift holds in {env}: `extend` and `keep` are for a shift started with `for DURATION`, once its steps are done.")]
+    NotHolding { env: EnvId },
+    #[error("a time-limited shift holds 72h at most, extensions included: {env}'s can hold until {} at the latest.", .latest.format("%Y-%m-%d %H:%M UTC"))]
+    HoldTooLong {
+        env: EnvId,
+        latest: chrono::DateTime<chrono::Utc>,
+    },
     #[error("{env} is busy: operation #{op} by <@{requester}>, step {step}/{total}. `/failover abort` ends it.")]
     Busy {
         env: EnvId,

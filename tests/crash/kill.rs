@@ -150,6 +150,7 @@ pub fn landed(records: &[Record], fake: &FakeSlack, now: &Weights) -> Landed {
             )
         }
         Phase::Baking { .. } => at("baking", format!("after step {step}")),
+        Phase::Holding => at("holding", format!("after step {step}")),
         Phase::Finishing(_) => at("closing", format!("after step {step}")),
     }
 }

@@ -71,6 +71,8 @@ pub fn command_errors() -> Vec<CommandError> {
         BadWeight {
             given: s("blue=300"),
         },
+        BadDuration { given: s("soon") },
+        TooLong { given: s("100h") },
         RepeatedCluster {
             cluster: BLUE.into(),
         },
@@ -189,6 +191,11 @@ pub fn engine_refusals() -> Vec<Refusal> {
             freeze: freeze(),
         },
         NotFrozen { env: "prod".into() },
+        NotHolding { env: "prod".into() },
+        HoldTooLong {
+            env: "prod".into(),
+            latest: noon() + chrono::Duration::hours(72),
+        },
         MayNotFreeze {
             env: "prod".into(),
             approvers: vec![s("S0SRE")],
