@@ -655,10 +655,33 @@ fn write_failure(failure: &WriteFailure) -> String {
     }
 }
 
+/// After a step that did what it should: what comes next.
+fn what_follows(report: &StepReport, last: bool) -> String {
+    match (&report.holds_for, &report.hold) {
+        (Some(limit), _) => format!(
+            " The weights hold for {limit}, then go back; a reminder comes 10 minutes before."
+        ),
+        // The notice that follows says how the operation ends or holds.
+        (None, Some(_)) => String::new(),
+        (None, None) if last && report.total == 1 => {
+            format!(" Operation #{} complete.", report.op)
+        }
+        (None, None) if !last => " The next step follows and needs its own approval.".to_owned(),
+        (None, None) => String::new(),
+    }
+}
+
 fn step_result(report: &StepReport, config: &Config) -> String {
-    let step = format!("Step {}/{}", report.step, report.total);
+    let step = match &report.hold {
+        Some(HoldPlan::Return { .. }) => "The return".to_owned(),
+        Some(HoldPlan::Extend { .. }) => "The extension".to_owned(),
+        Some(HoldPlan::Keep { .. }) => "Keeping the weights".to_owned(),
+        None => format!("Step {}/{}", report.step, report.total),
+    };
     let took = elapsed(report.micros);
-    let last = report.step == report.total;
+    // A time-limited shift's steps after its last (return, extend, keep)
+    // end or hold the operation: the notice that follows says which.
+    let last = report.step >= report.total;
     let mut text = match &report.outcome {
         StepOutcome::Applied {
             unverified,
@@ -676,10 +699,8 @@ fn step_result(report: &StepReport, config: &Config) -> String {
                 let names: Vec<&str> = dry_run.iter().map(ClusterId::as_str).collect();
                 let _ = write!(t, " Dry run on {}: accepted, not served.", names.join(", "));
             }
-            if last && report.total == 1 && unverified.is_empty() {
-                let _ = write!(t, " Operation #{} complete.", report.op);
-            } else if !last && unverified.is_empty() {
-                t.push_str(" The next step follows and needs its own approval.");
+            if unverified.is_empty() {
+                t.push_str(&what_follows(report, last));
             }
             t
         }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Convergence, GateFailure, Snapshot};
 use crate::chat::MessageKind;
-use crate::command::hold::HoldChange;
+use crate::command::hold::{HoldChange, TimeLimit};
 use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
@@ -199,6 +199,12 @@ pub struct StepReport {
     pub outcome: StepOutcome,
     /// Time from the step's start to its result, in microseconds.
     pub micros: u64,
+    /// The step was a time-limited shift's return, `extend` or `keep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldPlan>,
+    /// The last step of a time-limited shift: the weights hold this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds_for: Option<TimeLimit>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,7 +227,9 @@ impl FinishedNotice {
             && *outcome == OperationOutcome::Completed;
         FinishedNotice {
             op: op.header.id,
-            step: op.step,
+            // A time-limited shift's return, `extend` or `keep` counts
+            // as after its last step.
+            step: op.step.min(op.total_steps()),
             total: op.total_steps(),
             approvals: approvals(&op.approvals),
             outcome: outcome.clone(),
@@ -283,7 +291,9 @@ impl ResumeNotice {
         };
         ResumeNotice {
             op: op.header.id,
-            step: op.step,
+            // A time-limited shift's return, `extend` or `keep` counts
+            // as after its last step.
+            step: op.step.min(op.total_steps()),
             total: op.total_steps(),
             doing,
         }
@@ -358,7 +368,9 @@ impl OperationLine {
             op: op.header.id,
             requester: op.header.requester.clone(),
             command: op.header.typed().to_owned(),
-            step: op.step,
+            // A time-limited shift's return, `extend` or `keep` counts
+            // as after its last step.
+            step: op.step.min(op.total_steps()),
             total: op.total_steps(),
             approvals: approvals(&op.approvals),
             ended: None,

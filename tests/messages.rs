@@ -311,6 +311,8 @@ fn step_report(step: usize, outcome: StepOutcome, results: Vec<ClusterResult>) -
         results,
         outcome,
         micros: 1_234,
+        hold: None,
+        holds_for: None,
     }))
 }
 

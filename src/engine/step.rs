@@ -295,6 +295,11 @@ impl Engine {
             results: applied.results,
             outcome: outcome.clone(),
             micros,
+            hold: HoldPlan::of(op),
+            holds_for: op
+                .header
+                .time_limit
+                .filter(|_| op.hold.is_none() && op.step == op.total_steps()),
         }));
         let said = vec![
             in_thread(op, shown, report),
