@@ -87,6 +87,15 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
             on_its_own,
         } => gate_tripped(*op, *step, checks, *on_its_own),
         Notice::HoldReminder { op, until, back_to } => hold_reminder(*op, *until, back_to),
+        Notice::Rekeyed {
+            new_key,
+            old_head,
+            reason,
+        } => format!(
+            ":key: The journal's signing key was replaced: {reason}. A new signed chain starts under key `{}…`, anchored on record `{}…`; records before it are vouched for only by the hash chain and the old key's signatures. Check with `failover-bot audit verify --public-key`.",
+            &new_key[..new_key.len().min(16)],
+            &old_head[..old_head.len().min(16)]
+        ),
         Notice::DrillScorecard(card) => scorecard::text(card),
         Notice::Legacy { text } => text.clone(),
     };
@@ -819,6 +828,14 @@ fn weights_line(weights: &Weights) -> String {
 }
 
 fn finished_text(f: &FinishedNotice) -> String {
+    let text = finished_words(f);
+    match &f.anchor {
+        Some(anchor) => format!("{text}\nJournal anchor: `{anchor}`"),
+        None => text,
+    }
+}
+
+fn finished_words(f: &FinishedNotice) -> String {
     let id = f.op;
     let done_before = f.step.saturating_sub(1);
     let earlier = if f.while_holding {

@@ -84,6 +84,13 @@ pub enum Notice {
         until: DateTime<Utc>,
         back_to: Weights,
     },
+    /// The journal's signing key was replaced (the old one lost): a new
+    /// signed chain starts, anchored on `old_head`.
+    Rekeyed {
+        new_key: String,
+        old_head: String,
+        reason: String,
+    },
     /// An environment was frozen: new operations wait, but break-glass.
     Frozen {
         env: EnvId,
@@ -219,7 +226,15 @@ pub struct FinishedNotice {
     /// `keep`, or a return that did not happen): they stay.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub while_holding: bool,
+    /// The first 16 hex digits of the hash of the record that ended the
+    /// operation: the channel anchors the journal (`audit verify
+    /// --expect-head`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<String>,
 }
+
+/// How many hex digits of a record's hash the channel shows.
+pub const ANCHOR_DIGITS: usize = 16;
 
 impl FinishedNotice {
     pub fn of(op: &OperationState, outcome: &OperationOutcome) -> Self {
@@ -234,7 +249,14 @@ impl FinishedNotice {
             approvals: approvals(&op.approvals),
             outcome: outcome.clone(),
             while_holding: op.hold.is_some() && !returned,
+            anchor: None,
         }
+    }
+
+    /// With the hash of the record that ended the operation.
+    pub fn anchored(mut self, hash: &str) -> Self {
+        self.anchor = Some(hash.chars().take(ANCHOR_DIGITS).collect());
+        self
     }
 }
 
@@ -444,6 +466,7 @@ impl Notice {
             Notice::Bake(_) => MessageKind::Bake,
             Notice::GateTripped { .. } => MessageKind::GateTripped,
             Notice::HoldReminder { .. } => MessageKind::HoldReminder,
+            Notice::Rekeyed { .. } => MessageKind::Rekeyed,
             Notice::Frozen { .. } => MessageKind::Frozen,
             Notice::Unfrozen { .. } => MessageKind::Unfrozen,
             Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
@@ -521,6 +544,9 @@ impl Notice {
             }
             Notice::Finished(f) => {
                 add("op", f.op.to_string());
+                if let Some(anchor) = &f.anchor {
+                    add("anchor", anchor.clone());
+                }
                 add("step", f.step.to_string());
                 add("outcome", f.outcome.word().to_owned());
                 if let OperationOutcome::Failed { cause } = &f.outcome {
@@ -628,6 +654,12 @@ impl Notice {
                 add("step", step.to_string());
                 add("checks", checks_fact(checks));
                 add("on_its_own", on_its_own.to_string());
+            }
+            Notice::Rekeyed {
+                new_key, old_head, ..
+            } => {
+                add("new_key", new_key.clone());
+                add("old_head", old_head.clone());
             }
             Notice::HoldReminder { op, until, back_to } => {
                 add("op", op.to_string());

@@ -20,6 +20,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, RoutingMode};
 use crate::engine::{Engine, EngineParts};
 use crate::health::{self, Health};
+use crate::journal::sign::{start_signing, SignatureProblem, Signer};
 use crate::journal::{Journal, JournalError, Record};
 use crate::leader::{LeaderElection, Leadership};
 use crate::metrics::{MeteredBackend, Metrics};
@@ -41,6 +42,8 @@ pub struct ServeOptions {
     pub in_memory: bool,
     /// Campaign for a Lease and act only while holding it (two replicas).
     pub leader_election: Option<LeaderElection>,
+    /// Signs every journal record (the key from the bot's Secret).
+    pub signing_key: Option<Signer>,
 }
 
 pub async fn serve(options: ServeOptions, settings: SlackSettings) -> Result<(), String> {
@@ -131,7 +134,11 @@ where
         .map_err(|e| format!("cannot reach Slack with SLACK_BOT_TOKEN: {e}"))?;
     // Opened only now: with leader election, the previous leader may have
     // written to it until a moment ago.
-    let (journal, records) = open_journal(&options.journal).await?;
+    let (mut journal, records) = open_journal(&options.journal).await?;
+    let distrust = match options.signing_key.clone() {
+        Some(signer) => sign_journal(&mut journal, &options.journal, signer)?,
+        None => None,
+    };
     let engine = Engine::new(EngineParts {
         config: Arc::new(options.config),
         backend,
@@ -143,6 +150,9 @@ where
         bot_user: bot_user.into(),
     })
     .with_metrics(metrics.clone());
+    if let Some(problem) = distrust {
+        engine.distrust_journal(problem);
+    }
     let engine = Arc::new(engine);
     engine.resume().await;
     let ticker = tokio::spawn(tick_forever(engine.clone()));
@@ -218,6 +228,19 @@ async fn open_journal(path: &std::path::Path) -> Result<(Journal, Vec<Record>), 
             opened => return opened.map_err(|e| e.to_string()),
         }
     }
+}
+
+/// Signs the journal's records from now on; the problem with the
+/// signatures already there, if any.
+fn sign_journal(
+    journal: &mut Journal,
+    path: &std::path::Path,
+    signer: Signer,
+) -> Result<Option<SignatureProblem>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read journal {}: {e}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    start_signing(journal, &lines, signer, chrono::Utc::now()).map_err(|e| e.to_string())
 }
 
 /// Campaigns and waits to lead; logs while it waits.

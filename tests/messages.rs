@@ -494,6 +494,7 @@ fn finished(step: usize, outcome: OperationOutcome) -> Notice {
         approvals: vec![(1, "bob".into()), (2, "dave".into()), (3, "bob".into())],
         outcome,
         while_holding: false,
+        anchor: Some("3f2a9c0d81b4e7a6".into()),
     })
 }
 
@@ -1114,6 +1115,7 @@ fn time_limited_shifts() {
             approvals: vec![(1, "bob".into())],
             outcome,
             while_holding,
+            anchor: None,
         })
     };
     let mut holding = line(7, None);

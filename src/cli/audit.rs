@@ -1,14 +1,19 @@
-//! `failover-bot audit verify JOURNAL`: checks the journal's hash chain and
-//! lists who requested and who approved every weight change.
+//! `failover-bot audit verify JOURNAL [--public-key FILE] [--expect-head
+//! HASH]`: checks the journal's hash chain (and, given the public key, every
+//! record's signature), that the chain passes through the record a
+//! finished operation's thread quoted, and lists who requested and who
+//! approved every weight change.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::journal::ledger::Ledger;
-use crate::journal::{parse_line, verify_chain};
+use crate::journal::sign::{verify_lines, PublicKey};
+use crate::journal::{line_hash, parse_line, verify_chain};
+use crate::notice::ANCHOR_DIGITS;
 
-pub fn verify(path: &Path) -> ExitCode {
+pub fn verify(path: &Path, public_key: Option<&Path>, expect_head: Option<&str>) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -20,6 +25,26 @@ pub fn verify(path: &Path) -> ExitCode {
     if let Err(brk) = verify_chain(&lines) {
         println!("{}", broken(path, brk.line));
         return ExitCode::FAILURE;
+    }
+    let signed = match public_key.map(PublicKey::from_file) {
+        None => None,
+        Some(Err(e)) => {
+            eprintln!("failover-bot: --public-key: {e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(key)) => match verify_lines(&lines, Some(&key)) {
+            Ok(signatures) => Some(signatures.signed),
+            Err(problem) => {
+                println!("✗ {}: {problem}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let Some(head) = expect_head {
+        if let Err(why) = passes_through(&lines, head) {
+            println!("✗ {}: {why}", path.display());
+            return ExitCode::FAILURE;
+        }
     }
     let mut records = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
@@ -33,7 +58,31 @@ pub fn verify(path: &Path) -> ExitCode {
     }
     let ledger = Ledger::replay(&records);
     println!("{}", report(path, records.len(), &ledger));
+    if let Some(signed) = signed {
+        println!("✓ signatures: {signed} records signed, every one since the first checkpoint");
+    }
+    if let Some(head) = expect_head {
+        println!("✓ the chain passes through {head}");
+    }
     ExitCode::SUCCESS
+}
+
+/// The chain passes through a line whose hash starts with `head` (at
+/// least [`ANCHOR_DIGITS`] hex digits, as the channel quotes them).
+fn passes_through(lines: &[&str], head: &str) -> Result<(), String> {
+    let head = head.trim().to_ascii_lowercase();
+    if head.len() < ANCHOR_DIGITS || !head.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "--expect-head takes at least {ANCHOR_DIGITS} hex digits, got `{head}`"
+        ));
+    }
+    if lines.iter().any(|line| line_hash(line).starts_with(&head)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "no record has hash {head}…: the journal is not the one the channel anchored (records were rewritten or removed)"
+        ))
+    }
 }
 
 /// `failover-bot audit verify`: the chain is broken at `line`.

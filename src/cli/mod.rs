@@ -4,6 +4,7 @@
 
 mod audit;
 mod check;
+mod keys;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 mod route53;
 
 use crate::config::Config;
+use crate::journal::sign::Signer;
 use crate::leader::LeaderElection;
 use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
 use crate::telemetry::LogFormat;
@@ -61,6 +63,11 @@ pub struct ServeArgs {
     /// Log lines as text or as JSON objects.
     #[arg(long, env = "FAILOVER_BOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Sign every journal record with this Ed25519 key (a file holding the
+    /// 32-byte seed in hex, as `failover-bot keys generate` prints it;
+    /// mount it from the bot's Secret).
+    #[arg(long, env = "FAILOVER_BOT_SIGNING_KEY_FILE")]
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +101,12 @@ pub enum CliCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// The journal's signing keys: generate one, rotate to a new one, or
+    /// start a new signed chain when the old key is lost.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Route53 records in mode `route53` (reads AWS credentials and
     /// AWS_ENDPOINT_URL_ROUTE_53 from the standard AWS environment).
     Route53 {
@@ -115,7 +128,17 @@ pub enum AuditCommand {
     /// Check the journal's hash chain (any edited, inserted or deleted
     /// record breaks it) and print who requested and who approved every
     /// weight change; exit ≠ 0 if the chain is broken.
-    Verify { file: PathBuf },
+    Verify {
+        file: PathBuf,
+        /// Also check every record's signature against this public key (a
+        /// file with 64 hex digits): the key in force at the journal's end.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// The hash (16 hex digits or more) a finished operation's last
+        /// thread message quoted: the chain must pass through that record.
+        #[arg(long)]
+        expect_head: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -146,8 +169,14 @@ async fn run(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
         CliCommand::Audit {
-            command: AuditCommand::Verify { file },
-        } => audit::verify(&file),
+            command:
+                AuditCommand::Verify {
+                    file,
+                    public_key,
+                    expect_head,
+                },
+        } => audit::verify(&file, public_key.as_deref(), expect_head.as_deref()),
+        CliCommand::Keys { command } => keys::run(command),
         CliCommand::Crd => {
             print!("{}", crate::backend::kube::crd::crd_yaml());
             ExitCode::SUCCESS
@@ -209,12 +238,21 @@ async fn serve(args: ServeArgs) -> ExitCode {
         identity: args.identity.unwrap_or_else(default_identity),
         context: args.lease_context,
     });
+    let signing_key = match args.signing_key.as_deref().map(Signer::from_file) {
+        Some(Err(e)) => {
+            eprintln!("failover-bot: --signing-key: {e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(signer)) => Some(signer),
+        None => None,
+    };
     let options = crate::serve::ServeOptions {
         config,
         listen: args.listen,
         journal: args.journal,
         in_memory: args.in_memory,
         leader_election,
+        signing_key,
     };
     match crate::serve::serve(options, settings).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,6 +45,7 @@ use crate::command::{self, CommandError, Request};
 use crate::config::Config;
 use crate::ids::{EnvId, OpId, UserId};
 use crate::journal::ledger::{EventWindow, Finished, Ledger};
+use crate::journal::sign::SignatureProblem;
 use crate::journal::{Entry, Journal, JournalError, Record};
 use crate::messages;
 use crate::metrics::Metrics;
@@ -183,6 +184,8 @@ impl From<ChatError> for Failure {
 type Outcome = Result<(), Failure>;
 
 pub struct Engine {
+    /// Set when the journal's signatures did not verify at start.
+    untrusted: Mutex<Option<SignatureProblem>>,
     config: Arc<Config>,
     backend: Arc<dyn RoutingBackend>,
     chat: Arc<dyn Chat>,
@@ -237,6 +240,28 @@ impl Engine {
             signals,
             bake_readings: Mutex::default(),
             metrics,
+            untrusted: Mutex::default(),
+        }
+    }
+
+    /// The journal's signatures do not hold (`problem` names the line):
+    /// the bot still answers `status` and `history`, but changes no weight
+    /// until an operator has looked (a crash loop would help nobody in an
+    /// incident).
+    pub fn distrust_journal(&self, problem: SignatureProblem) {
+        tracing::error!(%problem, "journal signatures do not verify: refusing weight changes");
+        *self.untrusted.lock().unwrap_or_else(|e| e.into_inner()) = Some(problem);
+    }
+
+    /// Refuses a weight change while the journal is not trusted.
+    fn require_trusted_journal(&self) -> Result<(), Refusal> {
+        let untrusted = self.untrusted.lock().unwrap_or_else(|e| e.into_inner());
+        match &*untrusted {
+            Some(problem) => Err(Refusal::JournalUntrusted {
+                line: problem.line,
+                problem: problem.problem.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -491,12 +516,22 @@ impl Engine {
         entry: Entry,
         said: Vec<(Destination, Notice)>,
     ) -> Result<(), EngineError> {
-        let mut entries = vec![entry];
-        entries.extend(
-            said.into_iter()
-                .map(|(to, notice)| Entry::Say { to, notice }),
-        );
-        let records = self.store.append_batch(self.clock.now(), entries)?;
+        self.record_and_say_quoting(entry, |_| said).await
+    }
+
+    /// [`Engine::record_and_say`], where what is said may quote the hash
+    /// of `entry`'s line.
+    async fn record_and_say_quoting(
+        &self,
+        entry: Entry,
+        said: impl FnOnce(&str) -> Vec<(Destination, Notice)>,
+    ) -> Result<(), EngineError> {
+        let records = self.store.append_quoting(self.clock.now(), entry, |hash| {
+            said(hash)
+                .into_iter()
+                .map(|(to, notice)| Entry::Say { to, notice })
+                .collect()
+        })?;
         for record in records {
             if let Entry::Say { to, notice } = record.entry {
                 let id = Some(record.seq);

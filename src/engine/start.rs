@@ -56,6 +56,7 @@ impl Engine {
             }
             .into());
         }
+        self.require_trusted_journal()?;
         let policy = self.config.approval_for(env);
         let during_freeze = self.may_start(request, work, &policy).await?;
         require_another_approver(&policy, request)?;
@@ -205,6 +206,7 @@ impl Engine {
                 approvals: Vec::new(),
                 outcome: outcome.clone(),
                 while_holding: false,
+                anchor: None,
             },
         };
         self.record(Entry::Finished {

@@ -171,6 +171,9 @@ impl Engine {
     /// An approved step: re-check the weights (a plan is only valid for the
     /// weights it was made from) and the gates, then apply.
     async fn start_step(&self, op: &OperationState, shown: &ShownPlan) -> Result<(), EngineError> {
+        if let Err(refusal) = self.require_trusted_journal() {
+            return self.refuse_step(op, refusal).await;
+        }
         let snapshot = match self.read(&op.header.env).await {
             Ok(snapshot) => snapshot,
             Err(refusal) => return self.refuse_step(op, refusal).await,
@@ -391,30 +394,30 @@ impl Engine {
                 said.push(self.plan_update(op, shown, status));
             }
         }
-        // A one-step operation's step result already says it completed.
-        // A time-limited shift's end (its return, or `keep`) is said.
-        let said_already =
-            outcome == OperationOutcome::Completed && op.total_steps() == 1 && op.hold.is_none();
-        if !said_already {
-            // A return that did not happen is said in the channel itself,
-            // not only in a thread people may have muted hours ago.
-            let loud = matches!(
-                &outcome,
-                OperationOutcome::Failed {
-                    cause: StopCause::ReturnRefused { .. }
-                }
-            );
-            let to = Destination::Post {
-                channel: op.header.channel.clone(),
-                thread: op.thread().cloned().filter(|_| !loud),
-            };
-            said.push((to, Notice::Finished(FinishedNotice::of(op, &outcome))));
-        }
+        // A return that did not happen is said in the channel itself, not
+        // only in a thread people may have muted hours ago.
+        let loud = matches!(
+            &outcome,
+            OperationOutcome::Failed {
+                cause: StopCause::ReturnRefused { .. }
+            }
+        );
+        let to = Destination::Post {
+            channel: op.header.channel.clone(),
+            thread: op.thread().cloned().filter(|_| !loud),
+        };
+        let summary = FinishedNotice::of(op, &outcome);
         let finished = Entry::Finished {
             op: op.header.id,
             outcome,
         };
-        self.record_and_say(finished, said).await
+        // The last word in the thread quotes the hash of the record that
+        // ends the operation: the channel anchors the journal's chain.
+        self.record_and_say_quoting(finished, move |hash| {
+            said.push((to, Notice::Finished(summary.anchored(hash))));
+            said
+        })
+        .await
     }
 
     /// Sets the plan message to `status` now (not journaled with a record).

@@ -63,6 +63,26 @@ impl Store {
         Ok(records)
     }
 
+    /// [`Store::append_batch`] of `first` and the entries `then` makes
+    /// from the hash of `first`'s line (see [`Journal::append_quoting`]).
+    pub fn append_quoting(
+        &self,
+        at: DateTime<Utc>,
+        first: Entry,
+        then: impl FnOnce(&str) -> Vec<Entry>,
+    ) -> Result<Vec<Record>, JournalError> {
+        let mut inner = self.lock();
+        let records = inner.journal.append_quoting(at, first, then)?;
+        for record in &records {
+            inner.ledger.apply(record);
+            if let Entry::Started { header } = &record.entry {
+                inner.reserved.remove(&header.id);
+            }
+            count(&inner.metrics, record);
+        }
+        Ok(records)
+    }
+
     pub fn with_ledger<R>(&self, f: impl FnOnce(&Ledger) -> R) -> R {
         f(&self.lock().ledger)
     }

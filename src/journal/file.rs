@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::sign::{Signatures, Signer};
 use super::{line_hash, parse_line, to_line, Entry, Record, FORMAT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,50 @@ pub struct Journal {
     file: Option<Opened>,
     next_seq: u64,
     last_hash: String,
+    /// Signs every line written, once the bot has a key.
+    signer: Option<Signer>,
+}
+
+/// Records on their way into the journal, chained, not yet durable.
+struct Batch {
+    records: Vec<Record>,
+    text: String,
+    seq: u64,
+    last_hash: String,
+}
+
+impl Batch {
+    fn after(journal: &Journal) -> Batch {
+        Batch {
+            records: Vec::new(),
+            text: String::new(),
+            seq: journal.next_seq,
+            last_hash: journal.last_hash.clone(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        journal: &Journal,
+        at: DateTime<Utc>,
+        entry: Entry,
+    ) -> Result<(), JournalError> {
+        let record = Record {
+            v: FORMAT_VERSION,
+            seq: self.seq,
+            at,
+            prev: std::mem::take(&mut self.last_hash),
+            sig: None,
+            entry,
+        };
+        let line = journal.line_of(&record)?;
+        self.last_hash = line_hash(&line);
+        self.text.push_str(&line);
+        self.text.push('\n');
+        self.seq += 1;
+        self.records.push(record);
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -64,6 +109,7 @@ impl Journal {
             file: None,
             next_seq: 1,
             last_hash: String::new(),
+            signer: None,
         }
     }
 
@@ -107,6 +153,7 @@ impl Journal {
             }),
             next_seq,
             last_hash,
+            signer: None,
         };
         Ok((journal, records))
     }
@@ -126,33 +173,70 @@ impl Journal {
         at: DateTime<Utc>,
         entries: Vec<Entry>,
     ) -> Result<Vec<Record>, JournalError> {
-        let mut records = Vec::with_capacity(entries.len());
-        let mut lines = String::new();
-        let (mut seq, mut last_hash) = (self.next_seq, self.last_hash.clone());
+        let mut batch = Batch::after(self);
         for entry in entries {
-            let record = Record {
-                v: FORMAT_VERSION,
-                seq,
-                at,
-                prev: last_hash,
-                entry,
-            };
-            let line = to_line(&record).map_err(|e| JournalError::Io {
-                path: self.path(),
-                source: std::io::Error::other(e),
-            })?;
-            last_hash = line_hash(&line);
-            lines.push_str(&line);
-            lines.push('\n');
-            seq += 1;
-            records.push(record);
+            batch.add(self, at, entry)?;
         }
+        self.commit(batch)
+    }
+
+    /// [`Journal::append_batch`] of `first` and what `then` makes of the
+    /// hash of `first`'s line: a message that quotes the record it is
+    /// about, written with it.
+    pub fn append_quoting(
+        &mut self,
+        at: DateTime<Utc>,
+        first: Entry,
+        then: impl FnOnce(&str) -> Vec<Entry>,
+    ) -> Result<Vec<Record>, JournalError> {
+        let mut batch = Batch::after(self);
+        batch.add(self, at, first)?;
+        for entry in then(&batch.last_hash.clone()) {
+            batch.add(self, at, entry)?;
+        }
+        self.commit(batch)
+    }
+
+    /// Signs every line from now on with `signer`. A journal not signed so
+    /// far gets a checkpoint under the key first, covering what is there.
+    pub fn sign_with(
+        &mut self,
+        at: DateTime<Utc>,
+        signer: Signer,
+        signatures: &Signatures,
+    ) -> Result<(), JournalError> {
+        let key = signer.public().to_string();
+        self.signer = Some(signer);
+        if signatures.key.is_none() {
+            let lines = self.next_seq.saturating_sub(1);
+            self.append(at, Entry::Checkpoint { key, lines })?;
+        }
+        Ok(())
+    }
+
+    /// The hash of the last line: what the next record names as `prev`.
+    pub fn head(&self) -> &str {
+        &self.last_hash
+    }
+
+    fn line_of(&self, record: &Record) -> Result<String, JournalError> {
+        let line = to_line(record).map_err(|e| JournalError::Io {
+            path: self.path(),
+            source: std::io::Error::other(e),
+        })?;
+        Ok(match &self.signer {
+            Some(signer) => signer.sign_line(&line),
+            None => line,
+        })
+    }
+
+    fn commit(&mut self, batch: Batch) -> Result<Vec<Record>, JournalError> {
         if let Some(opened) = &mut self.file {
-            opened.write(lines.as_bytes())?;
+            opened.write(batch.text.as_bytes())?;
         }
-        self.next_seq = seq;
-        self.last_hash = last_hash;
-        Ok(records)
+        self.next_seq = batch.seq;
+        self.last_hash = batch.last_hash;
+        Ok(batch.records)
     }
 
     fn path(&self) -> String {

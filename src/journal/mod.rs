@@ -21,6 +21,7 @@
 
 pub mod file;
 pub mod ledger;
+pub mod sign;
 pub mod v1;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,10 @@ pub struct Record {
     pub at: DateTime<Utc>,
     /// SHA-256 (hex) of the previous line; empty for the first record.
     pub prev: String,
+    /// The record's Ed25519 signature, when the bot has a key: always the
+    /// line's last field (see [`sign`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
     #[serde(flatten)]
     pub entry: Entry,
 }
@@ -228,6 +233,25 @@ pub enum Entry {
         op: OpId,
         outcome: OperationOutcome,
     },
+    /// The first record signed with `key` (hex): it covers, through the
+    /// hash chain, every record before it, signed or not. `lines`: how
+    /// many records came before.
+    Checkpoint {
+        key: String,
+        lines: u64,
+    },
+    /// Signed by the key in force: from the next record on, `new_key`
+    /// signs.
+    KeyRotated {
+        new_key: String,
+    },
+    /// The signing key was lost: a new signed chain under `new_key` (which
+    /// signs this record), anchored on the line whose hash is `old_head`.
+    Rekeyed {
+        new_key: String,
+        old_head: String,
+        reason: String,
+    },
 }
 
 impl Entry {
@@ -256,6 +280,9 @@ impl Entry {
             Entry::ReturnDue { .. } => "return_due",
             Entry::HoldAsked { .. } => "hold_asked",
             Entry::Finished { .. } => "finished",
+            Entry::Checkpoint { .. } => "checkpoint",
+            Entry::KeyRotated { .. } => "key_rotated",
+            Entry::Rekeyed { .. } => "rekeyed",
         }
     }
 }

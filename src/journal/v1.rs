@@ -169,6 +169,7 @@ pub enum OperationOutcome {
 impl From<Record> for super::Record {
     fn from(record: Record) -> Self {
         super::Record {
+            sig: None,
             v: 1,
             seq: record.seq,
             at: record.at,

@@ -51,6 +51,8 @@ pub enum Refusal {
     NoChange { env: EnvId },
     #[error("nothing to abort: no operation is running in {env}.")]
     NothingToAbort { env: EnvId },
+    #[error("journal line {line} does not verify ({problem}): no weight changes until an operator checks the journal (`failover-bot audit verify`). `status` and `history` still work.")]
+    JournalUntrusted { line: usize, problem: String },
     #[error("no time-limited shift holds in {env}: `extend` and `keep` are for a shift started with `for DURATION`, once its steps are done.")]
     NotHolding { env: EnvId },
     #[error("a time-limited shift holds 72h at most, extensions included: {env}'s can hold until {} at the latest.", .latest.format("%Y-%m-%d %H:%M UTC"))]

@@ -18,6 +18,7 @@ use failover_bot::chat::{Chat, Message, MessageKind, MessageRef, StaticGroups};
 use failover_bot::clock::{Clock, OffsetClock, SystemClock};
 use failover_bot::config::Config;
 use failover_bot::engine::{CommandRequest, Engine, EngineParts, Reaction};
+use failover_bot::journal::sign::{start_signing, Signer};
 use failover_bot::journal::{Entry, Journal, JournalError, Record};
 use failover_bot::plan::Weights;
 
@@ -48,6 +49,8 @@ pub struct Builder {
     groups: BTreeMap<String, Vec<String>>,
     clock: Arc<dyn Clock>,
     journal: JournalAt,
+    /// Signs the journal, as `serve --signing-key` does.
+    signer: Option<Signer>,
 }
 
 impl Builder {
@@ -59,7 +62,15 @@ impl Builder {
             groups: BTreeMap::new(),
             clock: Arc::new(SystemClock),
             journal: JournalAt::Memory,
+            signer: None,
         }
+    }
+
+    /// Signs every record with `signer` (a file journal's existing records
+    /// are checked first, as `serve` does).
+    pub fn signing_key(mut self, signer: Signer) -> Builder {
+        self.signer = Some(signer);
+        self
     }
 
     pub fn config(mut self, config: Arc<Config>) -> Builder {
@@ -107,14 +118,23 @@ impl Builder {
     }
 
     pub fn build(self) -> Engine {
-        let (journal, records) = match &self.journal {
+        let (mut journal, records) = match &self.journal {
             JournalAt::Memory => (Journal::in_memory(), Vec::new()),
             JournalAt::File(path) => reopen_journal(path),
+        };
+        let distrust = match (&self.journal, self.signer.clone()) {
+            (JournalAt::File(path), Some(signer)) => {
+                let text = std::fs::read_to_string(path).expect("journal reads");
+                let lines: Vec<&str> = text.lines().collect();
+                start_signing(&mut journal, &lines, signer, self.clock.now())
+                    .expect("journal signs")
+            }
+            _ => None,
         };
         let backend = self
             .backend
             .unwrap_or_else(|| Arc::new(MemoryBackend::from_config(&self.config)));
-        Engine::new(EngineParts {
+        let engine = Engine::new(EngineParts {
             config: self.config,
             backend,
             chat: self.chat,
@@ -123,7 +143,11 @@ impl Builder {
             journal,
             records,
             bot_user: BOT_USER.into(),
-        })
+        });
+        if let Some(problem) = distrust {
+            engine.distrust_journal(problem);
+        }
+        engine
     }
 }
 
@@ -226,6 +250,13 @@ impl Harness {
             _dir: dir,
             events: AtomicU64::new(0),
         }
+    }
+
+    /// A restart of a bot that signs its journal with `signer` from now on.
+    pub async fn restart_signing(&mut self, signer: Signer) {
+        self.crash();
+        self.parts = self.parts.clone().signing_key(signer);
+        self.start_again().await;
     }
 
     /// Throws the engine away and builds a new one from the journal file,

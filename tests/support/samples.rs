@@ -192,6 +192,10 @@ pub fn engine_refusals() -> Vec<Refusal> {
         },
         NotFrozen { env: "prod".into() },
         NotHolding { env: "prod".into() },
+        JournalUntrusted {
+            line: 42,
+            problem: s("no signature"),
+        },
         HoldTooLong {
             env: "prod".into(),
             latest: noon() + chrono::Duration::hours(72),
