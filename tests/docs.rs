@@ -535,7 +535,14 @@ fn normalising_keeps_everything_but_clock_times_and_durations() {
 /// placeholder, not a file.
 fn paths_in_comments(source: &str) -> Vec<String> {
     const ROOTS: [&str; 8] = [
-        "src/", "docs/", "manifests/", "tests/", "scripts/", "examples/", "benches/", "fuzz/",
+        "src/",
+        "docs/",
+        "manifests/",
+        "tests/",
+        "scripts/",
+        "examples/",
+        "benches/",
+        "fuzz/",
     ];
     let mut found = Vec::new();
     for line in source.lines() {
@@ -614,6 +621,10 @@ fn the_comment_reader_finds_paths_and_skips_placeholders() {
     let source = source.as_str();
     assert_eq!(
         paths_in_comments(source),
-        ["src/engine/step.rs", "docs/missing.md", "tests/fixtures/journal-v1.jsonl"]
+        [
+            "src/engine/step.rs",
+            "docs/missing.md",
+            "tests/fixtures/journal-v1.jsonl"
+        ]
     );
 }
