@@ -160,6 +160,11 @@ pub struct RoutingConfig {
     /// carry the new weights before reporting stragglers.
     #[serde(default = "default_verify_timeout", with = "humantime_serde")]
     pub verify_timeout: Duration,
+    /// The bot's share of Route53's 5 API requests per second per account,
+    /// which it shares with external-dns: its requests are spaced to this
+    /// rate, a step's before any other.
+    #[serde(default = "default_route53_requests_per_second")]
+    pub route53_requests_per_second: f64,
 }
 
 impl Default for RoutingConfig {
@@ -170,6 +175,7 @@ impl Default for RoutingConfig {
             annotation_prefix: default_annotation_prefix(),
             default_steps: default_steps(),
             verify_timeout: default_verify_timeout(),
+            route53_requests_per_second: default_route53_requests_per_second(),
         }
     }
 }
@@ -227,6 +233,17 @@ pub struct Route53Config {
     pub txt_wildcard_replacement: String,
 }
 
+/// Route53's API limit per AWS account, requests per second: the bot's
+/// share (`routing.route53_requests_per_second`) may not be more.
+pub const ROUTE53_REQUESTS_PER_SECOND: f64 = 5.0;
+
+/// The bot's default share of [`ROUTE53_REQUESTS_PER_SECOND`]: 2 leaves 3
+/// for external-dns (whose sync of a zone is a burst of paginated list
+/// calls, every minute by default) and the rest of the account, while a
+/// step (a read per record name, one change batch, a few `GetChange`
+/// polls, a verifying read per name) still takes seconds, not minutes.
+pub const DEFAULT_ROUTE53_REQUESTS_PER_SECOND: f64 = 2.0;
+
 /// The owner id of the bot's Route53 records unless `route53.owner_id` says.
 pub const DEFAULT_ROUTE53_OWNER_ID: &str = "failover-bot";
 
@@ -276,6 +293,9 @@ fn default_annotation_prefix() -> String {
 }
 fn default_verify_timeout() -> Duration {
     Duration::from_secs(120)
+}
+fn default_route53_requests_per_second() -> f64 {
+    DEFAULT_ROUTE53_REQUESTS_PER_SECOND
 }
 fn default_steps() -> Vec<u32> {
     vec![10, 50, 100]
@@ -444,6 +464,13 @@ impl Config {
         }
         if let Err(problem) = validate_steps(&routing.default_steps) {
             p.add("routing.default_steps", problem.to_string());
+        }
+        let rate = routing.route53_requests_per_second;
+        if !(rate > 0.0 && rate <= ROUTE53_REQUESTS_PER_SECOND) {
+            p.add(
+                "routing.route53_requests_per_second",
+                format!("{rate} is not in (0, {ROUTE53_REQUESTS_PER_SECOND}]: Route53 allows 5 requests per second per account, shared with external-dns"),
+            );
         }
     }
 

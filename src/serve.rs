@@ -91,11 +91,11 @@ pub async fn real_backend(config: &Config) -> Result<Arc<dyn RoutingBackend>, St
     let zones = cluster_zones(config);
     match config.routing.mode {
         RoutingMode::Route53 => {
-            let route53 = Arc::new(Route53::from_env().await);
+            let route53 = Arc::new(Route53::for_config(config).await);
             Ok(Arc::new(Route53Mode::new(kube, route53, timeout, zones)))
         }
         _ if needs_dns => {
-            let route53 = Arc::new(Route53::from_env().await);
+            let route53 = Arc::new(Route53::for_config(config).await);
             Ok(Arc::new(DnsVerified::new(kube, route53, timeout, zones)))
         }
         _ => Ok(kube),

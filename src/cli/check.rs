@@ -36,7 +36,7 @@ pub async fn check(config: &Config, offline: bool) -> ExitCode {
         }
     };
     let route53 = match config.environments.values().any(|e| e.route53.is_some()) {
-        true => Some(crate::backend::route53::Route53::from_env().await),
+        true => Some(crate::backend::route53::Route53::for_config(config).await),
         false => None,
     };
     let mut ok = true;
