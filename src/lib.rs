@@ -71,6 +71,7 @@ pub mod metrics;
 pub mod notice;
 pub mod operation;
 pub mod plan;
+pub mod promql;
 pub mod sandbox;
 pub mod serve;
 pub mod slack;

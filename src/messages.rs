@@ -21,12 +21,12 @@ use crate::command::{cluster_labels, Verb};
 use crate::config::Config;
 use crate::ids::{ClusterId, EnvId, UserId};
 use crate::notice::{
-    FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName, PlanNotice, ResumeNotice,
-    Resumption, StatusNotice, StepReport, StepStopped,
+    BakeNotice, BakeState, FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName,
+    PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
 };
 use crate::operation::{
-    ClusterOutcome, GateWarning, OperationHeader, OperationKind, OperationOutcome, PlanStatus,
-    StepOutcome, StopCause, WriteFailure,
+    CapacityCheck, ClusterOutcome, GateCheck, GateWarning, OperationHeader, OperationKind,
+    OperationOutcome, PlanStatus, StepOutcome, StopCause, Tripped, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
 
@@ -78,6 +78,13 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
             mention(by),
             clock_time(*since)
         ),
+        Notice::Bake(bake) => bake_text(bake),
+        Notice::GateTripped {
+            op,
+            step,
+            checks,
+            on_its_own,
+        } => gate_tripped(*op, *step, checks, *on_its_own),
         Notice::DrillScorecard(card) => scorecard::text(card),
         Notice::Legacy { text } => text.clone(),
     };
@@ -320,12 +327,21 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
             freeze.reason
         );
     }
+    if let Some(tripped) = &plan.tripped {
+        let _ = writeln!(text, "{}", way_back(tripped));
+    }
     text.push_str(&weights_table(config, &header.env, &shown.plan));
-    for warning in &shown.warnings {
+    push_checks(&mut text, &shown.checks, &shown.capacity);
+    for warning in shown.warnings.iter().filter_map(break_glass_warning) {
         let _ = writeln!(
             text,
-            ":rotating_light: *break-glass*: health gate failing on {}; approving sends traffic there anyway.",
-            gate_warning(warning)
+            ":rotating_light: *break-glass*: {warning}; approving sends traffic there anyway."
+        );
+    }
+    if rolls_back_on_its_own(config, &header.env) {
+        let _ = writeln!(
+            text,
+            ":leftwards_arrow_with_hook: If an after-gate fails, the bot puts the weights back without an approval (`on_gate_failure: rollback`), never onto a cluster whose own gates fail."
         );
     }
     if plan.status == PlanStatus::Pending {
@@ -360,11 +376,149 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
     text
 }
 
-fn gate_warning(warning: &GateWarning) -> String {
+/// What break-glass pushes through, in a few words; `None` for an
+/// advisory reading (shown with the checks, never pushed through).
+fn break_glass_warning(warning: &GateWarning) -> Option<String> {
     match warning {
-        GateWarning::Failed { cluster, failure } => format!("{cluster}: {failure}"),
-        GateWarning::Legacy(text) => text.clone(),
+        GateWarning::Failed { cluster, failure } => {
+            Some(format!("health gate failing on {cluster}: {failure}"))
+        }
+        GateWarning::Metric { check } if check.advisory => None,
+        GateWarning::Metric { check } => Some(format!(
+            "gate `{}` failing on {}: reads {}",
+            check.gate,
+            check.cluster,
+            check.values()
+        )),
+        GateWarning::Capacity { capacity } => Some(format!(
+            "too few ready replicas of {} on {}: {}, needs {}",
+            capacity.deployment,
+            capacity.cluster,
+            capacity.ready_text(),
+            capacity.required
+        )),
+        GateWarning::Legacy(text) => Some(format!("health gate failing on {text}")),
     }
+}
+
+fn rolls_back_on_its_own(config: &Config, env: &EnvId) -> bool {
+    config
+        .environment(env)
+        .is_some_and(|e| e.on_gate_failure == crate::config::gates::OnGateFailure::Rollback)
+}
+
+/// The line that says a plan is the way back after a tripped gate.
+fn way_back(tripped: &Tripped) -> String {
+    let blocked: Vec<String> = tripped
+        .checks
+        .iter()
+        .filter(|c| c.blocks())
+        .map(|c| format!("`{}` on {}", c.gate, c.cluster))
+        .collect();
+    format!(
+        ":leftwards_arrow_with_hook: *The way back*: after step {}, {} failed; this plan puts every weight back to where it was before the operation.",
+        tripped.step,
+        blocked.join(", ")
+    )
+}
+
+/// The gates' readings, one per line: `✅ \`error-rate\` on green: 0.002 (pass if < 0.01)`.
+fn check_line(check: &GateCheck) -> String {
+    let icon = match (check.passed(), check.advisory) {
+        (true, _) => ":white_check_mark:",
+        (false, true) => ":large_yellow_circle:",
+        (false, false) => ":x:",
+    };
+    format!(
+        "{icon} `{}` on {}: {} (passes if {} {}){}",
+        check.gate,
+        check.cluster,
+        check.values(),
+        check.operator,
+        check.threshold,
+        if check.advisory { " _advisory_" } else { "" }
+    )
+}
+
+fn capacity_line(check: &CapacityCheck) -> String {
+    let icon = match check.enough {
+        Some(true) => ":white_check_mark:",
+        Some(false) => ":x:",
+        None => ":grey_question:",
+    };
+    format!(
+        "{icon} {} on {}: {} ready, needs {} for {}% of the traffic (headroom {})",
+        check.deployment,
+        check.cluster,
+        check.ready_text(),
+        check.required,
+        check.share_percent,
+        check.headroom
+    )
+}
+
+/// The before-gates and the capacity gate, as a plan shows them.
+fn push_checks(text: &mut String, checks: &[GateCheck], capacity: &[CapacityCheck]) {
+    if !checks.is_empty() {
+        text.push_str("Gates before the step:\n");
+        for check in checks {
+            let _ = writeln!(text, "{}", check_line(check));
+        }
+    }
+    if !capacity.is_empty() {
+        text.push_str("Capacity:\n");
+        for check in capacity {
+            let _ = writeln!(text, "{}", capacity_line(check));
+        }
+    }
+}
+
+/// The bake's readings, as they come.
+fn bake_text(bake: &BakeNotice) -> String {
+    let state = match bake.state {
+        BakeState::Holding => format!(
+            ":stopwatch: Step {}/{} baking until {}: the after-gates must hold before the next step.",
+            bake.step,
+            bake.total,
+            clock_time(bake.until)
+        ),
+        BakeState::Passed => format!(
+            ":white_check_mark: Step {}/{} baked: the after-gates held until {}.",
+            bake.step,
+            bake.total,
+            clock_time(bake.until)
+        ),
+        BakeState::Tripped => format!(
+            ":rotating_light: Step {}/{}: an after-gate failed during the bake.",
+            bake.step, bake.total
+        ),
+    };
+    let lines: Vec<String> = bake.checks.iter().map(check_line).collect();
+    format!("{state}\n{}", lines.join("\n"))
+}
+
+/// Said loudly when an after-gate blocks: which gate, its value, its query.
+fn gate_tripped(op: u64, step: usize, checks: &[GateCheck], on_its_own: bool) -> String {
+    let mut text = format!(
+        ":rotating_light: *Operation #{op} paused after step {step}: an after-gate failed.*\n"
+    );
+    for check in checks.iter().filter(|c| c.blocks()) {
+        let _ = writeln!(
+            text,
+            "`{}` on {} reads {} (must be {} {}) for `{}`",
+            check.gate,
+            check.cluster,
+            check.values(),
+            check.operator,
+            check.threshold,
+            check.query
+        );
+    }
+    text.push_str(match on_its_own {
+        true => "The bot puts the weights back now, without an approval (`on_gate_failure: rollback`).",
+        false => "The plan to put the weights back follows; it needs the usual approval. `/failover abort` leaves them as they are.",
+    });
+    text
 }
 
 fn clock_time(at: DateTime<Utc>) -> String {
@@ -559,6 +713,17 @@ fn stop_cause(cause: &StopCause) -> String {
         StopCause::PlanNotPosted { step, reason } => {
             format!("Slack did not take step {step}'s plan ({reason}), so nobody could approve it; nothing was changed by that step")
         }
+        StopCause::GateTripped { step, checks } => {
+            let blocked: Vec<String> = checks
+                .iter()
+                .filter(|c| c.blocks())
+                .map(|c| format!("`{}` on {} read {}", c.gate, c.cluster, c.values()))
+                .collect();
+            format!(
+                "an after-gate failed after step {step} ({}); the weights went back to where they were before the operation",
+                blocked.join(", ")
+            )
+        }
         StopCause::Legacy { reason } => reason.clone(),
     }
 }
@@ -625,6 +790,10 @@ fn resuming(r: &ResumeNotice) -> String {
         Resumption::FinishingInterruptedStep => {
             "finishing the step that was being applied".to_owned()
         }
+        Resumption::Baking { until } => format!(
+            "watching the after-gates until {}",
+            clock_time(*until)
+        ),
         Resumption::Closing => "closing the operation".to_owned(),
     };
     format!(
@@ -674,6 +843,7 @@ fn phase_words(phase: PhaseName) -> &'static str {
         PhaseName::AwaitingApproval => "awaiting approval",
         PhaseName::Applying => "applying",
         PhaseName::Planning => "planning",
+        PhaseName::Baking => "baking",
         PhaseName::Finishing => "finishing",
     }
 }

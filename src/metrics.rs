@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use crate::backend::{
     BackendError, Convergence, GateFailure, Removal, RoutingBackend, Snapshot, Written,
 };
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::plan::Weights;
 
@@ -308,6 +309,17 @@ impl RoutingBackend for MeteredBackend {
 
     fn removal(&self) -> Removal {
         self.inner.removal()
+    }
+
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.ready_replicas(cluster, deployment).await;
+        self.done(&cluster.name, started);
+        result
     }
 
     async fn delete(

@@ -15,8 +15,8 @@ use crate::chat::MessageKind;
 use crate::drill::Scorecard;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
-    ClusterResult, Freeze, OperationHeader, OperationOutcome, OperationState, Phase, PlanStatus,
-    Refusal, ShownPlan, StepApproval, StepOutcome,
+    ClusterResult, Freeze, GateCheck, OperationHeader, OperationOutcome, OperationState, Phase,
+    PlanStatus, Refusal, ShownPlan, StepApproval, StepOutcome, StopCause, Tripped, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
 
@@ -66,6 +66,17 @@ pub enum Notice {
     },
     Status(Box<StatusNotice>),
     History(HistoryNotice),
+    /// The after-gates' readings during a step's bake (posted, then updated).
+    Bake(Box<BakeNotice>),
+    /// An after-gate blocked: the operation turns back.
+    GateTripped {
+        op: OpId,
+        step: usize,
+        checks: Vec<GateCheck>,
+        /// The way back is taken without an approval (`on_gate_failure:
+        /// rollback`).
+        on_its_own: bool,
+    },
     /// An environment was frozen: new operations wait, but break-glass.
     Frozen {
         env: EnvId,
@@ -92,6 +103,38 @@ pub struct PlanNotice {
     pub step: usize,
     pub shown: ShownPlan,
     pub status: PlanStatus,
+    /// The plan is the way back after these after-gate readings tripped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tripped: Option<Tripped>,
+}
+
+/// How a bake stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BakeState {
+    Holding,
+    Passed,
+    Tripped,
+}
+
+impl BakeState {
+    pub fn label(self) -> &'static str {
+        match self {
+            BakeState::Holding => "holding",
+            BakeState::Passed => "passed",
+            BakeState::Tripped => "tripped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BakeNotice {
+    pub op: OpId,
+    pub step: usize,
+    pub total: usize,
+    pub until: DateTime<Utc>,
+    pub checks: Vec<GateCheck>,
+    pub state: BakeState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +188,10 @@ pub enum Resumption {
     },
     ApplyingApprovedStep,
     FinishingInterruptedStep,
+    /// Watching the after-gates after a step, until `until`.
+    Baking {
+        until: DateTime<Utc>,
+    },
     Closing,
 }
 
@@ -166,6 +213,7 @@ impl ResumeNotice {
             },
             Phase::Approved(_) => Resumption::ApplyingApprovedStep,
             Phase::Applying(_) => Resumption::FinishingInterruptedStep,
+            Phase::Baking { until } => Resumption::Baking { until: *until },
             Phase::Finishing(_) => Resumption::Closing,
         };
         ResumeNotice {
@@ -223,6 +271,7 @@ pub enum PhaseName {
     Planning,
     AwaitingApproval,
     Applying,
+    Baking,
     Finishing,
 }
 
@@ -232,6 +281,7 @@ impl OperationLine {
             Phase::AwaitingApproval(_) => PhaseName::AwaitingApproval,
             Phase::Approved(_) | Phase::Applying(_) => PhaseName::Applying,
             Phase::Proposing => PhaseName::Planning,
+            Phase::Baking { .. } => PhaseName::Baking,
             Phase::Finishing(_) => PhaseName::Finishing,
         };
         OperationLine {
@@ -307,6 +357,8 @@ impl Notice {
             Notice::Working { .. } => MessageKind::Working,
             Notice::Status(_) => MessageKind::Status,
             Notice::History(_) => MessageKind::History,
+            Notice::Bake(_) => MessageKind::Bake,
+            Notice::GateTripped { .. } => MessageKind::GateTripped,
             Notice::Frozen { .. } => MessageKind::Frozen,
             Notice::Unfrozen { .. } => MessageKind::Unfrozen,
             Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
@@ -341,6 +393,11 @@ impl Notice {
                 );
                 add("approved_by", votes.join(","));
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
+                add("checks", checks_fact(&p.shown.checks));
+                add("way_back", p.tripped.is_some().to_string());
+                if let Some(by) = status_by(&p.status) {
+                    add("by", by.to_string());
+                }
             }
             Notice::StepResult(r) => {
                 add("op", r.op.to_string());
@@ -363,6 +420,9 @@ impl Notice {
                     .map(|c| format!("{}={}", c.cluster, cluster_outcome(&c.outcome)))
                     .collect();
                 add("clusters", clusters.join(" "));
+                if let Some(errors) = outcome_errors(&r.outcome) {
+                    add("errors", errors);
+                }
             }
             Notice::Superseded { plan, .. } => {
                 add("op", plan.scope.operation.to_string());
@@ -372,10 +432,20 @@ impl Notice {
                 add("op", f.op.to_string());
                 add("step", f.step.to_string());
                 add("outcome", f.outcome.word().to_owned());
+                if let OperationOutcome::Failed { cause } = &f.outcome {
+                    add("cause", tag_of(cause, "cause"));
+                    if let StopCause::Refused { refusal } = cause {
+                        add("refusal", refusal_name(refusal));
+                    }
+                    if let Some(errors) = cause_errors(cause) {
+                        add("errors", errors);
+                    }
+                }
             }
             Notice::Resuming(r) => {
                 add("op", r.op.to_string());
                 add("step", r.step.to_string());
+                add("doing", tag_of(&r.doing, "doing"));
             }
             Notice::StepStopped(s) => {
                 add("op", s.plan.scope.operation.to_string());
@@ -383,6 +453,10 @@ impl Notice {
                 add("refusal", refusal_name(&s.refusal));
                 let names: Vec<&str> = s.put_back.iter().map(ClusterId::as_str).collect();
                 add("put_back", names.join(" "));
+                // Absent when the weights could not be read.
+                if let Some(now) = &s.now {
+                    add("now", weights_fact(now));
+                }
             }
             Notice::ApprovalTakenBack { user } | Notice::ApprovalTooLate { user, .. } => {
                 add("user", user.to_string());
@@ -445,6 +519,23 @@ impl Notice {
                     .collect();
                 add("ops", ops.join(" "));
             }
+            Notice::Bake(b) => {
+                add("op", b.op.to_string());
+                add("step", b.step.to_string());
+                add("state", b.state.label().to_owned());
+                add("checks", checks_fact(&b.checks));
+            }
+            Notice::GateTripped {
+                op,
+                step,
+                checks,
+                on_its_own,
+            } => {
+                add("op", op.to_string());
+                add("step", step.to_string());
+                add("checks", checks_fact(checks));
+                add("on_its_own", on_its_own.to_string());
+            }
             Notice::Frozen { env, by, .. } | Notice::Unfrozen { env, by, .. } => {
                 add("env", env.to_string());
                 add("user", by.to_string());
@@ -464,6 +555,15 @@ impl Notice {
     }
 }
 
+/// Gate readings as one fact: `error-rate@k8s-green=fail …`.
+fn checks_fact(checks: &[GateCheck]) -> String {
+    checks
+        .iter()
+        .map(|c| format!("{}@{}={}", c.gate, c.cluster, tag_of(&c.result, "result")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Weights as one fact: `k8s-blue=50 k8s-green=50`.
 fn weights_fact(weights: &Weights) -> String {
     weights
@@ -471,6 +571,57 @@ fn weights_fact(weights: &Weights) -> String {
         .map(|(c, w)| format!("{c}={w}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The user a plan's status names: who is applying, rejected, withdrew or
+/// aborted it.
+fn status_by(status: &PlanStatus) -> Option<&UserId> {
+    match status {
+        PlanStatus::Applying { by }
+        | PlanStatus::Rejected { by }
+        | PlanStatus::Withdrawn { by }
+        | PlanStatus::Aborted { by } => Some(by),
+        _ => None,
+    }
+}
+
+/// What failed behind a step whose writes did not all land, as the API
+/// said it (`cluster: reason`, `; ` between them).
+fn outcome_errors(outcome: &StepOutcome) -> Option<String> {
+    match outcome {
+        StepOutcome::Restored { failure } | StepOutcome::Incomplete { failure } => {
+            Some(failure_errors(failure))
+        }
+        _ => None,
+    }
+}
+
+/// What failed behind an operation that stopped, as the API said it.
+fn cause_errors(cause: &StopCause) -> Option<String> {
+    match cause {
+        StopCause::WritesFailed { failure } => Some(failure_errors(failure)),
+        StopCause::Refused { refusal } => refusal_errors(refusal),
+        _ => None,
+    }
+}
+
+fn failure_errors(failure: &WriteFailure) -> String {
+    match failure {
+        WriteFailure::Errors(errors) => errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        WriteFailure::Legacy(text) => text.clone(),
+    }
+}
+
+/// The backend's error behind a refusal, if a backend call refused it.
+fn refusal_errors(refusal: &Refusal) -> Option<String> {
+    match refusal {
+        Refusal::Unavailable { error, .. } => Some(error.to_string()),
+        _ => None,
+    }
 }
 
 fn cluster_outcome(outcome: &crate::operation::ClusterOutcome) -> String {

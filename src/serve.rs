@@ -28,7 +28,7 @@ use crate::slack::web::SlackChat;
 use crate::slack::{http, socket, SlackSettings};
 
 /// How often pending approvals are checked for expiry.
-const EXPIRY_TICK: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_secs(1);
 /// How often to try a journal another process holds.
 const JOURNAL_RETRY: Duration = Duration::from_millis(200);
 
@@ -145,7 +145,7 @@ where
     .with_metrics(metrics.clone());
     let engine = Arc::new(engine);
     engine.resume().await;
-    let ticker = tokio::spawn(expire_forever(engine.clone()));
+    let ticker = tokio::spawn(tick_forever(engine.clone()));
     let intake = Arc::new(Intake::new(engine));
     if let Some(secret) = &settings.signing_secret {
         health.take_slack_events(http::router(intake.clone(), secret));
@@ -256,11 +256,12 @@ impl Stop {
     }
 }
 
-async fn expire_forever(engine: Arc<Engine>) {
-    let mut tick = tokio::time::interval(EXPIRY_TICK);
+/// Time moves operations on: approvals expire, bakes read their gates.
+async fn tick_forever(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(TICK);
     loop {
         tick.tick().await;
-        engine.expire_due().await;
+        engine.tick().await;
     }
 }
 

@@ -408,18 +408,23 @@ fn plan_ts(posts: &[Posted], env: usize, step: usize) -> Option<String> {
         .map(|(_, ts)| ts)
 }
 
+/// Steps applied and verified in the thread of plan `ts`.
 fn applied_in(posts: &[Posted], ts: &str) -> usize {
+    let applied = [("outcome", "applied"), ("verified", "true")];
     fake_slack::thread_of(posts, ts)
-        .filter(|t| t.contains("applied and verified"))
+        .filter(|p| p.is("step_result", &applied))
         .count()
 }
 
 fn refusals_in(posts: &[Posted], ts: &str) -> usize {
     fake_slack::thread_of(posts, ts)
-        .filter(|t| t.starts_with(":warning:"))
+        .filter(|p| p.kind() == Some("refused"))
         .count()
 }
 
+/// Private answers saying the environment is busy. Ephemeral messages
+/// carry no metadata (`chat.postEphemeral` takes none): the words are all
+/// there is.
 fn busy_answers(posts: &[Posted], env: usize) -> usize {
     posts
         .iter()
@@ -431,21 +436,21 @@ fn busy_answers(posts: &[Posted], env: usize) -> usize {
 fn status_posts(posts: &[Posted], env: usize) -> Vec<&Posted> {
     posts
         .iter()
-        .filter(|p| {
-            p.channel == channel(env) && p.thread_ts.is_none() && p.ephemeral_user.is_none()
-        })
-        .filter(|p| p.text.starts_with(":bar_chart:"))
+        .filter(|p| p.channel == channel(env) && p.is_channel_post())
+        .filter(|p| p.kind() == Some("status"))
         .collect()
 }
 
-/// Cluster → weight, from a status post's table.
-fn status_weights(text: &str) -> BTreeMap<String, u64> {
-    text.lines()
-        .filter(|l| l.starts_with("k8s-"))
-        .filter_map(|l| {
-            let mut cells = l.split_whitespace();
-            let cluster = cells.next()?.to_owned();
-            Some((cluster, cells.next()?.parse().ok()?))
+/// Cluster → weight, from a status post's `weights` fact
+/// (`k8s-blue.e0.example.com=60 …`).
+fn status_weights(status: &Posted) -> BTreeMap<String, u64> {
+    status
+        .fact("weights")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pair| {
+            let (cluster, weight) = pair.split_once('=')?;
+            Some((cluster.to_owned(), weight.parse().ok()?))
         })
         .collect()
 }
@@ -582,6 +587,7 @@ fn wrong_reply(action: &Action, reply: &str) -> Option<String> {
     let What::Command { text, .. } = &action.what else {
         return None;
     };
+    // Acknowledgements carry text only (no metadata).
     let fine = match action.role {
         Role::QuickReply if text == "help" => reply.contains("/failover shift PERCENT"),
         Role::QuickReply => reply.contains("did you mean `shift`?"),
@@ -784,15 +790,17 @@ fn check_operations(posts: &[Posted], journal: &[Value]) {
             serde_json::from_value(last_plan["plan"]["after"].clone()).expect("weights");
         let statuses = status_posts(posts, env);
         let last_status = statuses.last().expect("a status after everything");
-        assert!(
-            last_status.text.contains("no operation running"),
+        assert_eq!(
+            last_status.fact("running"),
+            Some("none"),
             "{}",
-            last_status.text
+            last_status.summary()
         );
         assert_eq!(
-            status_weights(&last_status.text),
+            status_weights(last_status),
             planned,
-            "final weights in e{env}"
+            "final weights in e{env}: {}",
+            last_status.summary()
         );
     }
 }
@@ -849,10 +857,7 @@ fn check_journal_ids(expected: &Expected, journal: &[Value]) {
 fn report(run: &Run<'_>, phases: &[Vec<(usize, u32)>], posts: &[Posted], journal: &[Value]) {
     let per_phase: Vec<usize> = phases.iter().map(Vec::len).collect();
     let thread_posts = posts.iter().filter(|p| p.thread_ts.is_some()).count();
-    let refusals = posts
-        .iter()
-        .filter(|p| p.text.starts_with(":warning:"))
-        .count();
+    let refusals = posts.iter().filter(|p| p.kind() == Some("refused")).count();
     let roles = [
         Role::Main,
         Role::Competing,
@@ -870,7 +875,7 @@ fn report(run: &Run<'_>, phases: &[Vec<(usize, u32)>], posts: &[Posted], journal
         .collect();
     eprintln!(
         "exactly once over {:?}: {DELIVERIES} deliveries of {} logical actions ({}), per phase {per_phase:?}; \
-         {} posts ({thread_posts} in threads, {refusals} refusals), {} updates, {} journal records \
+         {} posts ({thread_posts} in threads, {refusals} of them refusals), {} updates, {} journal records \
          ({} started, {} step_started)",
         run.bot.transport(),
         run.actions.len(),

@@ -152,10 +152,10 @@ async fn approval_expires_by_the_clock() {
     h.cmd("alice", "shift 50").await;
     let plan = h.newest_pending().unwrap();
     h.advance(Duration::from_secs(14 * 60));
-    h.engine.expire_due().await;
+    h.engine.tick().await;
     assert!(h.newest_pending().is_some(), "not expired at 14 minutes");
     h.advance(Duration::from_secs(60));
-    h.engine.expire_due().await;
+    h.engine.tick().await;
     assert!(h.newest_pending().is_none());
     assert_eq!(h.chat.plan_status(&plan).as_deref(), Some("expired"));
     // A late approval is refused and changes nothing.
@@ -591,7 +591,7 @@ async fn a_restart_keeps_a_pending_approval_and_its_deadline() {
     h.cmd("alice", "shift 100 to green").await;
     h.restart().await;
     h.advance(Duration::from_secs(15 * 60));
-    h.engine.expire_due().await;
+    h.engine.tick().await;
     assert!(
         h.newest_pending().is_none(),
         "expiry still counts after restart"

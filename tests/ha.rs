@@ -115,20 +115,11 @@ async fn wait_weights(env: &KubeEnv, expected: [u8; 2]) -> [Option<u8>; 2] {
 async fn plan_ts(fake: &FakeSlack, n: usize) -> String {
     let found = fake
         .wait_until("a plan message", Duration::from_secs(20), |f| {
-            f.posts()
-                .iter()
-                .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
-                .count()
-                >= n
+            f.plan_posts().len() >= n
         })
         .await;
     assert!(found, "plan message {n} posted:\n{}", fake.dump());
-    fake.posts()
-        .iter()
-        .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
-        .nth(n - 1)
-        .map(|p| p.ts.clone())
-        .unwrap()
+    fake.plan_posts()[n - 1].ts.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +215,7 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
         .wait_until("the closing message", Duration::from_secs(20), |f| {
             f.posts()
                 .iter()
-                .any(|p| p.text.contains("Operation #1 complete"))
+                .any(|p| p.is("finished", &[("op", "1"), ("outcome", "completed")]))
         })
         .await;
     assert!(finished, "the channel hears it finished:\n{}", fake.dump());

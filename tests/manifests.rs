@@ -602,6 +602,79 @@ async fn ingress_annotations_target_grants_what_check_needs_and_nothing_else() {
     assert_never(&env, &kubeconfig, &never, TARGET_NAMESPACE);
 }
 
+#[tokio::test]
+async fn capacity_target_lets_the_bot_read_deployments_where_bound_and_nowhere_else() {
+    use failover_bot::backend::RoutingBackend;
+    use failover_bot::config::gates::DeploymentRef;
+    use kube::api::{Patch, PatchParams};
+
+    let env = KubeEnv::start(1).await;
+    apply_validated(&env, "-k", "manifests/target/routing-weight");
+    kubectl(&env, &["create", "namespace", "payments"]);
+    apply_validated(&env, "-k", "manifests/target/capacity");
+    kubectl(
+        &env,
+        &[
+            "create",
+            "deployment",
+            "api",
+            "--image=registry.example.com/api:1",
+            "-n",
+            "payments",
+        ],
+    );
+    // The test API server runs no controller manager: set the status as the
+    // Deployment controller would.
+    let deployments: Api<Deployment> = Api::namespaced(env.client(0).await, "payments");
+    let status = serde_json::json!({"status": {"replicas": 4, "readyReplicas": 3}});
+    deployments
+        .patch_status("api", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch Deployment status");
+
+    let token = service_account_token(&env, TARGET_NAMESPACE, BOT).await;
+    let kubeconfig = env.kubeconfig_for(&token);
+    let config = Config::from_yaml(&env.config_yaml("  mode: routing-weight\n", "")).unwrap();
+    let backend = KubeBackend::connect(&config, Some(&kubeconfig))
+        .await
+        .unwrap();
+    let cluster = &config.environments["dev"].clusters[0];
+    let deployment = |name: &str| DeploymentRef {
+        namespace: "payments".into(),
+        name: name.into(),
+    };
+    assert_eq!(
+        backend
+            .ready_replicas(cluster, &deployment("api"))
+            .await
+            .unwrap(),
+        Some(3),
+        "the ServiceAccount reads status.readyReplicas"
+    );
+    assert_eq!(
+        backend
+            .ready_replicas(cluster, &deployment("worker"))
+            .await
+            .unwrap(),
+        None,
+        "a Deployment that is not there reads as missing, not as an error"
+    );
+    assert!(can_i(
+        &env,
+        &kubeconfig,
+        "get deployments.apps -n {ns}",
+        "payments"
+    ));
+    let never = [
+        "list deployments.apps -n {ns}",
+        "watch deployments.apps -n {ns}",
+        "update deployments.apps -n {ns}",
+        "get deployments.apps -n default",
+        "get deployments.apps -n operators",
+    ];
+    assert_never(&env, &kubeconfig, &never, "payments");
+}
+
 // ------------------------------------------------------------ static checks
 
 #[tokio::test]

@@ -15,16 +15,18 @@ use failover_bot::backend::{
 use failover_bot::chat::MessageKind;
 use failover_bot::command::shift::ShiftOp;
 use failover_bot::command::to::FailoverOp;
+use failover_bot::config::gates::When;
 use failover_bot::config::Config;
 use failover_bot::ids::{ClusterId, MessageRef};
 use failover_bot::messages::{render, render_resent};
 use failover_bot::notice::{
-    FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName, PlanNotice, ResumeNotice,
-    Resumption, StatusNotice, StepReport, StepStopped,
+    BakeNotice, BakeState, FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName,
+    PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
 };
 use failover_bot::operation::{
-    plan_step, ClusterOutcome, ClusterResult, GateWarning, OperationHeader, OperationKind,
-    OperationOutcome, PlanStatus, Refusal, ShownPlan, StepOutcome, StopCause, WriteFailure,
+    plan_step, CheckResult, ClusterOutcome, ClusterResult, GateWarning, OperationHeader,
+    OperationKind, OperationOutcome, PlanStatus, Refusal, ShownPlan, StepOutcome, StopCause,
+    Tripped, WriteFailure,
 };
 use failover_bot::plan::{Percent, Plan, Weights};
 
@@ -97,7 +99,7 @@ fn shift(force: bool) -> OperationHeader {
 }
 
 fn plan_of(header: &OperationHeader, step: usize, now: &Weights) -> Plan {
-    plan_step(header, step, now).unwrap()
+    plan_step(header, step, now, false).unwrap()
 }
 
 fn shown(plan: Plan, state: ApprovalState, warnings: Vec<GateWarning>) -> ShownPlan {
@@ -112,6 +114,8 @@ fn shown(plan: Plan, state: ApprovalState, warnings: Vec<GateWarning>) -> ShownP
         approval,
         warnings,
         versions: Default::default(),
+        checks: Vec::new(),
+        capacity: Vec::new(),
     }
 }
 
@@ -137,6 +141,7 @@ fn plan_notice(header: OperationHeader, shown: ShownPlan, status: PlanStatus) ->
         step: shown.plan.scope.step,
         shown,
         status,
+        tripped: None,
     }))
 }
 
@@ -913,4 +918,142 @@ mod drills {
         assert_eq!(message.fact("env"), Some("dev"));
         assert_eq!(message.fact("total_ms"), Some("523151"));
     }
+}
+
+const ROLLBACK_CONFIG: &str = r#"
+approval:
+  approvers: [alice, bob, S0SRE]
+environments:
+  dev:
+    channel: C1
+    on_gate_failure: rollback
+    clusters:
+      - {name: k8s-blue.dev.example.com, context: blue}
+      - {name: k8s-green.dev.example.com, context: green}
+"#;
+
+#[test]
+fn gates_on_real_signals() {
+    let op = failover();
+    let first = plan_of(&op, 1, &weights(100, 0));
+    let passing = samples::gate_check(When::Before, 0.002, CheckResult::Pass);
+    let advisory = failover_bot::operation::GateCheck {
+        gate: "p99-latency".into(),
+        advisory: true,
+        ..samples::gate_check(When::Before, 0.0, CheckResult::NoData { passes: false })
+    };
+    let mut checked = shown(first.clone(), ApprovalState::Pending, vec![]);
+    checked.checks = vec![passing.clone(), advisory.clone()];
+    checked.capacity = vec![samples::capacity_check(Some(8), true)];
+    let failing = samples::gate_check(When::Before, 0.042, CheckResult::Fail);
+    let forced = shift(true);
+    let mut pushed = shown(
+        plan_of(&forced, 1, &weights(100, 0)),
+        ApprovalState::Pending,
+        vec![
+            GateWarning::Metric {
+                check: failing.clone(),
+            },
+            GateWarning::Capacity {
+                capacity: samples::capacity_check(Some(3), false),
+            },
+        ],
+    );
+    pushed.checks = vec![failing];
+    pushed.capacity = vec![samples::capacity_check(Some(3), false)];
+    let after = samples::gate_check(When::After, 0.2, CheckResult::Fail);
+    let tripped = Tripped {
+        step: 2,
+        checks: vec![after.clone()],
+    };
+    let back = Plan::new(
+        failover_bot::plan::PlanScope {
+            env: "dev".into(),
+            operation: 7,
+            step: 2,
+        },
+        failover_bot::plan::Change::SetWeights,
+        weights(20, 80),
+        weights(100, 0),
+    )
+    .unwrap();
+    let way_back = Notice::Plan(Box::new(PlanNotice {
+        header: op.clone(),
+        step: 2,
+        shown: shown(back, ApprovalState::Pending, vec![]),
+        status: PlanStatus::Pending,
+        tripped: Some(tripped.clone()),
+    }));
+    let bake = |state, checks: Vec<_>| {
+        Notice::Bake(Box::new(BakeNotice {
+            op: 7,
+            step: 1,
+            total: 3,
+            until: at(20),
+            checks,
+            state,
+        }))
+    };
+    let holding = samples::gate_check(When::After, 0.003, CheckResult::Pass);
+    insta::assert_snapshot!(cases(vec![
+        (
+            "plan with gates and capacity",
+            plan_notice(op.clone(), checked, PlanStatus::Pending)
+        ),
+        (
+            "break-glass past a gate and capacity",
+            plan_notice(forced, pushed, PlanStatus::Pending)
+        ),
+        ("the way back", way_back),
+        (
+            "bake holding",
+            bake(BakeState::Holding, vec![holding.clone()])
+        ),
+        ("bake passed", bake(BakeState::Passed, vec![holding])),
+        (
+            "bake tripped",
+            bake(BakeState::Tripped, vec![after.clone()])
+        ),
+        (
+            "gate tripped, asking",
+            Notice::GateTripped {
+                op: 7,
+                step: 2,
+                checks: vec![after.clone()],
+                on_its_own: false
+            }
+        ),
+        (
+            "gate tripped, on its own",
+            Notice::GateTripped {
+                op: 7,
+                step: 2,
+                checks: vec![after.clone()],
+                on_its_own: true
+            }
+        ),
+        (
+            "finished after the way back",
+            finished(
+                2,
+                OperationOutcome::Failed {
+                    cause: StopCause::GateTripped {
+                        step: 2,
+                        checks: vec![after]
+                    }
+                }
+            )
+        ),
+    ]));
+    let rollback_config = Config::from_yaml(ROLLBACK_CONFIG).unwrap();
+    let pending = plan_notice(
+        op,
+        shown(first, ApprovalState::Pending, vec![]),
+        PlanStatus::Pending,
+    );
+    let text = render(&pending, &rollback_config).text;
+    assert!(
+        text.contains("on_gate_failure: rollback"),
+        "every plan in an environment that rolls back on its own says so:\n{text}"
+    );
 }

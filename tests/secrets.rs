@@ -23,7 +23,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use failover_bot::chat::{Chat, Message};
+use failover_bot::chat::{Chat, Message, MessageKind};
 use failover_bot::config::Config;
 use failover_bot::engine::EngineError;
 use failover_bot::slack::web::SlackChat;
@@ -232,7 +232,11 @@ async fn operation(fake: &FakeSlack, bot: &ServeProc) {
     let event = fake_slack::reaction_event("Ev-ok", "UBOB", "white_check_mark", "C1", &ts, true);
     bot.deliver_event(fake, event, "env-ok", 0).await;
     wait(fake, bot, "applied", |f| {
-        fake_slack::thread_of(&f.posts(), &ts).any(|t| t.contains("applied and verified"))
+        f.thread_has(
+            &ts,
+            "step_result",
+            &[("outcome", "applied"), ("verified", "true")],
+        )
     })
     .await;
 }
@@ -452,7 +456,7 @@ async fn chat_errors_never_quote_the_token() {
         Fault::SlackError("token_revoked"),
         Fault::ServerError,
     ];
-    let message = Message::new("hello");
+    let message = Message::new(MessageKind::Help, "hello");
     let mut errors = Vec::new();
     for fault in faults {
         fake.fail_next("chat.postMessage", fault);

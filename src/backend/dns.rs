@@ -18,6 +18,7 @@ use super::{
     BackendError, ClusterState, Convergence, GateFailure, HealthFailure, Removal, RoutingBackend,
     Snapshot, Written,
 };
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::plan::Weights;
 
@@ -181,6 +182,13 @@ impl RoutingBackend for DnsVerified {
     fn removal(&self) -> Removal {
         self.inner.removal()
     }
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        self.inner.ready_replicas(cluster, deployment).await
+    }
     async fn delete(
         &self,
         cluster: &ClusterConfig,
@@ -292,6 +300,13 @@ impl RoutingBackend for Route53Mode {
             );
         }
         Ok(snapshot)
+    }
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        self.identity.ready_replicas(cluster, deployment).await
     }
     async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         self.identity.check_identity(cluster).await

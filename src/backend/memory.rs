@@ -11,12 +11,16 @@ use super::{
     BackendError, ClusterState, Convergence, GateFailure, HealthFailure, RoutingBackend, Snapshot,
     Written,
 };
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, Config, EnvironmentConfig};
 use crate::ids::ClusterId;
 use crate::plan::Weights;
 
 #[derive(Clone, Debug)]
 struct MemCluster {
+    /// Ready replicas by Deployment (`namespace/name`), for the capacity
+    /// gate; a Deployment not listed does not exist.
+    ready: BTreeMap<String, u32>,
     weight: Option<u8>,
     version: u64,
     identity: String,
@@ -48,6 +52,7 @@ impl MemoryBackend {
         self.lock().insert(
             name.into(),
             MemCluster {
+                ready: BTreeMap::new(),
                 weight,
                 version: 1,
                 identity: name.to_owned(),
@@ -79,6 +84,14 @@ impl MemoryBackend {
     /// Makes the cluster answer as `identity` (a wrong kubeconfig context).
     pub fn set_identity(&self, name: &str, identity: &str) {
         self.with(name, |c| c.identity = identity.to_owned());
+    }
+
+    /// The cluster's Deployment `deployment` (`namespace/name`) has `ready`
+    /// ready replicas.
+    pub fn set_ready(&self, name: &str, deployment: &str, ready: u32) {
+        self.with(name, |c| {
+            c.ready.insert(deployment.to_owned(), ready);
+        });
     }
 
     /// `Some(reason)` makes the health gate fail.
@@ -124,6 +137,16 @@ fn check_version(name: &str, c: &MemCluster, expected: Option<&str>) -> Result<(
 
 #[async_trait]
 impl RoutingBackend for MemoryBackend {
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        self.existing(&cluster.name, |c| {
+            Ok(c.ready.get(&deployment.to_string()).copied())
+        })
+    }
+
     async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
         let mut snapshot = Snapshot::default();
         for cluster in &env.clusters {

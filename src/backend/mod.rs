@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::ids::ClusterId;
 use crate::plan::Weights;
@@ -261,5 +262,18 @@ pub trait RoutingBackend: Send + Sync {
         _after: &Weights,
     ) -> Option<Result<Written, BackendError>> {
         None
+    }
+
+    /// Ready replicas of `deployment` in `cluster` (`status.readyReplicas`)
+    /// for the capacity gate; `Ok(None)` when it has no such Deployment.
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        _deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        Err(BackendError::Failed {
+            cluster: cluster.name.to_string(),
+            reason: "this backend cannot read Deployments".into(),
+        })
     }
 }

@@ -1,22 +1,64 @@
 //! The gates a plan passes before it is shown and again before it is
 //! applied: every cluster it touches must answer with its configured
-//! identity, and every cluster it raises must be healthy. Identity never
-//! yields; a failing health gate yields only to break-glass (`shift!`),
-//! and is then carried on the plan as a warning.
+//! identity; every cluster whose share of traffic it raises must be
+//! healthy, pass the environment's before-gates (Prometheus) and have the
+//! capacity for its new share. Identity never yields; the other gates yield
+//! only to break-glass (`shift!`), and are then carried on the plan as
+//! warnings. An advisory gate's failing reading is shown, never blocks.
 
 use futures::future::join_all;
 
 use super::Engine;
-use crate::operation::{GateWarning, Refusal};
+use crate::operation::{CapacityCheck, GateCheck, GateWarning, Refusal};
 use crate::plan::Plan;
 
+/// What the gates found for a plan that may go ahead.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Checked {
+    /// Failures pushed through with break-glass, and advisory failures.
+    pub warnings: Vec<GateWarning>,
+    /// Every before-gate reading, to show on the plan.
+    pub checks: Vec<GateCheck>,
+    pub capacity: Vec<CapacityCheck>,
+}
+
 impl Engine {
-    /// The warnings break-glass pushed through, or the first refusal.
-    pub(super) async fn gates(
-        &self,
-        plan: &Plan,
-        force: bool,
-    ) -> Result<Vec<GateWarning>, Refusal> {
+    /// What the gates found, or the first refusal.
+    pub(super) async fn gates(&self, plan: &Plan, force: bool) -> Result<Checked, Refusal> {
+        let mut checked = Checked {
+            warnings: self.cluster_gates(plan, force).await?,
+            ..Checked::default()
+        };
+        let (checks, capacity) =
+            futures::join!(self.before_checks(plan), self.capacity_checks(plan));
+        for check in checks.iter().filter(|c| !c.passed()) {
+            if check.blocks() && !force {
+                return Err(Refusal::MetricGate {
+                    check: Box::new(check.clone()),
+                });
+            }
+            checked.warnings.push(GateWarning::Metric {
+                check: check.clone(),
+            });
+        }
+        for check in capacity.iter().filter(|c| c.blocks()) {
+            if !force {
+                return Err(Refusal::Capacity {
+                    check: check.clone(),
+                });
+            }
+            checked.warnings.push(GateWarning::Capacity {
+                capacity: check.clone(),
+            });
+        }
+        checked.checks = checks;
+        checked.capacity = capacity;
+        Ok(checked)
+    }
+
+    /// Identity of every cluster the plan touches, and health of every
+    /// cluster whose share it raises.
+    async fn cluster_gates(&self, plan: &Plan, force: bool) -> Result<Vec<GateWarning>, Refusal> {
         let environment = self.environment(&plan.scope.env)?;
         let touched: Vec<_> = plan
             .changed_clusters()

@@ -18,11 +18,13 @@
 
 mod answers;
 mod apply;
+mod bake;
 mod gates;
 mod outbox;
 mod policy;
 mod reactions;
 mod resume;
+mod signals;
 mod start;
 mod step;
 mod store;
@@ -194,6 +196,10 @@ pub struct Engine {
     /// Delivery ids seen, journaled or not (a duplicate may arrive while
     /// the first is still being handled).
     events: Mutex<EventWindow>,
+    /// The environments' Prometheus gates.
+    signals: signals::Signals,
+    /// When each baking operation's gates were last read.
+    bake_readings: Mutex<std::collections::HashMap<OpId, DateTime<Utc>>>,
 }
 
 impl Engine {
@@ -210,6 +216,7 @@ impl Engine {
             .collect();
         let metrics = Arc::new(Metrics::new());
         let store = Store::new(parts.journal, ledger, metrics.clone());
+        let signals = signals::Signals::new(&parts.config);
         Engine {
             outbox: Outbox::new(
                 parts.chat.clone(),
@@ -226,6 +233,8 @@ impl Engine {
             store,
             env_locks,
             events: Mutex::new(events),
+            signals,
+            bake_readings: Mutex::default(),
             metrics,
         }
     }
@@ -233,6 +242,11 @@ impl Engine {
     /// Counts into `metrics` (shared with the backend wrapper and `/metrics`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.store.count_into(metrics.clone());
+        for (env, environment) in &self.config.environments {
+            for gate in &environment.gates {
+                metrics.declare_gate(env, &gate.name, &crate::gates::evaluate::OUTCOME_LABELS);
+            }
+        }
         self.metrics = metrics;
         self
     }

@@ -210,13 +210,14 @@ impl Engine {
             step: op.step,
             outcome: StepOutcome::Interrupted { refusal },
             millis: 0,
+            bake_until: None,
         };
         self.record_and_say(finished, said).await
     }
 
     /// Expires every approval whose deadline has passed. Call it
     /// periodically (production) or before each input (sandbox).
-    pub async fn expire_due(&self) {
+    pub(super) async fn expire_due(&self) {
         let now = self.clock.now();
         let due: Vec<EnvId> = self.with_ledger(|l| {
             l.active

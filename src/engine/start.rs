@@ -126,14 +126,17 @@ impl Engine {
                 ts: String::new(),
             },
             approval,
-            warnings: prepared.warnings,
+            warnings: prepared.checked.warnings,
             versions: prepared.versions,
+            checks: prepared.checked.checks,
+            capacity: prepared.checked.capacity,
         };
         let notice = Notice::Plan(Box::new(PlanNotice {
             header: header.clone(),
             step,
             shown: shown.clone(),
             status: PlanStatus::Pending,
+            tripped: self.active_operation(&header.env).and_then(|o| o.tripped),
         }));
         let text = crate::messages::render(&notice, &self.config);
         self.record(Entry::PlanPosting {
@@ -149,6 +152,7 @@ impl Engine {
         // moment the message appears, and a reaction on a message the
         // ledger does not know is ignored (and Slack never redelivers an
         // event the bot acknowledged). Known, it waits for the env lock.
+        let hash = shown.plan.hash.clone();
         self.record(Entry::Proposed {
             op: header.id,
             step,
@@ -158,7 +162,10 @@ impl Engine {
             warnings: shown.warnings,
             versions: shown.versions,
             approvals_required: policy.approvals_required,
+            checks: shown.checks,
+            capacity: shown.capacity,
         })?;
+        self.approve_way_back(header, step, &hash)?;
         self.add_reaction_hints(&message, &policy).await;
         Ok(())
     }

@@ -20,12 +20,15 @@ use crate::operation::{
     Refusal, ShownPlan, StepOutcome, StopCause,
 };
 use crate::plan::{Plan, Weights};
+use chrono::{DateTime, Utc};
+
+use super::gates::Checked;
 
 /// A step's plan that passed the invariants and the gates.
 pub(super) struct Prepared {
     pub plan: Plan,
-    /// Gate failures pushed through with break-glass.
-    pub warnings: Vec<GateWarning>,
+    /// What the gates found (break-glass warnings, readings, capacity).
+    pub checked: Checked,
     /// The routing objects' versions the plan was made from.
     pub versions: BTreeMap<ClusterId, String>,
 }
@@ -58,8 +61,20 @@ impl Engine {
         step: usize,
         snapshot: &Snapshot,
     ) -> Result<Prepared, Refusal> {
-        let plan = plan_step(header, step, &snapshot.weights())?;
-        let warnings = self.gates(&plan, header.kind.force()).await?;
+        self.prepare_plan(header, step, snapshot, false).await
+    }
+
+    /// [`Engine::prepare`], or, when an after-gate `tripped`, the plan of the
+    /// way back to the weights before the operation.
+    pub(super) async fn prepare_plan(
+        &self,
+        header: &OperationHeader,
+        step: usize,
+        snapshot: &Snapshot,
+        tripped: bool,
+    ) -> Result<Prepared, Refusal> {
+        let plan = plan_step(header, step, &snapshot.weights(), tripped)?;
+        let checked = self.gates(&plan, header.kind.force()).await?;
         let versions = snapshot
             .clusters
             .iter()
@@ -67,7 +82,7 @@ impl Engine {
             .collect();
         Ok(Prepared {
             plan,
-            warnings,
+            checked,
             versions,
         })
     }
@@ -83,6 +98,7 @@ impl Engine {
             step,
             outcome: StepOutcome::Skipped,
             millis: 0,
+            bake_until: None,
         })?;
         Ok(())
     }
@@ -108,6 +124,7 @@ impl Engine {
     async fn advance(&self, op: &OperationState) -> Result<bool, EngineError> {
         match op.phase.clone() {
             Phase::AwaitingApproval(_) => return Ok(false),
+            Phase::Baking { until } => return self.bake(op, until).await,
             Phase::Proposing => self.propose_next(op).await?,
             Phase::Approved(shown) => self.start_step(op, &shown).await?,
             Phase::Applying(shown) => self.finish_interrupted_step(op, &shown).await?,
@@ -120,8 +137,12 @@ impl Engine {
     }
 
     async fn propose_next(&self, op: &OperationState) -> Result<(), EngineError> {
+        let tripped = op.tripped.is_some();
         let prepared = match self.read(&op.header.env).await {
-            Ok(snapshot) => self.prepare(&op.header, op.step, &snapshot).await,
+            Ok(snapshot) => {
+                self.prepare_plan(&op.header, op.step, &snapshot, tripped)
+                    .await
+            }
             Err(refusal) => Err(refusal),
         };
         match prepared {
@@ -145,7 +166,7 @@ impl Engine {
             return self.supersede(op, shown, snapshot.weights(), moved).await;
         }
         let warnings = match self.gates(&shown.plan, op.header.kind.force()).await {
-            Ok(warnings) => warnings,
+            Ok(checked) => checked.warnings,
             Err(refusal) => return self.refuse_step(op, refusal).await,
         };
         // Break-glass failures found now, not when the plan was shown, go
@@ -187,6 +208,7 @@ impl Engine {
             step: op.step,
             outcome: StepOutcome::Refused { refusal },
             millis: 0,
+            bake_until: None,
         };
         self.record_and_say(finished, said).await
     }
@@ -264,13 +286,27 @@ impl Engine {
             in_thread(op, shown, report),
             self.plan_update(op, shown, status),
         ];
+        let bake_until = self.bake_until(op, &outcome);
         let finished = Entry::StepFinished {
             op: op.header.id,
             step: op.step,
             outcome,
             millis: micros / 1000,
+            bake_until,
         };
         self.record_and_say(finished, said).await
+    }
+
+    /// Until when a step that did what it should is baked: when the
+    /// environment has after-gates, and the step was not the way back.
+    fn bake_until(&self, op: &OperationState, outcome: &StepOutcome) -> Option<DateTime<Utc>> {
+        let verified =
+            matches!(outcome, StepOutcome::Applied { unverified, .. } if unverified.is_empty());
+        if !verified || op.tripped.is_some() {
+            return None;
+        }
+        let bake = self.bake_of(&op.header.env)?;
+        Some(self.now() + chrono::Duration::from_std(bake).unwrap_or_default())
     }
 
     async fn outcome_of(
@@ -374,6 +410,7 @@ impl Engine {
             step: shown.plan.scope.step,
             shown: shown.clone(),
             status,
+            tripped: op.tripped.clone(),
         }));
         let to = Destination::Update {
             at: shown.message.clone(),

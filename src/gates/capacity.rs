@@ -17,8 +17,8 @@ use futures::future::join_all;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
-use super::config::{CapacityConfig, DeploymentRef, When};
 use super::evaluate::clusters_for;
+use crate::config::gates::{CapacityConfig, DeploymentRef, When};
 use crate::config::ClusterConfig;
 use crate::plan::Weights;
 

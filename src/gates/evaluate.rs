@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::config::{GateConfig, OnNoData, PassIf, When};
 use super::prometheus::{PrometheusClient, QueryError, Sample};
-use super::query::{self, QueryContext, TemplateError};
+use crate::config::gates::{GateConfig, OnNoData, PassIf, When};
 use crate::metrics::Metrics;
 use crate::plan::Weights;
+use crate::promql::{self as query, QueryContext, TemplateError};
 
 /// How one evaluation came out.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,9 +2,10 @@
 //! step, and the capacity gate (ready replicas against the traffic a cluster
 //! is about to take).
 //!
-//! - [`config`] — the environment's `prometheus`, `gates` and `capacity`
-//!   sections and their validation (key-path problems).
-//! - [`query`] — `{cluster}` / `{env}` put into a query, escaped.
+//! The environment's `prometheus`, `gates` and `capacity` sections are in
+//! [`crate::config::gates`]; `{cluster}` / `{env}` go into a query through
+//! [`crate::promql`].
+//!
 //! - [`prometheus`] — the instant-query client and its typed answers.
 //! - [`evaluate`] — one [`GateResult`] per gate and cluster: the values,
 //!   the comparison, pass / fail / no data / error; which clusters a step's
@@ -16,12 +17,10 @@
 //! messages, not here.
 
 pub mod capacity;
-pub mod config;
 pub mod evaluate;
 pub mod prometheus;
-pub mod query;
 
-pub use config::{
+pub use crate::config::gates::{
     validate_environment, CapacityConfig, DeploymentRef, GateConfig, GatesSection, OnGateFailure,
     OnNoData, PassIf, PrometheusConfig, When,
 };

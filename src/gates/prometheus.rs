@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::PrometheusConfig;
+use crate::config::gates::PrometheusConfig;
 
 /// Connecting may take at most this long (or the query timeout, if shorter).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

@@ -16,7 +16,7 @@ use crate::ids::{EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
 use crate::operation::{
     Freeze, GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan,
-    StepApproval, StepOutcome, StopCause,
+    StepApproval, StepOutcome, StopCause, Tripped,
 };
 use crate::plan::PlanHash;
 
@@ -181,6 +181,8 @@ impl Ledger {
                 warnings,
                 versions,
                 approvals_required,
+                checks,
+                capacity,
             } => {
                 let Some(state) = self.op_mut(*op) else {
                     return;
@@ -196,6 +198,8 @@ impl Ledger {
                     message: message.clone(),
                     warnings: warnings.clone(),
                     versions: versions.clone(),
+                    checks: checks.clone(),
+                    capacity: capacity.clone(),
                 };
                 state.step = *step;
                 state.posting_plan = false;
@@ -270,9 +274,40 @@ impl Ledger {
                 }
             }
             Entry::Changed { .. } => {}
-            Entry::StepFinished { op, outcome, .. } => {
+            Entry::StepFinished {
+                op,
+                outcome,
+                bake_until,
+                ..
+            } => {
                 if let Some(operation) = self.op_mut(*op) {
-                    finish_step(operation, outcome);
+                    finish_step(operation, outcome, *bake_until);
+                }
+            }
+            Entry::BakeShown { op, message, .. } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    operation.bake_message = Some(message.clone());
+                }
+            }
+            Entry::Baked { op, step, .. } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    if operation.step == *step && matches!(operation.phase, Phase::Baking { .. }) {
+                        operation.bake_message = None;
+                        operation.phase = next_step(operation);
+                    }
+                }
+            }
+            Entry::Tripped { op, step, checks } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    if operation.step != *step || !matches!(operation.phase, Phase::Baking { .. }) {
+                        return;
+                    }
+                    operation.bake_message = None;
+                    operation.tripped = Some(Tripped {
+                        step: *step,
+                        checks: checks.clone(),
+                    });
+                    operation.phase = Phase::Proposing;
                 }
             }
             Entry::Finished { op, outcome } => self.finish(*op, outcome, record.at),
@@ -294,6 +329,8 @@ impl Ledger {
                 last_shown: None,
                 posting_plan: false,
                 step_started_at: None,
+                bake_message: None,
+                tripped: None,
             },
         );
     }
@@ -497,7 +534,30 @@ fn start_step(
     operation.step_started_at = Some(at);
 }
 
-fn finish_step(operation: &mut OperationState, outcome: &StepOutcome) {
+/// Where an operation goes after a step that did what it should: the next
+/// step, or the end. After the way back from a tripped gate, the end.
+fn next_step(operation: &mut OperationState) -> Phase {
+    if let Some(tripped) = &operation.tripped {
+        return Phase::Finishing(OperationOutcome::Failed {
+            cause: StopCause::GateTripped {
+                step: tripped.step,
+                checks: tripped.checks.clone(),
+            },
+        });
+    }
+    if operation.step < operation.total_steps() {
+        operation.step += 1;
+        Phase::Proposing
+    } else {
+        Phase::Finishing(OperationOutcome::Completed)
+    }
+}
+
+fn finish_step(
+    operation: &mut OperationState,
+    outcome: &StepOutcome,
+    bake_until: Option<DateTime<Utc>>,
+) {
     operation.step_started_at = None;
     operation.phase = match outcome {
         StepOutcome::Applied { unverified, .. } if !unverified.is_empty() => {
@@ -508,14 +568,11 @@ fn finish_step(operation: &mut OperationState, outcome: &StepOutcome) {
                 },
             })
         }
-        StepOutcome::Applied { .. } | StepOutcome::Skipped => {
-            if operation.step < operation.total_steps() {
-                operation.step += 1;
-                Phase::Proposing
-            } else {
-                Phase::Finishing(OperationOutcome::Completed)
-            }
-        }
+        StepOutcome::Applied { .. } => match bake_until {
+            Some(until) => Phase::Baking { until },
+            None => next_step(operation),
+        },
+        StepOutcome::Skipped => next_step(operation),
         StepOutcome::Conflict => Phase::Proposing,
         StepOutcome::Restored { failure } | StepOutcome::Incomplete { failure } => {
             Phase::Finishing(OperationOutcome::Failed {

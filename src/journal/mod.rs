@@ -33,7 +33,8 @@ use crate::approval::ApprovalState;
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
 use crate::operation::{
-    ClusterResult, GateWarning, OperationHeader, OperationOutcome, StepOutcome,
+    CapacityCheck, ClusterResult, GateCheck, GateWarning, OperationHeader, OperationOutcome,
+    StepOutcome,
 };
 use crate::plan::{Plan, PlanHash};
 
@@ -111,6 +112,12 @@ pub enum Entry {
         /// policy when it was shown).
         #[serde(default = "one", skip_serializing_if = "is_one")]
         approvals_required: u32,
+        /// The before-gates' readings when the plan was made.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        checks: Vec<GateCheck>,
+        /// The capacity gate's counts when the plan was made.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        capacity: Vec<CapacityCheck>,
     },
     /// An approver's vote that did not (yet) decide the plan: one of
     /// several required approvals.
@@ -172,6 +179,29 @@ pub enum Entry {
         step: usize,
         outcome: StepOutcome,
         millis: u64,
+        /// The after-gates must hold until then before the operation goes
+        /// on (the longest `bake` of the environment's after-gates).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bake_until: Option<DateTime<Utc>>,
+    },
+    /// The bake's readings are shown in `message`, updated as they come.
+    BakeShown {
+        op: OpId,
+        step: usize,
+        message: MessageRef,
+    },
+    /// The after-gates held for the whole bake: the operation goes on.
+    Baked {
+        op: OpId,
+        step: usize,
+        checks: Vec<GateCheck>,
+    },
+    /// An after-gate blocked: the operation turns back, and the way back
+    /// (a plan to the weights before it) is planned next.
+    Tripped {
+        op: OpId,
+        step: usize,
+        checks: Vec<GateCheck>,
     },
     Finished {
         op: OpId,
@@ -198,6 +228,9 @@ impl Entry {
             Entry::StepStarted { .. } => "step_started",
             Entry::Changed { .. } => "changed",
             Entry::StepFinished { .. } => "step_finished",
+            Entry::BakeShown { .. } => "bake_shown",
+            Entry::Baked { .. } => "baked",
+            Entry::Tripped { .. } => "tripped",
             Entry::Finished { .. } => "finished",
         }
     }

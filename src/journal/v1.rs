@@ -217,6 +217,8 @@ impl From<Entry> for super::Entry {
                 warnings: warnings.into_iter().map(GateWarning::Legacy).collect(),
                 versions,
                 approvals_required: 1,
+                checks: Vec::new(),
+                capacity: Vec::new(),
             },
             Entry::Decided {
                 op,
@@ -252,6 +254,7 @@ impl From<Entry> for super::Entry {
                 step,
                 outcome: outcome.into(),
                 millis,
+                bake_until: None,
             },
             Entry::Finished { op, outcome } => Now::Finished {
                 op,

@@ -5,6 +5,7 @@
 //! [`plan_step`] is the one function that turns an operation into the plan
 //! of its next step.
 
+mod checks;
 mod refusal;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use checks::{CapacityCheck, CheckResult, GateCheck, Reading};
 pub use refusal::Refusal;
 
 use crate::approval::Approval;
@@ -90,15 +92,34 @@ impl OperationKind {
     }
 }
 
-/// The plan of step `step` of an operation, from the weights in `snapshot`.
-pub fn plan_step(header: &OperationHeader, step: usize, now: &Weights) -> Result<Plan, PlanError> {
-    let target = header.kind.step_target(step, now)?;
+/// The plan of step `step` of an operation, from the weights `now`; the
+/// way back to the weights before it when an after-gate `tripped`.
+pub fn plan_step(
+    header: &OperationHeader,
+    step: usize,
+    now: &Weights,
+    tripped: bool,
+) -> Result<Plan, PlanError> {
+    let target = match tripped {
+        true => back_to_start(header, now),
+        false => header.kind.step_target(step, now)?,
+    };
     let scope = PlanScope {
         env: header.env.clone(),
         operation: header.id,
         step,
     };
     Plan::new(scope, target.change, now.clone(), target.after)
+}
+
+/// Every routed cluster back to its weight when the operation started (0
+/// for one it did not have then).
+fn back_to_start(header: &OperationHeader, now: &Weights) -> Target {
+    let after = now
+        .clusters()
+        .map(|c| (c.clone(), header.start.get(c).unwrap_or(0)))
+        .collect();
+    Target::weights(after)
 }
 
 /// The fixed facts of an operation, journaled when it starts.
@@ -141,13 +162,20 @@ impl OperationHeader {
     }
 }
 
-/// A gate that failed on a cluster and was pushed through with break-glass.
+/// A gate that failed on a cluster and was pushed through with break-glass
+/// (or an advisory gate's failing reading, shown for information).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum GateWarning {
     Failed {
         cluster: ClusterId,
         failure: GateFailure,
+    },
+    Metric {
+        check: GateCheck,
+    },
+    Capacity {
+        capacity: CapacityCheck,
     },
     /// Written by a release before facts were journaled: the sentence.
     Legacy(String),
@@ -164,6 +192,12 @@ pub struct ShownPlan {
     /// Each routing object's version (resourceVersion) when the plan was
     /// made: if one moved, the plan is made and asked for again.
     pub versions: BTreeMap<ClusterId, String>,
+    /// The before-gates' readings when the plan was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<GateCheck>,
+    /// The capacity gate's counts when the plan was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity: Vec<CapacityCheck>,
 }
 
 impl ShownPlan {
@@ -190,6 +224,11 @@ pub enum Phase {
     Approved(ShownPlan),
     /// Writes may be under way; on resume the step is finished or restored.
     Applying(ShownPlan),
+    /// The step is applied; the after-gates must hold until `until` before
+    /// the operation goes on.
+    Baking {
+        until: DateTime<Utc>,
+    },
     /// Done; the end is recorded next.
     Finishing(OperationOutcome),
 }
@@ -217,6 +256,18 @@ pub struct OperationState {
     pub posting_plan: bool,
     /// When the step being applied began its writes.
     pub step_started_at: Option<DateTime<Utc>>,
+    /// The bake's message in the thread, once posted.
+    pub bake_message: Option<MessageRef>,
+    /// An after-gate tripped: the step being planned is the way back to the
+    /// weights before the operation.
+    pub tripped: Option<Tripped>,
+}
+
+/// Why an operation turned back: the after-gate readings that blocked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tripped {
+    pub step: usize,
+    pub checks: Vec<GateCheck>,
 }
 
 impl OperationState {
@@ -326,6 +377,9 @@ pub enum StopCause {
     Refused { refusal: Refusal },
     /// Slack would not take a step's plan, so nobody could approve it.
     PlanNotPosted { step: usize, reason: String },
+    /// An after-gate tripped after step `step`; the weights went back (or
+    /// the way back was refused or rejected: see the thread).
+    GateTripped { step: usize, checks: Vec<GateCheck> },
     /// Written by a release before facts were journaled: the sentence.
     Legacy { reason: String },
 }

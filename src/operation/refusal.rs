@@ -9,7 +9,7 @@ use crate::approval::ApprovalError;
 use crate::backend::{BackendError, GateFailure};
 use crate::command::CommandError;
 use crate::ids::{ClusterId, EnvId, OpId, UserId};
-use crate::operation::Freeze;
+use crate::operation::{CapacityCheck, Freeze, GateCheck};
 use crate::plan::PlanError;
 
 fn weight(w: &Option<u8>) -> String {
@@ -97,6 +97,10 @@ pub enum Refusal {
     },
     #[error("{env} is already frozen by <@{}>: {}.", .freeze.by, .freeze.reason)]
     AlreadyFrozen { env: EnvId, freeze: Freeze },
+    #[error("{} may not get more traffic: gate `{}` reads {} (must be {} {}) for `{}`. If you must, `/failover shift! …` asks for a break-glass approval.", .check.cluster, .check.gate, .check.values(), .check.operator, .check.threshold, .check.query)]
+    MetricGate { check: Box<GateCheck> },
+    #[error("{} may not get {}% of the traffic: {} has {} ready replicas there, needs {} ({} serving now, headroom {}). If you must, `/failover shift! …` asks for a break-glass approval.", .check.cluster, .check.share_percent, .check.deployment, .check.ready_text(), .check.required, .check.serving, .check.headroom)]
+    Capacity { check: CapacityCheck },
     #[error("{env} is not frozen.")]
     NotFrozen { env: EnvId },
     #[error("only the approvers of {env} ({}) may freeze or unfreeze it.", mentions(.approvers))]

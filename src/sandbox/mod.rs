@@ -141,14 +141,14 @@ impl Sandbox {
 
     /// Runs one input line to completion.
     pub async fn line(&self, line: &str) {
-        self.engine.expire_due().await;
+        self.engine.tick().await;
         match parse_line(line) {
             ScriptLine::Blank => {}
             ScriptLine::Invalid(why) => self.note(&why),
             ScriptLine::Wait(d) => {
                 self.clock.advance(d);
                 self.note(&format!("{} later…", humantime::format_duration(d)));
-                self.engine.expire_due().await;
+                self.engine.tick().await;
             }
             ScriptLine::Command { user, text } => {
                 self.engine

@@ -1,11 +1,13 @@
 //! The checks of a finished run (numbered as in the crate's doc), each
-//! adding what it finds to the run's violations.
+//! adding what it finds to the run's violations. What the channel was told
+//! is read from each message's kind and facts (its Slack metadata); only
+//! ephemeral answers and the "sent again" mark are read from the words.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use failover_bot::chat::RESENT_NOTE;
 use failover_bot::journal::{Entry, Record};
+use failover_bot::messages::RESENT_NOTE;
 use failover_bot::operation::OperationOutcome;
 use failover_bot::plan::Weights;
 
@@ -16,31 +18,16 @@ use crate::support::fake_slack::{FakeSlack, Posted};
 use crate::world::World;
 use crate::{INITIAL, REQUESTER, STEPS};
 
-/// A message's text now: its last update, or as posted.
-fn current_text(fake: &FakeSlack, post: &Posted) -> String {
-    fake.last_update(&post.ts)
-        .unwrap_or_else(|| post.text.clone())
-}
-
 /// The message that ends operation #1, however it ended.
-fn is_closing(text: &str) -> bool {
-    [
-        "complete:",
-        "stopped at",
-        "rejected by",
-        "expired:",
-        "withdrawn by",
-        "aborted by",
-    ]
-    .iter()
-    .any(|end| text.contains(&format!("Operation #1 {end}")))
+fn is_closing(post: &Posted) -> bool {
+    post.is("finished", &[("op", "1")])
 }
 
-fn channel_posts(fake: &FakeSlack) -> Vec<String> {
+/// Channel and thread posts (not ephemeral ones).
+fn channel_posts(fake: &FakeSlack) -> Vec<Posted> {
     fake.posts()
         .into_iter()
         .filter(|p| p.ephemeral_user.is_none())
-        .map(|p| p.text)
         .collect()
 }
 
@@ -107,10 +94,12 @@ fn check_channel(
 ) {
     let announced = posts_since(fake, at_kill.posts)
         .iter()
-        .any(|t| t.contains("failover-bot restarted"));
+        .any(|p| p.is("resuming", &[("op", "1")]));
     if at_kill.active && !announced {
         violations.push("the restart in the middle of the operation was not announced".into());
     }
+    // Told privately, as the command's answer would have been: an
+    // ephemeral message carries no metadata, so its words are all there is.
     let told_requester = fake.posts().iter().skip(at_kill.posts).any(|p| {
         p.ephemeral_user.as_deref() == Some(REQUESTER)
             && p.text.contains("restarted while handling")
@@ -122,24 +111,37 @@ fn check_channel(
     // Said once; a post the kill cut off is sent again after the restart,
     // marked, and may then show twice (Slack may have taken the first copy
     // just before the kill): at most one marked copy, at most one unmarked.
-    let once = |needle: &str, violations: &mut Vec<String>| {
-        let copies: Vec<&String> = said.iter().filter(|t| t.contains(needle)).collect();
-        let resent = copies.iter().filter(|t| t.contains(RESENT_NOTE)).count();
+    // The mark is in the words only: it says how the message was sent,
+    // which is no fact of what it says.
+    let once = |kind: &str, facts: &[(&str, &str)], violations: &mut Vec<String>| {
+        let copies: Vec<&Posted> = said.iter().filter(|p| p.is(kind, facts)).collect();
+        let resent = copies
+            .iter()
+            .filter(|p| p.text.contains(RESENT_NOTE))
+            .count();
         if copies.is_empty() || resent > 1 || copies.len() - resent > 1 {
             violations.push(format!(
-                "`{needle}` posted {} times ({resent} marked as sent again), not once",
+                "`{kind}` {facts:?} posted {} times ({resent} marked as sent again), not once",
                 copies.len()
             ));
         }
     };
     if let Some(OperationOutcome::Completed) = outcome {
         for step in 1..=STEPS.len() {
-            once(
-                &format!("Step {step}/{} applied and verified", STEPS.len()),
-                violations,
-            );
+            let step = step.to_string();
+            let applied = [
+                ("op", "1"),
+                ("step", step.as_str()),
+                ("outcome", "applied"),
+                ("verified", "true"),
+            ];
+            once("step_result", &applied, violations);
         }
-        once("Operation #1 complete", violations);
+        once(
+            "finished",
+            &[("op", "1"), ("outcome", "completed")],
+            violations,
+        );
     }
 }
 
@@ -162,7 +164,7 @@ fn check_plan_messages(
         .collect();
     let voided = posts_since(fake, at_kill.posts)
         .iter()
-        .any(|t| t.contains("it is void"));
+        .any(|p| p.is("resuming", &[("doing", "reposting_plan")]));
     for plan in fake.plan_posts() {
         if !journaled.contains(plan.ts.as_str()) {
             if !voided {
@@ -173,17 +175,16 @@ fn check_plan_messages(
             }
             continue;
         }
-        let text = current_text(fake, &plan);
-        if text.contains("awaiting approval") || text.contains("applying") {
-            let first = text.lines().next().unwrap_or_default().to_owned();
-            violations.push(format!("plan message {} still says: {first}", plan.ts));
+        let status = fake.plan_status(&plan.ts).unwrap_or_default();
+        if status == "pending" || status == "applying" {
+            violations.push(format!("plan message {} is still {status}", plan.ts));
         }
     }
 }
 
 /// Check 5: completed at the last step's weights, or reported stopped with
 /// every cluster's real weight (in what was posted after the restart: the
-/// plan messages show planned weights, not real ones).
+/// weights a stopped step read, not the plans' planned ones).
 fn check_outcome(
     world: &World,
     fake: &FakeSlack,
@@ -203,12 +204,15 @@ fn check_outcome(
             }
         }
         Some(other) => {
-            let report = posts_since(fake, at_kill.posts).join("\n");
-            if !report.contains("Operation #1 stopped") {
+            let report = posts_since(fake, at_kill.posts);
+            let stopped = [("op", "1"), ("outcome", "failed")];
+            if !report.iter().any(|p| p.is("finished", &stopped)) {
                 violations.push(format!("ended {} without saying it stopped", other.word()));
             }
+            let reported = reported_weights(&report);
             for (cluster, weight) in now.iter() {
-                if !lists_weight(&report, cluster, weight) {
+                let pair = format!("{cluster}={weight}");
+                if !reported.contains(&pair) {
                     violations.push(format!(
                         "stopped ({}), but the report does not give {cluster}'s weight {weight}",
                         other.word()
@@ -219,24 +223,23 @@ fn check_outcome(
     }
 }
 
-/// Some line names `cluster` and has `weight` as a word of its own.
-fn lists_weight(text: &str, cluster: &str, weight: u8) -> bool {
-    let weight = weight.to_string();
-    text.lines().any(|line| {
-        line.contains(cluster)
-            && line
-                .split(|c: char| !c.is_ascii_digit())
-                .any(|number| number == weight)
-    })
+/// Every `cluster=weight` a stopped step reported as read when it stopped
+/// (the `now` fact of its `step_stopped` message).
+fn reported_weights(posts: &[Posted]) -> BTreeSet<String> {
+    posts
+        .iter()
+        .filter(|p| p.kind() == Some("step_stopped"))
+        .filter_map(|p| p.fact("now"))
+        .flat_map(|now| now.split_whitespace().map(str::to_owned))
+        .collect()
 }
 
 /// Channel and thread posts (not ephemeral ones) from post number `from` on.
-fn posts_since(fake: &FakeSlack, from: usize) -> Vec<String> {
+fn posts_since(fake: &FakeSlack, from: usize) -> Vec<Posted> {
     fake.posts()
         .into_iter()
         .skip(from)
         .filter(|p| p.ephemeral_user.is_none())
-        .map(|p| p.text)
         .collect()
 }
 
@@ -249,7 +252,7 @@ pub async fn check_run(
     outcome: Option<&OperationOutcome>,
 ) -> Vec<String> {
     // The end is journaled before it is said: give the closing message time.
-    let closing = |f: &FakeSlack| channel_posts(f).iter().any(|t| is_closing(t));
+    let closing = |f: &FakeSlack| channel_posts(f).iter().any(is_closing);
     run.fake
         .wait_until("the closing message", Duration::from_secs(5), closing)
         .await;

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use failover_bot::chat::Said;
 use failover_bot::journal::{Entry, Record};
+use failover_bot::notice::{Destination, Notice};
 
 /// A journal record the kill can wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,23 +63,6 @@ pub fn is(record: &Record, kind: Kind, step: usize) -> bool {
     }
 }
 
-fn kind_name(entry: &Entry) -> &'static str {
-    match entry {
-        Entry::Command { .. } => "command",
-        Entry::Answered { .. } => "answered",
-        Entry::PlanPosting { .. } => "plan_posting",
-        Entry::Say { .. } => "say",
-        Entry::Delivered { .. } => "delivered",
-        Entry::Started { .. } => "started",
-        Entry::Proposed { .. } => "proposed",
-        Entry::Decided { .. } => "decided",
-        Entry::StepStarted { .. } => "step_started",
-        Entry::Changed { .. } => "changed",
-        Entry::StepFinished { .. } => "step_finished",
-        Entry::Finished { .. } => "finished",
-    }
-}
-
 /// `failover-bot audit verify JOURNAL` exits 0.
 pub fn audit_verifies(journal: &Path) -> Result<(), String> {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
@@ -99,10 +82,7 @@ pub fn audit_verifies(journal: &Path) -> Result<(), String> {
 }
 
 pub fn records_of(records: &[Record], kind: &str) -> usize {
-    records
-        .iter()
-        .filter(|r| kind_name(&r.entry) == kind)
-        .count()
+    records.iter().filter(|r| r.entry.name() == kind).count()
 }
 
 pub fn journal_summary(records: &[Record]) -> String {
@@ -110,35 +90,39 @@ pub fn journal_summary(records: &[Record]) -> String {
         .iter()
         .map(|r| {
             let detail = match &r.entry {
-                Entry::Decided { step, state, .. } => format!(" step {step} {}", state.label()),
+                Entry::Decided { step, state, .. } => format!(" step {step} {}", state.name()),
+                Entry::Voted { step, by, .. } | Entry::Unvoted { step, by, .. } => {
+                    format!(" step {step} by {by}")
+                }
                 Entry::Proposed { step, message, .. } => format!(" step {step} ts {}", message.ts),
                 Entry::StepStarted { step, .. } | Entry::Changed { step, .. } => {
                     format!(" step {step}")
                 }
                 Entry::StepFinished { step, outcome, .. } => format!(" step {step} {outcome:?}"),
                 Entry::Finished { outcome, .. } => format!(" {outcome:?}"),
-                Entry::Say { said } => format!(" {}", said_summary(said)),
+                Entry::Say { to, notice } => format!(" {}", say_summary(to, notice)),
                 Entry::Delivered { say } => format!(" {say}"),
                 _ => String::new(),
             };
-            format!("    {} {}{detail}", r.seq, kind_name(&r.entry))
+            format!("    {} {}{detail}", r.seq, r.entry.name())
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// A message in a few words: what it does, where, and its first words.
-fn said_summary(said: &Said) -> String {
-    let (what, at, text) = match said {
-        Said::Post {
-            thread, message, ..
-        } => (
+/// A notice in a few words: where it goes, its kind and its facts.
+fn say_summary(to: &Destination, notice: &Notice) -> String {
+    let (what, at) = match to {
+        Destination::Post { thread, .. } => (
             "post in",
             thread.as_ref().map_or("channel", |t| t.ts.as_str()),
-            &message.text,
         ),
-        Said::Update { at, message } => ("update", at.ts.as_str(), &message.text),
+        Destination::Update { at } => ("update", at.ts.as_str()),
     };
-    let words: String = text.chars().take(50).collect();
-    format!("{what} {at}: {words}")
+    let facts: Vec<String> = notice
+        .facts()
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    format!("{what} {at}: {} {}", notice.kind(), facts.join(" "))
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use failover_bot::ids::ClusterId;
 use failover_bot::journal::ledger::Ledger;
 use failover_bot::journal::Record;
 use failover_bot::operation::Phase;
@@ -138,7 +139,7 @@ pub fn landed(records: &[Record], fake: &FakeSlack, now: &Weights) -> Landed {
             if since_start.into_iter().any(|r| is(r, Kind::Changed, step)) {
                 return at("verifying", format!("step {step}"));
             }
-            let moved: Vec<&str> = shown.plan.changed_clusters().collect();
+            let moved: Vec<&ClusterId> = shown.plan.changed_clusters().collect();
             let written = moved
                 .iter()
                 .filter(|c| now.get(c) == shown.plan.after.get(c))
@@ -148,6 +149,7 @@ pub fn landed(records: &[Record], fake: &FakeSlack, now: &Weights) -> Landed {
                 format!("step {step}, {written}/{} written", moved.len()),
             )
         }
+        Phase::Baking { .. } => at("baking", format!("after step {step}")),
         Phase::Finishing(_) => at("closing", format!("after step {step}")),
     }
 }

@@ -14,6 +14,7 @@ use kube::runtime::watcher;
 use kube::Client;
 
 use failover_bot::backend::kube::crd::{self, RoutingWeight};
+use failover_bot::ids::ClusterId;
 use failover_bot::plan::{self, Percent, Weights};
 
 use crate::support::kube_env::{
@@ -30,7 +31,7 @@ const LUNAR_DELAY: Duration = Duration::from_millis(100);
 pub struct World {
     pub env: KubeEnv,
     clients: Vec<Client>,
-    pub names: Vec<String>,
+    pub names: Vec<ClusterId>,
     pub config: String,
     /// Weights before the operation and after each of its steps.
     pub targets: Vec<Weights>,
@@ -45,13 +46,13 @@ impl Drop for World {
     }
 }
 
-fn weights_of(names: &[String], values: &[u8]) -> Weights {
+fn weights_of(names: &[ClusterId], values: &[u8]) -> Weights {
     names.iter().cloned().zip(values.iter().copied()).collect()
 }
 
 /// The weights before the failover and after each step, as the plans'
 /// arithmetic gives them from the initial weights.
-fn step_targets(names: &[String]) -> Vec<Weights> {
+fn step_targets(names: &[ClusterId]) -> Vec<Weights> {
     let mut targets = vec![weights_of(names, &INITIAL)];
     for percent in STEPS {
         let from = targets.last().expect("initial weights").clone();
@@ -68,7 +69,11 @@ impl World {
         for i in 0..3 {
             clients.push(env.client(i).await);
         }
-        let names: Vec<String> = env.clusters().iter().map(|c| c.name.clone()).collect();
+        let names: Vec<ClusterId> = env
+            .clusters()
+            .iter()
+            .map(|c| ClusterId::from(c.name.as_str()))
+            .collect();
         for (i, name) in names.iter().enumerate() {
             env.apply(i, &routing_weight_yaml(name, INITIAL[i]));
             env.apply(i, &controlled_ingress_yaml(""));
@@ -76,7 +81,7 @@ impl World {
         let lunar = clients
             .iter()
             .zip(&names)
-            .map(|(c, n)| tokio::spawn(lunar_controller(c.clone(), n.clone())))
+            .map(|(c, n)| tokio::spawn(lunar_controller(c.clone(), n.to_string())))
             .collect();
         let routing = "  mode: routing-weight\n  verify_timeout: 5s\n";
         Arc::new(World {

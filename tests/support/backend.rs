@@ -14,8 +14,9 @@ use async_trait::async_trait;
 
 use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::backend::{
-    BackendError, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+    BackendError, Convergence, GateFailure, Removal, RoutingBackend, Snapshot, Written,
 };
+use failover_bot::config::gates::DeploymentRef;
 use failover_bot::config::{ClusterConfig, EnvironmentConfig};
 use failover_bot::plan::Weights;
 
@@ -209,6 +210,18 @@ impl<S: Send + Sync> RoutingBackend for Hooked<S> {
             Some(hook) => hook(&self.state, env, before, after),
             None => self.inner.write_all(env, before, after).await,
         }
+    }
+
+    fn removal(&self) -> Removal {
+        self.inner.removal()
+    }
+
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        self.inner.ready_replicas(cluster, deployment).await
     }
 }
 

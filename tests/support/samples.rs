@@ -6,7 +6,8 @@
 use failover_bot::approval::{ApprovalError, StateName};
 use failover_bot::backend::{BackendError, GateFailure, HealthFailure};
 use failover_bot::command::{CommandError, Missing, Verb};
-use failover_bot::operation::{Freeze, Refusal};
+use failover_bot::config::gates::When;
+use failover_bot::operation::{CapacityCheck, CheckResult, Freeze, GateCheck, Reading, Refusal};
 use failover_bot::plan::{PlanError, StepsError};
 
 fn s(text: &str) -> String {
@@ -198,7 +199,47 @@ pub fn engine_refusals() -> Vec<Refusal> {
             action: s("abort"),
             approvers: vec![s("S0SRE")],
         },
+        MetricGate {
+            check: Box::new(gate_check(When::Before, 0.042, CheckResult::Fail)),
+        },
+        Capacity {
+            check: capacity_check(Some(3), false),
+        },
     ]
+}
+
+/// The error-rate gate on green, as read.
+pub fn gate_check(when: When, value: f64, result: CheckResult) -> GateCheck {
+    GateCheck {
+        gate: s("error-rate"),
+        cluster: GREEN.into(),
+        when,
+        query: s(r#"sum(rate(http_errors_total{cluster="k8s-green.dev.example.com"}[5m]))"#),
+        operator: s("<"),
+        threshold: Reading(0.01),
+        readings: match result {
+            CheckResult::Pass | CheckResult::Fail => vec![Reading(value)],
+            _ => Vec::new(),
+        },
+        result,
+        advisory: false,
+    }
+}
+
+/// The capacity gate for `web/api` on green, taking half the traffic
+/// from 10 ready replicas with headroom 1.2 (so it needs 6).
+pub fn capacity_check(ready: Option<u32>, enough: bool) -> CapacityCheck {
+    CapacityCheck {
+        deployment: s("web/api"),
+        cluster: GREEN.into(),
+        ready,
+        unreadable: None,
+        serving: 10,
+        share_percent: Reading(50.0),
+        headroom: Reading(1.2),
+        required: 6,
+        enough: Some(enough),
+    }
 }
 
 fn noon() -> chrono::DateTime<chrono::Utc> {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -42,6 +43,7 @@ use super::{
     BackendError, ClusterState, Convergence, GateFailure, Removal, RoutingBackend, Snapshot,
     Written,
 };
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, Config, EnvironmentConfig, RoutingMode};
 use crate::plan::Weights;
 
@@ -490,6 +492,24 @@ async fn client_for(context: &str, file: Option<&Kubeconfig>) -> Result<Client, 
 
 #[async_trait]
 impl RoutingBackend for KubeBackend {
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        let name = &cluster.name;
+        let api: Api<Deployment> =
+            Api::namespaced(self.client(name)?.clone(), &deployment.namespace);
+        let found = api
+            .get_opt(&deployment.name)
+            .await
+            .map_err(|e| failed(name, describe(&e)))?;
+        Ok(found.map(|d| {
+            let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            u32::try_from(ready).unwrap_or(0)
+        }))
+    }
+
     async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
         let reads = join_all(env.clusters.iter().map(|c| self.read_cluster(c))).await;
         let mut snapshot = Snapshot::default();

@@ -97,6 +97,21 @@ impl Posted {
     pub fn is(&self, kind: &str, facts: &[(&str, &str)]) -> bool {
         self.kind() == Some(kind) && facts.iter().all(|(k, v)| self.fact(k) == Some(*v))
     }
+
+    /// Posted in the channel itself: not in a thread, not ephemeral.
+    pub fn is_channel_post(&self) -> bool {
+        self.thread_ts.is_none() && self.ephemeral_user.is_none()
+    }
+
+    /// The kind and facts in a line, for failure messages.
+    pub fn summary(&self) -> String {
+        let payload = self
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("event_payload"))
+            .map_or_else(String::new, Value::to_string);
+        format!("{} {payload}", self.kind().unwrap_or("(no kind)"))
+    }
 }
 
 /// What the next call to a method gets instead of a normal answer.
@@ -205,34 +220,37 @@ impl FakeSlack {
     }
 
     /// The bot's plan messages: channel posts (not in a thread, not
-    /// ephemeral) that were posted awaiting approval, in order.
+    /// ephemeral) of kind `plan`, posted awaiting approval, in order.
     pub fn plan_posts(&self) -> Vec<Posted> {
         self.posts()
             .into_iter()
-            .filter(|p| {
-                p.thread_ts.is_none()
-                    && p.ephemeral_user.is_none()
-                    && p.text.contains("awaiting approval")
-            })
+            .filter(|p| p.is_channel_post() && p.is("plan", &[("status", "pending")]))
             .collect()
     }
 
-    /// The texts posted in the thread of message `ts`, in order.
-    pub fn thread_texts(&self, ts: &str) -> Vec<String> {
-        self.posts()
-            .into_iter()
-            .filter(|p| p.thread_ts.as_deref() == Some(ts))
-            .map(|p| p.text)
-            .collect()
+    /// The messages posted in the thread of message `ts`, in order.
+    pub fn thread(&self, ts: &str) -> Vec<Posted> {
+        thread_of(&self.posts(), ts).cloned().collect()
     }
 
-    /// The text message `ts` was last updated to, if it ever was.
-    pub fn last_update(&self, ts: &str) -> Option<String> {
-        self.updates()
-            .into_iter()
-            .filter(|u| u.ts == ts)
-            .map(|u| u.text)
-            .next_back()
+    /// Whether the thread of message `ts` has a message of `kind` with
+    /// every fact in `facts`.
+    pub fn thread_has(&self, ts: &str, kind: &str, facts: &[(&str, &str)]) -> bool {
+        thread_of(&self.posts(), ts).any(|p| p.is(kind, facts))
+    }
+
+    /// What message `ts` was last updated to, if it ever was.
+    pub fn last_update(&self, ts: &str) -> Option<Posted> {
+        self.updates().into_iter().rfind(|u| u.ts == ts)
+    }
+
+    /// The status the plan message `ts` shows now (`pending`, `applied`,
+    /// `rejected`…): its newest update's, or as posted.
+    pub fn plan_status(&self, ts: &str) -> Option<String> {
+        let now = self
+            .last_update(ts)
+            .or_else(|| self.posts().into_iter().find(|p| p.ts == ts))?;
+        now.fact("status").map(str::to_owned)
     }
 
     /// Successful `reactions.add`: (channel, ts, name).
@@ -323,24 +341,18 @@ impl Shared {
 // --------------------------------------------------- reading a transcript
 
 /// The bot's plan messages in `channel`, as (step, ts): top-level posts
-/// that open with `… *Operation #N · step S/T* …`.
+/// of kind `plan`, by their `step` fact.
 pub fn plans_in(posts: &[Posted], channel: &str) -> Vec<(usize, String)> {
     posts
         .iter()
-        .filter(|p| p.channel == channel && p.thread_ts.is_none() && p.ephemeral_user.is_none())
-        .filter(|p| p.text.contains("*Operation #"))
-        .filter_map(|p| {
-            let rest = p.text.split(" · step ").nth(1)?;
-            let step = rest.split('/').next()?.parse().ok()?;
-            Some((step, p.ts.clone()))
-        })
+        .filter(|p| p.channel == channel && p.is_channel_post() && p.kind() == Some("plan"))
+        .filter_map(|p| Some((p.fact("step")?.parse().ok()?, p.ts.clone())))
         .collect()
 }
 
-/// The texts posted in the thread under message `ts`, in order.
-pub fn thread_of<'a>(posts: &'a [Posted], ts: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+/// The messages posted in the thread under message `ts`, in order.
+pub fn thread_of<'a>(posts: &'a [Posted], ts: &'a str) -> impl Iterator<Item = &'a Posted> + 'a {
     posts
         .iter()
         .filter(move |p| p.thread_ts.as_deref() == Some(ts))
-        .map(|p| p.text.as_str())
 }

@@ -180,6 +180,7 @@ fn auth_test(state: &FakeState) -> Value {
 fn post_message(state: &mut FakeState, p: &Map<String, Value>) -> Result<Value, &'static str> {
     let channel = required(p, "channel", "channel_not_found")?;
     let (text, blocks) = message_content(p)?;
+    let metadata = message_metadata(p)?;
     let thread_ts = str_param(p, "thread_ts");
     let ts = state.next_ts();
     let message = message_json(
@@ -196,7 +197,7 @@ fn post_message(state: &mut FakeState, p: &Map<String, Value>) -> Result<Value, 
         text,
         blocks,
         ephemeral_user: None,
-        metadata: p.get("metadata").cloned(),
+        metadata,
     });
     Ok(json!({"channel": channel, "ts": ts, "message": message}))
 }
@@ -206,6 +207,7 @@ fn update_message(state: &mut FakeState, p: &Map<String, Value>) -> Result<Value
     let channel = required(p, "channel", "channel_not_found")?;
     let ts = required(p, "ts", "message_not_found")?;
     let (text, blocks) = message_content(p)?;
+    let metadata = message_metadata(p)?;
     // slack-morphism requires `message` in the answer, as Slack sends it.
     let message = message_json(&state.bot_user, &text, None, blocks.as_ref(), None);
     state.updates.push(Posted {
@@ -215,7 +217,7 @@ fn update_message(state: &mut FakeState, p: &Map<String, Value>) -> Result<Value
         text: text.clone(),
         blocks,
         ephemeral_user: None,
-        metadata: p.get("metadata").cloned(),
+        metadata,
     });
     Ok(json!({"channel": channel, "ts": ts, "text": text, "message": message}))
 }
@@ -330,6 +332,28 @@ fn message_content(p: &Map<String, Value>) -> Result<(String, Option<Value>), &'
         return Err("no_text");
     }
     Ok((text.unwrap_or_default(), blocks))
+}
+
+/// A message's `metadata`, as Slack takes it: an object (or, in a form
+/// body, its JSON) with a string `event_type` and an object
+/// `event_payload`. Anything else is refused, as Slack does, so a bot
+/// that sends malformed metadata fails here too.
+fn message_metadata(p: &Map<String, Value>) -> Result<Option<Value>, &'static str> {
+    let metadata = match p.get("metadata") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => {
+            serde_json::from_str::<Value>(s).map_err(|_| "invalid_metadata_format")?
+        }
+        Some(other) => other.clone(),
+    };
+    let has_type = metadata.get("event_type").is_some_and(Value::is_string);
+    let payload_is_object = metadata
+        .get("event_payload")
+        .is_none_or(|payload| payload.is_object());
+    if !has_type || !payload_is_object {
+        return Err("invalid_metadata_schema");
+    }
+    Ok(Some(metadata))
 }
 
 fn required(

@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::query;
-use crate::config::ConfigProblem;
+use super::ConfigProblem;
+use crate::promql as query;
 
 /// Longest per-query timeout: a gate is asked while a person waits for a plan.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod gates;
+
 use crate::ids::{ClusterId, EnvId};
 use crate::plan::{validate_steps, Weights};
 
@@ -196,6 +198,19 @@ pub struct EnvironmentConfig {
     pub clusters: Vec<ClusterConfig>,
     #[serde(default)]
     pub route53: Option<Route53Config>,
+    /// Where this environment's gate queries go.
+    #[serde(default)]
+    pub prometheus: Option<gates::PrometheusConfig>,
+    /// Named Prometheus queries that gate each step, before and after it.
+    #[serde(default)]
+    pub gates: Vec<gates::GateConfig>,
+    /// Ready replicas a cluster needs before its share of traffic rises.
+    #[serde(default)]
+    pub capacity: Option<gates::CapacityConfig>,
+    /// What a failing after-gate does: pause and ask for the rollback's
+    /// approval (default), or roll back at once.
+    #[serde(default)]
+    pub on_gate_failure: gates::OnGateFailure,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -506,6 +521,12 @@ impl Config {
                 }
             }
             validate_clusters(&key, &environment.clusters, p);
+            let section = gates::GatesSection {
+                prometheus: environment.prometheus.as_ref(),
+                gates: &environment.gates,
+                capacity: environment.capacity.as_ref(),
+            };
+            p.0.extend(gates::validate_environment(&key, section));
             if self.routing.mode == RoutingMode::Route53 && environment.route53.is_none() {
                 p.add(
                     format!("{key}.route53"),
