@@ -804,6 +804,34 @@ environments:
     }
 
     #[test]
+    fn the_route53_share_defaults_to_2_and_stays_within_the_account_limit() {
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.routing.route53_requests_per_second, 2.0);
+        for (rate, ok) in [
+            ("5", true),
+            ("0.5", true),
+            ("6", false),
+            ("0", false),
+            ("-1", false),
+            (".nan", false),
+        ] {
+            let text = format!("{MINIMAL}routing:\n  route53_requests_per_second: {rate}\n");
+            match Config::from_yaml(&text) {
+                Ok(config) => assert!(
+                    ok,
+                    "{rate} accepted: {}",
+                    config.routing.route53_requests_per_second
+                ),
+                Err(ConfigError::Invalid(problems)) => {
+                    assert!(!ok, "{rate} refused: {problems:?}");
+                    assert_eq!(problems[0].key, "routing.route53_requests_per_second");
+                }
+                Err(other) => panic!("{rate}: {other}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_mode_names_the_key() {
         let text = format!("{MINIMAL}routing:\n  mode: magic\n");
         let err = Config::from_yaml(&text).unwrap_err().to_string();

@@ -31,8 +31,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use crate::config::{
-    DEFAULT_ROUTE53_REQUESTS_PER_SECOND as DEFAULT_REQUESTS_PER_SECOND,
-    ROUTE53_REQUESTS_PER_SECOND,
+    DEFAULT_ROUTE53_REQUESTS_PER_SECOND as DEFAULT_REQUESTS_PER_SECOND, ROUTE53_REQUESTS_PER_SECOND,
 };
 
 tokio::task_local! {
@@ -242,7 +241,10 @@ mod tests {
     const SPACING: Duration = Duration::from_millis(500);
 
     /// When each of `requests` got its turn, as offsets from the start.
-    async fn turns(budget: Arc<RateBudget>, requests: Vec<(&'static str, Priority)>) -> Vec<(&'static str, Duration)> {
+    async fn turns(
+        budget: Arc<RateBudget>,
+        requests: Vec<(&'static str, Priority)>,
+    ) -> Vec<(&'static str, Duration)> {
         let start = Instant::now();
         let tasks: Vec<_> = requests
             .into_iter()
@@ -284,7 +286,10 @@ mod tests {
         let started = Instant::now();
         budget.take(Priority::Step).await;
         assert_eq!(started.elapsed(), SPACING - Duration::from_millis(100));
-        assert!(others.iter().all(|o| !o.is_finished()), "the step went first");
+        assert!(
+            others.iter().all(|o| !o.is_finished()),
+            "the step went first"
+        );
         for other in others {
             other.await.unwrap();
         }
