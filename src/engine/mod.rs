@@ -6,6 +6,7 @@
 //!   operation's first step;
 //! - [`step`]: moving an operation on — plan, gate, apply, verify, finish;
 //! - [`reactions`]: votes on plans; [`answers`]: status, history, abort;
+//!   [`status_reads`]: one read for a burst of `status` commands;
 //! - [`resume`]: what a restart finds unfinished, and expiry;
 //! - [`store`]: the journal and the ledger behind one lock; [`outbox`]:
 //!   what the bot says, delivered in order through Slack outages.
@@ -26,6 +27,7 @@ mod reactions;
 mod resume;
 mod signals;
 mod start;
+mod status_reads;
 mod step;
 mod store;
 
@@ -37,7 +39,7 @@ use chrono::{DateTime, Utc};
 pub use apply::{apply, Applied, ApplyFailure};
 
 use crate::approval::ApprovalError;
-use crate::backend::RoutingBackend;
+use crate::backend::{Convergence, RoutingBackend, Snapshot};
 use crate::chat::{Chat, ChatError, GroupResolver, Message, MessageRef};
 use crate::clock::Clock;
 use crate::command::{self, CommandError, Request};
@@ -181,6 +183,9 @@ impl From<ChatError> for Failure {
 
 type Outcome = Result<(), Failure>;
 
+/// What `status` reads: the weights as set and, if readable, as served.
+type StatusReading = (Snapshot, Option<Vec<Convergence>>);
+
 pub struct Engine {
     config: Arc<Config>,
     backend: Arc<dyn RoutingBackend>,
@@ -200,6 +205,8 @@ pub struct Engine {
     signals: signals::Signals,
     /// When each baking operation's gates were last read.
     bake_readings: Mutex<std::collections::HashMap<OpId, DateTime<Utc>>>,
+    /// `status` readings, shared by bursts of commands.
+    status_reads: status_reads::StatusReads<Result<StatusReading, Refusal>>,
 }
 
 impl Engine {
@@ -235,6 +242,7 @@ impl Engine {
             events: Mutex::new(events),
             signals,
             bake_readings: Mutex::default(),
+            status_reads: status_reads::StatusReads::new(status_reads::FRESH_FOR),
             metrics,
         }
     }
