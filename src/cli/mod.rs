@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod route53;
 
+use crate::backend::kube::tls::TlsVerification;
 use crate::config::Config;
 use crate::leader::LeaderElection;
 use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
@@ -61,6 +62,29 @@ pub struct ServeArgs {
     /// Log lines as text or as JSON objects.
     #[arg(long, env = "FAILOVER_BOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// A kubeconfig context with `insecure-skip-tls-verify: true` is refused
+/// unless this is given (see `backend/kube/tls.rs`).
+#[derive(Args, Clone, Copy, Debug)]
+pub struct TlsArgs {
+    /// DANGEROUS: use kubeconfig contexts that set insecure-skip-tls-verify
+    /// (anyone on the way could pose as the cluster). Give the clusters'
+    /// CAs instead.
+    #[arg(long)]
+    dangerously_skip_tls_verify: bool,
+}
+
+impl TlsArgs {
+    fn verification(self) -> TlsVerification {
+        if self.dangerously_skip_tls_verify {
+            TlsVerification::DangerouslySkippable
+        } else {
+            TlsVerification::Required
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +117,8 @@ pub enum CliCommand {
         /// Only validate the config file; do not contact any cluster.
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Route53 records in mode `route53` (reads AWS credentials and
     /// AWS_ENDPOINT_URL_ROUTE_53 from the standard AWS environment).
@@ -107,6 +133,8 @@ pub enum CliCommand {
         config: PathBuf,
         /// One environment; all when left out.
         env: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -137,12 +165,16 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         CliCommand::Sandbox { config } => sandbox(config).await,
-        CliCommand::Check { config, offline } => match load(Some(&config)) {
-            Ok(config) => check::check(&config, offline).await,
+        CliCommand::Check {
+            config,
+            offline,
+            tls,
+        } => match load(Some(&config)) {
+            Ok(config) => check::check(&config, offline, tls.verification()).await,
             Err(code) => code,
         },
-        CliCommand::Status { config, env } => match load(Some(&config)) {
-            Ok(config) => check::status(&config, env.as_deref()).await,
+        CliCommand::Status { config, env, tls } => match load(Some(&config)) {
+            Ok(config) => check::status(&config, env.as_deref(), tls.verification()).await,
             Err(code) => code,
         },
         CliCommand::Audit {
@@ -208,6 +240,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         namespace: args.lease_namespace,
         identity: args.identity.unwrap_or_else(default_identity),
         context: args.lease_context,
+        tls: args.tls.verification(),
     });
     let options = crate::serve::ServeOptions {
         config,
@@ -215,6 +248,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         journal: args.journal,
         in_memory: args.in_memory,
         leader_election,
+        tls: args.tls.verification(),
     };
     match crate::serve::serve(options, settings).await {
         Ok(()) => ExitCode::SUCCESS,
