@@ -56,17 +56,18 @@ pub fn router(health: Arc<Health>) -> Router {
         .with_state(health)
 }
 
-/// Binds `addr` (an error if it cannot) and serves in a task.
+/// Binds `addr` (an error if it cannot) and serves in a task, within the
+/// listener's limits ([`crate::listener`]).
 pub async fn listen(addr: SocketAddr, health: Arc<Health>) -> Result<JoinHandle<()>, String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "listening (health, metrics, Slack Events API)");
-    Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router(health)).await {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    }))
+    Ok(crate::listener::serve(
+        listener,
+        router(health),
+        crate::listener::Limits::default(),
+    ))
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> Response {

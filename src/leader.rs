@@ -34,6 +34,8 @@ pub struct LeaderElection {
     pub identity: String,
     /// The kubeconfig context of the home cluster, or `in-cluster`.
     pub context: String,
+    /// Whether that context may skip TLS verification.
+    pub tls: crate::backend::kube::tls::TlsVerification,
 }
 
 /// A running campaign: tells when this replica leads and when it stops.
@@ -62,7 +64,7 @@ impl LeaderElection {
 
     /// Starts campaigning; returns at once.
     pub async fn campaign(&self) -> Result<Leadership, String> {
-        let client = crate::backend::kube::client_for_context(&self.context).await?;
+        let client = crate::backend::kube::client_for_context(&self.context, self.tls).await?;
         let manager = LeaseManagerBuilder::new(client, &self.lease_name)
             .with_namespace(&self.namespace)
             .with_identity(&self.identity)

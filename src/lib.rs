@@ -33,7 +33,8 @@
 //! 5. The engine: [`engine`] — commands, reactions, driving operations,
 //!    resuming after a restart.
 //! 6. The outside: [`slack`], [`sandbox`], [`serve`], [`leader`],
-//!    [`health`], [`cli`], [`telemetry`].
+//!    [`health`] (on [`listener`], the HTTP server's connection limits),
+//!    [`cli`], [`telemetry`].
 //!
 //! # One command, end to end
 //!
@@ -64,6 +65,7 @@ pub mod health;
 pub mod ids;
 pub mod journal;
 pub mod leader;
+pub mod listener;
 pub mod messages;
 pub mod metrics;
 pub mod notice;

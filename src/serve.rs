@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use slack_morphism::prelude::*;
 
 use crate::backend::dns::{cluster_zones, DnsVerified, Route53Mode};
+use crate::backend::kube::tls::TlsVerification;
 use crate::backend::kube::KubeBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::route53::Route53;
@@ -44,6 +45,8 @@ pub struct ServeOptions {
     pub leader_election: Option<LeaderElection>,
     /// Signs every journal record (the key from the bot's Secret).
     pub signing_key: Option<Signer>,
+    /// Whether a kubeconfig context may skip TLS verification.
+    pub tls: TlsVerification,
 }
 
 pub async fn serve(options: ServeOptions, settings: SlackSettings) -> Result<(), String> {
@@ -81,24 +84,27 @@ pub async fn backend(options: &ServeOptions) -> Result<Arc<dyn RoutingBackend>, 
     if options.in_memory {
         return Ok(Arc::new(MemoryBackend::from_config(&options.config)));
     }
-    real_backend(&options.config).await
+    real_backend(&options.config, options.tls).await
 }
 
 /// The clusters of the config's mode, reached through `$KUBECONFIG` (and
 /// the standard AWS chain for Route53): Route53 verification is added
 /// wherever an environment has a `route53` section.
-pub async fn real_backend(config: &Config) -> Result<Arc<dyn RoutingBackend>, String> {
-    let kube = Arc::new(KubeBackend::connect(config, None).await?);
+pub async fn real_backend(
+    config: &Config,
+    tls: TlsVerification,
+) -> Result<Arc<dyn RoutingBackend>, String> {
+    let kube = Arc::new(KubeBackend::connect_with(config, None, tls).await?);
     let timeout = config.routing.verify_timeout;
     let needs_dns = config.environments.values().any(|e| e.route53.is_some());
     let zones = cluster_zones(config);
     match config.routing.mode {
         RoutingMode::Route53 => {
-            let route53 = Arc::new(Route53::from_env().await);
+            let route53 = Arc::new(Route53::for_config(config).await);
             Ok(Arc::new(Route53Mode::new(kube, route53, timeout, zones)))
         }
         _ if needs_dns => {
-            let route53 = Arc::new(Route53::from_env().await);
+            let route53 = Arc::new(Route53::for_config(config).await);
             Ok(Arc::new(DnsVerified::new(kube, route53, timeout, zones)))
         }
         _ => Ok(kube),

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 #[path = "support/samples.rs"]
 mod samples;
 
+use failover_bot::backend::kube::tls::TlsError;
 use failover_bot::backend::GateFailure;
 use failover_bot::config::Config;
 use failover_bot::messages::render;
@@ -351,6 +352,13 @@ fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
         ("slack-invalid-auth", s("invalid_auth")),
         ("signature-401", s("bad Slack signature")),
         ("config-invalid", s("config is invalid:")),
+        (
+            "insecure-skip-tls-verify",
+            TlsError::InsecureSkipTlsVerify {
+                context: s("dev-xx"),
+            }
+            .to_string(),
+        ),
         (
             "command-cut-short",
             as_seen(&said(Notice::CommandCutShort {

@@ -732,3 +732,103 @@ async fn a_routing_weight_is_created_at_its_initial_weight_in_one_write() {
         "{again:?}"
     );
 }
+
+// ------------------------------------------------------------------- TLS
+
+/// The kubeconfig with cluster `index`'s CA replaced by
+/// `insecure-skip-tls-verify: true` (issue 14, item 6).
+fn insecure_kubeconfig(env: &KubeEnv, index: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let text = std::fs::read_to_string(env.kubeconfig()).unwrap();
+    let cluster_line = format!(
+        "- name: {}",
+        serde_json::to_string(&env.clusters()[index].name).unwrap()
+    );
+    let mut out = String::new();
+    let mut in_cluster = false;
+    for line in text.lines() {
+        if line.starts_with("- name: ") {
+            in_cluster = line == cluster_line;
+        }
+        if in_cluster && line.trim_start().starts_with("certificate-authority-data:") {
+            out += "    insecure-skip-tls-verify: true\n";
+            continue;
+        }
+        out += line;
+        out.push('\n');
+    }
+    assert!(out.contains("insecure-skip-tls-verify"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, out).unwrap();
+    (dir, path)
+}
+
+fn run_cli_with(kubeconfig: &std::path::Path, config: &Config, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, serde_json::to_string(config).unwrap()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn a_context_that_skips_tls_verification_is_refused_by_name() {
+    let env = KubeEnv::start(2).await;
+    let config = config(&env, "routing-weight", "5s");
+    let (_dir, insecure) = insecure_kubeconfig(&env, 1);
+    let refused = match KubeBackend::connect(&config, Some(&insecure)).await {
+        Ok(_) => panic!("a context with insecure-skip-tls-verify was accepted"),
+        Err(refused) => refused,
+    };
+    let context = &env.clusters()[1].context;
+    assert!(
+        refused.contains(&format!("context {context}"))
+            && refused.contains("insecure-skip-tls-verify")
+            && refused.contains("--dangerously-skip-tls-verify"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn check_and_status_go_on_with_such_a_context_only_when_told_it_is_dangerous() {
+    let env = KubeEnv::start(2).await;
+    setup_routing_weights(&env).await;
+    let config = config(&env, "routing-weight", "5s");
+    let (_dir, insecure) = insecure_kubeconfig(&env, 1);
+    let context = &env.clusters()[1].context;
+
+    for command in ["check", "status"] {
+        let (ok, out) = run_cli_with(&insecure, &config, &[command]);
+        assert!(!ok, "{command}: {out}");
+        assert!(
+            out.contains(&format!("context {context}")) && out.contains("insecure-skip-tls-verify"),
+            "{command}: {out}"
+        );
+    }
+
+    let (ok, out) = run_cli_with(
+        &insecure,
+        &config,
+        &["check", "--dangerously-skip-tls-verify"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+    let (ok, out) = run_cli_with(
+        &insecure,
+        &config,
+        &["status", "--dangerously-skip-tls-verify"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains(&env.clusters()[0].name), "{out}");
+}

@@ -4,12 +4,13 @@
 
 use std::process::ExitCode;
 
+use crate::backend::kube::tls::TlsVerification;
 use crate::backend::kube::{ClusterCheck, KubeBackend};
 use crate::config::{ClusterConfig, Config, Route53Config};
 use crate::messages;
 use crate::notice::{Notice, StatusNotice};
 
-pub async fn check(config: &Config, offline: bool) -> ExitCode {
+pub async fn check(config: &Config, offline: bool, tls: TlsVerification) -> ExitCode {
     println!(
         "config ok: mode {}, {} approver(s), approvals expire after {}",
         config.routing.mode,
@@ -28,7 +29,7 @@ pub async fn check(config: &Config, offline: bool) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let backend = match KubeBackend::connect(config, None).await {
+    let backend = match KubeBackend::connect_with(config, None, tls).await {
         Ok(b) => b,
         Err(e) => {
             println!("✗ {e}");
@@ -36,7 +37,7 @@ pub async fn check(config: &Config, offline: bool) -> ExitCode {
         }
     };
     let route53 = match config.environments.values().any(|e| e.route53.is_some()) {
-        true => Some(crate::backend::route53::Route53::from_env().await),
+        true => Some(crate::backend::route53::Route53::for_config(config).await),
         false => None,
     };
     let mut ok = true;
@@ -65,7 +66,7 @@ pub async fn check(config: &Config, offline: bool) -> ExitCode {
     }
 }
 
-pub async fn status(config: &Config, only: Option<&str>) -> ExitCode {
+pub async fn status(config: &Config, only: Option<&str>, tls: TlsVerification) -> ExitCode {
     if let Some(env) = only.filter(|e| !config.environments.contains_key(*e)) {
         eprintln!(
             "failover-bot: no environment {env}; environments: {}",
@@ -78,7 +79,7 @@ pub async fn status(config: &Config, only: Option<&str>) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let backend = match crate::serve::real_backend(config).await {
+    let backend = match crate::serve::real_backend(config, tls).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("failover-bot: {e}");

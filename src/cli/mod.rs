@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod route53;
 
+use crate::backend::kube::tls::TlsVerification;
 use crate::config::Config;
 use crate::journal::sign::Signer;
 use crate::leader::LeaderElection;
@@ -68,6 +69,29 @@ pub struct ServeArgs {
     /// mount it from the bot's Secret).
     #[arg(long, env = "FAILOVER_BOT_SIGNING_KEY_FILE")]
     signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// A kubeconfig context with `insecure-skip-tls-verify: true` is refused
+/// unless this is given (see `backend/kube/tls.rs`).
+#[derive(Args, Clone, Copy, Debug)]
+pub struct TlsArgs {
+    /// DANGEROUS: use kubeconfig contexts that set insecure-skip-tls-verify
+    /// (anyone on the way could pose as the cluster). Give the clusters'
+    /// CAs instead.
+    #[arg(long)]
+    dangerously_skip_tls_verify: bool,
+}
+
+impl TlsArgs {
+    fn verification(self) -> TlsVerification {
+        if self.dangerously_skip_tls_verify {
+            TlsVerification::DangerouslySkippable
+        } else {
+            TlsVerification::Required
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +124,8 @@ pub enum CliCommand {
         /// Only validate the config file; do not contact any cluster.
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// The journal's signing keys: generate one, rotate to a new one, or
     /// start a new signed chain when the old key is lost.
@@ -120,6 +146,8 @@ pub enum CliCommand {
         config: PathBuf,
         /// One environment; all when left out.
         env: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -160,12 +188,16 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         CliCommand::Sandbox { config } => sandbox(config).await,
-        CliCommand::Check { config, offline } => match load(Some(&config)) {
-            Ok(config) => check::check(&config, offline).await,
+        CliCommand::Check {
+            config,
+            offline,
+            tls,
+        } => match load(Some(&config)) {
+            Ok(config) => check::check(&config, offline, tls.verification()).await,
             Err(code) => code,
         },
-        CliCommand::Status { config, env } => match load(Some(&config)) {
-            Ok(config) => check::status(&config, env.as_deref()).await,
+        CliCommand::Status { config, env, tls } => match load(Some(&config)) {
+            Ok(config) => check::status(&config, env.as_deref(), tls.verification()).await,
             Err(code) => code,
         },
         CliCommand::Audit {
@@ -237,6 +269,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         namespace: args.lease_namespace,
         identity: args.identity.unwrap_or_else(default_identity),
         context: args.lease_context,
+        tls: args.tls.verification(),
     });
     let signing_key = match args.signing_key.as_deref().map(Signer::from_file) {
         Some(Err(e)) => {
@@ -253,6 +286,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         in_memory: args.in_memory,
         leader_election,
         signing_key,
+        tls: args.tls.verification(),
     };
     match crate::serve::serve(options, settings).await {
         Ok(()) => ExitCode::SUCCESS,

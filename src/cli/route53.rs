@@ -61,7 +61,7 @@ async fn adopt(path: &PathBuf, env_name: &str, from_owner: &str, yes: bool) -> E
     };
     let registry = Registry::from(dns);
     let clusters: Vec<String> = env.clusters.iter().map(|c| c.name.to_string()).collect();
-    let route53 = Route53::from_env().await;
+    let route53 = Route53::for_config(&config).await;
     let adoption = match route53
         .plan_handover(&registry, &dns.zone_id, &dns.records, &clusters, from_owner)
         .await

@@ -162,6 +162,11 @@ pub struct RoutingConfig {
     /// carry the new weights before reporting stragglers.
     #[serde(default = "default_verify_timeout", with = "humantime_serde")]
     pub verify_timeout: Duration,
+    /// The bot's share of Route53's 5 API requests per second per account,
+    /// which it shares with external-dns: its requests are spaced to this
+    /// rate, a step's before any other.
+    #[serde(default = "default_route53_requests_per_second")]
+    pub route53_requests_per_second: f64,
 }
 
 impl Default for RoutingConfig {
@@ -172,6 +177,7 @@ impl Default for RoutingConfig {
             annotation_prefix: default_annotation_prefix(),
             default_steps: default_steps(),
             verify_timeout: default_verify_timeout(),
+            route53_requests_per_second: default_route53_requests_per_second(),
         }
     }
 }
@@ -242,6 +248,17 @@ pub struct Route53Config {
     pub txt_wildcard_replacement: String,
 }
 
+/// Route53's API limit per AWS account, requests per second: the bot's
+/// share (`routing.route53_requests_per_second`) may not be more.
+pub const ROUTE53_REQUESTS_PER_SECOND: f64 = 5.0;
+
+/// The bot's default share of [`ROUTE53_REQUESTS_PER_SECOND`]: 2 leaves 3
+/// for external-dns (whose sync of a zone is a burst of paginated list
+/// calls, every minute by default) and the rest of the account, while a
+/// step (a read per record name, one change batch, a few `GetChange`
+/// polls, a verifying read per name) still takes seconds, not minutes.
+pub const DEFAULT_ROUTE53_REQUESTS_PER_SECOND: f64 = 2.0;
+
 /// The owner id of the bot's Route53 records unless `route53.owner_id` says.
 pub const DEFAULT_ROUTE53_OWNER_ID: &str = "failover-bot";
 
@@ -291,6 +308,9 @@ fn default_annotation_prefix() -> String {
 }
 fn default_verify_timeout() -> Duration {
     Duration::from_secs(120)
+}
+fn default_route53_requests_per_second() -> f64 {
+    DEFAULT_ROUTE53_REQUESTS_PER_SECOND
 }
 fn default_steps() -> Vec<u32> {
     vec![10, 50, 100]
@@ -459,6 +479,13 @@ impl Config {
         }
         if let Err(problem) = validate_steps(&routing.default_steps) {
             p.add("routing.default_steps", problem.to_string());
+        }
+        let rate = routing.route53_requests_per_second;
+        if !(rate > 0.0 && rate <= ROUTE53_REQUESTS_PER_SECOND) {
+            p.add(
+                "routing.route53_requests_per_second",
+                format!("{rate} is not in (0, {ROUTE53_REQUESTS_PER_SECOND}]: Route53 allows 5 requests per second per account, shared with external-dns"),
+            );
         }
     }
 
@@ -774,6 +801,34 @@ environments:
         assert_eq!(config.approval.expires_after, Duration::from_secs(900));
         assert_eq!(config.routing.mode, RoutingMode::RoutingWeight);
         assert_eq!(config.routing.default_steps, vec![10, 50, 100]);
+    }
+
+    #[test]
+    fn the_route53_share_defaults_to_2_and_stays_within_the_account_limit() {
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.routing.route53_requests_per_second, 2.0);
+        for (rate, ok) in [
+            ("5", true),
+            ("0.5", true),
+            ("6", false),
+            ("0", false),
+            ("-1", false),
+            (".nan", false),
+        ] {
+            let text = format!("{MINIMAL}routing:\n  route53_requests_per_second: {rate}\n");
+            match Config::from_yaml(&text) {
+                Ok(config) => assert!(
+                    ok,
+                    "{rate} accepted: {}",
+                    config.routing.route53_requests_per_second
+                ),
+                Err(ConfigError::Invalid(problems)) => {
+                    assert!(!ok, "{rate} refused: {problems:?}");
+                    assert_eq!(problems[0].key, "routing.route53_requests_per_second");
+                }
+                Err(other) => panic!("{rate}: {other}"),
+            }
+        }
     }
 
     #[test]

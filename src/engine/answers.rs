@@ -2,7 +2,7 @@
 //! channel), `history` (to its author only), and `abort`, which ends the
 //! running operation where it stands.
 
-use super::{CommandRequest, Engine, Outcome};
+use super::{CommandRequest, Engine, Outcome, StatusReading};
 use crate::command::history::SHOWN;
 use crate::ids::EnvId;
 use crate::journal::Entry;
@@ -109,16 +109,13 @@ impl Engine {
         Ok(())
     }
 
+    /// `status`: the environment's reading (shared by a burst of
+    /// commands, see [`super::status_reads`]) and the running operation.
     pub(super) async fn status(&self, request: &CommandRequest, env: &EnvId) -> Outcome {
-        let snapshot = self.read(env).await?;
-        let observed = match self.config.environment(env) {
-            Some(environment) => self
-                .backend
-                .observe(environment, &snapshot.weights())
-                .await
-                .ok(),
-            None => None,
-        };
+        let (snapshot, observed) = self
+            .status_reads
+            .get(env, || self.read_for_status(env))
+            .await?;
         let running = self
             .active_operation(env)
             .as_ref()
@@ -134,6 +131,20 @@ impl Engine {
         let message = messages::render(&notice, &self.config);
         self.chat.post(&request.channel, None, &message).await?;
         Ok(())
+    }
+
+    /// The weights as set and, when they can be read, as served.
+    async fn read_for_status(&self, env: &EnvId) -> Result<StatusReading, Refusal> {
+        let snapshot = self.read(env).await?;
+        let observed = match self.config.environment(env) {
+            Some(environment) => self
+                .backend
+                .observe(environment, &snapshot.weights())
+                .await
+                .ok(),
+            None => None,
+        };
+        Ok((snapshot, observed))
     }
 
     pub(super) async fn history(&self, request: &CommandRequest, env: &EnvId) -> Outcome {

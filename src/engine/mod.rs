@@ -6,6 +6,7 @@
 //!   operation's first step;
 //! - [`step`]: moving an operation on — plan, gate, apply, verify, finish;
 //! - [`reactions`]: votes on plans; [`answers`]: status, history, abort;
+//!   [`status_reads`]: one read for a burst of `status` commands;
 //! - [`resume`]: what a restart finds unfinished, and expiry;
 //! - [`store`]: the journal and the ledger behind one lock; [`outbox`]:
 //!   what the bot says, delivered in order through Slack outages.
@@ -27,6 +28,7 @@ mod reactions;
 mod resume;
 mod signals;
 mod start;
+mod status_reads;
 mod step;
 mod store;
 
@@ -38,7 +40,7 @@ use chrono::{DateTime, Utc};
 pub use apply::{apply, Applied, ApplyFailure};
 
 use crate::approval::ApprovalError;
-use crate::backend::RoutingBackend;
+use crate::backend::{Convergence, RoutingBackend, Snapshot};
 use crate::chat::{Chat, ChatError, GroupResolver, Message, MessageRef};
 use crate::clock::Clock;
 use crate::command::{self, CommandError, Request};
@@ -183,6 +185,9 @@ impl From<ChatError> for Failure {
 
 type Outcome = Result<(), Failure>;
 
+/// What `status` reads: the weights as set and, if readable, as served.
+type StatusReading = (Snapshot, Option<Vec<Convergence>>);
+
 pub struct Engine {
     /// Set when the journal's signatures did not verify at start.
     untrusted: Mutex<Option<SignatureProblem>>,
@@ -204,6 +209,8 @@ pub struct Engine {
     signals: signals::Signals,
     /// When each baking operation's gates were last read.
     bake_readings: Mutex<std::collections::HashMap<OpId, DateTime<Utc>>>,
+    /// `status` readings, shared by bursts of commands.
+    status_reads: status_reads::StatusReads<Result<StatusReading, Refusal>>,
 }
 
 impl Engine {
@@ -239,6 +246,7 @@ impl Engine {
             events: Mutex::new(events),
             signals,
             bake_readings: Mutex::default(),
+            status_reads: status_reads::StatusReads::new(status_reads::FRESH_FOR),
             metrics,
             untrusted: Mutex::default(),
         }

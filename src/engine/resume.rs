@@ -169,6 +169,7 @@ impl Engine {
             return Ok(Vec::new());
         };
         let applied = apply(self.backend.as_ref(), environment, &back, snapshot).await;
+        self.status_reads.weights_changed();
         self.record(Entry::Changed {
             op: op.header.id,
             step: op.step,

@@ -272,6 +272,7 @@ impl Engine {
             Err(refusal) => return self.refuse_step(op, refusal).await,
         };
         let applied = apply(self.backend.as_ref(), environment, &shown.plan, &snapshot).await;
+        self.status_reads.weights_changed();
         self.record(Entry::Changed {
             op: op.header.id,
             step: op.step,

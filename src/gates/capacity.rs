@@ -249,11 +249,14 @@ impl KubeReplicaReader {
     }
 
     /// A client per cluster from `$KUBECONFIG`, with the routing backend's
-    /// timeouts and retries.
-    pub async fn connect(clusters: &[ClusterConfig]) -> Result<Self, CapacityError> {
+    /// timeouts, retries and TLS rule.
+    pub async fn connect(
+        clusters: &[ClusterConfig],
+        tls: crate::backend::kube::tls::TlsVerification,
+    ) -> Result<Self, CapacityError> {
         let mut clients = BTreeMap::new();
         for cluster in clusters {
-            let client = crate::backend::kube::client_for_context(&cluster.context)
+            let client = crate::backend::kube::client_for_context(&cluster.context, tls)
                 .await
                 .map_err(|reason| CapacityError::Connect {
                     cluster: cluster.name.to_string(),

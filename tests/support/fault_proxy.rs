@@ -66,6 +66,11 @@ pub enum Fault {
     /// and open connections are closed; [`FaultProxy::clear`] reopens it on
     /// the same port. Matching, `skip` and `times` do not apply.
     Refuse,
+    /// An API's rate limit (Route53: 5 requests per second per account):
+    /// a matching request that comes when `per_second` matching requests
+    /// were forwarded in the last second is answered `code` (with
+    /// [`Rule::body`]), the others are forwarded.
+    OverRate { per_second: u32, code: u16 },
 }
 
 impl Fault {
@@ -84,6 +89,7 @@ impl Fault {
             Fault::Reset => "reset".into(),
             Fault::Slow(_) => "slow".into(),
             Fault::Refuse => "refuse".into(),
+            Fault::OverRate { code, .. } => code.to_string(),
         }
     }
 }
@@ -100,7 +106,7 @@ pub struct Rule {
     pub skip: u32,
     /// Inject into at most this many matching requests (all when `None`).
     pub times: Option<u32>,
-    /// `(content type, body)` of a [`Fault::Status`] answer.
+    /// `(content type, body)` of a [`Fault::Status`] or [`Fault::OverRate`] answer.
     pub body: Option<(String, String)>,
 }
 
@@ -274,6 +280,9 @@ struct State {
     /// Matching requests faulted under this rule.
     hits: u32,
     requests: u64,
+    /// When the matching requests of the last second were forwarded
+    /// ([`Fault::OverRate`]).
+    forwarded: std::collections::VecDeque<std::time::Instant>,
     injected: Injected,
     accepting: Option<AbortHandle>,
     connections: Vec<AbortHandle>,
@@ -311,6 +320,11 @@ impl Shared {
         if rule.times.is_some_and(|t| state.hits >= t) {
             return Action::Forward;
         }
+        if let Fault::OverRate { per_second, .. } = rule.fault {
+            if state.within_rate(per_second) {
+                return Action::Forward;
+            }
+        }
         state.hits += 1;
         let injected = &mut state.injected;
         match rule.fault {
@@ -334,9 +348,37 @@ impl Shared {
                 injected.slow += 1;
                 Action::Delay(delay)
             }
+            Fault::OverRate { code, .. } => {
+                *injected.status.entry(code).or_default() += 1;
+                Action::Answer {
+                    code,
+                    retry_after: None,
+                    body: rule.body,
+                }
+            }
             // Refuse acts on the listener, never on a request.
             Fault::Refuse => Action::Forward,
         }
+    }
+}
+
+impl State {
+    /// Whether one more request fits in `per_second` (a sliding second);
+    /// if it does, it is counted.
+    fn within_rate(&mut self, per_second: u32) -> bool {
+        let now = std::time::Instant::now();
+        while self
+            .forwarded
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1))
+        {
+            self.forwarded.pop_front();
+        }
+        if self.forwarded.len() >= per_second as usize {
+            return false;
+        }
+        self.forwarded.push_back(now);
+        true
     }
 }
 

@@ -20,6 +20,7 @@
 pub mod crd;
 mod objects;
 mod retry;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,6 +39,7 @@ use kube::Client;
 
 use self::crd::{RoutingWeight, RoutingWeightSpec};
 use self::objects::Controlled;
+use self::tls::TlsVerification;
 use super::health::HealthProbe;
 use super::{
     BackendError, ClusterState, Convergence, GateFailure, Removal, RoutingBackend, Snapshot,
@@ -117,10 +119,21 @@ fn is_conflict(error: &kube::Error) -> bool {
 
 impl KubeBackend {
     /// A client for every configured cluster. `kubeconfig`: a path, or
-    /// `None` for `$KUBECONFIG` / `~/.kube/config`.
+    /// `None` for `$KUBECONFIG` / `~/.kube/config`. A context that skips
+    /// TLS verification is refused ([`tls`]).
     pub async fn connect(
         config: &Config,
         kubeconfig: Option<&Path>,
+    ) -> Result<KubeBackend, String> {
+        Self::connect_with(config, kubeconfig, TlsVerification::Required).await
+    }
+
+    /// [`KubeBackend::connect`], with `tls` saying whether a context may
+    /// skip verifying the cluster's certificate.
+    pub async fn connect_with(
+        config: &Config,
+        kubeconfig: Option<&Path>,
+        tls: TlsVerification,
     ) -> Result<KubeBackend, String> {
         let needs_file = config
             .environments
@@ -138,7 +151,7 @@ impl KubeBackend {
         };
         let mut clients = BTreeMap::new();
         for cluster in config.environments.values().flat_map(|e| &e.clusters) {
-            let client = client_for(&cluster.context, file.as_ref())
+            let client = client_for(&cluster.context, file.as_ref(), tls)
                 .await
                 .map_err(|e| {
                     format!(
@@ -454,16 +467,21 @@ async fn can_i(client: &Client, permission: &Permission<'_>) -> bool {
 }
 
 /// A client for one context of `$KUBECONFIG` (or the in-cluster config for
-/// `in-cluster`), with the same timeouts as the clusters' clients.
-pub async fn client_for_context(context: &str) -> Result<Client, String> {
+/// `in-cluster`), with the same timeouts and TLS rule as the clusters'
+/// clients.
+pub async fn client_for_context(context: &str, tls: TlsVerification) -> Result<Client, String> {
     if context == IN_CLUSTER {
-        return client_for(context, None).await;
+        return client_for(context, None, tls).await;
     }
     let file = Kubeconfig::read().map_err(|e| format!("cannot read the kubeconfig: {e}"))?;
-    client_for(context, Some(&file)).await
+    client_for(context, Some(&file), tls).await
 }
 
-async fn client_for(context: &str, file: Option<&Kubeconfig>) -> Result<Client, String> {
+async fn client_for(
+    context: &str,
+    file: Option<&Kubeconfig>,
+    tls: TlsVerification,
+) -> Result<Client, String> {
     let mut config = if context == IN_CLUSTER {
         kube::Config::incluster().map_err(|e| format!("no in-cluster config: {e}"))?
     } else {
@@ -476,6 +494,7 @@ async fn client_for(context: &str, file: Option<&Kubeconfig>) -> Result<Client, 
             .await
             .map_err(|e| format!("kubeconfig context: {e}"))?
     };
+    tls::check(context, &config, tls).map_err(|e| e.to_string())?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
     config.write_timeout = Some(READ_TIMEOUT);

@@ -66,7 +66,19 @@ impl Route53 {
     /// failed later batch never leaves a name half-written); throttling and
     /// `PriorRequestNotComplete` are retried with backoff and jitter
     /// (UPSERTs are idempotent); then every change is awaited to `INSYNC`.
+    /// All of it is a step's work: its requests go before others waiting
+    /// for the rate budget ([`super::budget`]).
     pub async fn write_weights_as(
+        &self,
+        registry: &Registry,
+        zone_id: &str,
+        records: &[String],
+        expected: &Weights,
+    ) -> Result<WriteSummary, Route53Error> {
+        super::budget::as_step(self.write_step(registry, zone_id, records, expected)).await
+    }
+
+    async fn write_step(
         &self,
         registry: &Registry,
         zone_id: &str,

@@ -1,5 +1,6 @@
 //! The SDK client: TLS, timeouts and retries for a chat bot (short, bounded),
-//! and a counter of every API request it transmits.
+//! the rate budget every request waits for ([`super::budget`]), and a
+//! counter of every API request it transmits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use aws_sdk_route53::config::{ConfigBag, Credentials, Intercept, Region, Runtime
 use aws_sdk_route53::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::Client;
 
+use super::budget::{budgeted, RateBudget, DEFAULT_REQUESTS_PER_SECOND};
 use super::{Route53, Route53Error};
 
 const SDK_MAX_ATTEMPTS: u32 = 3;
@@ -120,10 +122,13 @@ fn retries() -> RetryConfig {
 impl Route53 {
     /// The standard credential/region chain (region defaults to us-east-1,
     /// Route53 being global); `AWS_ENDPOINT_URL_ROUTE_53` / `AWS_ENDPOINT_URL`
-    /// are honoured.
+    /// are honoured. Requests are spaced to the default budget
+    /// ([`DEFAULT_REQUESTS_PER_SECOND`]; see
+    /// [`Route53::with_requests_per_second`]).
     pub async fn from_env() -> Route53 {
+        let budget = Arc::new(RateBudget::per_second(DEFAULT_REQUESTS_PER_SECOND));
         let mut shared = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client())
+            .http_client(budgeted(http_client(), budget.clone()))
             .timeout_config(timeouts())
             .retry_config(retries())
             .load()
@@ -134,12 +139,22 @@ impl Route53 {
                 .region(Region::new("us-east-1"))
                 .build();
         }
-        Self::from_sdk_config(&shared)
+        Self::from_sdk_config(&shared, budget)
+    }
+
+    /// [`Route53::from_env`] with the config's share of the account's rate
+    /// (`routing.route53_requests_per_second`).
+    pub async fn for_config(config: &crate::config::Config) -> Route53 {
+        Route53::from_env()
+            .await
+            .with_requests_per_second(config.routing.route53_requests_per_second)
     }
 
     /// A fixed endpoint (moto, a proxy) with region us-east-1 and static
-    /// test credentials.
+    /// test credentials; no rate limit unless one is set
+    /// ([`Route53::with_requests_per_second`]).
     pub async fn for_endpoint(endpoint: &str) -> Route53 {
+        let budget = Arc::new(RateBudget::unlimited());
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new(
@@ -150,15 +165,15 @@ impl Route53 {
                 "failover-bot-static",
             ))
             .endpoint_url(endpoint)
-            .http_client(http_client())
+            .http_client(budgeted(http_client(), budget.clone()))
             .timeout_config(timeouts())
             .retry_config(retries())
             .load()
             .await;
-        Self::from_sdk_config(&shared)
+        Self::from_sdk_config(&shared, budget)
     }
 
-    fn from_sdk_config(shared: &aws_config::SdkConfig) -> Route53 {
+    fn from_sdk_config(shared: &aws_config::SdkConfig, budget: Arc<RateBudget>) -> Route53 {
         let calls = Arc::new(Counters::default());
         let config = aws_sdk_route53::config::Builder::from(shared)
             .interceptor(CountCalls(calls.clone()))
@@ -168,7 +183,15 @@ impl Route53 {
             calls,
             page_size: None,
             insync_timeout: Duration::from_secs(180),
+            budget,
         }
+    }
+
+    /// Spaces this client's requests (and its clones', one account) to
+    /// `rate` per second, a step's first; 0 lifts the limit.
+    pub fn with_requests_per_second(self, rate: f64) -> Route53 {
+        self.budget.set_per_second(rate);
+        self
     }
 
     /// Asks for `MaxItems` record sets per page (default: the server's, 300).

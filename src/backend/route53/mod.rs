@@ -49,6 +49,7 @@
 //!
 //! - [`client`]: building the SDK client (timeouts, retries, TLS) and
 //!   counting its API calls;
+//! - [`budget`]: the rate budget every request waits for, a step's first;
 //! - [`records`]: the record model ([`WeightedSet`]), reading a name with
 //!   pagination, name normalisation and input validation;
 //! - [`batch`]: change batches packed under Route53's limits,
@@ -60,6 +61,7 @@
 
 mod adopt;
 mod batch;
+pub mod budget;
 mod client;
 mod records;
 mod registry;
@@ -101,4 +103,5 @@ pub struct Route53 {
     calls: Arc<client::Counters>,
     page_size: Option<i32>,
     insync_timeout: Duration,
+    budget: Arc<budget::RateBudget>,
 }

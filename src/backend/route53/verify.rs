@@ -100,8 +100,19 @@ impl Route53 {
     /// Polls [`Route53::check`] (backoff from 200 ms up to 3 s) until every
     /// record matches or `timeout` passes; returns the last reports either
     /// way (errors while polling are retried until the deadline; the last
-    /// one is returned if no check ever succeeded).
+    /// one is returned if no check ever succeeded). A step's verification:
+    /// its requests go before others waiting for the rate budget.
     pub async fn wait_until(
+        &self,
+        zone_id: &str,
+        records: &[String],
+        expected: &Weights,
+        timeout: Duration,
+    ) -> Result<Vec<RecordReport>, Route53Error> {
+        super::budget::as_step(self.poll_until(zone_id, records, expected, timeout)).await
+    }
+
+    async fn poll_until(
         &self,
         zone_id: &str,
         records: &[String],
