@@ -1207,3 +1207,15 @@ fn time_limited_shifts() {
         ),
     ]));
 }
+
+#[test]
+fn journal_key_replaced() {
+    insta::assert_snapshot!(cases(vec![(
+        "rekeyed",
+        Notice::Rekeyed {
+            new_key: "9f1c0e2d3b4a59687766554433221100ffeeddccbbaa99887766554433221100".into(),
+            old_head: "07400fc7d63f27e4aa11bb22cc33dd44ee55ff6600112233445566778899aabb".into(),
+            reason: "the Secret was deleted".into(),
+        }
+    )]));
+}
