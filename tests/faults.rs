@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_route53::types::{ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{ChangeAction, ResourceRecordSet};
 use kube::api::{Api, PostParams};
 
 use failover_bot::backend::dns::{cluster_zones, Route53Mode};
@@ -349,33 +349,8 @@ async fn kube_write_faults_complete_everywhere_or_are_put_back_and_said_so() {
 
 const RECORDS: [&str; 2] = ["api.dev.example.com.", "www.dev.example.com."];
 
-/// A weighted A record and its TXT ownership twin per cluster and name.
 fn weighted_sets(clusters: &[String], weights: [u8; 3]) -> Vec<ResourceRecordSet> {
-    let mut sets = Vec::new();
-    for record in RECORDS {
-        for (i, cluster) in clusters.iter().enumerate() {
-            for (kind, value) in [
-                (RrType::A, format!("10.0.0.{}", i + 1)),
-                (
-                    RrType::Txt,
-                    "\"heritage=external-dns,external-dns/owner=failover-bot\"".to_owned(),
-                ),
-            ] {
-                sets.push(
-                    ResourceRecordSet::builder()
-                        .name(record)
-                        .r#type(kind)
-                        .set_identifier(cluster)
-                        .weight(i64::from(weights[i]))
-                        .ttl(60)
-                        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-                        .build()
-                        .unwrap(),
-                );
-            }
-        }
-    }
-    sets
+    support::moto::owned_weighted_sets(&RECORDS, clusters, &weights)
 }
 
 async fn new_zone(admin: &Route53) -> String {

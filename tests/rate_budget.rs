@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_route53::types::{ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{ChangeAction, ResourceRecordSet};
 use futures::future::join_all;
 
 use failover_bot::backend::dns::{cluster_zones, Route53Mode};
@@ -42,34 +42,8 @@ const THROTTLING: &str = "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https:
      <Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
      <RequestId>test</RequestId></ErrorResponse>";
 
-/// Two weighted sets (A and external-dns's TXT) per cluster and name,
-/// owned by the bot.
 fn weighted_sets(clusters: &[String], weights: &[u8]) -> Vec<ResourceRecordSet> {
-    let mut sets = Vec::new();
-    for record in RECORDS {
-        for (i, cluster) in clusters.iter().enumerate() {
-            for (kind, value) in [
-                (RrType::A, format!("10.0.0.{}", i + 1)),
-                (
-                    RrType::Txt,
-                    "\"heritage=external-dns,external-dns/owner=failover-bot\"".to_owned(),
-                ),
-            ] {
-                sets.push(
-                    ResourceRecordSet::builder()
-                        .name(record)
-                        .r#type(kind)
-                        .set_identifier(cluster)
-                        .weight(i64::from(weights[i]))
-                        .ttl(60)
-                        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-                        .build()
-                        .unwrap(),
-                );
-            }
-        }
-    }
-    sets
+    support::moto::owned_weighted_sets(&RECORDS, clusters, weights)
 }
 
 /// Moto behind a proxy that throttles as Route53 does, a zone whose

@@ -146,6 +146,17 @@ fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 's
     false
 }
 
+/// The body of a request whose Slack signature holds; else the answer.
+fn read_signed(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Rejection> {
+    let body = body.map_err(|rejection| unread_body(&rejection))?;
+    verified(state, headers, &body)?;
+    Ok(body)
+}
+
 fn verified<'b>(
     state: &HttpState,
     headers: &HeaderMap,
@@ -175,13 +186,12 @@ async fn command(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match read_signed(&state, &headers, body) {
         Ok(body) => body,
-        Err(rejection) => return unread_body(&rejection).into_response(),
-    };
-    let text = match verified(&state, &headers, &body) {
-        Ok(text) => text,
         Err(refusal) => return refusal.into_response(),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response();
     };
     let Ok(command) = decode::slash_command_form(text) else {
         return (StatusCode::BAD_REQUEST, "not a slash command form").into_response();
@@ -195,13 +205,12 @@ async fn event(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match read_signed(&state, &headers, body) {
         Ok(body) => body,
-        Err(rejection) => return unread_body(&rejection).into_response(),
-    };
-    let text = match verified(&state, &headers, &body) {
-        Ok(text) => text,
         Err(refusal) => return refusal.into_response(),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response();
     };
     match decode::push_event(text) {
         Ok(Inbound::UrlVerification { challenge }) => {

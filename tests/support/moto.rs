@@ -393,3 +393,39 @@ pub async fn change_record_sets(
             .expect("scene-setting change batch");
     }
 }
+
+/// A weighted A record and its external-dns TXT twin (owned by the bot,
+/// owner id `failover-bot`) per cluster and name in `records`, cluster `i`
+/// at `weights[i]`.
+pub fn owned_weighted_sets(
+    records: &[&str],
+    clusters: &[String],
+    weights: &[u8],
+) -> Vec<aws_sdk_route53::types::ResourceRecordSet> {
+    use aws_sdk_route53::types::{ResourceRecord, ResourceRecordSet, RrType};
+    let mut sets = Vec::new();
+    for record in records {
+        for (i, cluster) in clusters.iter().enumerate() {
+            for (kind, value) in [
+                (RrType::A, format!("10.0.0.{}", i + 1)),
+                (
+                    RrType::Txt,
+                    "\"heritage=external-dns,external-dns/owner=failover-bot\"".to_owned(),
+                ),
+            ] {
+                sets.push(
+                    ResourceRecordSet::builder()
+                        .name(*record)
+                        .r#type(kind)
+                        .set_identifier(cluster)
+                        .weight(i64::from(weights[i]))
+                        .ttl(60)
+                        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+                        .build()
+                        .unwrap(),
+                );
+            }
+        }
+    }
+    sets
+}
