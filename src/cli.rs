@@ -1,6 +1,8 @@
 //! The binary's subcommands. Kept thin: each one builds its parts and hands
 //! over to the library.
 
+mod journal;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +75,11 @@ pub enum CliCommand {
     /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
     /// manifests/target/routing-weight/crd-routingweight.yaml.
     Crd,
+    /// The journal in the home cluster (JournalSegment objects).
+    Journal {
+        #[command(subcommand)]
+        command: journal::JournalCommand,
+    },
     /// The audit trail in the journal.
     Audit {
         #[command(subcommand)]
@@ -135,6 +142,7 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         CliCommand::Serve(args) => serve(args).await,
+        CliCommand::Journal { command } => journal::run(command).await,
     }
 }
 
@@ -189,6 +197,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         namespace: args.lease_namespace,
         identity: args.identity.unwrap_or_else(default_identity),
         context: args.lease_context,
+        timing: crate::leader::LeaseTiming::default(),
     });
     let options = crate::serve::ServeOptions {
         config,

@@ -21,6 +21,9 @@
 //!   reactions, driving operations forward, resuming after a restart).
 //!
 //! Adapters (I/O, behind traits so the same engine runs everywhere):
+//! - [`store`] — [`store::LineStore`]: the journal's lines, kept in order
+//!   and fenced to one writer; [`store::memory`] and [`store::kube`]
+//!   (`JournalSegment` objects in the home cluster).
 //! - [`backend`] — [`backend::RoutingBackend`]; [`backend::memory`] for the
 //!   sandbox and engine tests.
 //! - [`chat`] — [`chat::Chat`] and [`chat::GroupResolver`].
@@ -44,4 +47,5 @@ pub mod plan;
 pub mod sandbox;
 pub mod serve;
 pub mod slack;
+pub mod store;
 pub mod telemetry;

@@ -219,7 +219,7 @@ async fn open_journal(path: &std::path::Path) -> Result<(Journal, Vec<Record>), 
 
 /// Campaigns and waits to lead; logs while it waits.
 async fn lead(election: &LeaderElection) -> Result<Leadership, String> {
-    let mut leadership = election.campaign().await?;
+    let mut leadership = election.campaign().await.map_err(|e| e.to_string())?;
     tracing::info!(
         lease = %election.lease_name,
         namespace = %election.namespace,

@@ -1,0 +1,227 @@
+//! The Kubernetes journal store on a real kube-apiserver + etcd started
+//! here (issue 13: append p99 < 20 ms):
+//! - append latency p50 / p90 / p99 / max of one-line appends (a typical
+//!   record, ~300 bytes), split into appends inside a segment (one JSON
+//!   patch) and appends that start a segment (seal + create);
+//! - the same lines appended to a local file with an fsync each (what the
+//!   file journal does), for scale;
+//! - segment sizes: lines, bytes of lines, and the whole object as stored
+//!   (JSON), which etcd keeps one revision of per append;
+//! - load times: start-up (from the latest checkpoint) and the whole
+//!   journal; then export + retention and what is left.
+//!
+//! Run: `cargo bench --bench journal_append` after `scripts/test-env/provision`.
+
+#[path = "../tests/support/kube_env.rs"]
+mod kube_env;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ListParams};
+
+use failover_bot::clock::OffsetClock;
+use failover_bot::store::kube::{JournalSegment, KubeStore, KubeStoreSettings};
+use failover_bot::store::{line_hash, Batch, Head, LineStore};
+
+const NAMESPACE: &str = "failover-bot";
+const APPENDS: usize = 3_000;
+/// A checkpoint every this many appends (as the lead's compaction might).
+const CHECKPOINT_EVERY: usize = 1_000;
+
+/// A record-like line of about 300 bytes chained to the one before.
+fn line(seq: u64, prev: &str) -> String {
+    format!(
+        r#"{{"seq":{seq},"at":"2026-01-05T10:00:00.000Z","prev":"{prev}","type":"decided","op":{},"step":1,"plan":"{}","state":"approved","event":"Ev0{seq:08}","user":"U0ALICE","note":"{}"}}"#,
+        seq / 7,
+        &prev[..prev.len().min(16)],
+        "x".repeat(60)
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn report(what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{what:<44} n={:>5}  p50 {:>7.2?}  p90 {:>7.2?}  p99 {:>7.2?}  max {:>7.2?}",
+        samples.len(),
+        percentile(&samples, 50.0),
+        percentile(&samples, 90.0),
+        percentile(&samples, 99.0),
+        samples.last().copied().unwrap_or_default()
+    );
+}
+
+async fn journal_env() -> kube_env::KubeEnv {
+    let env = kube_env::KubeEnv::start(1).await;
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/home/crd-journalsegment.yaml"
+    ))
+    .expect("manifests/home/crd-journalsegment.yaml");
+    env.apply(0, &crd);
+    env.apply(
+        0,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"),
+    );
+    let ready = kube_env::wait_for("JournalSegment CRD", Duration::from_secs(60), || async {
+        let out = env.kubectl(0, &["get", "journalsegments", "-n", NAMESPACE], None);
+        out.status.success()
+    })
+    .await;
+    assert!(ready, "the JournalSegment CRD is served");
+    env
+}
+
+/// Appends `APPENDS` one-line batches; returns (inside a segment, starting
+/// a segment) latencies and the last head.
+async fn append_all(store: &KubeStore, mut head: Head) -> (Vec<Duration>, Vec<Duration>, Head) {
+    let (mut inside, mut starting) = (Vec::new(), Vec::new());
+    let mut prev = head.last_hash.clone();
+    for i in 0..APPENDS {
+        let text = line(head.position, &prev);
+        prev = line_hash(&text);
+        let batch = match i % CHECKPOINT_EVERY {
+            0 if i > 0 => Batch::checkpoint(vec![text]),
+            _ => Batch::new(vec![text]),
+        };
+        let before = head.position;
+        let started = Instant::now();
+        let after = store.append(&head, &batch).await.expect("append");
+        let took = started.elapsed();
+        let segment_before = head.segment();
+        head = after;
+        assert_eq!(head.position, before + 1);
+        if head.segment() != segment_before {
+            starting.push(took);
+        } else {
+            inside.push(took);
+        }
+    }
+    (inside, starting, head)
+}
+
+fn file_appends(lines: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut file = std::fs::File::create(dir.path().join("journal.jsonl")).expect("file");
+    let mut prev = String::new();
+    (0..lines as u64)
+        .map(|seq| {
+            let text = line(seq, &prev);
+            prev = line_hash(&text);
+            let started = Instant::now();
+            file.write_all(text.as_bytes()).expect("write");
+            file.write_all(b"\n").expect("write");
+            file.sync_data().expect("fsync");
+            started.elapsed()
+        })
+        .collect()
+}
+
+async fn segment_sizes(env: &kube_env::KubeEnv) -> Vec<(usize, usize, usize)> {
+    let api: Api<JournalSegment> = Api::namespaced(env.client(0).await, NAMESPACE);
+    let segments = api.list(&ListParams::default()).await.expect("list");
+    segments
+        .items
+        .iter()
+        .map(|s| {
+            let stored = serde_json::to_vec(s).map(|v| v.len()).unwrap_or(0);
+            (s.spec.lines.len(), s.spec.bytes(), stored)
+        })
+        .collect()
+}
+
+fn describe_sizes(what: &str, sizes: &[(usize, usize, usize)]) {
+    let n = sizes.len().max(1);
+    let total: usize = sizes.iter().map(|s| s.2).sum();
+    let max = sizes.iter().map(|s| s.2).max().unwrap_or(0);
+    let lines: usize = sizes.iter().map(|s| s.0).sum();
+    println!(
+        "{what}: {} segments, {lines} lines, {:.1} lines/segment, line bytes {:.1} KiB/segment, \
+         object as stored {:.1} KiB mean / {:.1} KiB max, {:.1} KiB in all",
+        sizes.len(),
+        lines as f64 / n as f64,
+        sizes.iter().map(|s| s.1).sum::<usize>() as f64 / n as f64 / 1024.0,
+        total as f64 / n as f64 / 1024.0,
+        max as f64 / 1024.0,
+        total as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let env = journal_env().await;
+    let clock = Arc::new(OffsetClock::new());
+    let settings = KubeStoreSettings::default();
+    println!(
+        "segment limit {} KiB of lines, {APPENDS} one-line appends, a checkpoint every {CHECKPOINT_EVERY}",
+        settings.segment_bytes / 1024
+    );
+    let store = KubeStore::new(env.client(0).await, NAMESPACE, settings, clock.clone());
+    let head = store.takeover("bench").await.expect("takeover").head;
+    let (inside, starting, _head) = append_all(&store, head).await;
+    let mut all = inside.clone();
+    all.extend(starting.iter().copied());
+    report("kube append, all", all);
+    report("kube append, inside a segment (patch)", inside);
+    report("kube append, starting a segment (seal+create)", starting);
+    report("file append + fsync (same lines)", file_appends(APPENDS));
+
+    let sizes = segment_sizes(&env).await;
+    describe_sizes("segments", &sizes);
+
+    let started = Instant::now();
+    let startup = store.load().await.expect("load");
+    println!(
+        "load from the latest checkpoint: {} lines in {:.1?}",
+        startup.lines.len(),
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let whole = store.load_from(0).await.expect("load all");
+    println!(
+        "load of the whole journal: {} lines in {:.1?}",
+        whole.lines.len(),
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let export = store.export(0, &mut out).await.expect("export");
+    let marked = store.mark_exported(&export).await.expect("mark");
+    println!(
+        "export: {} lines, {:.1} KiB of JSON lines, {marked} sealed segments marked, in {:.1?}",
+        export.lines,
+        out.len() as f64 / 1024.0,
+        started.elapsed()
+    );
+    clock.advance(Duration::from_secs(31 * 24 * 3600));
+    let started = Instant::now();
+    let pruned = store
+        .prune(Duration::from_secs(30 * 24 * 3600))
+        .await
+        .expect("prune");
+    println!(
+        "retention 30 d, 31 d later: deleted {} segments in {:.1?} ({})",
+        pruned.deleted.len(),
+        started.elapsed(),
+        pruned.stopped_at
+    );
+    describe_sizes("kept", &segment_sizes(&env).await);
+}
