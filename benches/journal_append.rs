@@ -2,13 +2,16 @@
 //! here (issue 13: append p99 < 20 ms):
 //! - append latency p50 / p90 / p99 / max of one-line appends (a typical
 //!   record, ~300 bytes), split into appends inside a segment (one JSON
-//!   patch) and appends that start a segment (seal + create);
+//!   patch) and appends that start a segment (seal + create), for segment
+//!   limits of 8, 16 and 32 KiB (`JOURNAL_BENCH_SEGMENT_KIB=8,16,32`): the
+//!   API server reads, validates and writes the whole object every time;
 //! - the same lines appended to a local file with an fsync each (what the
 //!   file journal does), for scale;
 //! - segment sizes: lines, bytes of lines, and the whole object as stored
 //!   (JSON), which etcd keeps one revision of per append;
-//! - load times: start-up (from the latest checkpoint) and the whole
-//!   journal; then export + retention and what is left.
+//! - at the default limit: load times, start-up (from the latest
+//!   checkpoint) and the whole journal; then export + retention and what is
+//!   left.
 //!
 //! Run: `cargo bench --bench journal_append` after `scripts/test-env/provision`.
 
@@ -26,6 +29,7 @@ use failover_bot::store::kube::{JournalSegment, KubeStore, KubeStoreSettings};
 use failover_bot::store::{line_hash, Batch, Head, LineStore};
 
 const NAMESPACE: &str = "failover-bot";
+const SIZES_KIB: &str = "8,16,32";
 const APPENDS: usize = 3_000;
 /// A checkpoint every this many appends (as the lead's compaction might).
 const CHECKPOINT_EVERY: usize = 1_000;
@@ -60,6 +64,13 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     );
 }
 
+async fn namespace(env: &kube_env::KubeEnv, name: &str) {
+    env.apply(
+        0,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"),
+    );
+}
+
 async fn journal_env() -> kube_env::KubeEnv {
     let env = kube_env::KubeEnv::start(1).await;
     let crd = std::fs::read_to_string(concat!(
@@ -68,10 +79,7 @@ async fn journal_env() -> kube_env::KubeEnv {
     ))
     .expect("manifests/home/crd-journalsegment.yaml");
     env.apply(0, &crd);
-    env.apply(
-        0,
-        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"),
-    );
+    namespace(&env, NAMESPACE).await;
     let ready = kube_env::wait_for("JournalSegment CRD", Duration::from_secs(60), || async {
         let out = env.kubectl(0, &["get", "journalsegments", "-n", NAMESPACE], None);
         out.status.success()
@@ -126,8 +134,8 @@ fn file_appends(lines: usize) -> Vec<Duration> {
         .collect()
 }
 
-async fn segment_sizes(env: &kube_env::KubeEnv) -> Vec<(usize, usize, usize)> {
-    let api: Api<JournalSegment> = Api::namespaced(env.client(0).await, NAMESPACE);
+async fn segment_sizes(env: &kube_env::KubeEnv, namespace: &str) -> Vec<(usize, usize, usize)> {
+    let api: Api<JournalSegment> = Api::namespaced(env.client(0).await, namespace);
     let segments = api.list(&ListParams::default()).await.expect("list");
     segments
         .items
@@ -165,26 +173,60 @@ fn main() {
     runtime.block_on(run());
 }
 
+/// The segment limits to measure, in KiB.
+fn sizes_kib() -> Vec<usize> {
+    let list = std::env::var("JOURNAL_BENCH_SEGMENT_KIB").unwrap_or_else(|_| SIZES_KIB.into());
+    list.split(',')
+        .map(|kib| {
+            kib.trim()
+                .parse()
+                .expect("JOURNAL_BENCH_SEGMENT_KIB: numbers")
+        })
+        .collect()
+}
+
+/// Appends with segments of `kib` KiB in a namespace of their own.
+async fn appends_with(env: &kube_env::KubeEnv, kib: usize, clock: &Arc<OffsetClock>) {
+    let namespace = format!("bench-{kib}k");
+    self::namespace(env, &namespace).await;
+    let settings = KubeStoreSettings {
+        segment_bytes: kib * 1024,
+        ..KubeStoreSettings::default()
+    };
+    let store = KubeStore::new(env.client(0).await, &namespace, settings, clock.clone());
+    let head = store.takeover("bench").await.expect("takeover").head;
+    let (inside, starting, _) = append_all(&store, head).await;
+    let mut all = inside.clone();
+    all.extend(starting.iter().copied());
+    report(&format!("{kib:>2} KiB segments: append, all"), all);
+    report(&format!("{kib:>2} KiB segments: inside a segment"), inside);
+    report(
+        &format!("{kib:>2} KiB segments: starting a segment"),
+        starting,
+    );
+    describe_sizes(
+        &format!("{kib:>2} KiB segments"),
+        &segment_sizes(env, &namespace).await,
+    );
+}
+
 async fn run() {
     let env = journal_env().await;
     let clock = Arc::new(OffsetClock::new());
+    println!("{APPENDS} one-line appends of ~300 bytes, a checkpoint every {CHECKPOINT_EVERY}");
+    for kib in sizes_kib() {
+        appends_with(&env, kib, &clock).await;
+    }
+    report("file append + fsync (same lines)", file_appends(APPENDS));
+
     let settings = KubeStoreSettings::default();
     println!(
-        "segment limit {} KiB of lines, {APPENDS} one-line appends, a checkpoint every {CHECKPOINT_EVERY}",
+        "default limit, {} KiB: start-up, export, retention",
         settings.segment_bytes / 1024
     );
     let store = KubeStore::new(env.client(0).await, NAMESPACE, settings, clock.clone());
     let head = store.takeover("bench").await.expect("takeover").head;
-    let (inside, starting, _head) = append_all(&store, head).await;
-    let mut all = inside.clone();
-    all.extend(starting.iter().copied());
-    report("kube append, all", all);
-    report("kube append, inside a segment (patch)", inside);
-    report("kube append, starting a segment (seal+create)", starting);
-    report("file append + fsync (same lines)", file_appends(APPENDS));
-
-    let sizes = segment_sizes(&env).await;
-    describe_sizes("segments", &sizes);
+    append_all(&store, head).await;
 
     let started = Instant::now();
     let startup = store.load().await.expect("load");
@@ -223,5 +265,5 @@ async fn run() {
         started.elapsed(),
         pruned.stopped_at
     );
-    describe_sizes("kept", &segment_sizes(&env).await);
+    describe_sizes("kept", &segment_sizes(&env, NAMESPACE).await);
 }

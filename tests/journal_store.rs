@@ -476,13 +476,19 @@ async fn export_and_retention_delete_only_exported_segments_before_the_checkpoin
 }
 
 #[tokio::test]
-async fn a_missing_segment_in_the_middle_is_reported_not_skipped() {
+async fn a_missing_segment_is_reported_not_skipped() {
     let env = journal_env().await;
     let clock = clock();
     let writer = store(&env, &clock).await;
     let head = writer.takeover("pod-a").await.unwrap().head;
-    append_many(&writer, head, 12, "a").await;
+    let (_, head) = append_many(&writer, head, 6, "a").await;
+    let checkpoint = Batch::checkpoint(Lines::after(&head).take(1, "checkpoint"));
+    let head = writer.append(&head, &checkpoint).await.unwrap();
+    let checkpoint_segment = head.segment().unwrap();
+    append_many(&writer, head, 6, "b").await;
     let api: Api<JournalSegment> = Api::namespaced(env.client(0).await, NAMESPACE);
+
+    // A gap in the middle of the journal.
     api.delete("segment-000002", &DeleteParams::default())
         .await
         .unwrap();
@@ -490,6 +496,20 @@ async fn a_missing_segment_in_the_middle_is_reported_not_skipped() {
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     assert!(
         error.to_string().contains("segment-000002 is missing"),
+        "{error}"
+    );
+
+    // The segment start-up needs (the latest checkpoint's) is gone, with
+    // everything before it: start-up must not begin after it.
+    let needed = format!("segment-{checkpoint_segment:06}");
+    for number in 1..=checkpoint_segment {
+        let _ = api
+            .delete(&format!("segment-{number:06}"), &DeleteParams::default())
+            .await;
+    }
+    let error = writer.load().await.unwrap_err();
+    assert!(
+        error.to_string().contains(&format!("{needed} is missing")),
         "{error}"
     );
 }

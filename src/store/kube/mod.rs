@@ -281,12 +281,15 @@ impl KubeStore {
             return Ok(Vec::new());
         };
         let tail = self.read_tail(last).await?;
-        let first_number = match start {
-            Start::Checkpoint => match tail.last().and_then(|s| s.spec.checkpoint.clone()) {
-                Some(checkpoint) => checkpoint.segment.max(0) as u64,
-                None => listed[0].0,
-            },
-            Start::Position(position) => listed
+        if tail.is_empty() {
+            // The head is never archived: it vanished under our feet.
+            return Err(missing(last));
+        }
+        let checkpoint = tail.last().and_then(|s| s.spec.checkpoint.clone());
+        let first_number = match (start, &checkpoint) {
+            (Start::Checkpoint, Some(checkpoint)) => checkpoint.segment.max(0) as u64,
+            (Start::Checkpoint, None) => listed[0].0,
+            (Start::Position(position), _) => listed
                 .iter()
                 .rev()
                 .find(|(_, first)| first.is_some_and(|f| f <= position))
@@ -295,6 +298,13 @@ impl KubeStore {
         let mut run = self.read_range(first_number, last).await?;
         run.extend(tail);
         check_run(&run)?;
+        if let (Start::Checkpoint, Some(_)) = (start, &checkpoint) {
+            let found = run.first().and_then(|s| s.metadata.name.as_deref());
+            if found.and_then(segment_number) > Some(first_number) {
+                // Start-up would silently skip the records it needs.
+                return Err(missing(first_number));
+            }
+        }
         Ok(run)
     }
 
