@@ -513,3 +513,88 @@ async fn a_missing_segment_is_reported_not_skipped() {
         "{error}"
     );
 }
+
+/// `failover-bot journal …` against the API server (admin kubeconfig).
+fn journal_command(env: &KubeEnv, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .arg("journal")
+        .args(args)
+        .args([
+            "--context",
+            &env.clusters()[0].context,
+            "--namespace",
+            NAMESPACE,
+        ])
+        .env("KUBECONFIG", env.kubeconfig())
+        .env_remove("POD_NAMESPACE")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn journal_export_writes_every_line_and_prune_deletes_only_what_it_marked() {
+    let env = journal_env().await;
+    let clock = clock();
+    let writer = store(&env, &clock).await;
+    let head = writer.takeover("pod-a").await.unwrap().head;
+    let (mut written, head) = append_many(&writer, head, 6, "a").await;
+    let checkpoint = Batch::checkpoint(Lines::after(&head).take(1, "checkpoint"));
+    let checkpoint_segment = writer.append(&head, &checkpoint).await.unwrap().segment();
+    written.extend(checkpoint.lines);
+    let expected: String = written.iter().map(|l| format!("{l}\n")).collect();
+
+    // To standard output, then to a file.
+    let out = journal_command(&env, &["export"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("journal.jsonl");
+    let out = journal_command(&env, &["export", "--output", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), expected);
+    let sealed = segments(&env).await.len() - 1;
+    assert!(
+        said.contains(&format!("exported {} line(s) from line 0", written.len()))
+            && said.contains(&format!("{sealed} sealed segment(s) marked exported")),
+        "{said}"
+    );
+    assert!(segments(&env).await[..sealed]
+        .iter()
+        .all(|s| s.spec.exported_at.is_some()));
+
+    // Bad input: a short error, nothing deleted.
+    let out = journal_command(&env, &["prune", "--retention", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retention"));
+    // A retention longer than time itself keeps everything.
+    let out = journal_command(&env, &["prune", "--retention", "1000000000y"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("deleted nothing"),
+        "{said}"
+    );
+    // Everything before the checkpoint's segment was exported: with a
+    // retention of zero, all of it goes (the command runs on the real clock).
+    let out = journal_command(&env, &["prune", "--retention", "0s"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let kept = segments(&env).await;
+    assert_eq!(
+        names(&kept),
+        [format!("segment-{:06}", checkpoint_segment.unwrap())]
+    );
+    let deleted = format!("deleted {sealed} segment(s), segment-000001 to ");
+    assert!(
+        said.contains(&deleted) && said.contains("latest checkpoint"),
+        "{said}"
+    );
+    assert_eq!(
+        writer.load_from(0).await.unwrap().lines,
+        written[kept[0].spec.first() as usize..]
+    );
+}

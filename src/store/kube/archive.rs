@@ -144,8 +144,14 @@ impl KubeStore {
             });
         };
         let keep_from = checkpoint.segment.max(0) as u64;
-        let oldest_allowed = self.clock.now()
-            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let retention = chrono::Duration::from_std(retention).ok();
+        let Some(oldest_allowed) = retention.and_then(|r| self.clock.now().checked_sub_signed(r))
+        else {
+            return Ok(Pruned {
+                deleted: Vec::new(),
+                stopped_at: "the retention reaches back before any time there is".into(),
+            });
+        };
         let mut pruned = Pruned::default();
         for &(number, _) in &listed {
             if number >= keep_from {
