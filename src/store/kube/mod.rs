@@ -73,10 +73,11 @@ impl Default for KubeStoreSettings {
     /// 16 KiB segments: the API server reads, validates and writes the
     /// whole object on every append, and etcd keeps each revision whole, so
     /// an append's cost grows with the segment. On the test API server
-    /// (benches/journal_append.rs, a loaded 2-core machine) one-line appends
+    /// (benches/journal_append.rs, a shared 2-core machine) one-line appends
     /// took p50/p99 4.1/16.9 ms with 8 KiB segments, 5.9/18.3 ms with 16 KiB
-    /// and 8.4/44.9 ms with 32 KiB; 16 KiB keeps p99 under 20 ms with about
-    /// fifty records a segment.
+    /// and 8.4/44.9 ms with 32 KiB at a load average of 3–4; at 9–11 the p99s
+    /// were 20.8, 36.1 and 102 ms (p50s unchanged). 16 KiB holds about fifty
+    /// records; 8 KiB is the choice where p99 matters more than objects.
     fn default() -> Self {
         Self {
             segment_bytes: 16 * 1024,
