@@ -51,12 +51,14 @@ FROM ${RUNTIME_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="failover-bot" \
       org.opencontainers.image.description="Fails production traffic over between Kubernetes clusters from Slack, with a second engineer's approval." \
       org.opencontainers.image.licenses="Apache-2.0"
+# The binary embeds a font (the drill chart); its licence travels with it.
+COPY assets/fonts/ /usr/share/doc/failover-bot/fonts/
 # distroless's `nonroot` user; manifests/home/deployment.yaml runs as the same id.
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/failover-bot"]
 # As in manifests/home/deployment.yaml (a test keeps them equal).
-CMD ["serve", "--config", "/etc/failover-bot/config.yaml", "--listen", "0.0.0.0:8080", "--leader-election", "--log-format", "json"]
+CMD ["serve", "--config", "/etc/failover-bot/config.yaml", "--listen", "0.0.0.0:8080", "--journal", "/var/lib/failover-bot/journal.jsonl", "--leader-election", "--log-format", "json"]
 
 # ---- prebuilt: the binary from `cargo build --release --locked` on the host/CI
 FROM runtime AS prebuilt

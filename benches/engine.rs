@@ -8,19 +8,22 @@
 //!   (one fsync per journal write, outbox records included), to show what
 //!   durability costs.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use failover_bot::backend::memory::MemoryBackend;
-use failover_bot::chat::{Chat, ChatError, Message, MessageRef, StaticGroups};
-use failover_bot::clock::SystemClock;
+use failover_bot::chat::{Chat, ChatError, Message, MessageRef};
 use failover_bot::config::Config;
-use failover_bot::operation::engine::{CommandRequest, Engine, EngineParts, Reaction};
-use failover_bot::operation::journal::Journal;
+use failover_bot::engine::{CommandRequest, Engine, Reaction};
+use failover_bot::ids::ClusterId;
 use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope, Weights};
+use support::bot::Builder;
 
 /// A chat that only hands out message ids: the bench measures the engine.
 #[derive(Default)]
@@ -68,18 +71,15 @@ fn config() -> Config {
     .expect("bench config")
 }
 
-fn engine(journal: Journal) -> Engine {
-    let config = config();
-    Engine::new(EngineParts {
-        backend: Arc::new(MemoryBackend::from_config(&config)),
-        config: Arc::new(config),
-        chat: Arc::new(NullChat::default()),
-        groups: Arc::new(StaticGroups::default()),
-        clock: Arc::new(SystemClock),
-        journal,
-        records: Vec::new(),
-        bot_user: "UBOT".into(),
-    })
+/// The engine on the config's clusters in memory, the wall clock and a
+/// chat that only hands out ids; its journal in memory, or in the file at
+/// `journal` (new).
+fn engine(journal: Option<&Path>) -> Engine {
+    let builder = Builder::new(config()).chat(Arc::new(NullChat::default()));
+    match journal {
+        Some(path) => builder.journal_file(path).build(),
+        None => builder.build(),
+    }
 }
 
 /// One whole step: `/failover shift N to k8s-01`, then bob's approval.
@@ -105,10 +105,12 @@ async fn one_step(engine: &Engine, percent: u32) {
 }
 
 fn bench(c: &mut Criterion) {
-    let current: Weights = (0..CLUSTERS).map(|i| (format!("k8s-{i:02}"), 2)).collect();
+    let current: Weights = (0..CLUSTERS)
+        .map(|i| (ClusterId::from(format!("k8s-{i:02}")), 2))
+        .collect();
     c.bench_function("plan/shift_50", |b| {
         b.iter(|| {
-            let after = shift(&current, "k8s-01", Percent::new(50).unwrap()).unwrap();
+            let after = shift(&current, &"k8s-01".into(), Percent::new(50).unwrap()).unwrap();
             let scope = PlanScope {
                 env: "dev".into(),
                 operation: 1,
@@ -124,7 +126,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut group = c.benchmark_group("step_50");
-    let memory = engine(Journal::in_memory());
+    let memory = engine(None);
     let mut flip = false;
     group.bench_function("memory_journal", |b| {
         b.iter(|| {
@@ -133,8 +135,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
-    let file = engine(journal);
+    let file = engine(Some(&dir.path().join("journal.jsonl")));
     group.sample_size(30);
     group.bench_function("file_journal", |b| {
         b.iter(|| {

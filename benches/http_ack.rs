@@ -10,16 +10,16 @@
 //!
 //! Run: `cargo bench --bench http_ack` (part of `scripts/bench`).
 
-#[path = "../tests/support/fake_slack.rs"]
-mod fake_slack;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SECRET: &str = "bench-signing-secret";
+use support::fake_slack::{self, FakeSlack};
+use support::serve_proc::ServeProc;
+
 const REQUESTS: usize = 10_000;
 /// Fresh processes timed from spawn to ready.
 const STARTS: usize = 20;
@@ -63,33 +63,10 @@ fn main() {
     runtime.block_on(run());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `serve --in-memory` on `port` with its journal in `dir`, logging only
-/// warnings (what a quiet production replica does).
-fn spawn_serve(fake: &fake_slack::FakeSlack, config: &Path, dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_failover-bot"))
-        .args(["serve", "--in-memory", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--config")
-        .arg(config)
-        .arg("--journal")
-        .arg(dir.join(format!("journal-{port}.jsonl")))
-        .env("SLACK_BOT_TOKEN", "xoxb-bench")
-        .env("SLACK_SIGNING_SECRET", SECRET)
-        .env("SLACK_API_URL", fake.api_url())
-        .env_remove("SLACK_APP_TOKEN")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts")
+/// `serve --in-memory` over HTTP, logging only warnings (what a quiet
+/// production replica does); returns at once.
+fn spawn_serve(fake: &FakeSlack) -> ServeProc {
+    ServeProc::options(CONFIG).rust_log("warn").spawn(fake)
 }
 
 /// The status code of `GET /readyz`, on a fresh connection (no client
@@ -107,78 +84,58 @@ async fn readyz(port: u16) -> Option<u16> {
     answer.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Time from `started` until `/readyz` first answers 200.
-async fn wait_ready(child: &mut Child, port: u16, started: Instant) -> Duration {
+/// Time from the spawn until `/readyz` first answers 200.
+async fn wait_ready(bot: &mut ServeProc) -> Duration {
     loop {
-        if readyz(port).await == Some(200) {
-            return started.elapsed();
+        if readyz(bot.port()).await == Some(200) {
+            return bot.spawned_at().elapsed();
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = bot.try_exit() {
             panic!("serve exited with {status} before it was ready");
         }
         assert!(
-            started.elapsed() < READY_TIMEOUT,
+            bot.spawned_at().elapsed() < READY_TIMEOUT,
             "serve not ready after {READY_TIMEOUT:?}"
         );
         tokio::time::sleep(POLL).await;
     }
 }
 
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// Spawn → ready for `STARTS` fresh processes, each on a new journal.
-async fn start_to_ready(fake: &fake_slack::FakeSlack, config: &Path, dir: &Path) -> Vec<Duration> {
+async fn start_to_ready(fake: &FakeSlack) -> Vec<Duration> {
     let mut times = Vec::with_capacity(STARTS);
     for _ in 0..STARTS {
-        let port = free_port();
-        let started = Instant::now();
-        let mut child = spawn_serve(fake, config, dir, port);
-        times.push(wait_ready(&mut child, port, started).await);
-        stop(child);
+        let mut bot = spawn_serve(fake);
+        times.push(wait_ready(&mut bot).await);
     }
     times
 }
 
 async fn run() {
-    let fake = fake_slack::FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, CONFIG).unwrap();
-
-    let mut starts = start_to_ready(&fake, &config, dir.path()).await;
+    let fake = FakeSlack::start().await;
+    let mut starts = start_to_ready(&fake).await;
     starts.sort();
 
-    let port = free_port();
-    let started = Instant::now();
-    let mut child = spawn_serve(&fake, &config, dir.path(), port);
-    wait_ready(&mut child, port, started).await;
+    let mut bot = spawn_serve(&fake);
+    wait_ready(&mut bot).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_kib(child.id(), "VmRSS:").unwrap_or(0);
+    let pid = bot.pid().expect("serve runs");
+    let idle = rss_kib(pid, "VmRSS:").unwrap_or(0);
 
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
     let mut latencies = Vec::with_capacity(REQUESTS);
     for i in 0..REQUESTS {
         let body = fake_slack::slash_command_form("UALICE", "C1", "history", &format!("bench-{i}"));
-        let ts = chrono::Utc::now().timestamp();
-        let request = client
-            .post(format!("{base}/slack/commands"))
-            .header("X-Slack-Request-Timestamp", ts.to_string())
-            .header("X-Slack-Signature", fake_slack::sign(SECRET, ts, &body))
-            .body(body);
-        let started = Instant::now();
-        let response = request.send().await.expect("ack");
-        let status = response.status();
-        let _ = response.bytes().await;
-        latencies.push(started.elapsed());
-        assert!(status.is_success(), "request {i}: {status}");
+        let acked = bot.post_signed("/slack/commands", &body, 0).await;
+        latencies.push(acked.elapsed);
+        assert!(
+            (200..300).contains(&acked.status),
+            "request {i}: {}",
+            acked.status
+        );
     }
-    let loaded = rss_kib(child.id(), "VmRSS:").unwrap_or(0);
-    let peak = rss_kib(child.id(), "VmHWM:").unwrap_or(0);
-    stop(child);
+    let loaded = rss_kib(pid, "VmRSS:").unwrap_or(0);
+    let peak = rss_kib(pid, "VmHWM:").unwrap_or(0);
+    drop(bot);
     latencies.sort();
     println!(
         "http_ack: start-to-ready (spawn → first 200 from /readyz, {STARTS} processes, polled every {POLL:?}): median {:.1?}, min {:.1?}, max {:.1?} (target < 200 ms)",

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::RoutingBackend;
 use failover_bot::config::Config;
-use failover_bot::operation::apply::apply;
+use failover_bot::engine::apply;
 use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope};
 
 use kube_env::ANNOTATION_PREFIX as PREFIX;

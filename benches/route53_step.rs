@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_route53::types::{ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
 use failover_bot::backend::route53::{Route53, WeightedSet};
+use failover_bot::ids::ClusterId;
 use failover_bot::plan::Weights;
 
 const CLUSTERS: usize = 20;
@@ -74,12 +75,12 @@ fn target(round: usize) -> Weights {
     // Alternate between two steps so every round really changes weights.
     (0..CLUSTERS)
         .map(|i| {
-            let w = match (round % 2, i) {
+            let w: u8 = match (round % 2, i) {
                 (0, 0) | (0, 1) => 50,
                 (1, 1) => 100,
                 _ => 0,
             };
-            (cluster(i), w)
+            (ClusterId::from(cluster(i)), w)
         })
         .collect()
 }
@@ -105,7 +106,7 @@ async fn main() {
             let id = cluster(ci);
             seed.push(set(name, "A", &id, w, &[format!("10.{ci}.{ri}.1")]));
             let owner = format!(
-                "\"heritage=external-dns,external-dns/owner={id},external-dns/resource=ingress/web/{name}\""
+                "\"heritage=external-dns,external-dns/owner=failover-bot,external-dns/resource=ingress/web/{name}\""
             );
             seed.push(set(name, "TXT", &id, w, &[owner]));
         }

@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use failover_bot::command::{self, cluster_labels, Command};
+use failover_bot::command::{self, cluster_labels, CommandError, Understood};
 use failover_bot::config::{Config, ConfigError};
 use failover_bot::slack::decode;
 
@@ -37,28 +37,39 @@ pub fn command_parser(data: &[u8]) -> &'static str {
     parse_and_resolve(sandbox(), &CHANNELS, text)
 }
 
+/// Reads `text` from each channel: `help`, `resolved` if any channel takes
+/// it, else whether its grammar or its names were wrong.
 fn parse_and_resolve(config: &Config, channels: &[&str], text: &str) -> &'static str {
-    let command = match command::parse(text) {
-        Ok(Command::Help) => return "help",
-        Ok(command) => command,
-        Err(error) => {
-            let _ = error.to_string();
-            return "parse-error";
-        }
-    };
     let mut outcome = "resolve-error";
     for channel in channels {
-        match command::resolve(config, channel, &command) {
+        match command::understand(config, channel, text) {
+            Ok(Understood::Help) => return "help",
             Ok(request) => {
                 let _ = format!("{request:?}");
-                outcome = "resolved";
+                return "resolved";
             }
             Err(error) => {
                 let _ = error.to_string();
+                if is_grammar(&error) {
+                    outcome = "parse-error";
+                }
             }
         }
     }
     outcome
+}
+
+/// A mistake in the words themselves, whatever the config says.
+fn is_grammar(error: &CommandError) -> bool {
+    matches!(
+        error,
+        CommandError::UnknownCommand { .. }
+            | CommandError::MissingArgument { .. }
+            | CommandError::BadPercent { .. }
+            | CommandError::BadSteps { .. }
+            | CommandError::UnexpectedWord { .. }
+            | CommandError::RepeatedOption { .. }
+    )
 }
 
 /// `slack_payloads`: the first byte picks the decoder, the rest is the
@@ -74,7 +85,7 @@ pub fn slack_payloads(data: &[u8]) -> &'static str {
         0 => match decode::slash_command_form(body) {
             // The form's text goes on to the parser, as in production.
             Ok(form) => {
-                let _ = command::parse(&form.text);
+                let _ = command::understand(sandbox(), "sandbox", &form.text);
                 "form-ok"
             }
             Err(error) => rendered(error, "form-err"),

@@ -1,9 +1,14 @@
 //! The approval of one step: a small state machine with no I/O.
 //!
+//! A plan may need several approvals (`approvals_required`): each approver
+//! (never the requester, each for the exact plan shown, before expiry) adds
+//! a vote once; the vote that makes the count approves.
+//!
 //! ```text
-//!            approve (approver ≠ requester, same plan hash, before expiry)
+//!            approve × required (distinct approvers ≠ requester, same plan
+//!            hash, before expiry)
 //!   Pending ─────────────────────────────────────────────────► Approved
-//!     │  ▲ ◄──── unapprove (the approver takes the reaction back) ──┘
+//!     │  ▲ ◄──── unapprove (an approver takes their vote back) ─────┘
 //!     │  reject (approver)        → Rejected
 //!     │  withdraw (requester/abort) → Withdrawn
 //!     │  expire (deadline passed) → Expired
@@ -17,30 +22,77 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::messages::UserError;
+use crate::ids::UserId;
 use crate::plan::PlanHash;
+
+/// Why a vote on a plan was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "approval", rename_all = "snake_case")]
+pub enum ApprovalError {
+    #[error("<@{user}> cannot approve their own request: a second person must approve.")]
+    SelfApproval { user: UserId },
+    #[error("<@{user}> is not an approver for failovers.")]
+    NotApprover { user: UserId },
+    #[error("this plan is {state}; there is nothing to approve.")]
+    NotPending { state: StateName },
+    #[error("this plan was replaced by a newer one; react to the newest plan.")]
+    PlanChanged,
+    #[error("<@{user}> has already approved this plan; another approver is needed.")]
+    AlreadyApproved { user: UserId },
+}
+
+/// The name of an approval state, for refusals and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateName {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Withdrawn,
+    Superseded,
+}
+
+impl StateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::Pending => "pending",
+            StateName::Approved => "approved",
+            StateName::Rejected => "rejected",
+            StateName::Expired => "expired",
+            StateName::Withdrawn => "withdrawn",
+            StateName::Superseded => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for StateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ApprovalState {
     Pending,
-    Approved { by: String, at: DateTime<Utc> },
-    Rejected { by: String, at: DateTime<Utc> },
+    Approved { by: UserId, at: DateTime<Utc> },
+    Rejected { by: UserId, at: DateTime<Utc> },
     Expired { at: DateTime<Utc> },
-    Withdrawn { by: String, at: DateTime<Utc> },
+    Withdrawn { by: UserId, at: DateTime<Utc> },
     Superseded { at: DateTime<Utc> },
 }
 
 impl ApprovalState {
-    /// A short name for metrics and logs.
-    pub fn label(&self) -> &'static str {
+    /// A short name for metrics, logs and refusals.
+    pub fn name(&self) -> StateName {
         match self {
-            ApprovalState::Pending => "pending",
-            ApprovalState::Approved { .. } => "approved",
-            ApprovalState::Rejected { .. } => "rejected",
-            ApprovalState::Expired { .. } => "expired",
-            ApprovalState::Withdrawn { .. } => "withdrawn",
-            ApprovalState::Superseded { .. } => "superseded",
+            ApprovalState::Pending => StateName::Pending,
+            ApprovalState::Approved { .. } => StateName::Approved,
+            ApprovalState::Rejected { .. } => StateName::Rejected,
+            ApprovalState::Expired { .. } => StateName::Expired,
+            ApprovalState::Withdrawn { .. } => StateName::Withdrawn,
+            ApprovalState::Superseded { .. } => StateName::Superseded,
         }
     }
 
@@ -50,100 +102,131 @@ impl ApprovalState {
             ApprovalState::Pending | ApprovalState::Approved { .. }
         )
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ApprovalState::Pending => "pending",
-            ApprovalState::Approved { .. } => "approved",
-            ApprovalState::Rejected { .. } => "rejected",
-            ApprovalState::Expired { .. } => "expired",
-            ApprovalState::Withdrawn { .. } => "withdrawn",
-            ApprovalState::Superseded { .. } => "superseded",
-        }
-    }
 }
 
 /// Someone acting on an approval, with what the config allows them.
 #[derive(Clone, Debug)]
 pub struct Actor<'a> {
-    pub user: &'a str,
+    pub user: &'a UserId,
     pub is_approver: bool,
+}
+
+/// One approver's yes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub by: UserId,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub plan: PlanHash,
-    pub requester: String,
+    pub requester: UserId,
     pub expires_at: DateTime<Utc>,
     pub state: ApprovalState,
+    /// How many distinct approvers it takes.
+    #[serde(default = "one")]
+    pub required: u32,
+    /// The approvals given so far, oldest first.
+    #[serde(default)]
+    pub votes: Vec<Vote>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Approval {
-    pub fn new(plan: PlanHash, requester: impl Into<String>, expires_at: DateTime<Utc>) -> Self {
+    pub fn new(plan: PlanHash, requester: UserId, expires_at: DateTime<Utc>) -> Self {
         Self {
             plan,
-            requester: requester.into(),
+            requester,
             expires_at,
             state: ApprovalState::Pending,
+            required: 1,
+            votes: Vec::new(),
         }
+    }
+
+    /// The same approval, needing `required` distinct approvers.
+    pub fn requiring(mut self, required: u32) -> Self {
+        self.required = required.max(1);
+        self
+    }
+
+    /// Whether `user` has approved.
+    pub fn has_vote_of(&self, user: &UserId) -> bool {
+        self.votes.iter().any(|v| v.by == *user)
     }
 
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         self.state == ApprovalState::Pending && now >= self.expires_at
     }
 
-    /// An approval reaction on the message that showed plan `shown`.
+    /// An approval (reaction or button) on the message that showed plan
+    /// `shown`: one vote; the vote that makes the count approves.
     pub fn approve(
         &mut self,
         actor: &Actor<'_>,
         shown: &PlanHash,
         now: DateTime<Utc>,
-    ) -> Result<(), UserError> {
+    ) -> Result<(), ApprovalError> {
         self.require_pending(now)?;
         if *shown != self.plan {
-            return Err(UserError::PlanChanged);
+            return Err(ApprovalError::PlanChanged);
         }
-        if actor.user == self.requester {
-            return Err(UserError::SelfApproval {
-                user: actor.user.to_owned(),
+        if *actor.user == self.requester {
+            return Err(ApprovalError::SelfApproval {
+                user: actor.user.clone(),
             });
         }
         if !actor.is_approver {
-            return Err(UserError::NotApprover {
-                user: actor.user.to_owned(),
+            return Err(ApprovalError::NotApprover {
+                user: actor.user.clone(),
             });
         }
-        self.state = ApprovalState::Approved {
-            by: actor.user.to_owned(),
+        if self.has_vote_of(actor.user) {
+            return Err(ApprovalError::AlreadyApproved {
+                user: actor.user.clone(),
+            });
+        }
+        self.votes.push(Vote {
+            by: actor.user.clone(),
             at: now,
-        };
+        });
+        if self.votes.len() >= self.required as usize {
+            self.state = ApprovalState::Approved {
+                by: actor.user.clone(),
+                at: now,
+            };
+        }
         Ok(())
     }
 
     /// The reject reaction. The requester rejecting their own plan withdraws it.
-    pub fn reject(&mut self, actor: &Actor<'_>, now: DateTime<Utc>) -> Result<(), UserError> {
+    pub fn reject(&mut self, actor: &Actor<'_>, now: DateTime<Utc>) -> Result<(), ApprovalError> {
         self.require_pending(now)?;
-        if actor.user == self.requester {
+        if *actor.user == self.requester {
             return self.withdraw(actor.user, now);
         }
         if !actor.is_approver {
-            return Err(UserError::NotApprover {
-                user: actor.user.to_owned(),
+            return Err(ApprovalError::NotApprover {
+                user: actor.user.clone(),
             });
         }
         self.state = ApprovalState::Rejected {
-            by: actor.user.to_owned(),
+            by: actor.user.clone(),
             at: now,
         };
         Ok(())
     }
 
     /// The request is called off (the requester, or `abort`).
-    pub fn withdraw(&mut self, by: &str, now: DateTime<Utc>) -> Result<(), UserError> {
+    pub fn withdraw(&mut self, by: &UserId, now: DateTime<Utc>) -> Result<(), ApprovalError> {
         match self.state {
             ApprovalState::Pending | ApprovalState::Approved { .. } => {
                 self.state = ApprovalState::Withdrawn {
-                    by: by.to_owned(),
+                    by: by.clone(),
                     at: now,
                 };
                 Ok(())
@@ -152,15 +235,23 @@ impl Approval {
         }
     }
 
-    /// The approver removed their reaction before the step started.
-    pub fn unapprove(&mut self, user: &str) -> Result<(), UserError> {
-        match &self.state {
-            ApprovalState::Approved { by, .. } if by == user => {
-                self.state = ApprovalState::Pending;
-                Ok(())
-            }
-            _ => Err(self.not_pending()),
+    /// An approver takes their vote back before the step started: the plan
+    /// awaits approval again (with the other votes still counted).
+    pub fn unapprove(&mut self, user: &UserId) -> Result<(), ApprovalError> {
+        let decided_by_them =
+            matches!(&self.state, ApprovalState::Approved { by, .. } if by == user);
+        let pending = self.state == ApprovalState::Pending;
+        let voted = self.has_vote_of(user);
+        if !(decided_by_them || (voted && (pending || self.is_approved()))) {
+            return Err(self.not_pending());
         }
+        self.votes.retain(|v| v.by != *user);
+        self.state = ApprovalState::Pending;
+        Ok(())
+    }
+
+    fn is_approved(&self) -> bool {
+        matches!(self.state, ApprovalState::Approved { .. })
     }
 
     /// Moves a pending approval past its deadline to `Expired`; true if it did.
@@ -181,7 +272,7 @@ impl Approval {
         }
     }
 
-    fn require_pending(&mut self, now: DateTime<Utc>) -> Result<(), UserError> {
+    fn require_pending(&mut self, now: DateTime<Utc>) -> Result<(), ApprovalError> {
         self.expire_if_due(now);
         match self.state {
             ApprovalState::Pending => Ok(()),
@@ -189,8 +280,8 @@ impl Approval {
         }
     }
 
-    fn not_pending(&self) -> UserError {
-        UserError::NotPending {
+    fn not_pending(&self) -> ApprovalError {
+        ApprovalError::NotPending {
             state: self.state.name(),
         }
     }
@@ -210,18 +301,22 @@ mod tests {
     }
 
     fn pending() -> Approval {
-        Approval::new(hash(), "alice", t(15))
+        Approval::new(hash(), "alice".into(), t(15))
     }
 
-    const BOB: Actor<'static> = Actor {
-        user: "bob",
-        is_approver: true,
-    };
+    fn user(name: &str) -> UserId {
+        name.into()
+    }
 
     #[test]
     fn approver_approves() {
         let mut a = pending();
-        a.approve(&BOB, &hash(), t(1)).unwrap();
+        let bob = user("bob");
+        let bob = Actor {
+            user: &bob,
+            is_approver: true,
+        };
+        a.approve(&bob, &hash(), t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Approved { ref by, .. } if by == "bob"));
     }
 
@@ -229,12 +324,12 @@ mod tests {
     fn requester_cannot_approve_even_as_approver() {
         let mut a = pending();
         let alice = Actor {
-            user: "alice",
+            user: &user("alice"),
             is_approver: true,
         };
         assert!(matches!(
             a.approve(&alice, &hash(), t(1)),
-            Err(UserError::SelfApproval { .. })
+            Err(ApprovalError::SelfApproval { .. })
         ));
         assert_eq!(a.state, ApprovalState::Pending);
     }
@@ -243,52 +338,91 @@ mod tests {
     fn non_approver_refused() {
         let mut a = pending();
         let carol = Actor {
-            user: "carol",
+            user: &user("carol"),
             is_approver: false,
         };
         assert!(matches!(
             a.approve(&carol, &hash(), t(1)),
-            Err(UserError::NotApprover { .. })
+            Err(ApprovalError::NotApprover { .. })
         ));
+    }
+
+    fn bob_actor(bob: &UserId) -> Actor<'_> {
+        Actor {
+            user: bob,
+            is_approver: true,
+        }
     }
 
     #[test]
     fn expired_cannot_be_approved() {
+        let bob = user("bob");
         let mut a = pending();
         assert!(matches!(
-            a.approve(&BOB, &hash(), t(15)),
-            Err(UserError::NotPending { state: "expired" })
+            a.approve(&bob_actor(&bob), &hash(), t(15)),
+            Err(ApprovalError::NotPending {
+                state: StateName::Expired
+            })
         ));
     }
 
     #[test]
     fn other_plan_hash_refused() {
+        let bob = user("bob");
         let mut a = pending();
         let other: PlanHash = serde_json::from_str("\"def\"").unwrap();
         assert!(matches!(
-            a.approve(&BOB, &other, t(1)),
-            Err(UserError::PlanChanged)
+            a.approve(&bob_actor(&bob), &other, t(1)),
+            Err(ApprovalError::PlanChanged)
         ));
     }
 
     #[test]
+    fn two_approvals_need_two_distinct_approvers() {
+        let (bob, dave) = (user("bob"), user("dave"));
+        let mut a = pending().requiring(2);
+        a.approve(&bob_actor(&bob), &hash(), t(1)).unwrap();
+        assert_eq!(a.state, ApprovalState::Pending, "one of two");
+        assert!(matches!(
+            a.approve(&bob_actor(&bob), &hash(), t(2)),
+            Err(ApprovalError::AlreadyApproved { .. })
+        ));
+        let alice = user("alice");
+        assert!(matches!(
+            a.approve(&bob_actor(&alice), &hash(), t(2)),
+            Err(ApprovalError::SelfApproval { .. })
+        ));
+        // Bob takes his vote back before the plan is decided.
+        a.unapprove(&bob).unwrap();
+        assert!(a.votes.is_empty());
+        a.approve(&bob_actor(&bob), &hash(), t(3)).unwrap();
+        a.approve(&bob_actor(&dave), &hash(), t(4)).unwrap();
+        assert!(matches!(a.state, ApprovalState::Approved { ref by, .. } if by == "dave"));
+        // Dave takes his back before the step starts: Bob's still counts.
+        a.unapprove(&dave).unwrap();
+        assert_eq!(a.state, ApprovalState::Pending);
+        assert_eq!(a.votes.len(), 1);
+    }
+
+    #[test]
     fn reject_withdraw_unapprove() {
+        let bob = user("bob");
         let mut a = pending();
-        a.reject(&BOB, t(1)).unwrap();
+        a.reject(&bob_actor(&bob), t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Rejected { .. }));
 
         let mut a = pending();
         let alice = Actor {
-            user: "alice",
+            user: &user("alice"),
             is_approver: false,
         };
         a.reject(&alice, t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Withdrawn { .. }));
 
         let mut a = pending();
-        a.approve(&BOB, &hash(), t(1)).unwrap();
-        assert!(a.unapprove("carol").is_err());
-        a.unapprove("bob").unwrap();
+        a.approve(&bob_actor(&bob), &hash(), t(1)).unwrap();
+        assert!(a.unapprove(&user("carol")).is_err());
+        a.unapprove(&bob).unwrap();
         assert_eq!(a.state, ApprovalState::Pending);
     }
 }

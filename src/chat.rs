@@ -1,78 +1,110 @@
 //! The chat channel the bot talks through: Slack in production, the
 //! terminal in the sandbox, a recorder in tests. Messages are Slack mrkdwn
 //! (`*bold*`, fenced tables, `<@USER>` mentions); other channels render it.
-
-use std::fmt;
+//!
+//! Every message carries its [`MessageKind`] and a few facts (which
+//! operation, which step, how it stands), as bors tags its comments: tests
+//! and other machines read those, people read the text. On Slack they travel
+//! as the message's metadata. Imports nothing of the crate but its ids.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-/// Where a posted message lives: reactions and thread replies refer to it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MessageRef {
-    pub channel: String,
-    pub ts: String,
+pub use crate::ids::MessageRef;
+
+/// What a message is, whatever its words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageKind {
+    Plan,
+    StepResult,
+    Superseded,
+    Finished,
+    Resuming,
+    StepStopped,
+    ApprovalTakenBack,
+    ApprovalTooLate,
+    Refused,
+    InternalError,
+    CommandCutShort,
+    Help,
+    Working,
+    Status,
+    History,
+    Bake,
+    GateTripped,
+    Frozen,
+    Unfrozen,
+    DrillScorecard,
+    Legacy,
 }
 
-impl fmt::Display for MessageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.channel, self.ts)
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Plan => "plan",
+            MessageKind::StepResult => "step_result",
+            MessageKind::Superseded => "superseded",
+            MessageKind::Finished => "finished",
+            MessageKind::Resuming => "resuming",
+            MessageKind::StepStopped => "step_stopped",
+            MessageKind::ApprovalTakenBack => "approval_taken_back",
+            MessageKind::ApprovalTooLate => "approval_too_late",
+            MessageKind::Refused => "refused",
+            MessageKind::InternalError => "internal_error",
+            MessageKind::CommandCutShort => "command_cut_short",
+            MessageKind::Help => "help",
+            MessageKind::Working => "working",
+            MessageKind::Status => "status",
+            MessageKind::History => "history",
+            MessageKind::Bake => "bake",
+            MessageKind::GateTripped => "gate_tripped",
+            MessageKind::Frozen => "frozen",
+            MessageKind::Unfrozen => "unfrozen",
+            MessageKind::DrillScorecard => "drill_scorecard",
+            MessageKind::Legacy => "legacy",
+        }
     }
 }
 
-/// A message, as Slack mrkdwn.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message: its kind and facts for machines, its text (Slack mrkdwn) for
+/// people.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    pub kind: MessageKind,
     pub text: String,
+    pub facts: Vec<(&'static str, String)>,
 }
 
 impl Message {
-    pub fn new(text: impl Into<String>) -> Self {
-        Self { text: text.into() }
+    pub fn new(kind: MessageKind, text: impl Into<String>) -> Self {
+        Self {
+            kind,
+            text: text.into(),
+            facts: Vec::new(),
+        }
+    }
+
+    pub fn with_facts(mut self, facts: Vec<(&'static str, String)>) -> Self {
+        self.facts = facts;
+        self
+    }
+
+    /// The value of one fact, if the message has it.
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.facts
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first line: what a notification or an update notice shows.
     pub fn headline(&self) -> &str {
         self.text.lines().next().unwrap_or("")
-    }
-}
-
-/// Something the bot says that needs no answer from Slack: journaled
-/// before it is sent, so a restart sends what a crash cut off.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Said {
-    Post {
-        channel: String,
-        thread: Option<MessageRef>,
-        message: Message,
-    },
-    Update {
-        at: MessageRef,
-        message: Message,
-    },
-}
-
-/// Marks a post sent again after a restart: Slack may already have taken
-/// the first copy just before the crash, and then the channel shows both.
-pub const RESENT_NOTE: &str = "_(sent again after a restart; it may show twice)_";
-
-impl Said {
-    /// The same, to send again after a restart. An update sets a message to
-    /// a state, so sending it twice is harmless; a post says so.
-    pub fn resent(self) -> Said {
-        match self {
-            Said::Post {
-                channel,
-                thread,
-                message,
-            } => Said::Post {
-                channel,
-                thread,
-                message: Message::new(format!("{}\n{RESENT_NOTE}", message.text)),
-            },
-            update @ Said::Update { .. } => update,
-        }
     }
 }
 
@@ -103,6 +135,55 @@ impl ChatError {
     }
 }
 
+/// A file for a thread (the drill chart): its bytes and how Slack shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file's name, with its extension (`drills-dev.png`).
+    pub filename: String,
+    /// Shown with the file.
+    pub title: String,
+    /// Read out by screen readers in place of an image.
+    pub alt_text: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Upload {
+    pub fn png(filename: &str, title: &str, alt_text: &str, bytes: Vec<u8>) -> Self {
+        Upload {
+            filename: filename.to_owned(),
+            title: title.to_owned(),
+            alt_text: alt_text.to_owned(),
+            content_type: "image/png".to_owned(),
+            bytes,
+        }
+    }
+
+    /// What is wrong with it before any call, if anything: Slack refuses
+    /// an empty file or a file without a name.
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.bytes.is_empty() {
+            Some("the file to upload is empty")
+        } else if self.filename.trim().is_empty() {
+            Some("the file to upload has no name")
+        } else {
+            None
+        }
+    }
+}
+
+/// The bytes stay out of logs and errors: a chart is 20 KB of noise.
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("filename", &self.filename)
+            .field("title", &self.title)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 pub trait Chat: Send + Sync {
     /// Posts in `channel`, or in the thread under `thread`.
@@ -126,6 +207,15 @@ pub trait Chat: Send + Sync {
 
     /// Adds the bot's own reaction to a message (the approve/reject hint).
     async fn react(&self, at: &MessageRef, reaction: &str) -> Result<(), ChatError>;
+
+    /// Shares `file` in the thread under `thread`. A chat that cannot take
+    /// files (the terminal, test recorders) need not implement it: the
+    /// default refuses, and a file is never the only copy of what the bot
+    /// says (the drill chart illustrates the scorecard's text).
+    async fn upload(&self, thread: &MessageRef, file: &Upload) -> Result<(), ChatError> {
+        let _ = (thread, file);
+        Err(ChatError::refused("this chat does not take files"))
+    }
 }
 
 /// Slack user-group ids start with `S` (user ids with `U` or `W`).
@@ -153,5 +243,68 @@ pub struct StaticGroups(pub std::collections::BTreeMap<String, Vec<String>>);
 impl GroupResolver for StaticGroups {
     async fn members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError> {
         Ok(self.0.get(group).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chat with only the methods every chat must have.
+    struct Plain;
+
+    #[async_trait]
+    impl Chat for Plain {
+        async fn post(
+            &self,
+            _: &str,
+            _: Option<&MessageRef>,
+            _: &Message,
+        ) -> Result<MessageRef, ChatError> {
+            unreachable!("not called")
+        }
+        async fn update(&self, _: &MessageRef, _: &Message) -> Result<(), ChatError> {
+            unreachable!("not called")
+        }
+        async fn post_ephemeral(&self, _: &str, _: &str, _: &Message) -> Result<(), ChatError> {
+            unreachable!("not called")
+        }
+        async fn react(&self, _: &MessageRef, _: &str) -> Result<(), ChatError> {
+            unreachable!("not called")
+        }
+    }
+
+    fn chart() -> Upload {
+        Upload::png(
+            "drills-dev.png",
+            "Drills in dev",
+            "a bar chart",
+            vec![1, 2, 3],
+        )
+    }
+
+    #[tokio::test]
+    async fn a_chat_that_takes_no_files_says_so() {
+        let thread = MessageRef {
+            channel: "C1".into(),
+            ts: "1.000100".into(),
+        };
+        let error = Plain.upload(&thread, &chart()).await.unwrap_err();
+        assert!(!error.unavailable, "retrying cannot help");
+        assert!(error.reason.contains("does not take files"), "{error}");
+    }
+
+    #[test]
+    fn an_upload_without_bytes_or_name_is_refused_and_bytes_are_not_logged() {
+        assert_eq!(chart().problem(), None);
+        let empty = Upload::png("drills-dev.png", "t", "a", vec![]);
+        assert_eq!(empty.problem(), Some("the file to upload is empty"));
+        let unnamed = Upload::png(" ", "t", "a", vec![1]);
+        assert_eq!(unnamed.problem(), Some("the file to upload has no name"));
+        let shown = format!("{:?}", Upload::png("c.png", "t", "a", vec![7; 2000]));
+        assert!(
+            shown.contains("bytes: 2000") && !shown.contains("7, 7"),
+            "{shown}"
+        );
     }
 }

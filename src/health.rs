@@ -37,6 +37,7 @@ impl Health {
 
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+        self.metrics.set_ready(true);
     }
 
     /// Serves Slack's Events API routes from now on.

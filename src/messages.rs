@@ -1,388 +1,193 @@
-//! Every text a person reads: refusals ([`UserError`]), plans, results,
-//! status, history, help. Keeping them in one place keeps the voice
-//! consistent and lets reviewers read the bot's whole vocabulary at once.
+//! The bot's words: every [`Notice`] rendered as a [`Message`] a person
+//! reads. Facts in, text out; nothing here decides anything. Keeping the
+//! words in one place keeps the voice consistent, and the snapshot tests in
+//! `tests/messages.rs` pin each kind's wording, so rewording is one reviewed
+//! snapshot diff.
 //!
 //! Texts are Slack mrkdwn: `*bold*`, fenced blocks for tables, `<@USER>`
 //! mentions. The terminal channel renders the same text for the sandbox.
+//! Refusals carry their own sentence (`Display` of the error, next to the
+//! rule it explains); this module puts them in a message.
 
-use std::fmt::{self, Write as _};
-use std::time::Duration;
+mod scorecard;
+
+use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
 use crate::approval::ApprovalState;
-use crate::backend::{Convergence, Snapshot};
 use crate::chat::Message;
-use crate::command::cluster_labels;
+use crate::command::{cluster_labels, Verb};
 use crate::config::Config;
-use crate::operation::apply::Applied;
-use crate::operation::ledger::Finished;
+use crate::ids::{ClusterId, EnvId, UserId};
+use crate::notice::{
+    BakeNotice, BakeState, FinishedNotice, HistoryNotice, Notice, OperationLine, PhaseName,
+    PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
+};
 use crate::operation::{
-    ClusterOutcome, OperationHeader, OperationKind, OperationOutcome, OperationState, Phase,
-    ShownPlan, StepOutcome,
+    CapacityCheck, ClusterOutcome, GateCheck, GateWarning, OperationHeader, OperationKind,
+    OperationOutcome, PlanStatus, StepOutcome, StopCause, Tripped, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
 
-/// A mistake or refusal the user can act on. Its `Display` is the answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UserError {
-    UnknownCommand {
-        word: String,
-        suggestion: Option<String>,
-    },
-    MissingArgument {
-        verb: &'static str,
-        what: &'static str,
-    },
-    BadPercent {
-        given: String,
-    },
-    BadSteps {
-        given: String,
-        reason: String,
-    },
-    UnexpectedWord {
-        verb: &'static str,
-        word: String,
-    },
-    RepeatedOption {
-        verb: &'static str,
-        option: &'static str,
-    },
-    ChannelNotAllowed {
-        allowed: Vec<String>,
-    },
-    UnknownEnvironment {
-        given: String,
-        suggestion: Option<String>,
-        known: Vec<String>,
-    },
-    WhichEnvironment {
-        known: Vec<String>,
-    },
-    UnknownCluster {
-        given: String,
-        env: String,
-        suggestion: Option<String>,
-        known: Vec<String>,
-    },
-    AmbiguousCluster {
-        given: String,
-        env: String,
-        matches: Vec<String>,
-    },
-    NoRoutedClusters,
-    AmbiguousShiftTarget {
-        tied: Vec<String>,
-    },
-    ClusterNotRouted {
-        cluster: String,
-    },
-    SingleCluster {
-        cluster: String,
-    },
-    AllZero {
-        env: String,
-    },
-    AlreadyRouted {
-        cluster: String,
-    },
-    RemoveNonZero {
-        cluster: String,
-        weight: u8,
-    },
-    AlreadyAtTarget {
-        cluster: String,
-    },
-    NoChange {
-        env: String,
-    },
-    NothingToRollBack {
-        env: String,
-    },
-    NothingToAbort {
-        env: String,
-    },
-    Busy {
-        env: String,
-        op: u64,
-        requester: String,
-        step: usize,
-        total: usize,
-    },
-    NoOtherApprover,
-    Unavailable {
-        env: String,
-        reason: String,
-    },
-    GateFailed {
-        cluster: String,
-        reason: String,
-        can_force: bool,
-    },
-    UnexpectedWeight {
-        cluster: String,
-        found: Option<u8>,
-        before: Option<u8>,
-        after: Option<u8>,
-    },
-    SelfApproval {
-        user: String,
-    },
-    NotApprover {
-        user: String,
-    },
-    NotPending {
-        state: &'static str,
-    },
-    PlanChanged,
-    PlanClosed {
-        op: u64,
-    },
-    /// Something that should not happen; said plainly rather than hidden.
-    Invalid(String),
+/// Marks a post sent again after a restart: Slack may already have taken
+/// the first copy just before the crash, and then the channel shows both.
+pub const RESENT_NOTE: &str = "_(sent again after a restart; it may show twice)_";
+
+/// The message for `notice`, in the words of this release.
+pub fn render(notice: &Notice, config: &Config) -> Message {
+    let text = match notice {
+        Notice::Plan(plan) => plan_text(plan, config),
+        Notice::StepResult(report) => step_result(report, config),
+        Notice::Superseded { plan, now, moved } => superseded(plan, now, moved),
+        Notice::Finished(finished) => finished_text(finished),
+        Notice::Resuming(resume) => resuming(resume),
+        Notice::StepStopped(stopped) => step_stopped(stopped, config),
+        Notice::ApprovalTakenBack { user } => format!(
+            ":leftwards_arrow_with_hook: {} took their approval back before the step started; the plan awaits approval again.",
+            mention(user)
+        ),
+        Notice::ApprovalTooLate { user, step } => format!(
+            "{} removed their approval, but step {step} had already run; its weights stay. `/failover rollback` undoes it.",
+            mention(user)
+        ),
+        Notice::Refused { refusal } => format!(":warning: {refusal}"),
+        Notice::InternalError { op } => internal_error(*op),
+        Notice::CommandCutShort { text } => format!(
+            ":arrows_counterclockwise: failover-bot restarted while handling your `/failover {text}` and changed nothing. If you got no answer, send it again."
+        ),
+        Notice::Help => help(config),
+        Notice::Working { text } => format!(
+            ":hourglass_flowing_sand: Working on `/failover {}` — the answer follows in the channel.",
+            text.trim().trim_start_matches("/failover").trim()
+        ),
+        Notice::Status(status) => status_text(status, config),
+        Notice::History(history) => history_text(history),
+        Notice::Frozen {
+            env,
+            by,
+            reason,
+            break_glass,
+        } => format!(
+            ":snowflake: {env} frozen by {}: {reason}. New operations are refused until `/failover unfreeze in {env}`; only break-glass (`shift!`) by {} goes through. Running operations go on.",
+            mention(by),
+            mentions(break_glass)
+        ),
+        Notice::Unfrozen { env, by, since } => format!(
+            ":sunny: {env} unfrozen by {} (frozen since {}). New operations are taken again.",
+            mention(by),
+            clock_time(*since)
+        ),
+        Notice::Bake(bake) => bake_text(bake),
+        Notice::GateTripped {
+            op,
+            step,
+            checks,
+            on_its_own,
+        } => gate_tripped(*op, *step, checks, *on_its_own),
+        Notice::DrillScorecard(card) => scorecard::text(card),
+        Notice::Legacy { text } => text.clone(),
+    };
+    Message::new(notice.kind(), text).with_facts(notice.facts())
 }
 
-impl std::error::Error for UserError {}
-
-fn weight(w: Option<u8>) -> String {
-    w.map_or_else(|| "none".to_owned(), |w| w.to_string())
+/// The message for a notice sent again after a restart.
+pub fn render_resent(notice: &Notice, config: &Config) -> Message {
+    let mut message = render(notice, config);
+    message.text = format!("{}\n{RESENT_NOTE}", message.text);
+    message
 }
 
-impl fmt::Display for UserError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use UserError::*;
-        match self {
-            UnknownCommand { word, suggestion } => match suggestion {
-                Some(s) => write!(f, "unknown command `{word}` — did you mean `{s}`? Try `/failover help`."),
-                None => write!(f, "unknown command `{word}`. Try `/failover help`."),
-            },
-            MissingArgument { verb, what } => {
-                write!(f, "`{verb}` needs {what}: {}", usage(verb))
-            }
-            BadPercent { given } => write!(
-                f,
-                "percent must be 0–100, got `{given}`: {}",
-                usage("shift")
-            ),
-            BadSteps { given, reason } => write!(f, "bad step list `{given}`: {reason}"),
-            UnexpectedWord { verb, word } => {
-                write!(f, "unexpected `{word}` — {}", usage(verb))
-            }
-            RepeatedOption { verb, option } => {
-                write!(f, "`{option}` given twice — {}", usage(verb))
-            }
-            ChannelNotAllowed { allowed } => write!(
-                f,
-                "failover commands are only taken in {}.",
-                allowed
-                    .iter()
-                    .map(|c| format!("<#{c}>"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            UnknownEnvironment {
-                given,
-                suggestion,
-                known,
-            } => {
-                write!(f, "no environment `{given}`")?;
-                if let Some(s) = suggestion {
-                    write!(f, " — did you mean `{s}`?")?;
-                }
-                write!(f, " Environments: {}.", known.join(", "))
-            }
-            WhichEnvironment { known } => write!(
-                f,
-                "which environment? Add `in {}` (environments: {}).",
-                known.first().map_or("ENV", String::as_str),
-                known.join(", ")
-            ),
-            UnknownCluster {
-                given,
-                env,
-                suggestion,
-                known,
-            } => {
-                write!(f, "no cluster matches `{given}`")?;
-                if let Some(s) = suggestion {
-                    write!(f, " — did you mean `{s}`?")?;
-                } else {
-                    f.write_str(";")?;
-                }
-                write!(f, " Clusters in {env}: {}.", known.join(", "))
-            }
-            AmbiguousCluster {
-                given,
-                env,
-                matches,
-            } => write!(
-                f,
-                "`{given}` matches more than one cluster in {env}: {}. Type more of the name.",
-                matches.join(", ")
-            ),
-            NoRoutedClusters => f.write_str("no cluster in this environment has a routing weight yet."),
-            AmbiguousShiftTarget { tied } => write!(
-                f,
-                "{} have the same share, so which one gets the traffic? Say `to {}`.",
-                tied.join(" and "),
-                tied.first().map_or("CLUSTER", String::as_str)
-            ),
-            ClusterNotRouted { cluster } => write!(
-                f,
-                "{cluster} has no routing weight yet; `/failover add {cluster}` first."
-            ),
-            SingleCluster { cluster } => write!(
-                f,
-                "{cluster} is the only routed cluster, so it always gets all traffic; add another first."
-            ),
-            AllZero { env } => write!(
-                f,
-                "that would leave every weight in {env} at 0, which Route53 treats as an even split. Refused."
-            ),
-            AlreadyRouted { cluster } => write!(f, "{cluster} already has a routing weight."),
-            RemoveNonZero { cluster, weight } => write!(
-                f,
-                "{cluster} still has weight {weight}; shift its traffic away first (only weight 0 can be removed)."
-            ),
-            AlreadyAtTarget { cluster } => {
-                write!(f, "{cluster} already has every step's share of traffic; nothing to do.")
-            }
-            NoChange { env } => write!(f, "{env} already has those weights; nothing to do."),
-            NothingToRollBack { env } => {
-                write!(f, "nothing to roll back in {env}: no earlier operation.")
-            }
-            NothingToAbort { env } => write!(f, "nothing to abort: no operation is running in {env}."),
-            Busy {
-                env,
-                op,
-                requester,
-                step,
-                total,
-            } => write!(
-                f,
-                "{env} is busy: operation #{op} by <@{requester}>, step {step}/{total}. `/failover abort` ends it."
-            ),
-            NoOtherApprover => f.write_str(
-                "nobody but you may approve, and you cannot approve your own request; add approvers to the config.",
-            ),
-            Unavailable { env, reason } => write!(f, "cannot read the weights in {env}: {reason}"),
-            GateFailed {
-                cluster,
-                reason,
-                can_force,
-            } => {
-                write!(f, "{cluster} may not get traffic: {reason}.")?;
-                if *can_force {
-                    f.write_str(" If you must, `/failover shift! …` asks for a break-glass approval.")?;
-                }
-                Ok(())
-            }
-            UnexpectedWeight {
-                cluster,
-                found,
-                before,
-                after,
-            } => write!(
-                f,
-                "{cluster} holds weight {}, neither the plan's before ({}) nor after ({}); someone else changed it",
-                weight(*found),
-                weight(*before),
-                weight(*after)
-            ),
-            SelfApproval { user } => write!(
-                f,
-                "<@{user}> cannot approve their own request: a second person must approve."
-            ),
-            NotApprover { user } => write!(f, "<@{user}> is not an approver for failovers."),
-            NotPending { state } => write!(f, "this plan is {state}; there is nothing to approve."),
-            PlanChanged => f.write_str("this plan was replaced by a newer one; react to the newest plan."),
-            PlanClosed { op } => write!(
-                f,
-                "this plan of operation #{op} is no longer awaiting approval."
-            ),
-            Invalid(what) => write!(f, "that did not work: {what}"),
-        }
-    }
-}
-
-/// The usage line of a verb.
-pub fn usage(verb: &str) -> &'static str {
-    match verb {
-        "shift" => {
-            "`/failover shift PERCENT [to CLUSTER] [in ENV]`, e.g. `/failover shift 50 to green`"
-        }
-        "to" => "`/failover to CLUSTER [in ENV] [steps 10,50,100]`",
-        "add" => "`/failover add CLUSTER [in ENV]`",
-        "remove" => "`/failover remove CLUSTER [in ENV]`",
-        "status" => "`/failover status [in ENV]`",
-        "history" => "`/failover history [in ENV]`",
-        "abort" => "`/failover abort [in ENV]`",
-        "rollback" => "`/failover rollback [in ENV]`",
-        _ => "`/failover help`",
-    }
-}
-
-pub fn help(config: &Config) -> Message {
+fn help(config: &Config) -> String {
     let a = &config.approval;
-    Message::new(format!(
-        "*failover-bot* moves traffic between clusters; a second person approves every weight change.\n\
-         {}\n  show weights per cluster, as set and as observed\n\
-         {}\n  one step: CLUSTER gets PERCENT, the rest keep their proportions (without `to`: the cluster with the smaller share)\n\
-         {}\n  a whole failover, one approved step per entry\n\
-         {}\n  stop the running operation; no weight changes\n\
-         {}\n  one step back to the weights from before the last operation\n\
-         {} · {}\n  create / delete a cluster's routing weight (remove only at weight 0)\n\
-         {}\n  recent operations\n\
+    let line = |verbs: &[Verb], summary: &str| {
+        let usages: Vec<&str> = verbs.iter().map(|v| v.usage()).collect();
+        format!("{}\n  {summary}\n", usages.join(" · "))
+    };
+    let mut text = String::from(
+        "*failover-bot* moves traffic between clusters; a second person approves every weight change.\n",
+    );
+    for verb in [
+        Verb::Status,
+        Verb::Shift,
+        Verb::Set,
+        Verb::To,
+        Verb::Abort,
+        Verb::Rollback,
+    ] {
+        text.push_str(&line(&[verb], verb.summary()));
+    }
+    text.push_str(&line(
+        &[Verb::Add, Verb::Remove],
+        "create a cluster's routing weight (at 0 unless a weight is given) / delete one (only at weight 0)",
+    ));
+    text.push_str(&line(&[Verb::History], Verb::History.summary()));
+    text.push_str(&line(
+        &[Verb::Freeze, Verb::Unfreeze],
+        "refuse new operations (but break-glass) until unfrozen / lift it; approvers only",
+    ));
+    let _ = write!(
+        text,
+        "Any weight change may end with `because REASON`. \
          Approve a plan with :{}:, reject with :{}:. Approvals expire after {}. \
          Clusters may be named by any unique prefix or label (`green`).",
-        usage("status"),
-        usage("shift"),
-        usage("to"),
-        usage("abort"),
-        usage("rollback"),
-        usage("add"),
-        usage("remove"),
-        usage("history"),
         a.reaction,
         a.reject_reaction,
         humantime::format_duration(a.expires_after),
-    ))
+    );
+    for env in config.environments.keys() {
+        let _ = write!(text, "\n*{env}*: {}", policy_summary(config, env));
+    }
+    text
 }
 
-/// The immediate answer to a slash command that goes on to do work.
-pub fn accepted(text: &str) -> Message {
-    Message::new(format!(
-        ":hourglass_flowing_sand: Working on `/failover {}` — the answer follows in the channel.",
-        text.trim().trim_start_matches("/failover").trim()
-    ))
+/// Who may act in `env`, in one line: for `help` and `status`.
+fn policy_summary(config: &Config, env: &EnvId) -> String {
+    let policy = config.approval_for(env);
+    let mut parts = vec![format!(
+        "{} from {}",
+        match policy.approvals_required {
+            1 => "1 approval".to_owned(),
+            n => format!("{n} approvals"),
+        },
+        mentions(&policy.approvers)
+    )];
+    if let Some(requesters) = &policy.requesters {
+        parts.push(format!("requested by {}", mentions(requesters)));
+    }
+    parts.push(format!("break-glass by {}", mentions(policy.break_glass())));
+    if policy.require_reason {
+        parts.push("a reason required".to_owned());
+    }
+    if let Some(environment) = config.environment(env) {
+        let channels = environment.bound_channels();
+        if !channels.is_empty() {
+            let links: Vec<String> = channels.iter().map(|c| format!("<#{c}>")).collect();
+            parts.push(format!("only from {}", links.join(", ")));
+        }
+    }
+    parts.join(" · ")
 }
 
-pub fn user_error(error: &UserError) -> Message {
-    Message::new(format!(":warning: {error}"))
-}
-
-pub fn internal_error(op: Option<u64>) -> Message {
-    Message::new(match op {
+fn internal_error(op: Option<u64>) -> String {
+    match op {
         Some(op) => format!(
             ":boom: Sorry — something went wrong on our side during operation #{op}. Nothing was changed by this request; details are in the bot's log."
         ),
         None => ":boom: Sorry — something went wrong on our side. Nothing was changed by this request; details are in the bot's log.".to_owned(),
-    })
-}
-
-pub fn busy(op: &OperationState) -> UserError {
-    UserError::Busy {
-        env: op.header.env.clone(),
-        op: op.header.id,
-        requester: op.header.requester.clone(),
-        step: op.step,
-        total: op.total_steps(),
     }
 }
 
 fn mention(user: &str) -> String {
     format!("<@{user}>")
+}
+
+/// People as mentions (users and user groups).
+fn mentions(ids: &[String]) -> String {
+    ids.iter()
+        .map(|a| approver_mention(a))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Approvers as mentions; user groups (`S…`) as group mentions.
@@ -394,7 +199,7 @@ fn approver_mention(id: &str) -> String {
     }
 }
 
-fn label_of(config: &Config, env: &str, cluster: &str) -> String {
+fn label_of(config: &Config, env: &EnvId, cluster: &ClusterId) -> String {
     config
         .environment(env)
         .and_then(|e| {
@@ -402,78 +207,75 @@ fn label_of(config: &Config, env: &str, cluster: &str) -> String {
                 .into_iter()
                 .find(|(name, _)| name == cluster)
         })
-        .map_or_else(|| cluster.to_owned(), |(_, label)| label)
+        .map_or_else(|| cluster.to_string(), |(_, label)| label)
 }
 
 /// What an operation does, in a few words.
 pub fn describe(config: &Config, header: &OperationHeader) -> String {
-    let label = |c: &str| label_of(config, &header.env, c);
+    let label = |c: &ClusterId| label_of(config, &header.env, c);
     match &header.kind {
-        OperationKind::Shift {
-            percent,
-            target,
-            force,
-        } => format!(
-            "shift {percent} to {}{}",
-            label(target),
-            if *force { " (break-glass)" } else { "" }
+        OperationKind::Shift(shift) => format!(
+            "shift {} to {}{}",
+            shift.percent,
+            label(&shift.target),
+            if shift.force { " (break-glass)" } else { "" }
         ),
-        OperationKind::Failover { target, steps } => format!(
+        OperationKind::Failover(failover) => format!(
             "fail over to {} in steps {}",
-            label(target),
-            steps
+            label(&failover.target),
+            failover
+                .steps
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(" → ")
         ),
-        OperationKind::Rollback { of, .. } => format!("roll back to before operation #{of}"),
-        OperationKind::Add { cluster } => format!("add {} at weight 0", label(cluster)),
-        OperationKind::Remove { cluster } => format!("remove {}", label(cluster)),
+        OperationKind::Rollback(rollback) => {
+            format!("roll back to before operation #{}", rollback.of)
+        }
+        OperationKind::Set(set) => format!(
+            "set weights: {}",
+            set.weights
+                .iter()
+                .map(|(c, w)| format!("{} {w}", label(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        OperationKind::Add(add) => format!("add {} at weight {}", label(&add.cluster), add.weight),
+        OperationKind::Remove(remove) => format!("remove {}", label(&remove.cluster)),
     }
 }
 
-/// How a shown plan stands; the plan message's headline says it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PlanStatus {
-    Pending,
-    Applying { by: String },
-    Applied,
-    Failed,
-    Refused,
-    Rejected { by: String },
-    Expired,
-    Withdrawn { by: String },
-    Aborted { by: String },
-    Superseded,
-}
-
-pub struct PlanView<'a> {
-    pub header: &'a OperationHeader,
-    pub step: usize,
-    pub shown: &'a ShownPlan,
-    pub status: PlanStatus,
-    pub config: &'a Config,
-}
-
-fn approved_by(shown: &ShownPlan) -> Option<&str> {
-    match &shown.approval.state {
-        ApprovalState::Approved { by, .. } => Some(by),
-        _ => None,
+/// Who approved, as one phrase: `<@bob>`, or `<@bob> and <@dave>`.
+fn approved_by(plan: &PlanNotice) -> Option<String> {
+    let approval = &plan.shown.approval;
+    let mut names: Vec<String> = approval.votes.iter().map(|v| mention(&v.by)).collect();
+    if let ApprovalState::Approved { by, .. } = &approval.state {
+        if !approval.has_vote_of(by) {
+            names.push(mention(by));
+        }
+    }
+    match names.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        [rest @ .., last] => Some(format!("{} and {last}", rest.join(", "))),
     }
 }
 
-pub fn plan(view: &PlanView<'_>) -> Message {
-    let header = view.header;
-    let shown = view.shown;
-    let total = header.kind.total_steps();
-    let (icon, state) = match &view.status {
+fn plan_headline(plan: &PlanNotice) -> (&'static str, String) {
+    match &plan.status {
         PlanStatus::Pending => (":hourglass_flowing_sand:", "awaiting approval".to_owned()),
-        PlanStatus::Applying { by } => (":gear:", format!("approved by {}, applying", mention(by))),
+        PlanStatus::Applying { by } => (
+            ":gear:",
+            format!(
+                "approved by {}, applying",
+                approved_by(plan).unwrap_or_else(|| mention(by))
+            ),
+        ),
         PlanStatus::Applied => (
             ":white_check_mark:",
-            match approved_by(shown) {
-                Some(by) => format!("applied (approved by {})", mention(by)),
+            match approved_by(plan) {
+                Some(by) => format!("applied (approved by {by})"),
                 None => "applied".to_owned(),
             },
         ),
@@ -493,48 +295,230 @@ pub fn plan(view: &PlanView<'_>) -> Message {
             ":recycle:",
             "superseded: the weights changed, a new plan follows".to_owned(),
         ),
-    };
+    }
+}
+
+fn plan_text(plan: &PlanNotice, config: &Config) -> String {
+    let header = &plan.header;
+    let shown = &plan.shown;
+    let (icon, state) = plan_headline(plan);
     let mut text = format!(
-        "{icon} *Operation #{} · step {}/{total}* · {} · {} — {state}\n",
+        "{icon} *Operation #{} · step {}/{}* · {} · {} — {state}\n",
         header.id,
-        view.step,
+        plan.step,
+        header.kind.total_steps(),
         header.env,
-        describe(view.config, header),
+        describe(config, header),
     );
     let _ = writeln!(
         text,
         "Requested by {}: `/failover {}`",
         mention(&header.requester),
-        header.command.trim().trim_start_matches("/failover").trim()
+        header.typed()
     );
-    text.push_str(&weights_table(view.config, &header.env, &shown.plan));
-    for warning in &shown.warnings {
+    if let Some(reason) = &header.reason {
+        let _ = writeln!(text, "Reason: {reason}");
+    }
+    if let Some(freeze) = &header.during_freeze {
         let _ = writeln!(
             text,
-            ":rotating_light: *break-glass*: health gate failing on {warning}; approving sends traffic there anyway."
+            ":snowflake: *break-glass during a freeze* (frozen by {}: {})",
+            mention(&freeze.by),
+            freeze.reason
         );
     }
-    if view.status == PlanStatus::Pending {
-        let approvers: Vec<String> = view
-            .config
-            .approval
+    if let Some(tripped) = &plan.tripped {
+        let _ = writeln!(text, "{}", way_back(tripped));
+    }
+    text.push_str(&weights_table(config, &header.env, &shown.plan));
+    push_checks(&mut text, &shown.checks, &shown.capacity);
+    for warning in shown.warnings.iter().filter_map(break_glass_warning) {
+        let _ = writeln!(
+            text,
+            ":rotating_light: *break-glass*: {warning}; approving sends traffic there anyway."
+        );
+    }
+    if rolls_back_on_its_own(config, &header.env) {
+        let _ = writeln!(
+            text,
+            ":leftwards_arrow_with_hook: If an after-gate fails, the bot puts the weights back without an approval (`on_gate_failure: rollback`), never onto a cluster whose own gates fail."
+        );
+    }
+    if plan.status == PlanStatus::Pending {
+        let policy = config.approval_for(&header.env);
+        let approval = &shown.approval;
+        if approval.required > 1 {
+            let _ = writeln!(
+                text,
+                "Approvals: {} of {}{}",
+                approval.votes.len(),
+                approval.required,
+                approved_by(plan).map_or_else(String::new, |by| format!(" ({by})"))
+            );
+        }
+        let approvers: Vec<String> = policy
             .approvers
             .iter()
-            .filter(|a| **a != header.requester)
+            .filter(|a| header.requester != **a)
             .map(|a| approver_mention(a))
             .collect();
         let _ = write!(
             text,
             "Approve with :{}: ({} — not the requester) · reject with :{}: · expires {}.",
-            view.config.approval.reaction,
+            policy.reaction,
             approvers.join(", "),
-            view.config.approval.reject_reaction,
-            clock_time(shown.approval.expires_at),
+            policy.reject_reaction,
+            clock_time(approval.expires_at),
         );
     } else {
         let _ = write!(text, "Plan `{}`.", shown.plan.hash);
     }
-    Message::new(text)
+    text
+}
+
+/// What break-glass pushes through, in a few words; `None` for an
+/// advisory reading (shown with the checks, never pushed through).
+fn break_glass_warning(warning: &GateWarning) -> Option<String> {
+    match warning {
+        GateWarning::Failed { cluster, failure } => {
+            Some(format!("health gate failing on {cluster}: {failure}"))
+        }
+        GateWarning::Metric { check } if check.advisory => None,
+        GateWarning::Metric { check } => Some(format!(
+            "gate `{}` failing on {}: reads {}",
+            check.gate,
+            check.cluster,
+            check.values()
+        )),
+        GateWarning::Capacity { capacity } => Some(format!(
+            "too few ready replicas of {} on {}: {}, needs {}",
+            capacity.deployment,
+            capacity.cluster,
+            capacity.ready_text(),
+            capacity.required
+        )),
+        GateWarning::Legacy(text) => Some(format!("health gate failing on {text}")),
+    }
+}
+
+fn rolls_back_on_its_own(config: &Config, env: &EnvId) -> bool {
+    config
+        .environment(env)
+        .is_some_and(|e| e.on_gate_failure == crate::config::gates::OnGateFailure::Rollback)
+}
+
+/// The line that says a plan is the way back after a tripped gate.
+fn way_back(tripped: &Tripped) -> String {
+    let blocked: Vec<String> = tripped
+        .checks
+        .iter()
+        .filter(|c| c.blocks())
+        .map(|c| format!("`{}` on {}", c.gate, c.cluster))
+        .collect();
+    format!(
+        ":leftwards_arrow_with_hook: *The way back*: after step {}, {} failed; this plan puts every weight back to where it was before the operation.",
+        tripped.step,
+        blocked.join(", ")
+    )
+}
+
+/// The gates' readings, one per line: `✅ \`error-rate\` on green: 0.002 (pass if < 0.01)`.
+fn check_line(check: &GateCheck) -> String {
+    let icon = match (check.passed(), check.advisory) {
+        (true, _) => ":white_check_mark:",
+        (false, true) => ":large_yellow_circle:",
+        (false, false) => ":x:",
+    };
+    format!(
+        "{icon} `{}` on {}: {} (passes if {} {}){}",
+        check.gate,
+        check.cluster,
+        check.values(),
+        check.operator,
+        check.threshold,
+        if check.advisory { " _advisory_" } else { "" }
+    )
+}
+
+fn capacity_line(check: &CapacityCheck) -> String {
+    let icon = match check.enough {
+        Some(true) => ":white_check_mark:",
+        Some(false) => ":x:",
+        None => ":grey_question:",
+    };
+    format!(
+        "{icon} {} on {}: {} ready, needs {} for {}% of the traffic (headroom {})",
+        check.deployment,
+        check.cluster,
+        check.ready_text(),
+        check.required,
+        check.share_percent,
+        check.headroom
+    )
+}
+
+/// The before-gates and the capacity gate, as a plan shows them.
+fn push_checks(text: &mut String, checks: &[GateCheck], capacity: &[CapacityCheck]) {
+    if !checks.is_empty() {
+        text.push_str("Gates before the step:\n");
+        for check in checks {
+            let _ = writeln!(text, "{}", check_line(check));
+        }
+    }
+    if !capacity.is_empty() {
+        text.push_str("Capacity:\n");
+        for check in capacity {
+            let _ = writeln!(text, "{}", capacity_line(check));
+        }
+    }
+}
+
+/// The bake's readings, as they come.
+fn bake_text(bake: &BakeNotice) -> String {
+    let state = match bake.state {
+        BakeState::Holding => format!(
+            ":stopwatch: Step {}/{} baking until {}: the after-gates must hold before the next step.",
+            bake.step,
+            bake.total,
+            clock_time(bake.until)
+        ),
+        BakeState::Passed => format!(
+            ":white_check_mark: Step {}/{} baked: the after-gates held until {}.",
+            bake.step,
+            bake.total,
+            clock_time(bake.until)
+        ),
+        BakeState::Tripped => format!(
+            ":rotating_light: Step {}/{}: an after-gate failed during the bake.",
+            bake.step, bake.total
+        ),
+    };
+    let lines: Vec<String> = bake.checks.iter().map(check_line).collect();
+    format!("{state}\n{}", lines.join("\n"))
+}
+
+/// Said loudly when an after-gate blocks: which gate, its value, its query.
+fn gate_tripped(op: u64, step: usize, checks: &[GateCheck], on_its_own: bool) -> String {
+    let mut text = format!(
+        ":rotating_light: *Operation #{op} paused after step {step}: an after-gate failed.*\n"
+    );
+    for check in checks.iter().filter(|c| c.blocks()) {
+        let _ = writeln!(
+            text,
+            "`{}` on {} reads {} (must be {} {}) for `{}`",
+            check.gate,
+            check.cluster,
+            check.values(),
+            check.operator,
+            check.threshold,
+            check.query
+        );
+    }
+    text.push_str(match on_its_own {
+        true => "The bot puts the weights back now, without an approval (`on_gate_failure: rollback`).",
+        false => "The plan to put the weights back follows; it needs the usual approval. `/failover abort` leaves them as they are.",
+    });
+    text
 }
 
 fn clock_time(at: DateTime<Utc>) -> String {
@@ -542,8 +526,8 @@ fn clock_time(at: DateTime<Utc>) -> String {
 }
 
 /// Rows in config order, so every message lists clusters the same way.
-fn ordered_rows<'a>(config: &'a Config, env: &str, plan: &'a Plan) -> Vec<&'a str> {
-    let mut rows: Vec<&str> = config
+fn ordered_rows<'a>(config: &'a Config, env: &EnvId, plan: &'a Plan) -> Vec<&'a ClusterId> {
+    let mut rows: Vec<&ClusterId> = config
         .environment(env)
         .map(|e| e.cluster_names().collect())
         .unwrap_or_default();
@@ -577,7 +561,7 @@ fn table<const N: usize>(heading: [&str; N], rows: Vec<[String; N]>) -> String {
     out
 }
 
-fn weights_table(config: &Config, env: &str, plan: &Plan) -> String {
+fn weights_table(config: &Config, env: &EnvId, plan: &Plan) -> String {
     let rows = ordered_rows(config, env, plan)
         .into_iter()
         .map(|c| {
@@ -586,7 +570,7 @@ fn weights_table(config: &Config, env: &str, plan: &Plan) -> String {
                 None => "removed".to_owned(),
             };
             [
-                c.to_owned(),
+                c.to_string(),
                 cell(plan.before.get(c)),
                 format!("→ {}", cell(plan.after.get(c))),
                 share,
@@ -600,33 +584,33 @@ fn cell(w: Option<u8>) -> String {
     w.map_or_else(|| "—".to_owned(), |w| w.to_string())
 }
 
-pub struct StepReport<'a> {
-    pub header: &'a OperationHeader,
-    pub step: usize,
-    pub total: usize,
-    pub plan: &'a Plan,
-    pub applied: &'a Applied,
-    pub outcome: &'a StepOutcome,
-    pub elapsed: Duration,
-    pub config: &'a Config,
-}
-
-fn elapsed(d: Duration) -> String {
-    let micros = d.as_micros();
+fn elapsed(micros: u64) -> String {
+    let ms = micros as f64 / 1_000.0;
     if micros < 1_000 {
-        format!("{:.2} ms", d.as_secs_f64() * 1_000.0)
+        format!("{ms:.2} ms")
     } else if micros < 10_000_000 {
-        format!("{:.0} ms", d.as_secs_f64() * 1_000.0)
+        format!("{ms:.0} ms")
     } else {
-        format!("{:.1} s", d.as_secs_f64())
+        format!("{:.1} s", ms / 1_000.0)
     }
 }
 
-pub fn step_result(report: &StepReport<'_>) -> Message {
+fn write_failure(failure: &WriteFailure) -> String {
+    match failure {
+        WriteFailure::Errors(errors) => errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        WriteFailure::Legacy(text) => text.clone(),
+    }
+}
+
+fn step_result(report: &StepReport, config: &Config) -> String {
     let step = format!("Step {}/{}", report.step, report.total);
-    let took = elapsed(report.elapsed);
+    let took = elapsed(report.micros);
     let last = report.step == report.total;
-    let mut text = match report.outcome {
+    let mut text = match &report.outcome {
         StepOutcome::Applied {
             unverified,
             dry_run,
@@ -640,10 +624,11 @@ pub fn step_result(report: &StepReport<'_>) -> Message {
                 )
             };
             if !dry_run.is_empty() {
-                let _ = write!(t, " Dry run on {}: accepted, not served.", dry_run.join(", "));
+                let names: Vec<&str> = dry_run.iter().map(ClusterId::as_str).collect();
+                let _ = write!(t, " Dry run on {}: accepted, not served.", names.join(", "));
             }
             if last && report.total == 1 && unverified.is_empty() {
-                let _ = write!(t, " Operation #{} complete.", report.header.id);
+                let _ = write!(t, " Operation #{} complete.", report.op);
             } else if !last && unverified.is_empty() {
                 t.push_str(" The next step follows and needs its own approval.");
             }
@@ -653,24 +638,31 @@ pub fn step_result(report: &StepReport<'_>) -> Message {
         StepOutcome::Conflict => format!(
             ":recycle: {step}: the weights were changed by someone else while applying; every cluster was put back. A new plan follows and needs a new approval."
         ),
-        StepOutcome::Restored { reason } => format!(
-            ":x: {step} failed ({reason}); every changed cluster was put back. No weight differs from before the step."
+        StepOutcome::Restored { failure } => format!(
+            ":x: {step} failed ({}); every changed cluster was put back. No weight differs from before the step.",
+            write_failure(failure)
         ),
-        StepOutcome::Incomplete { reason } => format!(
-            ":rotating_light: {step} failed ({reason}) and could NOT be fully put back. Each cluster's state is below; fix it by hand or `/failover rollback`."
+        StepOutcome::Incomplete { failure } => format!(
+            ":rotating_light: {step} failed ({}) and could NOT be fully put back. Each cluster's state is below; fix it by hand or `/failover rollback`.",
+            write_failure(failure)
         ),
-        StepOutcome::Refused { reason } => format!(":no_entry: {step} refused before any change: {reason}"),
+        StepOutcome::Refused { refusal } => {
+            format!(":no_entry: {step} refused before any change: {refusal}")
+        }
+        StepOutcome::Interrupted { refusal } => format!(
+            ":rotating_light: {step} stopped: the bot restarted during this step and stopped it without further changes: {refusal}"
+        ),
     };
     text.push('\n');
-    text.push_str(&results_table(report));
-    Message::new(text)
+    text.push_str(&results_table(report, config));
+    text
 }
 
-fn results_table(report: &StepReport<'_>) -> String {
-    let results = &report.applied.results;
-    let rows = ordered_rows(report.config, &report.header.env, report.plan)
+fn results_table(report: &StepReport, config: &Config) -> String {
+    let results = &report.results;
+    let rows = ordered_rows(config, &report.env, &report.plan)
         .into_iter()
-        .filter_map(|c| results.iter().find(|r| r.cluster == c))
+        .filter_map(|c| results.iter().find(|r| r.cluster == *c))
         .map(|r| {
             let (now, result) = match &r.outcome {
                 ClusterOutcome::Unchanged => (r.to, "unchanged".to_owned()),
@@ -680,13 +672,13 @@ fn results_table(report: &StepReport<'_>) -> String {
                 ClusterOutcome::Restored => (r.from, "put back".to_owned()),
                 ClusterOutcome::RestoreFailed { error } => (r.to, format!("NOT put back: {error}")),
             };
-            [r.cluster.clone(), cell(now), result]
+            [r.cluster.to_string(), cell(now), result]
         })
         .collect();
     table(["cluster", "weight", "result"], rows)
 }
 
-pub fn superseded(plan: &Plan, now: &Weights, moved: &[String]) -> Message {
+fn superseded(plan: &Plan, now: &Weights, moved: &[ClusterId]) -> String {
     let changed: Vec<String> = plan
         .before
         .iter()
@@ -701,34 +693,59 @@ pub fn superseded(plan: &Plan, now: &Weights, moved: &[String]) -> Message {
     } else if plan.before.clusters().ne(now.clusters()) {
         "A cluster was added or removed since this plan was shown".to_owned()
     } else {
+        let moved: Vec<&str> = moved.iter().map(ClusterId::as_str).collect();
         format!(
             "The routing objects of {} were changed by someone else since this plan was shown",
             moved.join(", ")
         )
     };
-    Message::new(format!(
-        ":recycle: {what}. The approval does not carry over: a new plan follows."
-    ))
+    format!(":recycle: {what}. The approval does not carry over: a new plan follows.")
 }
 
-pub fn finished(op: &OperationState, outcome: &OperationOutcome) -> Message {
-    let id = op.header.id;
-    let done_before = op.step.saturating_sub(1);
+fn stop_cause(cause: &StopCause) -> String {
+    match cause {
+        StopCause::Unverified { step, clusters } => format!(
+            "step {step} applied but not verified on {}",
+            clusters.join(", ")
+        ),
+        StopCause::WritesFailed { failure } => write_failure(failure),
+        StopCause::Refused { refusal } => refusal.to_string(),
+        StopCause::PlanNotPosted { step, reason } => {
+            format!("Slack did not take step {step}'s plan ({reason}), so nobody could approve it; nothing was changed by that step")
+        }
+        StopCause::GateTripped { step, checks } => {
+            let blocked: Vec<String> = checks
+                .iter()
+                .filter(|c| c.blocks())
+                .map(|c| format!("`{}` on {} read {}", c.gate, c.cluster, c.values()))
+                .collect();
+            format!(
+                "an after-gate failed after step {step} ({}); the weights went back to where they were before the operation",
+                blocked.join(", ")
+            )
+        }
+        StopCause::Legacy { reason } => reason.clone(),
+    }
+}
+
+fn finished_text(f: &FinishedNotice) -> String {
+    let id = f.op;
+    let done_before = f.step.saturating_sub(1);
     let earlier = if done_before > 0 {
         format!(" Steps 1–{done_before} stay applied; `/failover rollback` undoes them.")
     } else {
         " No weight changed.".to_owned()
     };
-    Message::new(match outcome {
+    match &f.outcome {
         OperationOutcome::Completed => {
-            let approvals: Vec<String> = op
+            let approvals: Vec<String> = f
                 .approvals
                 .iter()
                 .map(|(step, by)| format!("step {step} by {}", mention(by)))
                 .collect();
             format!(
                 ":checkered_flag: Operation #{id} complete: {} steps, approved {}.",
-                op.total_steps(),
+                f.total,
                 approvals.join(", ")
             )
         }
@@ -737,74 +754,80 @@ pub fn finished(op: &OperationState, outcome: &OperationOutcome) -> Message {
         }
         OperationOutcome::Expired => format!(
             ":hourglass: Operation #{id} expired: nobody approved step {} in time.{earlier}",
-            op.step
+            f.step
         ),
-        OperationOutcome::Withdrawn { by } => {
-            format!(
-                ":leftwards_arrow_with_hook: Operation #{id} withdrawn by {}.{earlier}",
-                mention(by)
-            )
-        }
-        OperationOutcome::Aborted { by } => {
-            format!(
-                ":octagonal_sign: Operation #{id} aborted by {}.{earlier}",
-                mention(by)
-            )
-        }
-        OperationOutcome::Failed { reason } => {
-            format!(":x: Operation #{id} stopped at step {}: {reason}", op.step)
-        }
-    })
+        OperationOutcome::Withdrawn { by } => format!(
+            ":leftwards_arrow_with_hook: Operation #{id} withdrawn by {}.{earlier}",
+            mention(by)
+        ),
+        OperationOutcome::Aborted { by } => format!(
+            ":octagonal_sign: Operation #{id} aborted by {}.{earlier}",
+            mention(by)
+        ),
+        OperationOutcome::Failed { cause } => format!(
+            ":x: Operation #{id} stopped at step {}: {}",
+            f.step,
+            stop_cause(cause)
+        ),
+    }
 }
 
 /// Said in the operation's thread when the bot comes back mid-operation,
 /// whatever the phase: the channel is the audit trail, and approvers must
 /// know that a plan they see is still live.
-pub fn resuming(op: &OperationState) -> Message {
-    let doing = match &op.phase {
-        Phase::Proposing if op.posting_plan => format!(
+fn resuming(r: &ResumeNotice) -> String {
+    let doing = match &r.doing {
+        Resumption::RepostingPlan => format!(
             "posting step {}'s plan again. If a copy of it from before the restart shows above, it is void: approve the one that follows",
-            op.step
+            r.step
         ),
-        Phase::Proposing => "planning the next step".to_owned(),
-        Phase::AwaitingApproval(shown) => format!(
+        Resumption::PlanningNextStep => "planning the next step".to_owned(),
+        Resumption::AwaitingApproval { until } => format!(
             "the plan above still awaits approval, until {} as before",
-            clock_time(shown.approval.expires_at)
+            clock_time(*until)
         ),
-        Phase::Approved(_) => "applying the approved step".to_owned(),
-        Phase::Applying(_) => "finishing the step that was being applied".to_owned(),
-        Phase::Finishing(_) => "closing the operation".to_owned(),
+        Resumption::ApplyingApprovedStep => "applying the approved step".to_owned(),
+        Resumption::FinishingInterruptedStep => {
+            "finishing the step that was being applied".to_owned()
+        }
+        Resumption::Baking { until } => format!(
+            "watching the after-gates until {}",
+            clock_time(*until)
+        ),
+        Resumption::Closing => "closing the operation".to_owned(),
     };
-    Message::new(format!(
+    format!(
         ":arrows_counterclockwise: failover-bot restarted; resuming operation #{} at step {}/{}: {doing}.",
-        op.header.id,
-        op.step,
-        op.total_steps()
-    ))
+        r.op, r.step, r.total
+    )
 }
 
 /// The thread's report when a step interrupted by a restart cannot be
 /// finished safely: what stopped it, and every cluster's weight as read
-/// now (`None`: the clusters could not be read), so the channel knows
-/// where traffic stands without running `status`.
-pub fn interrupted_step_stopped(
-    config: &Config,
-    op: &OperationState,
-    plan: &Plan,
-    reason: &str,
-    now: Option<&Weights>,
-) -> Message {
-    let mut text = format!(
-        ":rotating_light: Step {}/{} stopped: {reason}.",
-        op.step,
-        op.total_steps()
-    );
-    match now {
+/// now, so the channel knows where traffic stands without `status`.
+fn step_stopped(s: &StepStopped, config: &Config) -> String {
+    let why = s.refusal.to_string();
+    let why = why.trim_end_matches('.');
+    let mut text = if s.put_back.is_empty() {
+        format!(
+            ":rotating_light: Step {}/{} stopped: the bot restarted during this step and stopped it without further changes: {why}.",
+            s.step, s.total
+        )
+    } else {
+        let names: Vec<&str> = s.put_back.iter().map(ClusterId::as_str).collect();
+        format!(
+            ":rotating_light: Step {}/{} stopped: the bot restarted during this step and did not finish it: {why}. It put {} back to the weight from before the step.",
+            s.step,
+            s.total,
+            names.join(", ")
+        )
+    };
+    match &s.now {
         Some(now) => {
             text.push_str(" Every cluster's weight now:\n");
-            let rows = ordered_rows(config, &op.header.env, plan)
+            let rows = ordered_rows(config, &s.env, &s.plan)
                 .into_iter()
-                .map(|c| [c.to_owned(), cell(now.get(c))])
+                .map(|c| [c.to_string(), cell(now.get(c))])
                 .collect();
             text.push_str(&table(["cluster", "weight"], rows));
         }
@@ -812,69 +835,48 @@ pub fn interrupted_step_stopped(
             text.push_str(" The clusters' weights could not be read; check `/failover status`.")
         }
     }
-    Message::new(text)
+    text
 }
 
-/// Privately, to the author of a command a restart cut short. Nothing was
-/// changed: an operation's first weight change needs a plan and an
-/// approval, and the command never got as far as an operation.
-pub fn command_cut_short(text: &str) -> Message {
-    Message::new(format!(
-        ":arrows_counterclockwise: failover-bot restarted while handling your `/failover {text}` and changed nothing. If you got no answer, send it again."
-    ))
+fn phase_words(phase: PhaseName) -> &'static str {
+    match phase {
+        PhaseName::AwaitingApproval => "awaiting approval",
+        PhaseName::Applying => "applying",
+        PhaseName::Planning => "planning",
+        PhaseName::Baking => "baking",
+        PhaseName::Finishing => "finishing",
+    }
 }
 
-pub fn interrupted_step_unknown(problem: &UserError) -> String {
-    format!("the bot restarted during this step and stopped it without further changes: {problem}")
-}
-
-pub fn approval_taken_back(user: &str) -> Message {
-    Message::new(format!(
-        ":leftwards_arrow_with_hook: {} took their approval back before the step started; the plan awaits approval again.",
-        mention(user)
-    ))
-}
-
-pub fn approval_removed_too_late(user: &str, step: usize) -> Message {
-    Message::new(format!(
-        "{} removed their approval, but step {step} had already run; its weights stay. `/failover rollback` undoes it.",
-        mention(user)
-    ))
-}
-
-pub struct StatusView<'a> {
-    pub env: &'a str,
-    pub config: &'a Config,
-    pub snapshot: &'a Snapshot,
-    pub observed: Option<&'a [Convergence]>,
-    pub running: Option<&'a OperationState>,
-}
-
-pub fn status(view: &StatusView<'_>) -> Message {
+fn status_text(view: &StatusNotice, config: &Config) -> String {
     let weights = view.snapshot.weights();
-    let running = match view.running {
+    let running = match &view.running {
         None => "no operation running".to_owned(),
         Some(op) => format!(
             "operation #{} by {} at step {}/{} ({})",
-            op.header.id,
-            mention(&op.header.requester),
+            op.op,
+            mention(&op.requester),
             op.step,
-            op.total_steps(),
-            match &op.phase {
-                Phase::AwaitingApproval(_) => "awaiting approval",
-                Phase::Approved(_) | Phase::Applying(_) => "applying",
-                Phase::Proposing => "planning",
-                Phase::Finishing(_) => "finishing",
-            }
+            op.total,
+            op.phase.map_or("running", phase_words),
         ),
     };
     let mut text = format!(
         ":bar_chart: *{}* · {} mode · {running}\n",
-        view.env, view.config.routing.mode
+        view.env, config.routing.mode
     );
-    let names: Vec<&str> = view
-        .config
-        .environment(view.env)
+    if let Some(freeze) = &view.frozen {
+        let _ = writeln!(
+            text,
+            ":snowflake: frozen by {} since {}: {}",
+            mention(&freeze.by),
+            clock_time(freeze.since),
+            freeze.reason
+        );
+    }
+    let _ = writeln!(text, "Policy: {}", policy_summary(config, &view.env));
+    let names: Vec<&ClusterId> = config
+        .environment(&view.env)
         .map(|e| e.cluster_names().collect())
         .unwrap_or_default();
     let rows = names
@@ -884,10 +886,10 @@ pub fn status(view: &StatusView<'_>) -> Message {
                 Some(w) => (w.to_string(), format!("{:.0}%", weights.share_percent(c))),
                 None => ("—".to_owned(), "—".to_owned()),
             };
-            let observed = match (weights.get(c), view.observed) {
+            let observed = match (weights.get(c), &view.observed) {
                 (None, _) => "not routed".to_owned(),
                 (Some(_), None) => "unknown".to_owned(),
-                (Some(_), Some(obs)) => match obs.iter().find(|o| o.cluster == c) {
+                (Some(_), Some(obs)) => match obs.iter().find(|o| o.cluster == *c) {
                     Some(o) if o.is_complete() => format!("{}/{} carry it", o.converged, o.total),
                     Some(o) => format!(
                         "DRIFT {}/{}: {}",
@@ -898,158 +900,67 @@ pub fn status(view: &StatusView<'_>) -> Message {
                     None => "unknown".to_owned(),
                 },
             };
-            [c.to_owned(), set, share, observed]
+            [c.to_string(), set, share, observed]
         })
         .collect();
     text.push_str(&table(["cluster", "weight", "share", "observed"], rows));
-    Message::new(text.trim_end().to_owned())
+    text.trim_end().to_owned()
 }
 
-pub fn history(env: &str, finished: &[Finished], running: Option<&OperationState>) -> Message {
-    if finished.is_empty() && running.is_none() {
-        return Message::new(format!("No operations in {env} yet."));
-    }
-    let mut text = format!(":scroll: Recent operations in *{env}*, newest first:\n");
-    if let Some(op) = running {
-        let _ = writeln!(
-            text,
-            "• #{} running — `/failover {}` by {}, step {}/{}",
-            op.header.id,
-            op.header.command.trim_start_matches("/failover").trim(),
-            mention(&op.header.requester),
-            op.step,
-            op.total_steps()
-        );
-    }
-    for f in finished {
-        let approvers: Vec<String> = f
-            .approvals
-            .iter()
-            .map(|(step, by)| format!("step {step} by {}", mention(by)))
-            .collect();
-        let approved = if approvers.is_empty() {
-            String::new()
-        } else {
-            format!(", approved {}", approvers.join(", "))
-        };
-        let _ = writeln!(
-            text,
-            "• #{} {} {} — `/failover {}` by {}{approved}",
-            f.header.id,
-            f.outcome.word(),
-            clock_time(f.finished_at),
-            f.header.command.trim_start_matches("/failover").trim(),
-            mention(&f.header.requester),
-        );
-    }
-    Message::new(text.trim_end().to_owned())
-}
-
-/// The Route53 line of `failover-bot check`.
-pub fn records_check(dns: &crate::config::Route53Config, problems: &[String]) -> String {
-    if problems.is_empty() {
-        format!(
-            "  ✓ Route53 zone {}: every record has a weighted set per cluster ({})",
-            dns.zone_id,
-            dns.records.join(", ")
-        )
-    } else {
-        format!("  ✗ Route53 zone {}: {}", dns.zone_id, problems.join("; "))
-    }
-}
-
-/// One line per cluster for `failover-bot check`.
-pub fn cluster_check(
-    cluster: &crate::config::ClusterConfig,
-    found: &crate::backend::kube::ClusterCheck,
-) -> String {
-    let mut problems = Vec::new();
-    if let Err(e) = &found.identity {
-        problems.push(format!("identity: {e}"));
-    }
-    if let Err(e) = &found.weight {
-        problems.push(format!("weight: {e}"));
-    }
-    if !found.missing_permissions.is_empty() {
-        problems.push(format!(
-            "missing permissions (see manifests/target/MODE/rbac.yaml): {}",
-            found.missing_permissions.join(", ")
-        ));
-    }
-    let weight = match &found.weight {
-        Ok(Some(w)) => format!("weight {w}"),
-        Ok(None) => "not routed".to_owned(),
-        Err(_) => "weight unknown".to_owned(),
-    };
-    if problems.is_empty() {
-        format!(
-            "  ✓ {} (context {}): identity verified, {weight}",
-            cluster.name, cluster.context
-        )
-    } else {
-        format!(
-            "  ✗ {} (context {}): {}",
-            cluster.name,
-            cluster.context,
-            problems.join("; ")
-        )
-    }
-}
-
-/// `failover-bot audit verify`: the chain is broken at `line`.
-pub fn audit_broken(path: &std::path::Path, line: usize) -> String {
-    format!(
-        "✗ {}: record {line} does not follow the one before it — a record was edited, inserted or deleted at or before line {line}",
-        path.display()
-    )
-}
-
-pub fn audit_unreadable(path: &std::path::Path, line: usize, reason: &str) -> String {
-    format!(
-        "✗ {}: line {line} is not a journal record: {reason}",
-        path.display()
-    )
-}
-
-/// Who asked for and who approved every weight change, oldest first.
-pub fn audit_report(
-    path: &std::path::Path,
-    records: usize,
-    ledger: &crate::operation::ledger::Ledger,
-) -> String {
-    let mut out = format!(
-        "✓ {}: hash chain intact over {records} records",
-        path.display()
-    );
-    let running = ledger
-        .active
-        .values()
-        .map(|op| (&op.header, &op.approvals, "running"));
-    let finished = ledger
-        .finished
+fn approvals_text(approvals: &[(usize, UserId)]) -> Vec<String> {
+    approvals
         .iter()
-        .map(|f| (&f.header, &f.approvals, f.outcome.word()));
-    let mut operations: Vec<_> = finished.chain(running).collect();
-    operations.sort_by_key(|(header, _, _)| header.id);
-    for (header, approvals, outcome) in operations {
-        let approved: Vec<String> = approvals
-            .iter()
-            .map(|(step, by)| format!("step {step} by {by}"))
-            .collect();
-        let approved = if approved.is_empty() {
-            "no step approved".to_owned()
-        } else {
-            format!("approved {}", approved.join(", "))
-        };
-        let _ = write!(
-            out,
-            "\n#{} {} {} · `/failover {}` requested by {} · {approved} · {outcome}",
-            header.id,
-            header.started_at.format("%Y-%m-%d %H:%M UTC"),
-            header.env,
-            header.command.trim().trim_start_matches("/failover").trim(),
-            header.requester,
-        );
+        .map(|(step, by)| format!("step {step} by {}", mention(by)))
+        .collect()
+}
+
+fn history_line(line: &OperationLine) -> String {
+    match &line.ended {
+        None => format!(
+            "• #{} running — `/failover {}` by {}, step {}/{}{}",
+            line.op,
+            line.command,
+            mention(&line.requester),
+            line.step,
+            line.total,
+            because(&line.reason),
+        ),
+        Some(ended) => {
+            let approvers = approvals_text(&line.approvals);
+            let approved = if approvers.is_empty() {
+                String::new()
+            } else {
+                format!(", approved {}", approvers.join(", "))
+            };
+            format!(
+                "• #{} {} {} — `/failover {}` by {}{approved}{}",
+                line.op,
+                ended.outcome,
+                clock_time(ended.at),
+                line.command,
+                mention(&line.requester),
+                because(&line.reason),
+            )
+        }
     }
-    out
+}
+
+/// `, because REASON` when the requester gave one (and the command did not
+/// already show it).
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_ref()
+        .map_or_else(String::new, |r| format!(" — because {r}"))
+}
+
+fn history_text(h: &HistoryNotice) -> String {
+    if h.finished.is_empty() && h.running.is_none() {
+        return format!("No operations in {} yet.", h.env);
+    }
+    let mut text = format!(":scroll: Recent operations in *{}*, newest first:\n", h.env);
+    for line in h.running.iter().chain(&h.finished) {
+        text.push_str(&history_line(line));
+        text.push('\n');
+    }
+    text.trim_end().to_owned()
 }

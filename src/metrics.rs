@@ -1,9 +1,11 @@
 //! Prometheus metrics, served at `/metrics`.
 //!
-//! Step and approval counts are taken from journal records as they are made
-//! durable ([`Metrics::observe_record`]), so the numbers count exactly what
-//! the audit trail holds. Backend request times come from the
-//! [`MeteredBackend`] wrapper, Slack events from the intake.
+//! Step and approval counts are taken by the engine from journal records as
+//! they are made durable, so the numbers count exactly what the audit trail
+//! holds. Backend request times come from the [`MeteredBackend`] wrapper,
+//! Slack events from the intake, gate evaluations from the gates'
+//! evaluator. The `leader` and `ready` gauges are what the alerts in
+//! `manifests/monitoring/` watch.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,12 +14,15 @@ use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::backend::{BackendError, Convergence, GateFailure, RoutingBackend, Snapshot, Written};
+use crate::backend::{
+    BackendError, Convergence, GateFailure, Removal, RoutingBackend, Snapshot, Written,
+};
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, EnvironmentConfig};
-use crate::operation::journal::{Entry, Record};
 use crate::plan::Weights;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +40,18 @@ struct BackendLabel {
     backend: String,
     cluster: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GateLabel {
+    env: String,
+    gate: String,
+    result: String,
+}
+
+/// Step results an alert watches: created at 0 on start, so that the first
+/// one is an increase Prometheus can see (a series that appears at 1 has no
+/// earlier sample to rise from).
+const ALERTED_STEP_RESULTS: [&str; 1] = ["incomplete"];
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -55,6 +72,9 @@ pub struct Metrics {
     approvals: Family<ResultLabel, Counter>,
     slack_events: Family<EventLabel, Counter>,
     backend_seconds: HistogramFamily<BackendLabel>,
+    leader: Gauge,
+    ready: Gauge,
+    gate_evaluations: Family<GateLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,8 +92,16 @@ impl Metrics {
             approvals: Family::default(),
             slack_events: Family::default(),
             backend_seconds: Family::new_with_constructor(request_buckets),
+            leader: Gauge::default(),
+            ready: Gauge::default(),
+            gate_evaluations: Family::default(),
         };
         metrics.register();
+        for result in ALERTED_STEP_RESULTS {
+            let _created = metrics.steps.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
+        }
         metrics
     }
 
@@ -100,30 +128,72 @@ impl Metrics {
             "Backend calls by backend and cluster",
             self.backend_seconds.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without leader election)",
+            self.leader.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 while this replica is ready: it leads and has resumed the journal",
+            self.ready.clone(),
+        );
+        registry.register(
+            "gate_evaluations",
+            "Gate evaluations by environment, gate and result (pass, fail, no_data, error)",
+            self.gate_evaluations.clone(),
+        );
     }
 
-    /// Counts what a journal record says happened.
-    pub fn observe_record(&self, record: &Record) {
-        match &record.entry {
-            Entry::StepFinished {
-                outcome, millis, ..
-            } => {
-                self.steps
-                    .get_or_create(&ResultLabel {
-                        result: outcome.label().into(),
-                    })
-                    .inc();
-                self.step_seconds.observe(*millis as f64 / 1000.0);
-            }
-            Entry::Decided { state, .. } => {
-                self.approvals
-                    .get_or_create(&ResultLabel {
-                        result: state.label().into(),
-                    })
-                    .inc();
-            }
-            _ => {}
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Creates gate `gate`'s series at 0 for every result, so that its
+    /// first error is an increase the `FailoverBotGateErrors` alert sees.
+    /// Call once per configured gate at start.
+    pub fn declare_gate(&self, env: &str, gate: &str, results: &[&str]) {
+        for result in results {
+            let _created = self.gate_evaluations.get_or_create(&GateLabel {
+                env: env.into(),
+                gate: gate.into(),
+                result: (*result).into(),
+            });
         }
+    }
+
+    /// Counts one evaluation of gate `gate` in `env` with `result`.
+    pub fn gate_evaluated(&self, env: &str, gate: &str, result: &str) {
+        self.gate_evaluations
+            .get_or_create(&GateLabel {
+                env: env.into(),
+                gate: gate.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// A step ended with `result` (`applied`, `restored`, …) after `millis`.
+    pub fn step_finished(&self, result: &str, millis: u64) {
+        self.steps
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+        self.step_seconds.observe(millis as f64 / 1000.0);
+    }
+
+    /// An approval was decided (`approved`, `rejected`, `expired`, …).
+    pub fn approval_decided(&self, result: &str) {
+        self.approvals
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// Counts one delivery from Slack (`slash_command`, `reaction_added`…).
@@ -222,6 +292,32 @@ impl RoutingBackend for MeteredBackend {
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
         let started = Instant::now();
         let result = self.inner.create(cluster).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.create_at(cluster, weight).await;
+        self.done(&cluster.name, started);
+        result
+    }
+
+    fn removal(&self) -> Removal {
+        self.inner.removal()
+    }
+
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        let started = Instant::now();
+        let result = self.inner.ready_replicas(cluster, deployment).await;
         self.done(&cluster.name, started);
         result
     }

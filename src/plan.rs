@@ -13,7 +13,33 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::messages::UserError;
+use crate::ids::{ClusterId, EnvId, OpId};
+
+/// Why a weight change cannot be made. Each says what to do instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "plan", rename_all = "snake_case")]
+pub enum PlanError {
+    #[error("no cluster in this environment has a routing weight yet.")]
+    NoRoutedClusters,
+    #[error("{} have the same share, so which one gets the traffic? Say `to {}`.", .tied.iter().map(ClusterId::as_str).collect::<Vec<_>>().join(" and "), .tied.first().map_or("CLUSTER", ClusterId::as_str))]
+    AmbiguousShiftTarget { tied: Vec<ClusterId> },
+    #[error("{cluster} has no routing weight yet; `/failover add {cluster}` first.")]
+    ClusterNotRouted { cluster: ClusterId },
+    #[error(
+        "{cluster} is the only routed cluster, so it always gets all traffic; add another first."
+    )]
+    SingleCluster { cluster: ClusterId },
+    #[error("that would leave every weight in {env} at 0, which Route53 treats as an even split. Refused.")]
+    AllZero { env: EnvId },
+    #[error("{cluster} already has a routing weight.")]
+    AlreadyRouted { cluster: ClusterId },
+    #[error("{cluster} still has weight {weight}; shift its traffic away first (only weight 0 can be removed).")]
+    RemoveNonZero { cluster: ClusterId, weight: u8 },
+    #[error("a weight change may not add or remove clusters.")]
+    ChangesClusterSet,
+    #[error("adding a cluster must give it a weight.")]
+    NewClusterWithoutWeight,
+}
 
 /// Traffic weights of the clusters that currently have a routing object
 /// (`RoutingWeight`, record set, …) in one environment, by cluster name.
@@ -22,7 +48,7 @@ use crate::messages::UserError;
 /// A cluster that is configured but has no routing object is absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Weights(BTreeMap<String, u8>);
+pub struct Weights(BTreeMap<ClusterId, u8>);
 
 impl Weights {
     pub fn new() -> Self {
@@ -33,7 +59,7 @@ impl Weights {
         self.0.get(cluster).copied()
     }
 
-    pub fn set(&mut self, cluster: impl Into<String>, weight: u8) {
+    pub fn set(&mut self, cluster: impl Into<ClusterId>, weight: u8) {
         self.0.insert(cluster.into(), weight);
     }
 
@@ -45,12 +71,12 @@ impl Weights {
         self.0.contains_key(cluster)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u8)> {
-        self.0.iter().map(|(name, weight)| (name.as_str(), *weight))
+    pub fn iter(&self) -> impl Iterator<Item = (&ClusterId, u8)> {
+        self.0.iter().map(|(name, weight)| (name, *weight))
     }
 
-    pub fn clusters(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+    pub fn clusters(&self) -> impl Iterator<Item = &ClusterId> {
+        self.0.keys()
     }
 
     pub fn len(&self) -> usize {
@@ -80,15 +106,25 @@ impl Weights {
     }
 }
 
-impl FromIterator<(String, u8)> for Weights {
-    fn from_iter<I: IntoIterator<Item = (String, u8)>>(iter: I) -> Self {
+impl FromIterator<(ClusterId, u8)> for Weights {
+    fn from_iter<I: IntoIterator<Item = (ClusterId, u8)>>(iter: I) -> Self {
         Self(iter.into_iter().collect())
+    }
+}
+
+impl<'a> FromIterator<(&'a ClusterId, u8)> for Weights {
+    fn from_iter<I: IntoIterator<Item = (&'a ClusterId, u8)>>(iter: I) -> Self {
+        Self(iter.into_iter().map(|(n, w)| (n.clone(), w)).collect())
     }
 }
 
 impl<'a> FromIterator<(&'a str, u8)> for Weights {
     fn from_iter<I: IntoIterator<Item = (&'a str, u8)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(n, w)| (n.to_owned(), w)).collect())
+        Self(
+            iter.into_iter()
+                .map(|(n, w)| (ClusterId::from(n), w))
+                .collect(),
+        )
     }
 }
 
@@ -121,45 +157,87 @@ pub const SHIFT_TOTAL: u32 = 100;
 
 /// The cluster a `shift` without `to` moves traffic to: the one with the
 /// smallest weight. A tie has no obvious answer, so it is the user's call.
-pub fn default_shift_target(current: &Weights) -> Result<String, UserError> {
+pub fn default_shift_target(current: &Weights) -> Result<ClusterId, PlanError> {
     let smallest = current.iter().map(|(_, w)| w).min();
-    let candidates: Vec<&str> = current
+    let candidates: Vec<&ClusterId> = current
         .iter()
         .filter(|(_, w)| Some(*w) == smallest)
         .map(|(name, _)| name)
         .collect();
     match candidates.as_slice() {
-        [] => Err(UserError::NoRoutedClusters),
-        [only] => Ok((*only).to_owned()),
-        tied => Err(UserError::AmbiguousShiftTarget {
-            tied: tied.iter().map(|s| (*s).to_owned()).collect(),
+        [] => Err(PlanError::NoRoutedClusters),
+        [only] => Ok((*only).clone()),
+        tied => Err(PlanError::AmbiguousShiftTarget {
+            tied: tied.iter().map(|s| (*s).clone()).collect(),
         }),
     }
+}
+
+/// Why a step list for `/failover to` is not usable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "steps", rename_all = "snake_case")]
+pub enum StepsError {
+    #[error("no steps: give at least one, e.g. 10,50,100")]
+    Empty,
+    #[error("`{item}` is not a percentage")]
+    NotAPercentage { item: String },
+    #[error("step {step} is out of range: steps are 1–100")]
+    OutOfRange { step: u32 },
+    #[error("steps must rise, e.g. 10,50,100")]
+    NotRising,
+    #[error("the last step must be 100 so the failover completes, e.g. 10,50,100")]
+    NotEndingAt100,
+}
+
+/// Checks a step list for `/failover to`: percentages, rising, ending at 100
+/// so that a failover ends with all traffic on the target.
+pub fn validate_steps(steps: &[u32]) -> Result<Vec<Percent>, StepsError> {
+    if steps.is_empty() {
+        return Err(StepsError::Empty);
+    }
+    let mut percents = Vec::with_capacity(steps.len());
+    for step in steps {
+        match Percent::new(*step).filter(|p| p.get() > 0) {
+            Some(p) => percents.push(p),
+            None => return Err(StepsError::OutOfRange { step: *step }),
+        }
+    }
+    if percents.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(StepsError::NotRising);
+    }
+    if percents.last() != Some(&Percent::MAX) {
+        return Err(StepsError::NotEndingAt100);
+    }
+    Ok(percents)
 }
 
 /// `shift N to TARGET`: TARGET gets N% of the traffic and the other clusters
 /// share the rest in proportion to their current weights (equally when they
 /// are all 0). The result sums to [`SHIFT_TOTAL`]; rounding uses the largest
 /// remainder method so no cluster is more than one point off its exact share.
-pub fn shift(current: &Weights, target: &str, percent: Percent) -> Result<Weights, UserError> {
+pub fn shift(
+    current: &Weights,
+    target: &ClusterId,
+    percent: Percent,
+) -> Result<Weights, PlanError> {
     if !current.contains(target) {
-        return Err(UserError::ClusterNotRouted {
-            cluster: target.to_owned(),
+        return Err(PlanError::ClusterNotRouted {
+            cluster: target.clone(),
         });
     }
-    let others: Vec<(&str, u32)> = current
+    let others: Vec<(&ClusterId, u32)> = current
         .iter()
         .filter(|(name, _)| *name != target)
         .map(|(name, w)| (name, u32::from(w)))
         .collect();
     if others.is_empty() {
-        return Err(UserError::SingleCluster {
-            cluster: target.to_owned(),
+        return Err(PlanError::SingleCluster {
+            cluster: target.clone(),
         });
     }
     let rest = SHIFT_TOTAL - u32::from(percent.get());
     let mut after: Weights = split_proportionally(rest, &others).collect();
-    after.set(target, percent.get());
+    after.set(target.clone(), percent.get());
     Ok(after)
 }
 
@@ -167,8 +245,8 @@ pub fn shift(current: &Weights, target: &str, percent: Percent) -> Result<Weight
 /// all are 0) using largest remainders; ties go to the earlier part.
 fn split_proportionally<'a>(
     amount: u32,
-    parts: &[(&'a str, u32)],
-) -> impl Iterator<Item = (&'a str, u8)> {
+    parts: &[(&'a ClusterId, u32)],
+) -> impl Iterator<Item = (&'a ClusterId, u8)> {
     let basis: Vec<u32> = if parts.iter().all(|(_, w)| *w == 0) {
         vec![1; parts.len()]
     } else {
@@ -190,11 +268,28 @@ fn split_proportionally<'a>(
         shares[i].1 += 1;
         left -= 1;
     }
-    let names: Vec<&'a str> = parts.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&'a ClusterId> = parts.iter().map(|(name, _)| *name).collect();
     // Every share is at most `amount` <= 100, so the conversion cannot fail.
     shares
         .into_iter()
         .map(move |(i, share, _)| (names[i], u8::try_from(share).unwrap_or(u8::MAX)))
+}
+
+/// Where one step takes an environment: the change and the weights after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub change: Change,
+    pub after: Weights,
+}
+
+impl Target {
+    /// New weights for the routing objects that exist.
+    pub fn weights(after: Weights) -> Target {
+        Target {
+            change: Change::SetWeights,
+            after,
+        }
+    }
 }
 
 /// What a plan does besides setting weights.
@@ -204,9 +299,9 @@ pub enum Change {
     /// Set the weights of existing routing objects.
     SetWeights,
     /// Create a cluster's routing object at weight 0.
-    Create { cluster: String },
+    Create { cluster: ClusterId },
     /// Delete a cluster's routing object; only allowed at weight 0.
-    Delete { cluster: String },
+    Delete { cluster: ClusterId },
 }
 
 /// A short, stable fingerprint of a plan. An approval is bound to it: approving
@@ -231,8 +326,8 @@ impl fmt::Display for PlanHash {
 /// weight changes in different operations never share an approval.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanScope {
-    pub env: String,
-    pub operation: u64,
+    pub env: EnvId,
+    pub operation: OpId,
     /// 1-based step number within the operation.
     pub step: usize,
 }
@@ -256,7 +351,7 @@ impl Plan {
         change: Change,
         before: Weights,
         after: Weights,
-    ) -> Result<Plan, UserError> {
+    ) -> Result<Plan, PlanError> {
         check_invariants(&scope.env, &change, &before, &after)?;
         let hash = hash_of(&scope, &change, &before, &after);
         Ok(Plan {
@@ -269,8 +364,8 @@ impl Plan {
     }
 
     /// Clusters whose weight (or existence) this plan changes.
-    pub fn changed_clusters(&self) -> impl Iterator<Item = &str> {
-        let all: std::collections::BTreeSet<&str> = self
+    pub fn changed_clusters(&self) -> impl Iterator<Item = &ClusterId> {
+        let all: std::collections::BTreeSet<&ClusterId> = self
             .before
             .clusters()
             .chain(self.after.clusters())
@@ -279,13 +374,24 @@ impl Plan {
             .filter(|c| self.before.get(c) != self.after.get(c))
     }
 
-    /// Clusters this plan gives more weight than they have now: these must pass
-    /// the health gate before the plan is applied.
-    pub fn raised_clusters(&self) -> impl Iterator<Item = &str> {
-        self.after
-            .iter()
-            .filter(|(name, w)| *w > self.before.get(name).unwrap_or(0))
-            .map(|(name, _)| name)
+    /// Clusters whose share of the traffic this plan raises: these must pass
+    /// the health gates before the plan is applied. A share can rise with
+    /// no change to the cluster's own weight (`set blue=100` from blue 255,
+    /// green 100 takes green from 28% to 50%), so shares are compared, not
+    /// weights: exactly, as `a/A > b/B` ⇔ `a·B > b·A`.
+    pub fn raised_clusters(&self) -> impl Iterator<Item = &ClusterId> {
+        let (before_total, after_total) = (self.before.total(), self.after.total());
+        self.after.iter().filter_map(move |(name, after)| {
+            let before = u32::from(self.before.get(name).unwrap_or(0));
+            let rises = match before_total {
+                0 => after > 0,
+                _ => {
+                    u64::from(after) * u64::from(before_total)
+                        > u64::from(before) * u64::from(after_total)
+                }
+            };
+            rises.then_some(name)
+        })
     }
 
     /// True when applying the plan would change nothing.
@@ -297,42 +403,38 @@ impl Plan {
 /// The invariants of `design.md` that need no I/O. Identity and health gates
 /// are checked by the engine before applying (they need the clusters).
 fn check_invariants(
-    env: &str,
+    env: &EnvId,
     change: &Change,
     before: &Weights,
     after: &Weights,
-) -> Result<(), UserError> {
+) -> Result<(), PlanError> {
     // The change-specific checks come first: they say more precisely what
     // is wrong (e.g. "still has weight 100" rather than "all zero").
     match change {
         Change::SetWeights => {
             if before.clusters().ne(after.clusters()) {
-                return Err(UserError::Invalid(
-                    "a weight change may not add or remove clusters".into(),
-                ));
+                return Err(PlanError::ChangesClusterSet);
             }
         }
         Change::Create { cluster } => {
             if before.contains(cluster) {
-                return Err(UserError::AlreadyRouted {
+                return Err(PlanError::AlreadyRouted {
                     cluster: cluster.clone(),
                 });
             }
-            if after.get(cluster) != Some(0) {
-                return Err(UserError::Invalid(
-                    "a new cluster must start at weight 0".into(),
-                ));
+            if after.get(cluster).is_none() {
+                return Err(PlanError::NewClusterWithoutWeight);
             }
         }
         Change::Delete { cluster } => match before.get(cluster) {
             None => {
-                return Err(UserError::ClusterNotRouted {
+                return Err(PlanError::ClusterNotRouted {
                     cluster: cluster.clone(),
                 })
             }
             Some(0) => {}
             Some(weight) => {
-                return Err(UserError::RemoveNonZero {
+                return Err(PlanError::RemoveNonZero {
                     cluster: cluster.clone(),
                     weight,
                 })
@@ -340,9 +442,7 @@ fn check_invariants(
         },
     }
     if after.all_zero() || (after.is_empty() && !before.is_empty()) {
-        return Err(UserError::AllZero {
-            env: env.to_owned(),
-        });
+        return Err(PlanError::AllZero { env: env.clone() });
     }
     Ok(())
 }
@@ -372,14 +472,14 @@ mod tests {
     #[test]
     fn shift_half_from_blue_green() {
         let now = weights(&[("blue", 100), ("green", 0)]);
-        let after = shift(&now, "green", Percent::new(50).unwrap()).unwrap();
+        let after = shift(&now, &"green".into(), Percent::new(50).unwrap()).unwrap();
         assert_eq!(after, weights(&[("blue", 50), ("green", 50)]));
     }
 
     #[test]
     fn shift_spreads_rest_in_proportion() {
         let now = weights(&[("a", 60), ("b", 30), ("c", 10)]);
-        let after = shift(&now, "c", Percent::new(70).unwrap()).unwrap();
+        let after = shift(&now, &"c".into(), Percent::new(70).unwrap()).unwrap();
         // a:b keep 2:1 of the remaining 30.
         assert_eq!(after, weights(&[("a", 20), ("b", 10), ("c", 70)]));
     }
@@ -387,14 +487,14 @@ mod tests {
     #[test]
     fn shift_spreads_rest_equally_when_others_are_zero() {
         let now = weights(&[("a", 0), ("b", 0), ("c", 100)]);
-        let after = shift(&now, "c", Percent::new(0).unwrap()).unwrap();
+        let after = shift(&now, &"c".into(), Percent::new(0).unwrap()).unwrap();
         assert_eq!(after, weights(&[("a", 50), ("b", 50), ("c", 0)]));
     }
 
     #[test]
     fn shift_rounds_with_largest_remainder() {
         let now = weights(&[("a", 1), ("b", 1), ("c", 1), ("d", 0)]);
-        let after = shift(&now, "d", Percent::new(0).unwrap()).unwrap();
+        let after = shift(&now, &"d".into(), Percent::new(0).unwrap()).unwrap();
         assert_eq!(after.total(), 100);
         assert_eq!(after, weights(&[("a", 34), ("b", 33), ("c", 33), ("d", 0)]));
     }
@@ -406,7 +506,7 @@ mod tests {
         let tie = weights(&[("blue", 50), ("green", 50)]);
         assert!(matches!(
             default_shift_target(&tie),
-            Err(UserError::AmbiguousShiftTarget { .. })
+            Err(PlanError::AmbiguousShiftTarget { .. })
         ));
     }
 
@@ -421,7 +521,7 @@ mod tests {
         let after = weights(&[("blue", 0), ("green", 0)]);
         assert!(matches!(
             Plan::new(scope, Change::SetWeights, before, after),
-            Err(UserError::AllZero { .. })
+            Err(PlanError::AllZero { .. })
         ));
     }
 
@@ -443,7 +543,26 @@ mod tests {
             after,
         )
         .unwrap_err();
-        assert!(matches!(err, UserError::RemoveNonZero { weight: 10, .. }));
+        assert!(matches!(err, PlanError::RemoveNonZero { weight: 10, .. }));
+    }
+
+    #[test]
+    fn a_share_can_rise_without_the_weight_rising() {
+        let scope = PlanScope {
+            env: "dev".into(),
+            operation: 1,
+            step: 1,
+        };
+        // blue 255 / green 100 → blue 100 / green 100: green 28% → 50%.
+        let plan = Plan::new(
+            scope,
+            Change::SetWeights,
+            weights(&[("blue", 255), ("green", 100)]),
+            weights(&[("blue", 100), ("green", 100)]),
+        )
+        .unwrap();
+        let raised: Vec<&str> = plan.raised_clusters().map(ClusterId::as_str).collect();
+        assert_eq!(raised, ["green"]);
     }
 
     #[test]

@@ -18,17 +18,17 @@ use crate::backend::route53::Route53;
 use crate::backend::RoutingBackend;
 use crate::clock::SystemClock;
 use crate::config::{Config, RoutingMode};
+use crate::engine::{Engine, EngineParts};
 use crate::health::{self, Health};
+use crate::journal::{Journal, JournalError, Record};
 use crate::leader::{LeaderElection, Leadership};
 use crate::metrics::{MeteredBackend, Metrics};
-use crate::operation::engine::{Engine, EngineParts};
-use crate::operation::journal::{Journal, JournalError, Record};
 use crate::slack::intake::Intake;
 use crate::slack::web::SlackChat;
 use crate::slack::{http, socket, SlackSettings};
 
 /// How often pending approvals are checked for expiry.
-const EXPIRY_TICK: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_secs(1);
 /// How often to try a journal another process holds.
 const JOURNAL_RETRY: Duration = Duration::from_millis(200);
 
@@ -119,6 +119,8 @@ where
         Some(election) => Some(lead(election).await?),
         None => None,
     };
+    // Holds the Lease now, or is the only replica.
+    metrics.set_leader(true);
     let client = Arc::new(SlackClient::new(
         connector.with_slack_api_url(&settings.api_url),
     ));
@@ -138,12 +140,12 @@ where
         clock: Arc::new(SystemClock),
         journal,
         records,
-        bot_user,
+        bot_user: bot_user.into(),
     })
-    .with_metrics(metrics);
+    .with_metrics(metrics.clone());
     let engine = Arc::new(engine);
     engine.resume().await;
-    let ticker = tokio::spawn(expire_forever(engine.clone()));
+    let ticker = tokio::spawn(tick_forever(engine.clone()));
     let intake = Arc::new(Intake::new(engine));
     if let Some(secret) = &settings.signing_secret {
         health.take_slack_events(http::router(intake.clone(), secret));
@@ -152,6 +154,7 @@ where
     tracing::info!(ms = started.elapsed().as_millis() as u64, "ready");
     let stop = Stop::new();
     let result = run_transport(&settings, client, intake, &stop, leadership.as_mut()).await;
+    metrics.set_leader(false);
     ticker.abort();
     server.abort();
     if let Some(leadership) = leadership {
@@ -253,11 +256,12 @@ impl Stop {
     }
 }
 
-async fn expire_forever(engine: Arc<Engine>) {
-    let mut tick = tokio::time::interval(EXPIRY_TICK);
+/// Time moves operations on: approvals expire, bakes read their gates.
+async fn tick_forever(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(TICK);
     loop {
         tick.tick().await;
-        engine.expire_due().await;
+        engine.tick().await;
     }
 }
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
-use support::fake_slack::{self, BotSetup, FakeSlack, Fault, Posted, ServeBot, Transport};
+use support::fake_slack::{self, FakeSlack, Fault, Posted};
+use support::serve_proc::{ServeProc, Transport};
 
 const ENVS: usize = 10;
 const DELIVERIES: usize = 1000;
@@ -407,18 +408,23 @@ fn plan_ts(posts: &[Posted], env: usize, step: usize) -> Option<String> {
         .map(|(_, ts)| ts)
 }
 
+/// Steps applied and verified in the thread of plan `ts`.
 fn applied_in(posts: &[Posted], ts: &str) -> usize {
+    let applied = [("outcome", "applied"), ("verified", "true")];
     fake_slack::thread_of(posts, ts)
-        .filter(|t| t.contains("applied and verified"))
+        .filter(|p| p.is("step_result", &applied))
         .count()
 }
 
 fn refusals_in(posts: &[Posted], ts: &str) -> usize {
     fake_slack::thread_of(posts, ts)
-        .filter(|t| t.starts_with(":warning:"))
+        .filter(|p| p.kind() == Some("refused"))
         .count()
 }
 
+/// Private answers saying the environment is busy. Ephemeral messages
+/// carry no metadata (`chat.postEphemeral` takes none): the words are all
+/// there is.
 fn busy_answers(posts: &[Posted], env: usize) -> usize {
     posts
         .iter()
@@ -430,21 +436,21 @@ fn busy_answers(posts: &[Posted], env: usize) -> usize {
 fn status_posts(posts: &[Posted], env: usize) -> Vec<&Posted> {
     posts
         .iter()
-        .filter(|p| {
-            p.channel == channel(env) && p.thread_ts.is_none() && p.ephemeral_user.is_none()
-        })
-        .filter(|p| p.text.starts_with(":bar_chart:"))
+        .filter(|p| p.channel == channel(env) && p.is_channel_post())
+        .filter(|p| p.kind() == Some("status"))
         .collect()
 }
 
-/// Cluster → weight, from a status post's table.
-fn status_weights(text: &str) -> BTreeMap<String, u64> {
-    text.lines()
-        .filter(|l| l.starts_with("k8s-"))
-        .filter_map(|l| {
-            let mut cells = l.split_whitespace();
-            let cluster = cells.next()?.to_owned();
-            Some((cluster, cells.next()?.parse().ok()?))
+/// Cluster → weight, from a status post's `weights` fact
+/// (`k8s-blue.e0.example.com=60 …`).
+fn status_weights(status: &Posted) -> BTreeMap<String, u64> {
+    status
+        .fact("weights")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pair| {
+            let (cluster, weight) = pair.split_once('=')?;
+            Some((cluster.to_owned(), weight.parse().ok()?))
         })
         .collect()
 }
@@ -486,7 +492,7 @@ struct Seen {
 
 struct Run<'a> {
     fake: &'a FakeSlack,
-    bot: &'a ServeBot,
+    bot: &'a ServeProc,
     actions: &'a [Action],
     seen: Mutex<Seen>,
 }
@@ -565,7 +571,7 @@ impl Run<'_> {
             .fake
             .wait_until(what, WAIT, |f| {
                 let records = if journal {
-                    self.bot.journal()
+                    self.bot.journal_json()
                 } else {
                     Vec::new()
                 };
@@ -581,6 +587,7 @@ fn wrong_reply(action: &Action, reply: &str) -> Option<String> {
     let What::Command { text, .. } = &action.what else {
         return None;
     };
+    // Acknowledgements carry text only (no metadata).
     let fine = match action.role {
         Role::QuickReply if text == "help" => reply.contains("/failover shift PERCENT"),
         Role::QuickReply => reply.contains("did you mean `shift`?"),
@@ -667,7 +674,10 @@ async fn exactly_once(transport: Transport) {
     let mut rng = Rng(SEED ^ 0x5c4e_d01e);
     let phases = schedule(&actions, &mut rng);
     let fake = FakeSlack::start().await;
-    let bot = ServeBot::start(&fake, &BotSetup::new(&config(), transport)).await;
+    let bot = ServeProc::options(&config())
+        .transport(transport)
+        .start(&fake)
+        .await;
     let run = Run {
         fake: &fake,
         bot: &bot,
@@ -712,10 +722,10 @@ async fn exactly_once(transport: Transport) {
     let settled = run
         .fake
         .wait_until("every refusal, status and command", WAIT, |f| {
-            missing(&expected, &f.posts(), &bot.journal()).is_empty()
+            missing(&expected, &f.posts(), &bot.journal_json()).is_empty()
         })
         .await;
-    let missing = missing(&expected, &fake.posts(), &bot.journal());
+    let missing = missing(&expected, &fake.posts(), &bot.journal_json());
     assert!(settled, "missing: {missing:#?}\nbot log:\n{}", bot.log());
     // Late duplicates would act now, if they ever did.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -733,14 +743,14 @@ fn check(run: &Run<'_>, expected: &Expected, phases: &[Vec<(usize, u32)>]) {
     );
     let delivered: usize = phases.iter().map(Vec::len).sum();
     assert_eq!(delivered, DELIVERIES);
-    if run.bot.transport == Transport::Socket {
+    if run.bot.transport() == Transport::Socket {
         for (envelope, sent) in &seen.envelopes {
             let acks = run.fake.acks_of(envelope).len();
             assert_eq!(acks, *sent, "acks of envelope {envelope}");
         }
     }
     let posts = run.fake.posts();
-    let journal = run.bot.journal();
+    let journal = run.bot.journal_json();
     check_operations(&posts, &journal);
     check_refusals(expected, &posts);
     check_journal_ids(expected, &journal);
@@ -780,15 +790,17 @@ fn check_operations(posts: &[Posted], journal: &[Value]) {
             serde_json::from_value(last_plan["plan"]["after"].clone()).expect("weights");
         let statuses = status_posts(posts, env);
         let last_status = statuses.last().expect("a status after everything");
-        assert!(
-            last_status.text.contains("no operation running"),
+        assert_eq!(
+            last_status.fact("running"),
+            Some("none"),
             "{}",
-            last_status.text
+            last_status.summary()
         );
         assert_eq!(
-            status_weights(&last_status.text),
+            status_weights(last_status),
             planned,
-            "final weights in e{env}"
+            "final weights in e{env}: {}",
+            last_status.summary()
         );
     }
 }
@@ -845,10 +857,7 @@ fn check_journal_ids(expected: &Expected, journal: &[Value]) {
 fn report(run: &Run<'_>, phases: &[Vec<(usize, u32)>], posts: &[Posted], journal: &[Value]) {
     let per_phase: Vec<usize> = phases.iter().map(Vec::len).collect();
     let thread_posts = posts.iter().filter(|p| p.thread_ts.is_some()).count();
-    let refusals = posts
-        .iter()
-        .filter(|p| p.text.starts_with(":warning:"))
-        .count();
+    let refusals = posts.iter().filter(|p| p.kind() == Some("refused")).count();
     let roles = [
         Role::Main,
         Role::Competing,
@@ -866,9 +875,9 @@ fn report(run: &Run<'_>, phases: &[Vec<(usize, u32)>], posts: &[Posted], journal
         .collect();
     eprintln!(
         "exactly once over {:?}: {DELIVERIES} deliveries of {} logical actions ({}), per phase {per_phase:?}; \
-         {} posts ({thread_posts} in threads, {refusals} refusals), {} updates, {} journal records \
+         {} posts ({thread_posts} in threads, {refusals} of them refusals), {} updates, {} journal records \
          ({} started, {} step_started)",
-        run.bot.transport,
+        run.bot.transport(),
         run.actions.len(),
         by_role.join(", "),
         posts.len(),
@@ -919,7 +928,7 @@ async fn an_approval_arriving_before_the_bot_learns_its_plan_message_is_not_lost
 async fn early_approval_is_applied(method: &str, fault: Fault, when: &str) {
     let fake = FakeSlack::start().await;
     fake.fail_next(method, fault);
-    let bot = ServeBot::start(&fake, &BotSetup::new(&config(), Transport::Http)).await;
+    let bot = ServeProc::options(&config()).start(&fake).await;
     let text = main_command(0);
     let command = (requester(0), "C0", text.as_str(), "trig-early");
     let acked = bot.deliver_command(&fake, command, "", 0).await;

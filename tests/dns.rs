@@ -18,7 +18,9 @@ use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::route53::Route53;
 use failover_bot::backend::RoutingBackend;
+use failover_bot::chat::MessageKind;
 use failover_bot::config::Config;
+use support::chat::is;
 use support::kube_env::{routing_weight_yaml, KubeEnv};
 use support::moto::Moto;
 use support::TestBot as Bot;
@@ -50,7 +52,8 @@ fn upsert(name: &str, kind: RrType, set_id: &str, weight: i64, value: &str) -> C
         .unwrap()
 }
 
-/// A zone with a weighted A record and its TXT twin per cluster and name.
+/// A zone with a weighted A record and its (same-name) external-dns registry
+/// record per cluster and name, under the bot's owner id.
 async fn zone_with_records(client: &aws_sdk_route53::Client, weights: &[(&str, i64)]) -> String {
     let id = support::moto::create_zone(client, "dev.example.com.").await;
     set_weights(client, &id, weights).await;
@@ -73,7 +76,7 @@ async fn set_weights(client: &aws_sdk_route53::Client, zone: &str, weights: &[(&
                 RrType::Txt,
                 cluster,
                 *weight,
-                "\"heritage=external-dns,external-dns/owner=default\"",
+                "\"heritage=external-dns,external-dns/owner=failover-bot\"",
             ));
         }
     }
@@ -128,8 +131,7 @@ async fn route53_mode_writes_every_record_in_one_batch_after_approval() {
     bot.cmd("alice", "shift 50 to c").await;
     let before_approval = route53.api_calls_by_operation();
     bot.approve("bob").await;
-    let said = bot.chat.all_text();
-    assert!(said.contains("applied and verified"), "{said}");
+    assert!(bot.last_step_verified(), "{}", bot.said());
     let step = route53.api_calls_by_operation().since(&before_approval);
     assert_eq!(
         step.change_record_sets, 1,
@@ -183,8 +185,15 @@ async fn route53_mode_refuses_a_cluster_with_the_wrong_identity() {
         )),
     );
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
-    assert!(refusal.contains("k8s-elsewhere.example.com"), "{refusal}");
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
+    assert!(
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("gate", "identity_mismatch")]
+        ),
+        "{refusal:?}"
+    );
     let observed = route53
         .observe(&zone, &RECORDS.map(String::from))
         .await
@@ -247,22 +256,28 @@ async fn routing_weight_mode_waits_for_route53_and_names_records_that_lag() {
     };
     bot.cmd("alice", "shift 50 to c").await;
     bot.approve("bob").await;
-    assert!(
-        bot.chat.all_text().contains("applied and verified"),
-        "{}",
-        bot.chat.all_text()
-    );
+    assert!(bot.last_step_verified(), "{}", bot.said());
     syncing.abort();
 
     // external-dns stopped: Route53 never shows the next step.
     bot.chat.clear();
     bot.cmd("alice", "shift 100 to c").await;
     bot.approve("bob").await;
-    let said = bot.chat.all_text();
-    assert!(said.contains("not yet carried by"), "{said}");
+    let results = bot.chat.of_kind(MessageKind::StepResult);
+    assert!(
+        results.iter().any(|m| m.fact("outcome") == Some("applied")),
+        "{results:?}"
+    );
+    let stopped = bot.chat.of_kind(MessageKind::Finished);
+    assert!(
+        stopped.iter().any(|m| m.fact("outcome") == Some("failed")),
+        "an unverified step stops the operation: {}",
+        bot.said()
+    );
     bot.cmd("carol", "status").await;
     let status = bot.chat.posts().pop().unwrap().1;
-    assert!(status.contains("Route53 api.dev.example.com."), "{status}");
+    let drift = status.fact("drift").unwrap_or_default();
+    assert!(drift.contains("Route53 api.dev.example.com."), "{status:?}");
 }
 
 fn check_cli(env: &KubeEnv, moto: &Moto, config: &Config) -> (bool, String) {
@@ -416,11 +431,7 @@ async fn route53_health_checks_on_a_clusters_records_gate_its_traffic() {
     // The check reports success: the step goes through.
     bot.cmd("alice", "shift 10 to c").await;
     bot.approve("bob").await;
-    assert!(
-        bot.said().contains("applied and verified"),
-        "{}",
-        bot.said()
-    );
+    assert!(bot.last_step_verified(), "{}", bot.said());
 
     // A check that cannot be read (deleted) refuses raising c any further.
     raw.delete_health_check()
@@ -429,10 +440,18 @@ async fn route53_health_checks_on_a_clusters_records_gate_its_traffic() {
         .await
         .unwrap();
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        refusal.contains(&format!("cannot read Route53 health check {check_id}")),
-        "{refusal}"
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("gate", "unhealthy"), ("probe", "route53")]
+        ),
+        "{refusal:?}"
+    );
+    assert!(
+        refusal.text.contains(&check_id),
+        "the check is named: {refusal:?}"
     );
     let observed = route53
         .observe(&zone, &RECORDS.map(String::from))

@@ -1,7 +1,7 @@
 //! Keeps the production docs true to the code:
 //!
 //! - `docs/iam-policy.json` grants exactly the Route53 actions the bot calls
-//!   (read from `src/backend/route53.rs`), on one hosted zone;
+//!   (read from `src/backend/route53/`), on one hosted zone;
 //! - `docs/troubleshooting.md` has an entry, quoting the real text, for every
 //!   `UserError` the bot can answer with (variants read from
 //!   `src/messages.rs`) and for the other errors it reports;
@@ -17,8 +17,13 @@ mod sandbox_proc;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+#[path = "support/samples.rs"]
+mod samples;
+
 use failover_bot::backend::GateFailure;
-use failover_bot::messages::{command_cut_short, internal_error, UserError};
+use failover_bot::config::Config;
+use failover_bot::messages::render;
+use failover_bot::notice::Notice;
 use sandbox_proc::run_sandbox;
 
 fn repo_file(path: &str) -> PathBuf {
@@ -30,6 +35,26 @@ fn read(path: &str) -> String {
 }
 
 // ---------------------------------------------------------------- IAM policy
+
+/// Every file of the Route53 backend (`src/backend/route53/`), in one text.
+fn route53_source() -> String {
+    let dir = repo_file("src/backend/route53");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no Rust file in {}", dir.display());
+    files
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// `list_resource_record_sets` → `route53:ListResourceRecordSets`.
 fn iam_action(sdk_method: &str) -> String {
@@ -49,7 +74,7 @@ fn iam_action(sdk_method: &str) -> String {
 /// in the Route53 backend (builders like `.change_info()` on answers are not
 /// preceded by `.client`).
 fn route53_calls_in_source() -> BTreeSet<String> {
-    let source = read("src/backend/route53.rs");
+    let source = route53_source();
     let mut calls = BTreeSet::new();
     for (at, _) in source.match_indices(".client") {
         let rest = source[at + ".client".len()..].trim_start();
@@ -69,7 +94,7 @@ fn route53_calls_in_source() -> BTreeSet<String> {
 
 /// The `ChangeAction`s the bot builds (`ChangeAction::Upsert` → `UPSERT`).
 fn change_actions_in_source() -> BTreeSet<String> {
-    let source = read("src/backend/route53.rs");
+    let source = route53_source();
     source
         .match_indices("ChangeAction::")
         .map(|(at, _)| {
@@ -128,7 +153,7 @@ fn iam_policy_grants_exactly_the_route53_calls_the_code_makes() {
         .collect();
     assert_eq!(
         granted, called,
-        "docs/iam-policy.json vs src/backend/route53.rs"
+        "docs/iam-policy.json vs src/backend/route53/"
     );
 }
 
@@ -198,31 +223,40 @@ fn iam_policy_lets_the_bot_change_records_only_the_way_it_does() {
 
 // ----------------------------------------------------------- troubleshooting
 
-/// `UserError` variant names, read from the enum in `src/messages.rs`.
-fn user_error_variants_in_source() -> BTreeSet<String> {
-    let source = read("src/messages.rs");
-    let body = source
-        .split_once("pub enum UserError {")
-        .expect("pub enum UserError in src/messages.rs")
-        .1;
-    let body = body.split("\n}").next().unwrap_or_default();
-    body.lines()
-        .filter(|line| line.starts_with("    ") && !line.starts_with("     "))
-        .map(str::trim)
-        .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
-        .map(|line| {
-            line.chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect()
-        })
-        .collect()
-}
-
-fn variant_name(error: &UserError) -> String {
-    format!("{error:?}")
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
+/// Variant names of the refusal enums, read from their source: each
+/// module's own (command, plan, approval) and the engine's. The variants
+/// that wrap another module's, and the text of old journals, are not
+/// refusals of their own.
+fn refusal_variants_in_source() -> BTreeSet<String> {
+    let enums = [
+        ("src/command/error.rs", "pub enum CommandError {"),
+        ("src/plan.rs", "pub enum PlanError {"),
+        ("src/approval.rs", "pub enum ApprovalError {"),
+        ("src/operation/refusal.rs", "pub enum Refusal {"),
+    ];
+    let wrappers = ["Command", "Plan", "Approval", "Legacy"];
+    let mut names = BTreeSet::new();
+    for (path, start) in enums {
+        let source = read(path);
+        let body = source
+            .split_once(start)
+            .unwrap_or_else(|| panic!("{start} in {path}"))
+            .1;
+        let body = body.split("\n}").next().unwrap_or_default();
+        names.extend(
+            body.lines()
+                .filter(|line| line.starts_with("    ") && !line.starts_with("     "))
+                .map(str::trim)
+                .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
+                .map(|line| {
+                    line.chars()
+                        .take_while(char::is_ascii_alphanumeric)
+                        .collect::<String>()
+                })
+                .filter(|name| !wrappers.contains(&name.as_str())),
+        );
+    }
+    names
 }
 
 /// `UnknownCommand` → `unknown-command`.
@@ -239,106 +273,6 @@ fn kebab(name: &str) -> String {
 
 fn s(text: &str) -> String {
     text.to_owned()
-}
-
-/// One instance of every variant, with the values the troubleshooting
-/// entries quote.
-fn samples() -> Vec<UserError> {
-    use UserError::*;
-    let green = || s("k8s-green.dev.example.com");
-    let clusters = || vec![s("k8s-blue.dev.example.com"), green()];
-    vec![
-        UnknownCommand {
-            word: s("shfit"),
-            suggestion: Some(s("shift")),
-        },
-        MissingArgument {
-            verb: "shift",
-            what: "a percentage",
-        },
-        BadPercent { given: s("150") },
-        BadSteps {
-            given: s("50,10"),
-            reason: s("steps must rise, e.g. 10,50,100"),
-        },
-        UnexpectedWord {
-            verb: "shift",
-            word: s("now"),
-        },
-        RepeatedOption {
-            verb: "shift",
-            option: "to",
-        },
-        ChannelNotAllowed {
-            allowed: vec![s("C0FAILOVER")],
-        },
-        UnknownEnvironment {
-            given: s("prd"),
-            suggestion: Some(s("prod")),
-            known: vec![s("dev"), s("prod")],
-        },
-        WhichEnvironment {
-            known: vec![s("dev"), s("prod")],
-        },
-        UnknownCluster {
-            given: s("grean"),
-            env: s("dev"),
-            suggestion: Some(s("green")),
-            known: clusters(),
-        },
-        AmbiguousCluster {
-            given: s("k8s"),
-            env: s("dev"),
-            matches: clusters(),
-        },
-        NoRoutedClusters,
-        AmbiguousShiftTarget {
-            tied: vec![s("blue"), s("green")],
-        },
-        ClusterNotRouted { cluster: green() },
-        SingleCluster {
-            cluster: s("k8s-blue.dev.example.com"),
-        },
-        AllZero { env: s("dev") },
-        AlreadyRouted { cluster: green() },
-        RemoveNonZero {
-            cluster: green(),
-            weight: 10,
-        },
-        AlreadyAtTarget { cluster: green() },
-        NoChange { env: s("dev") },
-        NothingToRollBack { env: s("dev") },
-        NothingToAbort { env: s("dev") },
-        Busy {
-            env: s("dev"),
-            op: 7,
-            requester: s("alice"),
-            step: 2,
-            total: 3,
-        },
-        NoOtherApprover,
-        Unavailable {
-            env: s("dev"),
-            reason: s("k8s-green.dev.example.com: operation timed out"),
-        },
-        GateFailed {
-            cluster: green(),
-            reason: s("health check failed: https://status.green.dev.example.com/healthz answered 503 Service Unavailable (3 tries)"),
-            can_force: true,
-        },
-        UnexpectedWeight {
-            cluster: green(),
-            found: Some(30),
-            before: Some(10),
-            after: Some(50),
-        },
-        SelfApproval { user: s("alice") },
-        NotApprover { user: s("carol") },
-        NotPending { state: "expired" },
-        PlanChanged,
-        PlanClosed { op: 7 },
-        Invalid(s("no environment staging in the config")),
-    ]
 }
 
 /// Slack shows `<@alice>` as @alice and `<#C0FAILOVER>` as #C0FAILOVER; the
@@ -360,18 +294,21 @@ fn entry<'a>(doc: &'a str, id: &str) -> Option<&'a str> {
 }
 
 #[test]
-fn every_user_error_has_a_troubleshooting_entry_quoting_it() {
+fn every_refusal_has_a_troubleshooting_entry_quoting_it() {
     let doc = read("docs/troubleshooting.md");
-    let in_source = user_error_variants_in_source();
-    let sampled: BTreeSet<String> = samples().iter().map(variant_name).collect();
+    let in_source = refusal_variants_in_source();
+    let sampled: BTreeSet<String> = samples::refusals()
+        .iter()
+        .map(samples::variant_name)
+        .collect();
     assert_eq!(
         sampled, in_source,
-        "tests/docs.rs samples vs the UserError enum: add a sample and a docs/troubleshooting.md entry for each new variant"
+        "tests/support/samples.rs vs the refusal enums: add a sample and a docs/troubleshooting.md entry for each new variant"
     );
     let mut problems = Vec::new();
-    for error in samples() {
-        let id = kebab(&variant_name(&error));
-        let quoted = as_seen(&error.to_string());
+    for refusal in samples::refusals() {
+        let id = kebab(&samples::variant_name(&refusal));
+        let quoted = as_seen(&refusal.to_string());
         match entry(&doc, &id) {
             None => problems.push(format!("no <a id=\"{id}\"></a> entry")),
             Some(text) if !text.contains(&quoted) => {
@@ -390,7 +327,9 @@ fn every_user_error_has_a_troubleshooting_entry_quoting_it() {
 #[test]
 fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
     let doc = read("docs/troubleshooting.md");
-    let apology = internal_error(Some(7)).text;
+    let config = Config::from_yaml(include_str!("../examples/sandbox.yaml")).unwrap();
+    let said = |notice: Notice| render(&notice, &config).text;
+    let apology = said(Notice::InternalError { op: Some(7) });
     let mismatch = GateFailure::IdentityMismatch {
         context: s("prod-green"),
         expected: s("k8s-green.prod.example.com"),
@@ -414,7 +353,9 @@ fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
         ("config-invalid", s("config is invalid:")),
         (
             "command-cut-short",
-            as_seen(&command_cut_short("shift 50").text),
+            as_seen(&said(Notice::CommandCutShort {
+                text: s("shift 50"),
+            })),
         ),
         ("resuming", s("failover-bot restarted; resuming operation")),
         ("unexpected-weight", s("Every cluster's weight now")),
@@ -585,4 +526,105 @@ fn normalising_keeps_everything_but_clock_times_and_durations() {
     );
     assert_ne!(normalise("weight 10"), normalise("weight 50"));
     assert_ne!(normalise("#1 completed"), normalise("#2 completed"));
+}
+
+// ------------------------------------------------------- paths in comments
+
+/// Repository paths a comment names (`src/engine/step.rs`, `docs/drill.md`);
+/// a segment in capitals (`manifests/target/MODE/rbac.yaml`) is a
+/// placeholder, not a file.
+fn paths_in_comments(source: &str) -> Vec<String> {
+    const ROOTS: [&str; 8] = [
+        "src/",
+        "docs/",
+        "manifests/",
+        "tests/",
+        "scripts/",
+        "examples/",
+        "benches/",
+        "fuzz/",
+    ];
+    let mut found = Vec::new();
+    for line in source.lines() {
+        let Some(at) = line.find("//") else {
+            continue;
+        };
+        let comment = &line[at..];
+        for root in ROOTS {
+            for (start, _) in comment.match_indices(root) {
+                let preceded_by_word = comment[..start]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '/' || c == '.');
+                if preceded_by_word {
+                    continue;
+                }
+                let path: String = comment[start..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || "_-./".contains(*c))
+                    .collect();
+                let path = path.trim_end_matches(['.', '/']).to_owned();
+                let placeholder = path.split('/').any(|segment| {
+                    let stem = segment.split('.').next().unwrap_or_default();
+                    stem.len() > 1 && stem.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                });
+                let names_a_file = path.rsplit('/').next().is_some_and(|n| n.contains('.'));
+                if names_a_file && !placeholder {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn comments_name_only_files_that_exist() {
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches"] {
+        source_files(&repo_file(dir), &mut files);
+    }
+    let mut missing = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).unwrap();
+        for path in paths_in_comments(&source) {
+            if !repo_file(&path).exists() {
+                missing.push(format!("{}: {path}", file.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "comments name files that are not in the repository:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_comment_reader_finds_paths_and_skips_placeholders() {
+    // Built so that this file's own lines hold no such comment.
+    let slashes = "/".repeat(2);
+    let source = format!(
+        "{slashes} see src/engine/step.rs and docs/missing.md.\n{slashes} manifests/target/MODE/rbac.yaml\nlet x = 1; {slashes} tests/fixtures/journal-v1.jsonl"
+    );
+    let source = source.as_str();
+    assert_eq!(
+        paths_in_comments(source),
+        [
+            "src/engine/step.rs",
+            "docs/missing.md",
+            "tests/fixtures/journal-v1.jsonl"
+        ]
+    );
 }

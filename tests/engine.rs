@@ -4,10 +4,17 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use failover_bot::chat::{Message, Said, RESENT_NOTE};
-use failover_bot::operation::journal::Entry;
+use failover_bot::backend::memory::MemoryBackend;
+use failover_bot::backend::{BackendError, Written};
+use failover_bot::chat::{Message, MessageKind};
+use failover_bot::journal::Entry;
+use failover_bot::messages::RESENT_NOTE;
+use failover_bot::notice::{Destination, Notice};
+use support::backend::{Hooked, Write};
+use support::chat::{is, kinds};
 use support::{weights, Harness, CONFIG, THREE_CLUSTERS};
 
 const BLUE: &str = "k8s-blue.dev.example.com";
@@ -23,11 +30,21 @@ async fn shift_is_planned_then_applied_after_a_second_persons_approval() {
     h.cmd("alice", "shift 50").await;
     let plans = h.chat.plans();
     assert_eq!(plans.len(), 1);
-    let (plan_msg, text) = &plans[0];
-    assert!(text.contains("Operation #1 · step 1/1"), "{text}");
-    assert!(text.contains("shift 50% to green"), "{text}");
-    assert!(text.contains("100") && text.contains("→ 50"), "{text}");
-    assert!(text.contains("<@bob>"), "who may approve: {text}");
+    let (plan_msg, plan) = &plans[0];
+    assert!(
+        is(
+            plan,
+            MessageKind::Plan,
+            &[
+                ("op", "1"),
+                ("step", "1"),
+                ("total", "1"),
+                ("requester", "alice"),
+                ("after", &format!("{BLUE}=50 {GREEN}=50")),
+            ]
+        ),
+        "{plan:?}"
+    );
     assert_eq!(
         h.weights(),
         blue_green(100, 0),
@@ -36,22 +53,31 @@ async fn shift_is_planned_then_applied_after_a_second_persons_approval() {
 
     h.approve("bob").await;
     assert_eq!(h.weights(), blue_green(50, 50));
-    let thread = h.chat.thread(plan_msg);
     assert!(
-        thread
-            .iter()
-            .any(|t| t.contains("Step 1/1 applied and verified")),
-        "{thread:?}"
+        h.chat.thread_has(
+            plan_msg,
+            MessageKind::StepResult,
+            &[("step", "1"), ("outcome", "applied")]
+        ),
+        "{:?}",
+        kinds(&h.chat.thread(plan_msg))
     );
-    let updates = h.chat.updates(plan_msg);
+    let last = h.chat.updates(plan_msg).pop().unwrap();
     assert!(
-        updates
-            .last()
-            .unwrap()
-            .contains("applied (approved by <@bob>)"),
-        "{updates:?}"
+        is(
+            &last,
+            MessageKind::Plan,
+            &[("status", "applied"), ("approved_by", "bob")]
+        ),
+        "{last:?}"
     );
     assert!(h.engine.active_operation("dev").is_none());
+}
+
+/// The refusal `message` answers with, by its name.
+fn refusal(message: &Message) -> &str {
+    assert_eq!(message.kind, MessageKind::Refused, "{message:?}");
+    message.fact("refusal").unwrap_or_default()
 }
 
 #[tokio::test]
@@ -62,10 +88,7 @@ async fn self_approval_is_refused_in_the_thread_and_changes_nothing() {
     h.approve("alice").await;
     assert_eq!(h.weights(), blue_green(100, 0));
     let thread = h.chat.thread(&plan);
-    assert!(
-        thread[0].contains("<@alice> cannot approve their own request"),
-        "{thread:?}"
-    );
+    assert_eq!(refusal(&thread[0]), "self_approval");
     assert!(h.newest_pending().is_some(), "still awaiting approval");
 }
 
@@ -76,7 +99,7 @@ async fn non_approver_is_refused() {
     let plan = h.newest_pending().unwrap();
     h.approve("carol").await;
     assert_eq!(h.weights(), blue_green(100, 0));
-    assert!(h.chat.thread(&plan)[0].contains("<@carol> is not an approver"));
+    assert_eq!(refusal(&h.chat.thread(&plan)[0]), "not_approver");
 }
 
 #[tokio::test]
@@ -104,17 +127,12 @@ async fn rejection_ends_the_operation_without_changes() {
     h.react("bob", "x").await;
     assert_eq!(h.weights(), blue_green(100, 0));
     assert!(h.engine.active_operation("dev").is_none());
-    assert!(h
-        .chat
-        .updates(&plan)
-        .last()
-        .unwrap()
-        .contains("rejected by <@bob>"));
-    assert!(h
-        .chat
-        .thread(&plan)
-        .iter()
-        .any(|t| t.contains("No weight changed")));
+    assert_eq!(h.chat.plan_status(&plan).as_deref(), Some("rejected"));
+    assert!(h.chat.thread_has(
+        &plan,
+        MessageKind::Finished,
+        &[("outcome", "rejected"), ("step", "1")]
+    ));
 }
 
 #[tokio::test]
@@ -124,12 +142,7 @@ async fn requester_rejecting_withdraws() {
     let plan = h.newest_pending().unwrap();
     h.react("alice", "x").await;
     assert!(h.engine.active_operation("dev").is_none());
-    assert!(h
-        .chat
-        .updates(&plan)
-        .last()
-        .unwrap()
-        .contains("withdrawn by <@alice>"));
+    assert_eq!(h.chat.plan_status(&plan).as_deref(), Some("withdrawn"));
     assert_eq!(h.weights(), blue_green(100, 0));
 }
 
@@ -139,20 +152,18 @@ async fn approval_expires_by_the_clock() {
     h.cmd("alice", "shift 50").await;
     let plan = h.newest_pending().unwrap();
     h.advance(Duration::from_secs(14 * 60));
-    h.engine.expire_due().await;
+    h.engine.tick().await;
     assert!(h.newest_pending().is_some(), "not expired at 14 minutes");
     h.advance(Duration::from_secs(60));
-    h.engine.expire_due().await;
+    h.engine.tick().await;
     assert!(h.newest_pending().is_none());
-    assert!(h.chat.updates(&plan).last().unwrap().contains("expired"));
+    assert_eq!(h.chat.plan_status(&plan).as_deref(), Some("expired"));
     // A late approval is refused and changes nothing.
     h.react_on(&plan, "bob", "white_check_mark", true).await;
     assert_eq!(h.weights(), blue_green(100, 0));
     assert!(h
         .chat
-        .thread(&plan)
-        .iter()
-        .any(|t| t.contains("no longer awaiting approval")));
+        .thread_has(&plan, MessageKind::Refused, &[("refusal", "plan_closed")]));
 }
 
 #[tokio::test]
@@ -175,9 +186,7 @@ async fn removing_an_approval_after_the_step_ran_says_it_is_too_late() {
     assert_eq!(h.weights(), blue_green(50, 50));
     assert!(h
         .chat
-        .thread(&plan)
-        .iter()
-        .any(|t| t.contains("had already run")));
+        .thread_has(&plan, MessageKind::ApprovalTooLate, &[("user", "bob")]));
 }
 
 #[tokio::test]
@@ -189,12 +198,10 @@ async fn a_plan_whose_weights_moved_is_replanned_and_asked_again() {
     h.approve("bob").await;
     // Not applied: the plan no longer matches.
     assert_eq!(h.weights(), blue_green(80, 0));
+    assert_eq!(h.chat.plan_status(&first).as_deref(), Some("superseded"));
     assert!(h
         .chat
-        .updates(&first)
-        .last()
-        .unwrap()
-        .contains("superseded"));
+        .thread_has(&first, MessageKind::Superseded, &[("step", "1")]));
     let second = h.newest_pending().expect("a new plan is shown");
     assert_ne!(first, second);
     h.approve("bob").await;
@@ -209,10 +216,11 @@ async fn a_write_conflict_restores_and_asks_again() {
     // Between our read and our write someone edits b.
     h.backend.edit_before_next_write("k8s-b.dev.example.com", 7);
     h.approve("bob").await;
-    let thread = h.chat.thread(&first);
     assert!(
-        thread.iter().any(|t| t.contains("changed by someone else")),
-        "{thread:?}"
+        h.chat
+            .thread_has(&first, MessageKind::StepResult, &[("outcome", "conflict")]),
+        "{:?}",
+        kinds(&h.chat.thread(&first))
     );
     let second = h.newest_pending().expect("re-planned");
     assert_ne!(first, second);
@@ -225,11 +233,9 @@ async fn a_second_operation_in_the_same_environment_is_refused() {
     let h = Harness::new(CONFIG);
     h.cmd("alice", "shift 50").await;
     h.cmd("bob", "shift 10 to green").await;
-    let ephemerals = h.chat.ephemerals("bob");
-    assert_eq!(
-        ephemerals,
-        [":warning: dev is busy: operation #1 by <@alice>, step 1/1. `/failover abort` ends it."]
-    );
+    let answers = h.chat.ephemerals("bob");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(refusal(&answers[0]), "busy");
     assert_eq!(h.chat.plans().len(), 1);
 }
 
@@ -249,20 +255,20 @@ async fn a_failed_write_puts_every_changed_cluster_back() {
             ("k8s-c.dev.example.com", 0)
         ])
     );
-    let thread = h.chat.thread(&plan).join("\n");
+    let result = h
+        .chat
+        .thread(&plan)
+        .into_iter()
+        .find(|m| m.kind == MessageKind::StepResult)
+        .expect("a step result");
+    assert_eq!(result.fact("outcome"), Some("restored"), "{result:?}");
+    let clusters = result.fact("clusters").unwrap();
     assert!(
-        thread.contains("every changed cluster was put back"),
-        "{thread}"
+        clusters.contains("k8s-c.dev.example.com=restored")
+            && clusters.contains("k8s-a.dev.example.com=failed"),
+        "{clusters}"
     );
-    assert!(
-        thread.contains("k8s-c.dev.example.com") && thread.contains("put back"),
-        "{thread}"
-    );
-    assert!(
-        thread.contains("failed: k8s-a.dev.example.com: injected failure"),
-        "{thread}"
-    );
-    assert!(h.chat.updates(&plan).last().unwrap().contains("failed"));
+    assert_eq!(h.chat.plan_status(&plan).as_deref(), Some("failed"));
     assert!(h.engine.active_operation("dev").is_none());
 }
 
@@ -275,11 +281,9 @@ async fn a_restore_that_fails_is_reported_cluster_by_cluster() {
     h.approve("bob").await;
     // a could not be lowered; c was raised and put back.
     assert_eq!(h.weights().get("k8s-c.dev.example.com"), Some(0));
-    let thread = h.chat.thread(&plan).join("\n");
-    assert!(
-        thread.contains("every changed cluster was put back"),
-        "{thread}"
-    );
+    assert!(h
+        .chat
+        .thread_has(&plan, MessageKind::StepResult, &[("outcome", "restored")]));
 }
 
 #[tokio::test]
@@ -302,7 +306,15 @@ async fn failover_asks_a_separate_approval_for_every_step() {
     for (step, expected) in [(1, (90, 10)), (2, (50, 50)), (3, (0, 100))] {
         let plans = h.chat.plans();
         assert_eq!(plans.len(), step, "one plan per step so far");
-        assert!(plans[step - 1].1.contains(&format!("step {step}/3")));
+        let shown = &plans[step - 1].1;
+        assert!(
+            is(
+                shown,
+                MessageKind::Plan,
+                &[("step", &step.to_string()), ("total", "3")]
+            ),
+            "{shown:?}"
+        );
         h.approve("alice").await; // the requester never can
         assert_eq!(h.chat.plans().len(), step);
         h.approve("bob").await;
@@ -316,7 +328,15 @@ async fn failover_asks_a_separate_approval_for_every_step() {
     let finished = h.engine.finished_operations();
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].approvals.len(), 3);
-    assert!(h.chat.all_text().contains("Operation #1 complete: 3 steps"));
+    let ends = h.chat.of_kind(MessageKind::Finished);
+    assert!(
+        is(
+            &ends[0],
+            MessageKind::Finished,
+            &[("op", "1"), ("outcome", "completed")]
+        ),
+        "{ends:?}"
+    );
 }
 
 #[tokio::test]
@@ -327,7 +347,7 @@ async fn failover_skips_steps_the_target_already_has() {
     h.cmd("alice", "to green").await; // default steps 10,50,100
     let plans = h.chat.plans();
     assert_eq!(plans.len(), 1);
-    assert!(plans[0].1.contains("step 1/1"), "{}", plans[0].1);
+    assert_eq!(plans[0].1.fact("total"), Some("1"), "{:?}", plans[0].1);
 }
 
 #[tokio::test]
@@ -337,22 +357,17 @@ async fn abort_ends_a_failover_between_steps_without_changing_weights() {
     h.approve("bob").await;
     assert_eq!(h.weights(), blue_green(50, 50));
     let step2 = h.newest_pending().unwrap();
-    h.cmd("carol", "abort").await;
+    h.cmd("bob", "abort").await;
     assert_eq!(h.weights(), blue_green(50, 50));
     assert!(h.engine.active_operation("dev").is_none());
-    assert!(h
-        .chat
-        .updates(&step2)
-        .last()
-        .unwrap()
-        .contains("aborted by <@carol>"));
-    assert!(h
-        .chat
-        .thread(&step2)
-        .iter()
-        .any(|t| t.contains("Steps 1–1 stay applied")));
-    h.cmd("carol", "abort").await;
-    assert!(h.chat.ephemerals("carol")[0].contains("nothing to abort"));
+    assert_eq!(h.chat.plan_status(&step2).as_deref(), Some("aborted"));
+    assert!(h.chat.thread_has(
+        &step2,
+        MessageKind::Finished,
+        &[("outcome", "aborted"), ("step", "2")]
+    ));
+    h.cmd("bob", "abort").await;
+    assert_eq!(refusal(&h.chat.ephemerals("bob")[0]), "nothing_to_abort");
 }
 
 #[tokio::test]
@@ -363,8 +378,15 @@ async fn rollback_returns_to_the_weights_before_the_last_operation() {
     h.approve("bob").await;
     assert_eq!(h.weights(), blue_green(0, 100));
     h.cmd("bob", "rollback").await;
-    let plan = h.chat.plans().pop().unwrap().1;
-    assert!(plan.contains("roll back to before operation #1"), "{plan}");
+    let (_, plan) = h.chat.plans().pop().unwrap();
+    assert!(
+        is(
+            &plan,
+            MessageKind::Plan,
+            &[("op", "2"), ("after", &format!("{BLUE}=100 {GREEN}=0"))]
+        ),
+        "{plan:?}"
+    );
     h.approve("alice").await;
     assert_eq!(h.weights(), blue_green(100, 0));
 }
@@ -373,7 +395,10 @@ async fn rollback_returns_to_the_weights_before_the_last_operation() {
 async fn rollback_with_no_history_is_refused() {
     let h = Harness::new(CONFIG);
     h.cmd("alice", "rollback").await;
-    assert!(h.chat.ephemerals("alice")[0].contains("nothing to roll back in dev"));
+    assert_eq!(
+        refusal(&h.chat.ephemerals("alice")[0]),
+        "nothing_to_roll_back"
+    );
 }
 
 #[tokio::test]
@@ -381,15 +406,18 @@ async fn add_creates_at_zero_and_remove_only_at_zero() {
     let h = Harness::new(THREE_CLUSTERS);
     let d = "k8s-d.dev.example.com";
     h.cmd("alice", "shift 10 to d").await;
-    assert!(h.chat.ephemerals("alice")[0].contains("has no routing weight yet"));
+    assert_eq!(
+        refusal(&h.chat.ephemerals("alice")[0]),
+        "cluster_not_routed"
+    );
     h.cmd("alice", "add d").await;
     assert_eq!(h.memory.weight(d), None, "not before approval");
     h.approve("bob").await;
     assert_eq!(h.memory.weight(d), Some(0));
 
     h.cmd("alice", "remove a").await;
-    let refusal = h.chat.ephemerals("alice").pop().unwrap();
-    assert!(refusal.contains("still has weight 100"), "{refusal}");
+    let answer = h.chat.ephemerals("alice").pop().unwrap();
+    assert_eq!(refusal(&answer), "remove_non_zero");
     h.cmd("alice", "remove d").await;
     h.approve("bob").await;
     assert_eq!(h.memory.weight(d), None);
@@ -401,10 +429,18 @@ async fn identity_mismatch_is_refused_before_anything_is_written() {
     let h = Harness::new(CONFIG);
     h.memory.set_identity(GREEN, "k8s-other.prod.example.com");
     h.cmd("alice", "shift 50").await;
-    let refusal = h.chat.ephemerals("alice").pop().unwrap();
+    let answer = h.chat.ephemerals("alice").pop().unwrap();
     assert!(
-        refusal.contains("context green answers as `k8s-other.prod.example.com`"),
-        "{refusal}"
+        is(
+            &answer,
+            MessageKind::Refused,
+            &[
+                ("refusal", "gate_failed"),
+                ("cluster", GREEN),
+                ("gate", "identity_mismatch")
+            ]
+        ),
+        "{answer:?}"
     );
     assert!(h.chat.plans().is_empty());
     assert_eq!(h.backend.writes(), 0);
@@ -418,12 +454,7 @@ async fn identity_is_checked_again_before_applying() {
     h.memory.set_identity(GREEN, "k8s-other.prod.example.com");
     h.approve("bob").await;
     assert_eq!(h.backend.writes(), 0);
-    assert!(h
-        .chat
-        .updates(&plan)
-        .last()
-        .unwrap()
-        .contains("refused before any change"));
+    assert_eq!(h.chat.plan_status(&plan).as_deref(), Some("refused"));
 }
 
 #[tokio::test]
@@ -431,15 +462,15 @@ async fn failing_health_gate_refuses_unless_break_glass() {
     let h = Harness::new(CONFIG);
     h.memory.set_unhealthy(GREEN, Some("503 from /healthz"));
     h.cmd("alice", "shift 50").await;
-    let refusal = h.chat.ephemerals("alice").pop().unwrap();
+    let answer = h.chat.ephemerals("alice").pop().unwrap();
     assert!(
-        refusal.contains("503 from /healthz") && refusal.contains("shift!"),
-        "{refusal}"
+        is(&answer, MessageKind::Refused, &[("gate", "unhealthy")]),
+        "{answer:?}"
     );
 
     h.cmd("alice", "shift! 50").await;
-    let plan = h.chat.plans().pop().unwrap().1;
-    assert!(plan.contains("break-glass"), "{plan}");
+    let (_, plan) = h.chat.plans().pop().unwrap();
+    assert_eq!(plan.fact("break_glass"), Some("true"), "{plan:?}");
     h.approve("bob").await;
     assert_eq!(h.weights(), blue_green(50, 50));
     let journal = h.journal_lines().join("\n");
@@ -452,7 +483,7 @@ async fn failing_health_gate_refuses_unless_break_glass() {
 #[tokio::test]
 async fn the_same_delivery_acts_once() {
     let h = Harness::new(CONFIG);
-    let request = failover_bot::operation::engine::CommandRequest {
+    let request = failover_bot::engine::CommandRequest {
         user: "alice".into(),
         channel: "C1".into(),
         text: "shift 50".into(),
@@ -463,7 +494,7 @@ async fn the_same_delivery_acts_once() {
     }
     assert_eq!(h.chat.plans().len(), 1);
     let plan = h.newest_pending().unwrap();
-    let approval = failover_bot::operation::engine::Reaction {
+    let approval = failover_bot::engine::Reaction {
         user: "bob".into(),
         name: "white_check_mark".into(),
         message: plan,
@@ -480,18 +511,16 @@ async fn the_same_delivery_acts_once() {
 async fn bad_input_gets_a_specific_private_answer_and_changes_nothing() {
     let h = Harness::new(CONFIG);
     for (text, expected) in [
-        ("shfit 50", "did you mean `shift`?"),
-        ("shift 150", "percent must be 0–100"),
-        (
-            "shift 50 to gren",
-            "no cluster matches `gren` — did you mean `green`?",
-        ),
-        ("status in prod", "no environment `prod`"),
-        ("to green steps 50,10", "steps must rise"),
+        ("shfit 50", "unknown_command"),
+        ("shift 150", "bad_percent"),
+        ("shift 50 to gren", "unknown_cluster"),
+        ("status in prod", "unknown_environment"),
+        ("to green steps 50,10", "bad_steps"),
+        ("set green=300", "bad_weight"),
     ] {
         h.cmd("alice", text).await;
         let answer = h.chat.ephemerals("alice").pop().unwrap();
-        assert!(answer.contains(expected), "{text}: {answer}");
+        assert_eq!(refusal(&answer), expected, "{text}: {answer:?}");
     }
     assert!(h.chat.posts().is_empty());
     assert_eq!(h.weights(), blue_green(100, 0));
@@ -501,14 +530,17 @@ async fn bad_input_gets_a_specific_private_answer_and_changes_nothing() {
 async fn commands_outside_the_configured_channels_are_refused() {
     let h = Harness::new(CONFIG);
     h.engine
-        .handle_command(failover_bot::operation::engine::CommandRequest {
+        .handle_command(failover_bot::engine::CommandRequest {
             user: "alice".into(),
             channel: "C999".into(),
             text: "shift 50".into(),
             event_id: None,
         })
         .await;
-    assert!(h.chat.ephemerals("alice")[0].contains("only taken in <#C1>"));
+    assert_eq!(
+        refusal(&h.chat.ephemerals("alice")[0]),
+        "channel_not_allowed"
+    );
     assert!(h.chat.plans().is_empty());
 }
 
@@ -520,14 +552,30 @@ async fn status_and_history_report_from_the_clusters_and_the_journal() {
     h.cmd("alice", "shift 100 to green").await;
     h.react("bob", "x").await;
     h.cmd("carol", "status").await;
-    let status = h.chat.posts().pop().unwrap().1;
-    assert!(status.contains("no operation running"), "{status}");
-    assert!(status.contains(BLUE) && status.contains("50%"), "{status}");
+    let (_, status) = h.chat.posts().pop().unwrap();
+    assert!(
+        is(
+            &status,
+            MessageKind::Status,
+            &[
+                ("running", "none"),
+                ("weights", &format!("{BLUE}=50 {GREEN}=50"))
+            ]
+        ),
+        "{status:?}"
+    );
     h.cmd("carol", "history").await;
     let history = h.chat.ephemerals("carol").pop().unwrap();
-    assert!(history.contains("#2 rejected"), "{history}");
-    assert!(history.contains("#1 completed"), "{history}");
-    assert!(history.contains("approved step 1 by <@bob>"), "{history}");
+    assert!(
+        is(
+            &history,
+            MessageKind::History,
+            &[("ops", "2:rejected 1:completed")]
+        ),
+        "{history:?}"
+    );
+    let finished = h.engine.finished_operations();
+    assert_eq!(finished[0].approvals[0].by, "bob", "approved step 1 by bob");
 }
 
 #[tokio::test]
@@ -543,7 +591,7 @@ async fn a_restart_keeps_a_pending_approval_and_its_deadline() {
     h.cmd("alice", "shift 100 to green").await;
     h.restart().await;
     h.advance(Duration::from_secs(15 * 60));
-    h.engine.expire_due().await;
+    h.engine.tick().await;
     assert!(
         h.newest_pending().is_none(),
         "expiry still counts after restart"
@@ -570,16 +618,13 @@ async fn a_command_cut_short_by_a_restart_is_answered_once_after_it() {
     let told = |user: &str| {
         chat.ephemerals(user)
             .into_iter()
-            .filter(|t| t.contains("restarted while handling"))
+            .filter(|m| m.kind == MessageKind::CommandCutShort)
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        told("bob"),
-        [
-            ":arrows_counterclockwise: failover-bot restarted while handling your \
-          `/failover shift 100 to green` and changed nothing. If you got no answer, send it again."
-        ],
-    );
+    assert_eq!(told("bob").len(), 1);
+    assert!(told("bob")[0]
+        .text
+        .contains("`/failover shift 100 to green`"));
     assert!(told("alice").is_empty() && told("carol").is_empty());
     assert_eq!(h.weights(), blue_green(100, 0), "nothing changed");
     h.restart().await;
@@ -593,27 +638,58 @@ async fn a_message_the_crash_cut_off_is_sent_after_the_restart_once() {
     let mut h = Harness::new(CONFIG);
     h.cmd("alice", "shift 50").await;
     let plan = h.newest_pending().expect("a plan");
-    let result = "Step 1/1 applied and verified in 3 ms.";
     h.restart_after(Entry::Say {
-        said: Said::Post {
+        to: Destination::Post {
             channel: "C1".into(),
             thread: Some(plan.clone()),
-            message: Message::new(result),
         },
+        notice: Notice::ApprovalTakenBack { user: "bob".into() },
     })
     .await;
-    let sent = |h: &Harness| -> Vec<String> {
+    let sent = |h: &Harness| -> Vec<Message> {
         h.chat
-            .said()
+            .thread(&plan)
             .into_iter()
-            .filter(|s| matches!(s, support::Said::Post { thread: Some(t), .. } if *t == plan))
-            .map(|s| s.text().to_owned())
-            .filter(|t| t.starts_with(result))
+            .filter(|m| m.kind == MessageKind::ApprovalTakenBack)
             .collect()
     };
-    assert_eq!(sent(&h), [format!("{result}\n{RESENT_NOTE}")]);
+    let once = sent(&h);
+    assert_eq!(once.len(), 1);
+    assert!(once[0].text.ends_with(RESENT_NOTE), "marked: {once:?}");
     h.restart().await;
     assert_eq!(sent(&h).len(), 1, "delivered once is delivered");
+}
+
+/// Slack refusing a plan's post (a channel the bot is not in, a 5xx) must
+/// not leave the environment answering "busy" to everyone.
+#[tokio::test]
+async fn a_plan_slack_refuses_ends_the_operation_and_frees_the_environment() {
+    let h = Harness::new(CONFIG);
+    h.chat.refuse_next_post("channel_not_found");
+    h.cmd("alice", "shift 50").await;
+    assert!(h.engine.active_operation("dev").is_none(), "not stuck");
+    let told = h
+        .chat
+        .ephemerals("alice")
+        .pop()
+        .expect("the requester is told");
+    assert!(
+        is(
+            &told,
+            MessageKind::Finished,
+            &[("op", "1"), ("outcome", "failed")]
+        ),
+        "{told:?}"
+    );
+    assert!(told.text.contains("channel_not_found"), "{told:?}");
+    assert_eq!(h.weights(), blue_green(100, 0));
+    h.cmd("alice", "shift 50").await;
+    let (_, plan) = h
+        .chat
+        .plans()
+        .pop()
+        .expect("the next command gets its plan");
+    assert_eq!(plan.fact("op"), Some("2"));
 }
 
 #[tokio::test]
@@ -623,111 +699,55 @@ async fn history_survives_a_restart() {
     h.approve("bob").await;
     h.restart().await;
     h.cmd("alice", "history").await;
-    assert!(h
-        .chat
-        .ephemerals("alice")
-        .pop()
-        .unwrap()
-        .contains("#1 completed"));
+    let history = h.chat.ephemerals("alice").pop().unwrap();
+    assert_eq!(history.fact("ops"), Some("1:completed"));
     h.cmd("alice", "shift 60 to green").await;
-    assert!(
-        h.chat.plans().pop().unwrap().1.contains("Operation #2"),
+    assert_eq!(
+        h.chat.plans().pop().unwrap().1.fact("op"),
+        Some("2"),
         "ids continue after a restart"
     );
 }
 
-/// A backend that writes all clusters at once (as Route53 batches do), and
-/// can be told to fail with everything put back, or with a partial write.
+/// What a backend that writes all clusters at once (as Route53 batches do)
+/// holds: it can be told to fail with everything put back, or with a
+/// partial write.
 struct AllAtOnce {
-    inner: std::sync::Arc<failover_bot::backend::memory::MemoryBackend>,
-    fail: std::sync::Mutex<Option<failover_bot::backend::BackendError>>,
+    memory: Arc<MemoryBackend>,
+    fail: Mutex<Option<BackendError>>,
 }
 
-#[async_trait::async_trait]
-impl failover_bot::backend::RoutingBackend for AllAtOnce {
-    async fn read(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-    ) -> Result<failover_bot::backend::Snapshot, failover_bot::backend::BackendError> {
-        self.inner.read(env).await
-    }
-    async fn check_identity(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_identity(c).await
-    }
-    async fn check_health(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_health(c).await
-    }
-    async fn set_weight(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        _: u8,
-        _: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        panic!(
-            "{} written on its own: all-at-once backends must get one write",
-            c.name
-        )
-    }
-    async fn create(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.create(c).await
-    }
-    async fn delete(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        v: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.delete(c, v).await
-    }
-    async fn verify(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.verify(env, w).await
-    }
-    async fn observe(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.observe(env, w).await
-    }
-    async fn write_all(
-        &self,
-        _: &failover_bot::config::EnvironmentConfig,
-        _: &failover_bot::plan::Weights,
-        after: &failover_bot::plan::Weights,
-    ) -> Option<Result<failover_bot::backend::Written, failover_bot::backend::BackendError>> {
-        if let Some(error) = self.fail.lock().unwrap().take() {
-            return Some(Err(error));
-        }
-        for (cluster, weight) in after.iter() {
-            self.inner.edit_weight(cluster, Some(weight));
-        }
-        Some(Ok(failover_bot::backend::Written::Applied))
-    }
+/// The in-memory backend, written all at once: one `write_all` per step,
+/// never a cluster on its own.
+fn all_at_once(memory: Arc<MemoryBackend>) -> Hooked<AllAtOnce> {
+    let state = AllAtOnce {
+        memory: memory.clone(),
+        fail: Mutex::new(None),
+    };
+    Hooked::new(memory, state)
+        .before_write(|_, write| match write {
+            Write::SetWeight { cluster, .. } => panic!(
+                "{} written on its own: all-at-once backends must get one write",
+                cluster.name
+            ),
+            _ => Ok(()),
+        })
+        .write_all(|state, _, _, after| {
+            if let Some(error) = state.fail.lock().unwrap().take() {
+                return Some(Err(error));
+            }
+            for (cluster, weight) in after.iter() {
+                state.memory.edit_weight(cluster, Some(weight));
+            }
+            Some(Ok(Written::Applied))
+        })
 }
 
 #[tokio::test]
 async fn an_all_at_once_write_reports_put_back_or_partial_honestly() {
-    use failover_bot::backend::BackendError;
     let config = failover_bot::config::Config::from_yaml(CONFIG).unwrap();
-    let memory = std::sync::Arc::new(failover_bot::backend::memory::MemoryBackend::from_config(
-        &config,
-    ));
-    let backend = std::sync::Arc::new(AllAtOnce {
-        inner: memory.clone(),
-        fail: std::sync::Mutex::new(None),
-    });
+    let memory = Arc::new(MemoryBackend::from_config(&config));
+    let backend = Arc::new(all_at_once(memory.clone()));
     let bot = support::TestBot::new(config, backend.clone());
 
     bot.cmd("alice", "shift 50").await;
@@ -740,11 +760,9 @@ async fn an_all_at_once_write_reports_put_back_or_partial_honestly() {
     });
     bot.cmd("alice", "shift 100 to green").await;
     bot.approve("bob").await;
-    let said = bot.said();
-    assert!(
-        said.contains("every changed cluster was put back"),
-        "{said}"
-    );
+    let results = bot.chat.of_kind(MessageKind::StepResult);
+    let result = results.last().unwrap();
+    assert_eq!(result.fact("outcome"), Some("restored"), "{result:?}");
     assert_eq!(memory.weights(), blue_green(50, 50));
 
     *backend.fail.lock().unwrap() = Some(BackendError::Partial {
@@ -753,11 +771,14 @@ async fn an_all_at_once_write_reports_put_back_or_partial_honestly() {
     });
     bot.cmd("alice", "shift 100 to green").await;
     bot.approve("bob").await;
-    let said = bot.said();
-    assert!(said.contains("could NOT be fully put back"), "{said}");
+    let results = bot.chat.of_kind(MessageKind::StepResult);
+    let result = results.last().unwrap();
+    assert_eq!(result.fact("outcome"), Some("incomplete"), "{result:?}");
+    let clusters = result.fact("clusters").unwrap();
     assert!(
-        said.contains("NOT put back: Route53: batch 2 of 2 rejected"),
-        "{said}"
+        clusters.contains(&format!("{GREEN}=restore_failed"))
+            && clusters.contains(&format!("{BLUE}=restore_failed")),
+        "each cluster is named as not put back: {clusters}"
     );
 }
 

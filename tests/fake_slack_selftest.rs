@@ -1,7 +1,7 @@
 //! Checks the fake Slack itself with plain HTTP and WebSocket clients, so a
 //! failing bot test can be trusted to be about the bot.
 
-#[path = "support/fake_slack.rs"]
+#[path = "support/fake_slack/mod.rs"]
 mod fake_slack;
 
 use std::time::{Duration, Instant};
@@ -198,6 +198,74 @@ async fn bad_requests_get_slack_errors() {
     assert_eq!(error(bot_token_socket), "not_allowed_token_type");
     assert!(fake.posts().is_empty());
     assert!(fake.calls().iter().all(|c| c.ok == Some(false)));
+}
+
+/// The bot's kind and facts travel as message metadata: the fake keeps
+/// them, from a JSON body or a form's JSON, reads them back as kind and
+/// facts, and refuses malformed metadata as Slack does.
+#[tokio::test]
+async fn message_metadata_is_kept_read_back_and_checked() {
+    let fake = FakeSlack::start().await;
+    let metadata = json!({
+        "event_type": "failover_bot_plan",
+        "event_payload": {"op": "1", "step": "2", "status": "pending"},
+    });
+    let plan = json!({"channel": "C1", "text": "plan", "metadata": metadata});
+    let ts = api(&fake, "chat.postMessage", plan).await["ts"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let applied =
+        json!({"event_type": "failover_bot_plan", "event_payload": {"status": "applied"}});
+    let form = format!(
+        "channel=C1&ts={ts}&text=applied&metadata={}",
+        urlencoding(&applied.to_string())
+    );
+    let response = http()
+        .post(format!("{}/chat.update", fake.api_url()))
+        .bearer_auth(BOT_TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["ok"], true);
+    let thread = json!({"channel": "C1", "thread_ts": ts, "text": "no metadata"});
+    api(&fake, "chat.postMessage", thread).await;
+
+    let posted = &fake.posts()[0];
+    assert_eq!(posted.kind(), Some("plan"));
+    assert_eq!(posted.fact("step"), Some("2"));
+    assert_eq!(posted.fact("missing"), None);
+    assert!(posted.is("plan", &[("op", "1"), ("status", "pending")]));
+    assert!(!posted.is("plan", &[("status", "applied")]));
+    assert!(!posted.is("step_result", &[]));
+    assert_eq!(fake.plan_posts().len(), 1, "a top-level plan, pending");
+    assert_eq!(fake.plan_status(&ts).as_deref(), Some("applied"));
+    let reply = &fake.thread(&ts)[0];
+    assert_eq!((reply.kind(), reply.fact("op")), (None, None));
+    assert_eq!(fake_slack::plans_in(&fake.posts(), "C1"), [(2, ts.clone())]);
+
+    let bad_json = json!({"channel": "C1", "text": "x", "metadata": "{not json"});
+    let refused = api(&fake, "chat.postMessage", bad_json).await;
+    assert_eq!(refused["error"], "invalid_metadata_format");
+    let no_type = json!({"channel": "C1", "text": "x", "metadata": {"event_payload": {}}});
+    let refused = api(&fake, "chat.postMessage", no_type).await;
+    assert_eq!(refused["error"], "invalid_metadata_schema");
+    assert_eq!(fake.posts().len(), 2, "refused posts are not recorded");
+}
+
+/// Percent-encodes a form value.
+fn urlencoding(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[tokio::test]

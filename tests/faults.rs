@@ -26,13 +26,15 @@ use failover_bot::backend::dns::{cluster_zones, Route53Mode};
 use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
 use failover_bot::backend::route53::Route53;
+use failover_bot::chat::{Message, MessageKind};
 use failover_bot::config::Config;
-use support::fake_slack::FakeSlack;
+use support::chat::is;
+use support::fake_slack::{FakeSlack, Posted};
 use support::fault_proxy::{Fault, FaultProxy, Rule, Upstream};
 use support::kube_env::{routing_weight_yaml, KubeEnv, ADMIN_TOKEN, ANNOTATION_PREFIX};
 use support::moto::{change_record_sets, Moto};
-use support::serve_proc::{Clusters, ServeProc};
-use support::TestBot as Bot;
+use support::serve_proc::ServeProc;
+use support::{Said, TestBot as Bot};
 
 /// The weights every case starts from (clusters a, b, c) and the target of
 /// `shift 50 to c`: c is raised first, then a is lowered.
@@ -67,7 +69,8 @@ impl Ended {
 }
 
 /// One fault, the outcome it must lead to, and what the channel must name
-/// when the step did not complete.
+/// when the step did not complete (in the `errors` fact of the message
+/// that says how it ended: what failed, as the API said it).
 struct Case {
     name: &'static str,
     rule: Rule,
@@ -97,25 +100,35 @@ impl Case {
 
 /// The step result the bot posted, and what it claims: a result in the
 /// thread, or (refused before any write) the plan marked refused and the
-/// operation's closing message. Anything else — a step left half-done, or
-/// no result at all — fails the test.
-fn ended(bot: &Bot) -> (Ended, String) {
+/// operation's closing message saying it stopped. Anything else — a step
+/// left half-done, or no result at all — fails the test.
+fn ended(bot: &Bot) -> (Ended, Message) {
     let said = bot.said();
-    let texts: Vec<String> = bot
+    let messages: Vec<Message> = bot
         .chat
         .said()
         .iter()
-        .map(|s| s.text().to_owned())
+        .filter_map(Said::message)
+        .cloned()
         .collect();
-    let find = |needle: &str| texts.iter().find(|t| t.contains(needle)).cloned();
-    let result = find("Step 1/1")
-        .or_else(|| find("stopped at step 1"))
-        .unwrap_or_else(|| panic!("no step result in the channel:\n{said}"));
-    let claim = if result.contains("applied and verified") {
+    let find = |kind, facts: &[(&str, &str)]| messages.iter().find(|m| is(m, kind, facts));
+    let result = find(MessageKind::StepResult, &[("step", "1")])
+        .or_else(|| {
+            find(
+                MessageKind::Finished,
+                &[("step", "1"), ("outcome", "failed")],
+            )
+        })
+        .unwrap_or_else(|| panic!("no step result in the channel:\n{said}"))
+        .clone();
+    let applied = [("outcome", "applied"), ("verified", "true")];
+    let claim = if is(&result, MessageKind::StepResult, &applied) {
         Ended::Completed
-    } else if result.contains("every changed cluster was put back") {
+    } else if is(&result, MessageKind::StepResult, &[("outcome", "restored")]) {
         Ended::Restored
-    } else if find("refused before any change").is_some() {
+    } else if is(&result, MessageKind::Finished, &[("cause", "refused")])
+        && find(MessageKind::Plan, &[("status", "refused")]).is_some()
+    {
         Ended::Refused
     } else {
         panic!("the step result claims neither completion nor a full restore:\n{said}");
@@ -143,27 +156,28 @@ fn check(case: &Case, bot: &Bot, real: &[u8; 3], took: Duration, injected: u64) 
     eprintln!(
         "fault {:?}: {injected} injected; step ended after {took:.1?}: {}",
         case.name,
-        result.lines().next().unwrap_or_default()
+        result.headline()
     );
     assert!(injected > 0, "{}: the fault was never hit", case.name);
     assert_eq!(
         *real,
         claim.weights(),
-        "{}: the peers hold what the channel says: {result}",
+        "{}: the peers hold what the channel says: {result:?}",
         case.name
     );
+    let errors = result.fact("errors").unwrap_or_default();
     if claim != Ended::Completed {
         assert!(
-            result.contains(&case.names),
-            "{}: the channel names {}: {result}",
+            errors.contains(&case.names),
+            "{}: the channel names {}: {result:?}",
             case.name,
             case.names
         );
     }
     if let Some(cause) = case.cause {
         assert!(
-            result.to_lowercase().contains(cause),
-            "{}: the channel says why ({cause}): {result}",
+            errors.to_lowercase().contains(cause),
+            "{}: the channel says why ({cause}): {result:?}",
             case.name
         );
     }
@@ -344,7 +358,7 @@ fn weighted_sets(clusters: &[String], weights: [u8; 3]) -> Vec<ResourceRecordSet
                 (RrType::A, format!("10.0.0.{}", i + 1)),
                 (
                     RrType::Txt,
-                    "\"heritage=external-dns,external-dns/owner=default\"".to_owned(),
+                    "\"heritage=external-dns,external-dns/owner=failover-bot\"".to_owned(),
                 ),
             ] {
                 sets.push(
@@ -523,9 +537,10 @@ const WAIT: Duration = Duration::from_secs(20);
 /// an outage of a few seconds, the next try comes within this.
 const BACK_WITHIN: Duration = Duration::from_secs(45);
 
-/// The chat calls Slack took since call number `from`, each as its method
-/// and the first word of its text (the status icon): the same sequence with
-/// and without an outage means the same messages in the same order.
+/// The chat calls Slack took since call number `from`, each as its method,
+/// its message's kind and the facts that say how it stands (step, status,
+/// outcome): the same sequence with and without an outage means the same
+/// messages in the same order.
 fn delivered_since(fake: &FakeSlack, from: usize) -> Vec<String> {
     fake.calls()
         .into_iter()
@@ -533,9 +548,14 @@ fn delivered_since(fake: &FakeSlack, from: usize) -> Vec<String> {
         .filter(|c| c.ok == Some(true))
         .filter(|c| c.method == "chat.postMessage" || c.method == "chat.update")
         .map(|c| {
-            let text = c.params["text"].as_str().unwrap_or_default();
-            let icon = text.split_whitespace().next().unwrap_or_default();
-            format!("{} {icon}", c.method)
+            let metadata = &c.params["metadata"];
+            let kind = metadata["event_type"].as_str().unwrap_or("(no kind)");
+            let facts = &metadata["event_payload"];
+            let stands: Vec<&str> = ["step", "status", "outcome"]
+                .iter()
+                .filter_map(|key| facts[*key].as_str())
+                .collect();
+            format!("{} {kind} {}", c.method, stands.join(" "))
         })
         .collect()
 }
@@ -545,7 +565,7 @@ struct LastStep {
     /// Shapes of the chat calls Slack took from the approval on.
     delivered: Vec<String>,
     /// The last plan's thread.
-    thread: Vec<String>,
+    thread: Vec<Posted>,
 }
 
 /// `/failover to TARGET steps 50,100`; step 1 is approved and applied with
@@ -567,7 +587,7 @@ async fn two_steps(
             &format!("trig-{op}"),
         )
         .await;
-    assert!(reply.contains("Working on"), "{reply}");
+    assert!(reply.contains("Working on"), "{reply}"); // the acknowledgement: text only
     serve
         .wait_for(fake, "plan 1 posted", WAIT, |f| {
             f.plan_posts().len() == 2 * op - 1
@@ -576,12 +596,10 @@ async fn two_steps(
     let first = fake.plan_posts()[2 * op - 2].ts.clone();
     serve.wait_proposed(&first).await;
     approve(fake, serve, &format!("Ev-{op}-1"), &first).await;
+    let applied = [("step", "1"), ("outcome", "applied"), ("verified", "true")];
     serve
         .wait_for(fake, "step 1 applied, plan 2 posted", WAIT, |f| {
-            f.plan_posts().len() == 2 * op
-                && f.thread_texts(&first)
-                    .iter()
-                    .any(|t| t.contains("Step 1/2 applied and verified"))
+            f.plan_posts().len() == 2 * op && f.thread_has(&first, "step_result", &applied)
         })
         .await;
     let second = fake.plan_posts()[2 * op - 1].ts.clone();
@@ -589,20 +607,20 @@ async fn two_steps(
     let from = fake.calls().len();
     approve(fake, serve, &format!("Ev-{op}-2"), &second).await;
     during_step_2.await;
-    let closing = format!("Operation #{op} complete");
+    let op_id = op.to_string();
+    let closing = [("op", op_id.as_str()), ("outcome", "completed")];
     serve
         .wait_for(fake, "step 2's results in the thread", BACK_WITHIN, |f| {
-            f.thread_texts(&second).iter().any(|t| t.contains(&closing))
+            f.thread_has(&second, "finished", &closing)
                 && f.last_update(&second)
-                    .unwrap_or_default()
-                    .contains("applied (approved by")
+                    .is_some_and(|u| u.is("plan", &[("status", "applied"), ("approved_by", "bob")]))
         })
         .await;
     // Let anything still queued arrive (it must not: it would be a repeat).
     tokio::time::sleep(Duration::from_millis(500)).await;
     LastStep {
         delivered: delivered_since(fake, from),
-        thread: fake.thread_texts(&second),
+        thread: fake.thread(&second),
     }
 }
 
@@ -640,8 +658,11 @@ async fn a_slack_outage_during_a_step_delays_its_messages_not_the_step() {
     let routing = "  mode: routing-weight\n  verify_timeout: 2s\n";
     let config = env.config_yaml(routing, "");
     let api_url = format!("{}/api", slack.url());
-    let serve =
-        ServeProc::start_behind(&fake, &api_url, &config, Clusters::Kubeconfig(kubeconfig)).await;
+    let serve = ServeProc::options(&config)
+        .kubeconfig(kubeconfig)
+        .slack_api_url(&api_url)
+        .start(&fake)
+        .await;
 
     // Without an outage: a → c in two steps.
     let calm = two_steps(&fake, &serve, "c", async {}).await;
@@ -679,7 +700,7 @@ async fn a_slack_outage_during_a_step_delays_its_messages_not_the_step() {
         );
         let second = fake.plan_posts()[3].ts.clone();
         assert!(
-            fake.thread_texts(&second).is_empty(),
+            fake.thread(&second).is_empty(),
             "nothing reached the thread during the outage"
         );
         slack.clear();
@@ -702,9 +723,12 @@ async fn a_slack_outage_during_a_step_delays_its_messages_not_the_step() {
         stormy.delivered, calm.delivered,
         "the same messages in the same order, each once"
     );
-    assert_eq!(stormy.thread.len(), 2, "{:?}", stormy.thread);
-    assert!(stormy.thread[0].contains("Step 2/2 applied and verified"));
-    assert!(stormy.thread[1].contains("Operation #2 complete"));
+    let thread: Vec<String> = stormy.thread.iter().map(Posted::summary).collect();
+    assert_eq!(thread.len(), 2, "{thread:?}");
+    let applied = [("step", "2"), ("outcome", "applied"), ("verified", "true")];
+    assert!(stormy.thread[0].is("step_result", &applied), "{thread:?}");
+    let closing = [("op", "2"), ("outcome", "completed")];
+    assert!(stormy.thread[1].is("finished", &closing), "{thread:?}");
     let injected = slack.injected();
     eprintln!(
         "faults injected: slack: {injected} ({} connections closed by the refusal)",

@@ -9,17 +9,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::api::Api;
 use serde_json::Value;
 
 use failover_bot::backend::kube::crd::RoutingWeight;
-use support::fake_slack::{self, FakeSlack};
+use support::fake_slack::FakeSlack;
 use support::kube_env::{routing_weight_yaml, KubeEnv, BOT_USER};
-use support::serve_proc::{now, signed_post, SECRET};
+use support::serve_proc::{ServeProc, READY_WITHIN};
 
 /// Lets the bot's user take the Lease in the home cluster (what
 /// `manifests/` grants the bot's ServiceAccount there).
@@ -65,93 +65,33 @@ fn config(env: &KubeEnv) -> String {
     )
 }
 
-/// One replica: `serve --leader-election`, logging JSON to a file.
-struct Replica {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// What the replicas share: config, clusters, home cluster, journal, Slack.
 struct Shared<'a> {
-    dir: &'a Path,
+    config: &'a str,
     kubeconfig: &'a Path,
     home_context: &'a str,
+    journal: &'a Path,
     fake: &'a FakeSlack,
 }
 
-impl Replica {
-    fn start(shared: &Shared<'_>, identity: &str) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = shared.dir.join(format!("{identity}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
-            .args(["serve", "--leader-election", "--log-format", "json"])
-            .arg("--config")
-            .arg(shared.dir.join("config.yaml"))
-            .arg("--journal")
-            .arg(shared.dir.join("journal.jsonl"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--lease-context", shared.home_context])
-            .args(["--lease-namespace", "failover-bot"])
-            .args(["--identity", identity])
-            .env("KUBECONFIG", shared.kubeconfig)
-            .env("SLACK_BOT_TOKEN", "xoxb-test-bot-token")
-            .env("SLACK_SIGNING_SECRET", SECRET)
-            .env("SLACK_API_URL", shared.fake.api_url())
-            .env("RUST_LOG", "info")
-            .env_remove("SLACK_APP_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("failover-bot serve starts");
-        Replica { child, port, log }
+impl Shared<'_> {
+    /// One replica: `serve --leader-election`, logging JSON; started, not
+    /// waited for (a follower is never ready).
+    fn replica(&self, identity: &str) -> ServeProc {
+        ServeProc::options(self.config)
+            .kubeconfig(self.kubeconfig)
+            .leader(identity, self.home_context)
+            .log_format("json")
+            .journal_at(self.journal)
+            .spawn(self.fake)
     }
+}
 
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn status(&self, path: &str) -> Option<u16> {
-        let answer = reqwest::get(self.url(path)).await.ok()?;
-        Some(answer.status().as_u16())
-    }
-
-    async fn wait_status(&self, path: &str, status: u16, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.status(path).await == Some(status) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    }
-
-    async fn slash(&self, user: &str, text: &str, trigger: &str) -> reqwest::Response {
-        let body = fake_slack::slash_command_form(user, "C1", text, trigger);
-        signed_post(&self.url("/slack/commands"), &body, now()).await
-    }
-
-    async fn approve(&self, event_id: &str, user: &str, ts: &str) {
-        let event = fake_slack::reaction_event(event_id, user, "white_check_mark", "C1", ts, true);
-        let answer = signed_post(&self.url("/slack/events"), &event.to_string(), now()).await;
-        assert_eq!(answer.status(), 200, "log:\n{}", self.log());
-    }
+/// UBOB approves plan message `ts` through `replica`.
+async fn approve(fake: &FakeSlack, replica: &ServeProc, event_id: &str, ts: &str) {
+    replica
+        .reaction(fake, event_id, "UBOB", "white_check_mark", ts, true)
+        .await;
 }
 
 async fn weight(env: &KubeEnv, index: usize) -> Option<u8> {
@@ -175,20 +115,11 @@ async fn wait_weights(env: &KubeEnv, expected: [u8; 2]) -> [Option<u8>; 2] {
 async fn plan_ts(fake: &FakeSlack, n: usize) -> String {
     let found = fake
         .wait_until("a plan message", Duration::from_secs(20), |f| {
-            f.posts()
-                .iter()
-                .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
-                .count()
-                >= n
+            f.plan_posts().len() >= n
         })
         .await;
     assert!(found, "plan message {n} posted:\n{}", fake.dump());
-    fake.posts()
-        .iter()
-        .filter(|p| p.thread_ts.is_none() && p.text.contains("awaiting approval"))
-        .nth(n - 1)
-        .map(|p| p.ts.clone())
-        .unwrap()
+    fake.plan_posts()[n - 1].ts.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,38 +137,43 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
     env.apply(2, &routing_weight_yaml(&env.clusters()[2].name, 0));
     let fake = FakeSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.yaml"), config(&env)).unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let config = config(&env);
     let kubeconfig = env.kubeconfig_for(env.bot_token());
     let shared = Shared {
-        dir: dir.path(),
+        config: &config,
         kubeconfig: &kubeconfig,
         home_context: &env.clusters()[0].context,
+        journal: &journal,
         fake: &fake,
     };
 
-    let first = Replica::start(&shared, "replica-a");
-    assert!(
-        first
-            .wait_status("/readyz", 200, Duration::from_secs(20))
-            .await,
-        "the first replica leads; log:\n{}",
-        first.log()
-    );
-    let second = Replica::start(&shared, "replica-b");
-    assert!(
-        second
-            .wait_status("/healthz", 200, Duration::from_secs(10))
-            .await,
-        "the follower is alive; log:\n{}",
-        second.log()
-    );
+    let first = shared.replica("replica-a");
+    first
+        .expect_status(("/readyz", 200), READY_WITHIN, "the first replica leads")
+        .await;
+    let second = shared.replica("replica-b");
+    second
+        .expect_status(
+            ("/healthz", 200),
+            Duration::from_secs(10),
+            "the follower is alive",
+        )
+        .await;
     assert_eq!(
         second.status("/readyz").await,
         Some(503),
         "the follower is not ready"
     );
-    let refused = second.slash("UALICE", "status", "trig-follower").await;
-    assert_eq!(refused.status(), 503, "the follower takes no Slack traffic");
+    assert_gauges(&first, "1").await;
+    assert_gauges(&second, "0").await;
+    let status = ("UALICE", "C1", "status", "trig-follower");
+    let refused = second.deliver_command(&fake, status, "", 0).await;
+    assert_eq!(
+        refused.map(|r| r.status),
+        Some(503),
+        "the follower takes no Slack traffic"
+    );
     assert_eq!(
         fake.calls_to("auth.test").len(),
         1,
@@ -246,42 +182,47 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
 
     // Step 1 of 2 through the leader.
     let name_b = env.clusters()[2].name.clone();
-    let ack = first
-        .slash("UALICE", &format!("to {name_b} steps 50,100"), "trig-1")
+    first
+        .slash(
+            &fake,
+            "UALICE",
+            &format!("to {name_b} steps 50,100"),
+            "trig-1",
+        )
         .await;
-    assert_eq!(ack.status(), 200);
     let step1 = plan_ts(&fake, 1).await;
-    first.approve("Ev1", "UBOB", &step1).await;
+    approve(&fake, &first, "Ev1", &step1).await;
     assert_eq!(wait_weights(&env, [50, 50]).await, [Some(50), Some(50)]);
     let step2 = plan_ts(&fake, 2).await;
 
     // The leader dies with step 2 awaiting approval.
     drop(first);
     let took_over = Instant::now();
-    assert!(
-        second
-            .wait_status("/readyz", 200, Duration::from_secs(40))
-            .await,
-        "the follower takes over; log:\n{}",
-        second.log()
-    );
+    second
+        .expect_status(
+            ("/readyz", 200),
+            Duration::from_secs(40),
+            "the follower takes over",
+        )
+        .await;
     eprintln!("handover took {:?}", took_over.elapsed());
+    assert_gauges(&second, "1").await;
 
     // The pending plan from the old leader is approved through the new one.
-    second.approve("Ev2", "UBOB", &step2).await;
+    approve(&fake, &second, "Ev2", &step2).await;
     assert_eq!(wait_weights(&env, [0, 100]).await, [Some(0), Some(100)]);
     let finished = fake
         .wait_until("the closing message", Duration::from_secs(20), |f| {
             f.posts()
                 .iter()
-                .any(|p| p.text.contains("Operation #1 complete"))
+                .any(|p| p.is("finished", &[("op", "1"), ("outcome", "completed")]))
         })
         .await;
     assert!(finished, "the channel hears it finished:\n{}", fake.dump());
 
     let audit = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
         .args(["audit", "verify"])
-        .arg(dir.path().join("journal.jsonl"))
+        .arg(&journal)
         .output()
         .unwrap();
     assert!(
@@ -311,6 +252,21 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
     assert_json_logs_name_the_operation(&second.log());
 }
 
+/// `failover_bot_leader` and `failover_bot_ready` (what the leader alerts
+/// in manifests/monitoring watch) both have `value` on this replica.
+async fn assert_gauges(replica: &ServeProc, value: &str) {
+    let metrics = reqwest::get(replica.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for gauge in ["failover_bot_leader", "failover_bot_ready"] {
+        let line = format!("{gauge} {value}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}
+
 /// Every log line is a JSON object, and the step's lines carry the
 /// operation and step ids of their span.
 fn assert_json_logs_name_the_operation(log: &str) {
@@ -332,16 +288,17 @@ async fn a_lease_in_a_cluster_the_bot_fails_over_is_refused() {
     let fake = FakeSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = "slack:\n  channels: [C1]\napproval:\n  approvers: [UALICE, UBOB]\nenvironments:\n  dev:\n    channel: C1\n    clusters:\n      - {name: blue, context: ctx-blue}\n      - {name: green, context: ctx-green}\n";
-    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
     let kubeconfig = dir.path().join("no-kubeconfig");
+    let journal = dir.path().join("journal.jsonl");
     let shared = Shared {
-        dir: dir.path(),
+        config,
         kubeconfig: &kubeconfig,
         home_context: "ctx-green",
+        journal: &journal,
         fake: &fake,
     };
-    let mut replica = Replica::start(&shared, "replica-x");
-    let status = replica.child.wait().unwrap();
+    let mut replica = shared.replica("replica-x");
+    let status = replica.wait_exit();
     assert!(!status.success());
     let log = replica.log();
     assert!(

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
@@ -16,9 +16,14 @@ use kube::Client;
 
 use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::backend::kube::KubeBackend;
-use failover_bot::backend::RoutingBackend;
+use failover_bot::backend::{BackendError, Removal, RoutingBackend};
+use failover_bot::chat::MessageKind;
 use failover_bot::config::Config;
-use support::kube_env::{controlled_objects_yaml, routing_weight_yaml, KubeEnv};
+use support::backend::{Hooked, Write};
+use support::chat::is;
+use support::kube_env::{
+    controlled_objects_yaml, copied_annotations_patch, routing_weight_yaml, KubeEnv,
+};
 use support::TestBot as Bot;
 
 use support::kube_env::ANNOTATION_PREFIX as PREFIX;
@@ -95,13 +100,7 @@ async fn copy_annotations_once(client: &Client, identity: &str) -> Result<(), ku
     else {
         return Ok(());
     };
-    let annotations: serde_json::Map<String, serde_json::Value> = rw
-        .spec
-        .annotations
-        .iter()
-        .map(|a| (a.key.clone(), a.value.clone().into()))
-        .collect();
-    let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+    let patch = copied_annotations_patch(&rw);
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "web");
     let services: Api<Service> = Api::namespaced(client.clone(), "web");
     ingresses
@@ -144,9 +143,26 @@ async fn failover_in_three_approved_steps_moves_the_routing_weights() {
             bot.said()
         );
     }
-    let said = bot.said();
-    assert!(said.contains("Step 3/3 applied and verified"), "{said}");
-    assert!(said.contains("Operation #1 complete: 3 steps"), "{said}");
+    let last = bot.step_results().pop().expect("step results");
+    assert!(
+        is(
+            &last,
+            MessageKind::StepResult,
+            &[("step", "3"), ("verified", "true")]
+        ),
+        "{}",
+        bot.said()
+    );
+    let end = bot
+        .chat
+        .of_kind(MessageKind::Finished)
+        .pop()
+        .expect("the end");
+    assert!(is(
+        &end,
+        MessageKind::Finished,
+        &[("op", "1"), ("outcome", "completed")]
+    ));
     // The controller carried the last weights to the controlled objects.
     let ingresses: Api<Ingress> = Api::namespaced(env.client(2).await, "web");
     let ingress = ingresses.get("api").await.unwrap();
@@ -168,16 +184,20 @@ async fn identity_mismatch_is_refused_and_nothing_is_written() {
     let before = resource_versions(&env).await;
 
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        refusal.contains(&format!("context {}", env.clusters()[2].context)),
-        "{refusal}"
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[
+                ("gate", "identity_mismatch"),
+                ("context", &env.clusters()[2].context),
+                ("found", "k8s-somewhere-else.prod.example.com"),
+                ("cluster", &env.clusters()[2].name),
+            ]
+        ),
+        "{refusal:?}"
     );
-    assert!(
-        refusal.contains("k8s-somewhere-else.prod.example.com"),
-        "{refusal}"
-    );
-    assert!(refusal.contains(&env.clusters()[2].name), "{refusal}");
     assert!(bot.chat.plans().is_empty());
     assert_eq!(
         resource_versions(&env).await,
@@ -217,10 +237,7 @@ async fn a_concurrent_edit_conflicts_and_the_step_is_planned_again() {
     .unwrap();
     bot.approve("bob").await;
     let said = bot.said();
-    assert!(
-        said.contains("changed by someone else since this plan was shown"),
-        "{said}"
-    );
+    assert_eq!(bot.chat.of_kind(MessageKind::Superseded).len(), 1, "{said}");
     assert_eq!(bot.chat.plans().len(), 2, "planned again: {said}");
     bot.approve("bob").await;
     assert_eq!(
@@ -231,73 +248,23 @@ async fn a_concurrent_edit_conflicts_and_the_step_is_planned_again() {
     );
 }
 
-/// Kills a cluster's API server right before the bot writes to it.
-struct KillBeforeWrite {
-    inner: Arc<KubeBackend>,
+/// `inner`, with `kill` run right before the bot's first write of a weight
+/// to `victim` (to kill that cluster's API server).
+fn kill_before_write(
+    inner: Arc<dyn RoutingBackend>,
     victim: String,
-    kill: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-#[async_trait::async_trait]
-impl RoutingBackend for KillBeforeWrite {
-    async fn read(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-    ) -> Result<failover_bot::backend::Snapshot, failover_bot::backend::BackendError> {
-        self.inner.read(env).await
-    }
-    async fn check_identity(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_identity(c).await
-    }
-    async fn check_health(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<(), failover_bot::backend::GateFailure> {
-        self.inner.check_health(c).await
-    }
-    async fn set_weight(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        w: u8,
-        v: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        if c.name == self.victim {
-            if let Some(kill) = self.kill.lock().unwrap().take() {
+    kill: impl FnOnce() + Send + 'static,
+) -> Hooked {
+    let kill = Mutex::new(Some(kill));
+    Hooked::new(inner, ()).before_write(move |_, write| {
+        let to_victim = write.cluster().name == victim;
+        if matches!(write, Write::SetWeight { .. }) && to_victim {
+            if let Some(kill) = kill.lock().unwrap().take() {
                 kill();
             }
         }
-        self.inner.set_weight(c, w, v).await
-    }
-    async fn create(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.create(c).await
-    }
-    async fn delete(
-        &self,
-        c: &failover_bot::config::ClusterConfig,
-        v: Option<&str>,
-    ) -> Result<failover_bot::backend::Written, failover_bot::backend::BackendError> {
-        self.inner.delete(c, v).await
-    }
-    async fn verify(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.verify(env, w).await
-    }
-    async fn observe(
-        &self,
-        env: &failover_bot::config::EnvironmentConfig,
-        w: &failover_bot::plan::Weights,
-    ) -> Result<Vec<failover_bot::backend::Convergence>, failover_bot::backend::BackendError> {
-        self.inner.observe(env, w).await
-    }
+        Ok(())
+    })
 }
 
 #[tokio::test]
@@ -306,22 +273,24 @@ async fn an_api_server_dying_mid_step_restores_the_clusters_already_changed() {
     setup_routing_weights(&env).await;
     let config = config(&env, "routing-weight", "5s");
     let killer = env.clone();
-    let backend = Arc::new(KillBeforeWrite {
-        inner: kube_backend(&env, &config).await,
-        victim: env.clusters()[0].name.clone(),
-        kill: std::sync::Mutex::new(Some(Box::new(move || killer.kill_apiserver(0)))),
-    });
+    let victim = env.clusters()[0].name.clone();
+    let inner = kube_backend(&env, &config).await;
+    let backend = Arc::new(kill_before_write(inner, victim, move || {
+        killer.kill_apiserver(0)
+    }));
     let bot = Bot::new(config.clone(), backend);
 
     // c is raised first (succeeds), then a is lowered: a's API server dies.
     bot.cmd("alice", "shift 100 to c").await;
     bot.approve("bob").await;
     let said = bot.said();
+    let result = bot.step_results().pop().expect("a step result");
+    assert_eq!(result.fact("outcome"), Some("restored"), "{said}");
+    let clusters = result.fact("clusters").unwrap_or_default();
     assert!(
-        said.contains("every changed cluster was put back"),
-        "{said}"
+        clusters.contains(&format!("{}=failed", env.clusters()[0].name)),
+        "a is named as the one that failed: {clusters}"
     );
-    assert!(said.contains(&env.clusters()[0].name), "{said}");
     assert_eq!(weight_of(&env, 2).await, Some(0), "c put back: {said}");
     assert_eq!(weight_of(&env, 1).await, Some(0));
 }
@@ -341,18 +310,16 @@ async fn ingress_annotations_mode_converges_on_real_ingresses_and_services() {
 
     bot.cmd("alice", "status").await;
     let status = bot.chat.posts().pop().unwrap().1;
+    let set = status.fact("weights").unwrap_or_default();
     assert!(
-        status.contains("not routed"),
-        "c has no weight annotation: {status}"
+        set.contains(env.clusters()[0].name.as_str())
+            && !set.contains(env.clusters()[2].name.as_str()),
+        "c has no weight annotation, so it is not routed: {status:?}"
     );
 
     bot.cmd("alice", "shift 30 to b").await;
     bot.approve("bob").await;
-    assert!(
-        bot.said().contains("applied and verified"),
-        "{}",
-        bot.said()
-    );
+    assert!(bot.last_step_verified(), "{}", bot.said());
     for (i, expected) in [(0, "70"), (1, "30")] {
         let client = env.client(i).await;
         let ingress = Api::<Ingress>::namespaced(client.clone(), "web")
@@ -396,10 +363,18 @@ async fn verification_times_out_and_names_the_stragglers() {
     let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
     bot.cmd("alice", "to c steps 50,100").await;
     bot.approve("bob").await;
-    let said = bot.said();
+    let result = bot.step_results().pop().expect("a step result");
     assert!(
-        said.contains(&format!("not yet carried by {}", env.clusters()[2].name)),
-        "{said}"
+        is(
+            &result,
+            MessageKind::StepResult,
+            &[
+                ("verified", "false"),
+                ("unverified", &env.clusters()[2].name)
+            ]
+        ),
+        "{}",
+        bot.said()
     );
     assert!(
         bot.engine.pending_plan_messages().is_empty(),
@@ -407,9 +382,12 @@ async fn verification_times_out_and_names_the_stragglers() {
     );
     bot.cmd("alice", "status").await;
     let status = bot.chat.posts().pop().unwrap().1;
-    assert!(
-        status.contains("DRIFT 0/2: Ingress web/api (weight none), Service web/api (weight none)"),
-        "{status}"
+    let drift = status.fact("drift").unwrap_or_default();
+    let c = &env.clusters()[2].name;
+    assert_eq!(
+        drift,
+        format!("{c}:Ingress web/api (weight none), {c}:Service web/api (weight none)"),
+        "{status:?}"
     );
 }
 
@@ -435,11 +413,17 @@ async fn the_bot_works_with_exactly_the_shipped_role_and_not_without_it() {
     );
     let bot = Bot::new(config.clone(), Arc::new(without));
     bot.cmd("alice", "shift 50 to c").await;
-    let refusal = bot.chat.ephemerals("alice").pop().unwrap_or_default();
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
     assert!(
-        refusal.contains("cannot read the weights in dev") && refusal.contains("forbidden"),
-        "{refusal}"
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("refusal", "unavailable")]
+        ),
+        "{refusal:?}"
     );
+    // The API server's own word for it.
+    assert!(refusal.text.contains("forbidden"), "{refusal:?}");
 
     let rbac = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -464,12 +448,10 @@ async fn the_bot_works_with_exactly_the_shipped_role_and_not_without_it() {
         bot.said()
     );
     bot.cmd("alice", "add b").await;
-    assert!(bot
-        .chat
-        .ephemerals("alice")
-        .pop()
-        .unwrap_or_default()
-        .contains("already has a routing weight"));
+    assert_eq!(
+        bot.refusals_to("alice").pop().as_deref(),
+        Some("already_routed")
+    );
 }
 
 fn run_cli(env: &KubeEnv, config: &Config, args: &[&str]) -> (bool, String) {
@@ -547,20 +529,206 @@ async fn a_dry_run_routing_weight_is_reported_as_dry_run_not_applied() {
     bot.cmd("alice", "shift 50 to c").await;
     bot.approve("bob").await;
     let said = bot.said();
+    let result = bot.step_results().pop().expect("a step result");
+    let c = env.clusters()[2].name.clone();
+    assert_eq!(result.fact("dry_run"), Some(c.as_str()), "{said}");
     assert!(
-        said.contains(&format!(
-            "Dry run on {}: accepted, not served",
-            env.clusters()[2].name
-        )),
-        "{said}"
-    );
-    assert!(
-        said.contains("dry run"),
+        result
+            .fact("clusters")
+            .unwrap_or_default()
+            .contains(&format!("{c}=dry_run")),
         "the cluster's row says dry run: {said}"
     );
     assert_eq!(
         weight_of(&env, 2).await,
         Some(50),
         "the RoutingWeight itself holds the weight"
+    );
+}
+
+/// A RoutingWeight named `name` (not the cluster's name) for `cluster`.
+fn routing_weight_named(name: &str, cluster: &str, weight: u8) -> String {
+    routing_weight_yaml(cluster, weight).replacen(
+        &format!("  name: {cluster}\n"),
+        &format!("  name: {name}\n"),
+        1,
+    )
+}
+
+/// Every RoutingWeight in `operators` of cluster `index`: (name, clusterName, weight).
+async fn routing_weights_in(env: &KubeEnv, index: usize) -> Vec<(String, String, Option<u8>)> {
+    let api: Api<RoutingWeight> = Api::namespaced(env.client(index).await, "operators");
+    let mut out: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rw| {
+            (
+                rw.metadata.name.clone().unwrap_or_default(),
+                rw.spec.cluster_name.clone(),
+                rw.spec.weight(PREFIX),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn routing_weights_named_apart_from_their_cluster_are_found_by_cluster_name() {
+    // Lunar's controller finds a cluster's RoutingWeight by spec.clusterName;
+    // the object's name is free, and sites name them otherwise.
+    let env = KubeEnv::start(3).await;
+    for (i, cluster) in env.clusters().iter().enumerate() {
+        let weight = if i == 0 { 100 } else { 0 };
+        env.apply(
+            i,
+            &routing_weight_named(&format!("weight-{i}"), &cluster.name, weight),
+        );
+        env.apply(i, &controlled_objects_yaml(""));
+    }
+    let _controller = LunarController::start(&env, &[0, 1, 2]).await;
+    let config = config(&env, "routing-weight", "20s");
+    let bot = Bot::new(config.clone(), kube_backend(&env, &config).await);
+
+    bot.cmd("alice", "to c steps 10,50,100").await;
+    for step in 1..=3 {
+        assert_eq!(bot.chat.plans().len(), step, "{}", bot.said());
+        bot.approve("bob").await;
+    }
+    let last = bot.step_results().pop().expect("step results");
+    assert!(
+        is(
+            &last,
+            MessageKind::StepResult,
+            &[("step", "3"), ("verified", "true")]
+        ),
+        "{}",
+        bot.said()
+    );
+    for (i, weight) in [(0, 0), (1, 0), (2, 100)] {
+        assert_eq!(
+            routing_weights_in(&env, i).await,
+            [(
+                format!("weight-{i}"),
+                env.clusters()[i].name.clone(),
+                Some(weight)
+            )],
+            "cluster {i}: its one RoutingWeight carries the weight"
+        );
+    }
+
+    // `add` refuses a cluster that has one under any name, and creates none.
+    bot.cmd("alice", "add b").await;
+    assert_eq!(
+        bot.refusals_to("alice").pop().as_deref(),
+        Some("already_routed")
+    );
+    assert_eq!(routing_weights_in(&env, 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_routing_weight_for_one_cluster_is_refused_and_named() {
+    let env = KubeEnv::start(3).await;
+    setup_routing_weights(&env).await;
+    let c = env.clusters()[2].name.clone();
+    env.apply(2, &routing_weight_named("c-duplicate", &c, 0));
+    let config = config(&env, "routing-weight", "5s");
+    let backend = kube_backend(&env, &config).await;
+    let bot = Bot::new(config.clone(), backend.clone());
+    let before = routing_weights_in(&env, 2).await;
+
+    bot.cmd("alice", "shift 50 to c").await;
+    let refusal = bot.chat.ephemerals("alice").pop().expect("a refusal");
+    assert!(
+        is(
+            &refusal,
+            MessageKind::Refused,
+            &[("refusal", "unavailable"), ("error", "duplicate")]
+        ),
+        "{refusal:?}"
+    );
+    assert!(
+        refusal.text.contains("c-duplicate") && refusal.text.contains(c.as_str()),
+        "the refusal names both RoutingWeights: {refusal:?}"
+    );
+    assert!(bot.chat.plans().is_empty(), "{}", bot.said());
+    assert_eq!(routing_weights_in(&env, 2).await, before, "nothing written");
+
+    // `add` of the cluster is refused too: creating a third would not help.
+    let env_config = &config.environments["dev"];
+    let created = backend.create(&env_config.clusters[2]).await;
+    assert!(created.is_err(), "{created:?}");
+    assert_eq!(routing_weights_in(&env, 2).await, before, "nothing created");
+}
+
+#[tokio::test]
+async fn ingress_annotations_remove_keeps_the_objects_at_weight_zero() {
+    // Deleting both annotations would make external-dns want a plain record
+    // beside the other clusters' weighted ones, which Route53 refuses.
+    let env = KubeEnv::start(3).await;
+    for (i, weight) in [(0, 100), (1, 0), (2, 0)] {
+        let cluster = &env.clusters()[i].name;
+        let annotations = format!(
+            "\n    {PREFIX}aws-weight: \"{weight}\"\n    {PREFIX}set-identifier: {cluster}"
+        );
+        env.apply(i, &controlled_objects_yaml(&annotations));
+    }
+    let config = config(&env, "ingress-annotations", "20s");
+    let backend = kube_backend(&env, &config).await;
+    let bot = Bot::new(config.clone(), backend.clone());
+
+    bot.cmd("alice", "remove b").await;
+    bot.approve("bob").await;
+    // The fact the answer to `remove` tells: the objects stay, at 0.
+    assert_eq!(backend.removal(), Removal::KeptAtZero);
+    let client = env.client(1).await;
+    let ingress = Api::<Ingress>::namespaced(client.clone(), "web")
+        .get("api")
+        .await
+        .unwrap();
+    let service = Api::<Service>::namespaced(client, "web")
+        .get("api")
+        .await
+        .unwrap();
+    for annotations in [
+        ingress.metadata.annotations.unwrap(),
+        service.metadata.annotations.unwrap(),
+    ] {
+        assert_eq!(
+            annotations
+                .get(&format!("{PREFIX}aws-weight"))
+                .map(String::as_str),
+            Some("0"),
+            "{annotations:?}"
+        );
+        assert_eq!(
+            annotations.get(&format!("{PREFIX}set-identifier")),
+            Some(&env.clusters()[1].name),
+            "{annotations:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_routing_weight_is_created_at_its_initial_weight_in_one_write() {
+    // `/failover add CLUSTER weight N` (the seed's add_routing_weight task).
+    let env = KubeEnv::start(1).await;
+    let config = config(&env, "routing-weight", "5s");
+    let backend = kube_backend(&env, &config).await;
+    let cluster = &config.environments["dev"].clusters[0];
+    assert_eq!(backend.removal(), Removal::Deleted);
+
+    backend.create_at(cluster, 30).await.unwrap();
+    assert_eq!(
+        routing_weights_in(&env, 0).await,
+        [(cluster.name.to_string(), cluster.name.to_string(), Some(30))]
+    );
+    let again = backend.create_at(cluster, 30).await;
+    assert!(
+        matches!(&again, Err(BackendError::Exists { object, .. }) if object == &cluster.name),
+        "{again:?}"
     );
 }

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::Value;
-use support::fake_slack::{self, Acked, BotSetup, FakeSlack, Posted, ServeBot, Transport};
+use support::fake_slack::{self, FakeSlack, Posted};
+use support::serve_proc::{Acked, ServeProc, Transport};
 
 const ENVS: usize = 10;
 const COMMANDS_PER_ENV: usize = 10;
@@ -116,12 +117,27 @@ fn plan_ts(posts: &[Posted], env: usize) -> Option<String> {
         .next()
 }
 
-fn count_in_thread(posts: &[Posted], ts: &str, needle: &str) -> usize {
+/// Messages of `kind` with `facts` in the thread of plan `ts`.
+fn count_in_thread(posts: &[Posted], ts: &str, kind: &str, facts: &[(&str, &str)]) -> usize {
     fake_slack::thread_of(posts, ts)
-        .filter(|t| t.contains(needle))
+        .filter(|p| p.is(kind, facts))
         .count()
 }
 
+/// Refused votes in the thread of plan `ts`.
+fn refusals_in(posts: &[Posted], ts: &str) -> usize {
+    count_in_thread(posts, ts, "refused", &[])
+}
+
+/// Steps applied and verified in the thread of plan `ts`.
+fn applied_in(posts: &[Posted], ts: &str) -> usize {
+    let applied = [("outcome", "applied"), ("verified", "true")];
+    count_in_thread(posts, ts, "step_result", &applied)
+}
+
+/// Private answers saying the environment is busy. Ephemeral messages
+/// carry no metadata (`chat.postEphemeral` takes none): the words are all
+/// there is.
 fn busy_answers(posts: &[Posted], env: usize) -> usize {
     posts
         .iter()
@@ -204,7 +220,7 @@ fn check_acks(what: &str, acks: &[Option<Acked>], log: impl Fn() -> String) {
 
 // ------------------------------------------------------------- the run
 
-async fn commands(fake: &FakeSlack, bot: &ServeBot) -> Vec<Option<Acked>> {
+async fn commands(fake: &FakeSlack, bot: &ServeProc) -> Vec<Option<Acked>> {
     let deliveries = (0..ENVS).flat_map(|env| (0..COMMANDS_PER_ENV).map(move |k| (env, k)));
     join_all(deliveries.map(|(env, k)| async move {
         let user = requester(k);
@@ -224,7 +240,7 @@ async fn commands(fake: &FakeSlack, bot: &ServeBot) -> Vec<Option<Acked>> {
 
 async fn reactions(
     fake: &FakeSlack,
-    bot: &ServeBot,
+    bot: &ServeProc,
     plans: &[(String, Vec<Vote>)],
 ) -> Vec<Option<Acked>> {
     let deliveries = plans.iter().enumerate().flat_map(|(env, (ts, votes))| {
@@ -244,19 +260,22 @@ async fn reactions(
 
 async fn wait(
     fake: &FakeSlack,
-    bot: &ServeBot,
+    bot: &ServeProc,
     what: &str,
     pred: impl Fn(&[Posted], &[Value]) -> bool,
 ) {
     let ok = fake
-        .wait_until(what, WAIT, |f| pred(&f.posts(), &bot.journal()))
+        .wait_until(what, WAIT, |f| pred(&f.posts(), &bot.journal_json()))
         .await;
     assert!(ok, "{what}; bot log:\n{}", bot.log());
 }
 
 async fn load(transport: Transport) {
     let fake = FakeSlack::start().await;
-    let bot = ServeBot::start(&fake, &BotSetup::new(&config(), transport)).await;
+    let bot = ServeProc::options(&config())
+        .transport(transport)
+        .start(&fake)
+        .await;
 
     let command_acks = commands(&fake, &bot).await;
     check_acks("slash command", &command_acks, || bot.log());
@@ -264,6 +283,7 @@ async fn load(transport: Transport) {
         command_acks
             .iter()
             .flatten()
+            // The acknowledgement: text only (no metadata).
             .all(|a| a.text.contains("Working on")),
         "every command is taken: {command_acks:?}"
     );
@@ -283,7 +303,7 @@ async fn load(transport: Transport) {
     .await;
 
     let posts = fake.posts();
-    let journal = bot.journal();
+    let journal = bot.journal_json();
     let plans: Vec<(String, Vec<Vote>)> = (0..ENVS)
         .map(|env| {
             let ts = plan_ts(&posts, env).expect("plan");
@@ -302,7 +322,7 @@ async fn load(transport: Transport) {
         "every plan decided, every vote answered",
         |posts, journal| {
             plans.iter().enumerate().all(|(env, (ts, votes))| {
-                let refused = count_in_thread(posts, ts, ":warning:");
+                let refused = refusals_in(posts, ts);
                 let done = started_in(journal, env)
                     .iter()
                     .all(|(op, _)| outcome_of(journal, *op).is_some());
@@ -325,9 +345,9 @@ async fn load(transport: Transport) {
 
 /// One operation per environment; the approved ones applied once, the
 /// rejected ones not at all; every other vote refused once.
-fn check_outcome(fake: &FakeSlack, bot: &ServeBot, plans: &[(String, Vec<Vote>)]) {
+fn check_outcome(fake: &FakeSlack, bot: &ServeProc, plans: &[(String, Vec<Vote>)]) {
     let posts = fake.posts();
-    let journal = bot.journal();
+    let journal = bot.journal_json();
     for (env, (ts, votes)) in plans.iter().enumerate() {
         let started = started_in(&journal, env);
         assert_eq!(started.len(), 1, "operations in l{env}: {started:?}");
@@ -339,7 +359,7 @@ fn check_outcome(fake: &FakeSlack, bot: &ServeBot, plans: &[(String, Vec<Vote>)]
         );
         let plans_posted = fake_slack::plans_in(&posts, &channel(env)).len();
         assert_eq!(plans_posted, 1, "plan messages in l{env}");
-        let applied = count_in_thread(&posts, ts, "applied and verified");
+        let applied = applied_in(&posts, ts);
         let steps = count_for_op(&journal, "step_started", op);
         let outcome = outcome_of(&journal, op);
         if REJECTED.contains(&env) {
@@ -349,7 +369,7 @@ fn check_outcome(fake: &FakeSlack, bot: &ServeBot, plans: &[(String, Vec<Vote>)]
             assert_eq!((applied, steps), (1, 1), "l{env} applied once");
             assert_eq!(outcome.as_deref(), Some("completed"), "l{env}");
         }
-        let refused = count_in_thread(&posts, ts, ":warning:");
+        let refused = refusals_in(&posts, ts);
         assert_eq!(refused, counted(votes) - 1, "refused votes in l{env}");
     }
 }

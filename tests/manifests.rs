@@ -39,18 +39,26 @@ use support::kube_env::{wait_for, KubeEnv, CRD_NAME};
 
 const HOME: &str = "manifests/home";
 const HOME_NAMESPACE: &str = "failover-bot";
+/// The RoutingWeight CRD, in a folder of its own: no target kustomization
+/// includes it, so it is never applied over a site's own installation.
+const CRD_DIR: &str = "manifests/target/crd";
+/// Lunar's cluster-identity controller writes the identity ConfigMap into
+/// every namespace annotated so.
+const IDENTITY_INJECT: &str = "config.lunar.tech/cluster-identity-inject";
 const TARGET_NAMESPACE: &str = "operators";
 /// The ServiceAccount's name in both kinds of cluster, and the Lease's name.
 const BOT: &str = "failover-bot";
 /// The JournalSegment CRD the home kustomization installs.
 const JOURNAL_CRD: &str = "journalsegments.failover-bot.github.io";
 /// The container args the Deployment and the image's CMD must both have.
-const SERVE_ARGS: [&str; 8] = [
+const SERVE_ARGS: [&str; 10] = [
     "serve",
     "--config",
     "/etc/failover-bot/config.yaml",
     "--listen",
     "0.0.0.0:8080",
+    "--journal",
+    "/var/lib/failover-bot/journal.jsonl",
     "--leader-election",
     "--log-format",
     "json",
@@ -312,11 +320,11 @@ async fn home_kustomization_applies_with_validation_and_creates_every_object() {
         crd_established(&env, JOURNAL_CRD).await,
         "the JournalSegment CRD is Established"
     );
-    let volumes = kubectl(&env, &["get", "pvc", "-n", HOME_NAMESPACE, "-o", "name"]);
+    // `serve` still keeps its journal in a file on this volume.
+    let pvc = get(&env, "persistentvolumeclaim", ns, "failover-bot-journal");
     assert_eq!(
-        volumes.trim(),
-        "",
-        "no volume: the journal is in the API server"
+        pvc["spec"]["accessModes"],
+        serde_json::json!(["ReadWriteMany"])
     );
 
     let live: Deployment = serde_json::from_value(get(&env, "deployment", ns, BOT)).unwrap();
@@ -339,18 +347,16 @@ async fn crd_established(env: &KubeEnv, name: &str) -> bool {
     .await
 }
 
-/// The live Deployment's volumes name the kubeconfig Secret (group-readable
-/// only) and the generated, hash-named ConfigMap, which holds
-/// examples/config.yaml; there is no other.
+/// The live Deployment's volumes name the applied PVC, the kubeconfig Secret
+/// (group-readable only) and the generated, hash-named ConfigMap, which holds
+/// examples/config.yaml.
 fn assert_volumes_resolve(env: &KubeEnv, live: &Deployment) {
     let pod = pod_spec(live);
-    let names: BTreeSet<&str> = pod
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| v.name.as_str())
-        .collect();
-    assert_eq!(names, BTreeSet::from(["config", "kubeconfig"]));
+    let claim = volume(pod, "journal")
+        .persistent_volume_claim
+        .as_ref()
+        .unwrap();
+    assert_eq!(claim.claim_name, "failover-bot-journal");
     let kubeconfig = volume(pod, "kubeconfig").secret.as_ref().unwrap();
     assert_eq!(
         kubeconfig.secret_name.as_deref(),
@@ -559,7 +565,11 @@ async fn target_grants_exactly(
 ) -> PathBuf {
     apply_validated(env, "-k", &format!("manifests/target/{mode}"));
     let ns = Some(TARGET_NAMESPACE);
-    get(env, "namespace", None, TARGET_NAMESPACE);
+    let namespace = get(env, "namespace", None, TARGET_NAMESPACE);
+    assert_eq!(
+        namespace["metadata"]["annotations"][IDENTITY_INJECT], "true",
+        "the target namespace keeps Lunar's inject annotation: {namespace}"
+    );
     get(env, "serviceaccount", ns, BOT);
     let token_secret = get(env, "secret", ns, "failover-bot-token");
     assert_eq!(token_secret["type"], "kubernetes.io/service-account-token");
@@ -612,15 +622,26 @@ async fn target_grants_exactly(
 #[tokio::test]
 async fn routing_weight_target_grants_what_check_needs_and_nothing_else() {
     let env = KubeEnv::start(1).await;
-    // kube_env installed the CRD; remove it so the kustomization's copy must
-    // create it and get it Established.
+    // kube_env installed the CRD; remove it so the CRD's own kustomization
+    // must create it and get it Established.
     kubectl(&env, &["delete", "crd", CRD_NAME, "--wait=true"]);
+    apply_validated(&env, "-k", CRD_DIR);
+    let established = wait_for("CRD Established", Duration::from_secs(60), || async {
+        let crd = get(&env, "crd", None, CRD_NAME);
+        crd["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    })
+    .await;
+    assert!(established, "the RoutingWeight CRD is Established");
     let kubeconfig = target_grants_exactly(
         &env,
         "routing-weight",
         &[
             "get configmaps/cluster-identity",
-            "get routingweights.routing.lunar.tech",
+            "list routingweights.routing.lunar.tech",
             "create routingweights.routing.lunar.tech",
             "update routingweights.routing.lunar.tech",
             "delete routingweights.routing.lunar.tech",
@@ -633,16 +654,6 @@ async fn routing_weight_target_grants_what_check_needs_and_nothing_else() {
         ],
     )
     .await;
-    let established = wait_for("CRD Established", Duration::from_secs(60), || async {
-        let crd = get(&env, "crd", None, CRD_NAME);
-        crd["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Established" && c["status"] == "True")
-    })
-    .await;
-    assert!(established, "the RoutingWeight CRD is Established");
 
     let never = [
         "patch routingweights.routing.lunar.tech -n {ns}",
@@ -674,6 +685,7 @@ async fn ingress_annotations_target_grants_what_check_needs_and_nothing_else() {
     .await;
     let never = [
         "get routingweights.routing.lunar.tech -n {ns}",
+        "list routingweights.routing.lunar.tech -n {ns}",
         "update routingweights.routing.lunar.tech -n {ns}",
         "delete routingweights.routing.lunar.tech -n {ns}",
         "update services --all-namespaces",
@@ -683,7 +695,105 @@ async fn ingress_annotations_target_grants_what_check_needs_and_nothing_else() {
     assert_never(&env, &kubeconfig, &never, TARGET_NAMESPACE);
 }
 
+#[tokio::test]
+async fn capacity_target_lets_the_bot_read_deployments_where_bound_and_nowhere_else() {
+    use failover_bot::backend::RoutingBackend;
+    use failover_bot::config::gates::DeploymentRef;
+    use kube::api::{Patch, PatchParams};
+
+    let env = KubeEnv::start(1).await;
+    apply_validated(&env, "-k", "manifests/target/routing-weight");
+    kubectl(&env, &["create", "namespace", "payments"]);
+    apply_validated(&env, "-k", "manifests/target/capacity");
+    kubectl(
+        &env,
+        &[
+            "create",
+            "deployment",
+            "api",
+            "--image=registry.example.com/api:1",
+            "-n",
+            "payments",
+        ],
+    );
+    // The test API server runs no controller manager: set the status as the
+    // Deployment controller would.
+    let deployments: Api<Deployment> = Api::namespaced(env.client(0).await, "payments");
+    let status = serde_json::json!({"status": {"replicas": 4, "readyReplicas": 3}});
+    deployments
+        .patch_status("api", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch Deployment status");
+
+    let token = service_account_token(&env, TARGET_NAMESPACE, BOT).await;
+    let kubeconfig = env.kubeconfig_for(&token);
+    let config = Config::from_yaml(&env.config_yaml("  mode: routing-weight\n", "")).unwrap();
+    let backend = KubeBackend::connect(&config, Some(&kubeconfig))
+        .await
+        .unwrap();
+    let cluster = &config.environments["dev"].clusters[0];
+    let deployment = |name: &str| DeploymentRef {
+        namespace: "payments".into(),
+        name: name.into(),
+    };
+    assert_eq!(
+        backend
+            .ready_replicas(cluster, &deployment("api"))
+            .await
+            .unwrap(),
+        Some(3),
+        "the ServiceAccount reads status.readyReplicas"
+    );
+    assert_eq!(
+        backend
+            .ready_replicas(cluster, &deployment("worker"))
+            .await
+            .unwrap(),
+        None,
+        "a Deployment that is not there reads as missing, not as an error"
+    );
+    assert!(can_i(
+        &env,
+        &kubeconfig,
+        "get deployments.apps -n {ns}",
+        "payments"
+    ));
+    let never = [
+        "list deployments.apps -n {ns}",
+        "watch deployments.apps -n {ns}",
+        "update deployments.apps -n {ns}",
+        "get deployments.apps -n default",
+        "get deployments.apps -n operators",
+    ];
+    assert_never(&env, &kubeconfig, &never, "payments");
+}
+
 // ------------------------------------------------------------ static checks
+
+#[tokio::test]
+async fn no_target_kustomization_carries_the_crd_and_the_crd_folder_does() {
+    // kubectl's own kustomize (v2 in the test kubectl) renders each folder.
+    let env = KubeEnv::start(1).await;
+    for mode in ["routing-weight", "ingress-annotations"] {
+        let path = repo(&format!("manifests/target/{mode}"));
+        let rendered = kubectl(&env, &["kustomize", path.to_str().unwrap()]);
+        assert!(
+            !rendered.contains("kind: CustomResourceDefinition"),
+            "manifests/target/{mode} must not apply the CRD over a site's own"
+        );
+        assert!(rendered.contains("kind: Namespace"), "{rendered}");
+    }
+    let path = repo(CRD_DIR);
+    let rendered = kubectl(&env, &["kustomize", path.to_str().unwrap()]);
+    assert!(
+        rendered.contains("kind: CustomResourceDefinition"),
+        "{rendered}"
+    );
+    assert!(
+        !rendered.contains("kind: Namespace"),
+        "the CRD alone: {rendered}"
+    );
+}
 
 #[test]
 fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {
@@ -707,7 +817,7 @@ fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
     assert!(caps.add.as_ref().is_none_or(Vec::is_empty));
 
-    // Nothing is writable: the journal is in the API server.
+    // The journal is the only writable mount.
     let writable: Vec<&str> = c
         .volume_mounts
         .iter()
@@ -715,8 +825,8 @@ fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {
         .filter(|m| m.read_only != Some(true))
         .map(|m| m.mount_path.as_str())
         .collect();
-    assert!(writable.is_empty(), "{writable:?}");
-    // The token is mounted because the Lease and the journal need it.
+    assert_eq!(writable, ["/var/lib/failover-bot"]);
+    // The token is mounted because the Lease needs it.
     assert_eq!(pod.service_account_name.as_deref(), Some(BOT));
     assert_eq!(pod.automount_service_account_token, Some(true));
 }

@@ -11,10 +11,23 @@ use proptest::prelude::*;
 
 use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::backend::RoutingBackend;
-use failover_bot::command::parse;
+use failover_bot::command::understand;
 use failover_bot::config::Config;
-use failover_bot::operation::apply::apply;
+use failover_bot::engine::apply;
+use failover_bot::ids::ClusterId;
 use failover_bot::plan::{default_shift_target, shift, Change, Percent, Plan, PlanScope, Weights};
+
+/// Commands are read against the sandbox's config, from its channel and
+/// from one it refuses.
+fn read_everywhere(
+    text: &str,
+) -> Vec<Result<failover_bot::command::Understood, failover_bot::command::CommandError>> {
+    let config = Config::from_yaml(include_str!("../examples/sandbox.yaml")).unwrap();
+    ["sandbox", "C0OTHER", "D0DIRECT"]
+        .iter()
+        .map(|channel| understand(&config, channel, text))
+        .collect()
+}
 
 fn environment() -> impl Strategy<Value = Weights> {
     prop::collection::vec(0u8..=255, 1..=50)
@@ -22,7 +35,7 @@ fn environment() -> impl Strategy<Value = Weights> {
         .prop_map(|ws| {
             ws.into_iter()
                 .enumerate()
-                .map(|(i, w)| (format!("cluster-{i:02}"), w))
+                .map(|(i, w)| (ClusterId::from(format!("cluster-{i:02}")), w))
                 .collect()
         })
 }
@@ -66,13 +79,15 @@ proptest! {
 
     #[test]
     fn parser_never_panics_on_any_text(text in any::<String>()) {
-        let _ = parse(&text);
+        let _ = read_everywhere(&text);
     }
 
     #[test]
     fn parser_never_panics_on_command_like_text(text in words()) {
-        if let Err(e) = parse(&text) {
-            prop_assert!(!e.to_string().is_empty());
+        for read in read_everywhere(&text) {
+            if let Err(e) = read {
+                prop_assert!(!e.to_string().is_empty());
+            }
         }
     }
 }
@@ -87,7 +102,7 @@ proptest! {
         percent in 0u32..=100,
     ) {
         prop_assume!(current.len() >= 2);
-        let names: Vec<String> = current.clusters().map(str::to_owned).collect();
+        let names: Vec<ClusterId> = current.clusters().cloned().collect();
         let target = &names[target_index.index(names.len())];
         let percent = Percent::new(percent).unwrap();
         let after = shift(&current, target, percent).unwrap();
@@ -97,10 +112,10 @@ proptest! {
         prop_assert!(!after.all_zero());
         prop_assert!(after.clusters().eq(current.clusters()));
         // Each other cluster is within one point of its exact share.
-        let others: u32 = current.iter().filter(|(n, _)| n != target).map(|(_, w)| u32::from(w)).sum();
+        let others: u32 = current.iter().filter(|(n, _)| *n != target).map(|(_, w)| u32::from(w)).sum();
         let rest = 100.0 - f64::from(percent.get());
         let count = current.len() - 1;
-        for (name, w) in current.iter().filter(|(n, _)| n != target) {
+        for (name, w) in current.iter().filter(|(n, _)| *n != target) {
             let exact = if others == 0 {
                 rest / count as f64
             } else {
@@ -117,7 +132,7 @@ proptest! {
         target_index in any::<prop::sample::Index>(),
         percent in 0u32..=100,
     ) {
-        let names: Vec<String> = current.clusters().map(str::to_owned).collect();
+        let names: Vec<ClusterId> = current.clusters().cloned().collect();
         let target = &names[target_index.index(names.len())];
         let Ok(after) = shift(&current, target, Percent::new(percent).unwrap()) else {
             prop_assert_eq!(current.len(), 1, "only a single cluster cannot shift");
@@ -146,13 +161,13 @@ proptest! {
         percent in 0u32..=100,
     ) {
         prop_assume!(current.len() >= 2);
-        let names: Vec<String> = current.clusters().map(str::to_owned).collect();
+        let names: Vec<ClusterId> = current.clusters().cloned().collect();
         let target = names[target_index.index(names.len())].clone();
         let after = shift(&current, &target, Percent::new(percent).unwrap()).unwrap();
         let yaml = config_for(&current);
         let config = Config::from_yaml(&yaml).unwrap();
         let memory = Arc::new(MemoryBackend::from_config(&config));
-        let backend = support::FaultyBackend::new(memory.clone());
+        let backend = support::FaultyBackend::over(memory.clone());
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let env = &config.environments["dev"];
         let snapshot = runtime.block_on(backend.read(env)).unwrap();

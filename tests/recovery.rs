@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use failover_bot::backend::memory::MemoryBackend;
+use failover_bot::chat::MessageKind;
 use failover_bot::config::Config;
-use failover_bot::operation::journal::verify_chain;
+use failover_bot::journal::verify_chain;
 use failover_bot::operation::OperationOutcome;
 use failover_bot::plan::Weights;
 use support::{weights, Harness};
@@ -73,7 +74,7 @@ fn check_states(h: &Harness, label: &str) {
         assert!(!seen.weights.all_zero(), "{label}: all zero: {seen:?}");
         for (cluster, weight) in seen.weights.iter() {
             assert!(
-                allowed[cluster].contains(&weight),
+                allowed[cluster.as_str()].contains(&weight),
                 "{label}: {cluster} at {weight}, outside every plan"
             );
         }
@@ -184,11 +185,20 @@ async fn a_step_interrupted_after_someone_else_changed_a_cluster_stops_and_says_
     let h = Harness::assemble(config, memory, path, Some(dir));
     h.engine.resume().await;
     assert_eq!(h.backend.writes(), 0, "nothing more is written");
-    let said = h.chat.all_text();
-    assert!(said.contains("restarted"), "{said}");
+    assert_eq!(
+        h.chat.of_kind(MessageKind::Resuming).len(),
+        1,
+        "{}",
+        h.chat.all_text()
+    );
+    let stopped = h.chat.of_kind(MessageKind::StepStopped);
+    assert_eq!(stopped.len(), 1, "{}", h.chat.all_text());
+    let journal = h.journal_lines().join("\n");
     assert!(
-        said.contains("c holds weight 7, neither the plan's before (0) nor after (50)"),
-        "{said}"
+        journal.contains(
+            r#""refusal":"unexpected_weight","cluster":"c","found":7,"before":0,"after":50"#
+        ),
+        "the journal has why: {journal}"
     );
     let finished = h.engine.finished_operations();
     assert!(matches!(

@@ -155,12 +155,12 @@ fn crd_manifest_is_what_the_binary_prints() {
     let printed = String::from_utf8(output.stdout).unwrap();
     let shipped = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/manifests/target/routing-weight/crd-routingweight.yaml"
+        "/manifests/target/crd/crd-routingweight.yaml"
     ))
     .unwrap();
     assert_eq!(
         printed, shipped,
-        "manifests/target/routing-weight/crd-routingweight.yaml is stale: run `failover-bot crd > manifests/target/routing-weight/crd-routingweight.yaml`"
+        "manifests/target/crd/crd-routingweight.yaml is stale: run `failover-bot crd > manifests/target/crd/crd-routingweight.yaml`"
     );
     assert!(printed.contains("name: routingweights.routing.lunar.tech"));
     assert!(printed.contains("- clusterName"));

@@ -23,14 +23,15 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use failover_bot::chat::{Chat, Message};
+use failover_bot::chat::{Chat, Message, MessageKind};
 use failover_bot::config::Config;
-use failover_bot::operation::engine::EngineError;
+use failover_bot::engine::EngineError;
 use failover_bot::slack::web::SlackChat;
 use failover_bot::slack::{Secret, SlackSettings};
 use hyper_util::client::legacy::connect::HttpConnector;
 use slack_morphism::prelude::*;
-use support::fake_slack::{self, BotSetup, FakeSlack, Fault, ServeBot, Transport};
+use support::fake_slack::{self, FakeSlack, Fault};
+use support::serve_proc::{Secrets, ServeOptions, ServeProc, Transport};
 
 /// Shaped like the real ones, with `/` and `+` so that their
 /// percent-encoded forms differ from them.
@@ -172,19 +173,23 @@ fn the_leak_detector_finds_each_form() {
 
 // ---------------------------------------------------- the whole process
 
-fn setup(transport: Transport, log_format: &str) -> BotSetup {
-    let mut setup = BotSetup::new(CONFIG, transport);
-    setup.bot_token = BOT_TOKEN.to_owned();
-    setup.app_token = APP_TOKEN.to_owned();
-    setup.signing_secret = SIGNING_SECRET.to_owned();
-    setup.rust_log = "trace".to_owned();
-    setup
-        .extra_env
-        .push(("FAILOVER_BOT_LOG_FORMAT".to_owned(), log_format.to_owned()));
-    setup
+/// Every secret given, in both transports (in Socket Mode the signing
+/// secret is one more that must not leak), and every log line written.
+fn setup(transport: Transport, log_format: &str) -> ServeOptions {
+    let secrets = Secrets {
+        bot_token: BOT_TOKEN.to_owned(),
+        app_token: APP_TOKEN.to_owned(),
+        signing_secret: SIGNING_SECRET.to_owned(),
+        signing_secret_in_socket_mode: true,
+    };
+    ServeProc::options(CONFIG)
+        .transport(transport)
+        .secrets(secrets)
+        .rust_log("trace")
+        .env("FAILOVER_BOT_LOG_FORMAT", log_format)
 }
 
-async fn wait(fake: &FakeSlack, bot: &ServeBot, what: &str, pred: impl Fn(&FakeSlack) -> bool) {
+async fn wait(fake: &FakeSlack, bot: &ServeProc, what: &str, pred: impl Fn(&FakeSlack) -> bool) {
     assert!(
         fake.wait_until(what, WAIT, pred).await,
         "{what}; log:\n{}",
@@ -197,11 +202,11 @@ fn plan_ts(fake: &FakeSlack) -> Option<String> {
     plans.into_iter().map(|(_, ts)| ts).next()
 }
 
-fn journaled(bot: &ServeBot, kind: &str) -> bool {
-    bot.journal().iter().any(|r| r["type"] == kind)
+fn journaled(bot: &ServeProc, kind: &str) -> bool {
+    bot.journal_json().iter().any(|r| r["type"] == kind)
 }
 
-async fn command(fake: &FakeSlack, bot: &ServeBot, user: &str, text: &str, trigger: &str) {
+async fn command(fake: &FakeSlack, bot: &ServeProc, user: &str, text: &str, trigger: &str) {
     let acked = bot
         .deliver_command(
             fake,
@@ -217,7 +222,7 @@ async fn command(fake: &FakeSlack, bot: &ServeBot, user: &str, text: &str, trigg
 }
 
 /// Command, approval, the step, the end of the operation.
-async fn operation(fake: &FakeSlack, bot: &ServeBot) {
+async fn operation(fake: &FakeSlack, bot: &ServeProc) {
     command(fake, bot, "UALICE", "shift 50 to green", "trig-op").await;
     wait(fake, bot, "the plan, journaled", |f| {
         plan_ts(f).is_some() && journaled(bot, "proposed")
@@ -227,13 +232,17 @@ async fn operation(fake: &FakeSlack, bot: &ServeBot) {
     let event = fake_slack::reaction_event("Ev-ok", "UBOB", "white_check_mark", "C1", &ts, true);
     bot.deliver_event(fake, event, "env-ok", 0).await;
     wait(fake, bot, "applied", |f| {
-        fake_slack::thread_of(&f.posts(), &ts).any(|t| t.contains("applied and verified"))
+        f.thread_has(
+            &ts,
+            "step_result",
+            &[("outcome", "applied"), ("verified", "true")],
+        )
     })
     .await;
 }
 
 /// Slack refuses the token (`invalid_auth`) and fails with a 500.
-async fn slack_errors(fake: &FakeSlack, bot: &ServeBot) {
+async fn slack_errors(fake: &FakeSlack, bot: &ServeProc) {
     fake.fail_next("chat.postMessage", Fault::SlackError("invalid_auth"));
     command(fake, bot, "UALICE", "status", "trig-invalid-auth").await;
     wait(fake, bot, "status refused with invalid_auth", |f| {
@@ -255,7 +264,7 @@ async fn slack_errors(fake: &FakeSlack, bot: &ServeBot) {
 }
 
 /// A request signed with another secret, and one with no signature.
-async fn forged(bot: &ServeBot) -> Vec<u16> {
+async fn forged(bot: &ServeProc) -> Vec<u16> {
     let body = fake_slack::slash_command_form("UALICE", "C1", "shift 60", "trig-forged");
     let client = reqwest::Client::new();
     let now = chrono::Utc::now().timestamp();
@@ -277,7 +286,7 @@ async fn forged(bot: &ServeBot) -> Vec<u16> {
 }
 
 /// A `disconnect` envelope, then a connection dropped without a close.
-async fn reconnects(fake: &FakeSlack, bot: &ServeBot) {
+async fn reconnects(fake: &FakeSlack, bot: &ServeProc) {
     fake.send_disconnect("refresh_requested").await;
     assert!(
         fake.wait_connected(2, WAIT).await,
@@ -294,7 +303,7 @@ async fn reconnects(fake: &FakeSlack, bot: &ServeBot) {
 }
 
 /// The bot's HTTP endpoints, whatever they answer.
-async fn endpoints(bot: &ServeBot) -> String {
+async fn endpoints(bot: &ServeProc) -> String {
     let mut text = String::new();
     for path in ["/metrics", "/healthz", "/readyz"] {
         if let Ok(response) = reqwest::get(bot.url(path)).await {
@@ -306,7 +315,7 @@ async fn endpoints(bot: &ServeBot) -> String {
 
 async fn full_run(transport: Transport, log_format: &str) {
     let fake = FakeSlack::start().await;
-    let mut bot = ServeBot::start(&fake, &setup(transport, log_format)).await;
+    let mut bot = setup(transport, log_format).start(&fake).await;
     operation(&fake, &bot).await;
     slack_errors(&fake, &bot).await;
     let statuses = forged(&bot).await;
@@ -447,7 +456,7 @@ async fn chat_errors_never_quote_the_token() {
         Fault::SlackError("token_revoked"),
         Fault::ServerError,
     ];
-    let message = Message::new("hello");
+    let message = Message::new(MessageKind::Help, "hello");
     let mut errors = Vec::new();
     for fault in faults {
         fake.fail_next("chat.postMessage", fault);

@@ -1,6 +1,10 @@
 //! The real `failover-bot serve` process against the wire-level fake Slack,
 //! over both transports: Socket Mode and the signed Events API over HTTP.
-//! Every scenario runs on both; assertions are on what the channel saw.
+//! Every scenario runs on both; assertions are on what the channel saw: the
+//! kind and facts of each message, which travel as its Slack metadata (the
+//! words are pinned by the snapshots of `tests/messages.rs`). Answers only
+//! their recipient sees (a slash command's acknowledgement, an ephemeral
+//! message) carry no metadata: for those the text is all there is.
 
 mod support;
 
@@ -8,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::fake_slack::{self, FakeSlack, Fault};
-use support::serve_proc::{now, signed_post, Clusters, ServeProc as Bot, Transport, WAIT};
+use support::serve_proc::{now, ServeProc as Bot, Transport, WAIT};
 
 const CONFIG: &str = r#"
 slack:
@@ -31,11 +35,16 @@ async fn start_bot(fake: &FakeSlack, transport: Transport) -> Bot {
 
 async fn start_bot_with(fake: &FakeSlack, transport: Transport, expiry: &str) -> Bot {
     let config = CONFIG.replace("EXPIRY", expiry);
-    Bot::start(fake, transport, &config, Clusters::InMemory).await
+    Bot::options(&config).transport(transport).start(fake).await
 }
 
-fn thread_has(fake: &FakeSlack, ts: &str, needle: &str) -> bool {
-    fake.thread_texts(ts).iter().any(|t| t.contains(needle))
+/// A step's result in the thread of plan `ts`: applied and verified.
+fn applied(fake: &FakeSlack, ts: &str) -> bool {
+    fake.thread_has(
+        ts,
+        "step_result",
+        &[("outcome", "applied"), ("verified", "true")],
+    )
 }
 
 async fn wait(fake: &FakeSlack, bot: &Bot, what: &str, pred: impl Fn(&FakeSlack) -> bool) {
@@ -45,6 +54,7 @@ async fn wait(fake: &FakeSlack, bot: &Bot, what: &str, pred: impl Fn(&FakeSlack)
 /// `/failover shift 50` by alice; returns the plan message's ts.
 async fn propose(fake: &FakeSlack, bot: &Bot) -> String {
     let reply = bot.slash(fake, "UALICE", "shift 50", "trig-1").await;
+    // The acknowledgement: text only (no metadata).
     assert!(reply.contains("Working on `/failover shift 50`"), "{reply}");
     wait(fake, bot, "plan posted", |f| !f.plan_posts().is_empty()).await;
     fake.plan_posts()[0].ts.clone()
@@ -55,12 +65,22 @@ async fn happy_path(transport: Transport) {
     let bot = start_bot(&fake, transport).await;
     let ts = propose(&fake, &bot).await;
     let plan = &fake.plan_posts()[0];
+    let after = "k8s-blue.dev.example.com=50 k8s-green.dev.example.com=50";
     assert!(
-        plan.text.contains("k8s-blue.dev.example.com"),
+        plan.is(
+            "plan",
+            &[
+                ("op", "1"),
+                ("step", "1"),
+                ("requester", "UALICE"),
+                ("after", after)
+            ]
+        ),
         "{}",
-        plan.text
+        plan.summary()
     );
-    assert!(plan.text.contains("→ 50"), "{}", plan.text);
+    // Who may approve comes from the config, not from the plan's facts:
+    // only the words name them.
     assert!(
         plan.text.contains("<@UBOB>"),
         "who may approve: {}",
@@ -75,19 +95,15 @@ async fn happy_path(transport: Transport) {
     bot.reaction(&fake, "Ev-self", "UALICE", "white_check_mark", &ts, true)
         .await;
     wait(&fake, &bot, "self-approval refused in the thread", |f| {
-        thread_has(f, &ts, "cannot approve their own request")
+        f.thread_has(&ts, "refused", &[("refusal", "self_approval")])
     })
     .await;
     bot.reaction(&fake, "Ev-bob", "UBOB", "white_check_mark", &ts, true)
         .await;
-    wait(&fake, &bot, "applied in the thread", |f| {
-        thread_has(f, &ts, "applied and verified")
-    })
-    .await;
+    wait(&fake, &bot, "applied in the thread", |f| applied(f, &ts)).await;
     wait(&fake, &bot, "plan updated to applied", |f| {
         f.last_update(&ts)
-            .unwrap_or_default()
-            .contains("applied (approved by <@UBOB>)")
+            .is_some_and(|u| u.is("plan", &[("status", "applied"), ("approved_by", "UBOB")]))
     })
     .await;
 }
@@ -110,7 +126,7 @@ async fn group_approver(transport: Transport) {
     bot.reaction(&fake, "Ev-dave", "UDAVE", "white_check_mark", &ts, true)
         .await;
     wait(&fake, &bot, "group member's approval applies", |f| {
-        thread_has(f, &ts, "applied and verified")
+        applied(f, &ts)
     })
     .await;
     assert_eq!(fake.calls_to("usergroups.users.list").len(), 1);
@@ -133,30 +149,33 @@ async fn reject_and_withdraw(transport: Transport) {
     bot.reaction(&fake, "Ev-x", "UBOB", "x", &ts, true).await;
     wait(&fake, &bot, "rejected", |f| {
         f.last_update(&ts)
-            .unwrap_or_default()
-            .contains("rejected by <@UBOB>")
+            .is_some_and(|u| u.is("plan", &[("status", "rejected"), ("by", "UBOB")]))
     })
     .await;
 
     let reply = bot
         .slash(&fake, "UALICE", "shift 60 to green", "trig-2")
         .await;
-    assert!(reply.contains("Working on"), "{reply}");
+    assert!(reply.contains("Working on"), "{reply}"); // the acknowledgement
     wait(&fake, &bot, "second plan", |f| f.plan_posts().len() == 2).await;
     let second = fake.plan_posts()[1].ts.clone();
     bot.reaction(&fake, "Ev-withdraw", "UALICE", "x", &second, true)
         .await;
     wait(&fake, &bot, "withdrawn", |f| {
         f.last_update(&second)
-            .unwrap_or_default()
-            .contains("withdrawn by <@UALICE>")
+            .is_some_and(|u| u.is("plan", &[("status", "withdrawn"), ("by", "UALICE")]))
     })
     .await;
-    assert!(!fake
-        .thread_texts(&ts)
-        .iter()
-        .chain(fake.thread_texts(&second).iter())
-        .any(|t| t.contains("applied")));
+    let threads: Vec<_> = fake
+        .thread(&ts)
+        .into_iter()
+        .chain(fake.thread(&second))
+        .collect();
+    assert!(
+        !threads.iter().any(|p| p.kind() == Some("step_result")),
+        "no step ran: {:?}",
+        threads.iter().map(|p| p.summary()).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -174,13 +193,13 @@ async fn expiry(transport: Transport) {
     let bot = start_bot_with(&fake, transport, "2s").await;
     let ts = propose(&fake, &bot).await;
     wait(&fake, &bot, "expired by the timer", |f| {
-        f.last_update(&ts).unwrap_or_default().contains("expired")
+        f.plan_status(&ts).as_deref() == Some("expired")
     })
     .await;
     bot.reaction(&fake, "Ev-late", "UBOB", "white_check_mark", &ts, true)
         .await;
     wait(&fake, &bot, "late approval refused", |f| {
-        thread_has(f, &ts, "no longer awaiting approval")
+        f.thread_has(&ts, "refused", &[("refusal", "plan_closed")])
     })
     .await;
 }
@@ -207,10 +226,7 @@ async fn duplicate_deliveries(transport: Transport) {
         bot.reaction(&fake, "Ev-same", "UBOB", "white_check_mark", &ts, true)
             .await;
     }
-    wait(&fake, &bot, "applied", |f| {
-        thread_has(f, &ts, "applied and verified")
-    })
-    .await;
+    wait(&fake, &bot, "applied", |f| applied(f, &ts)).await;
     // The operation is recorded as ended just after its result is posted:
     // ask for status until the bot says nothing runs (bounded).
     let mut idle = false;
@@ -221,7 +237,7 @@ async fn duplicate_deliveries(transport: Transport) {
             .wait_until("status says idle", Duration::from_millis(500), |f| {
                 f.posts()
                     .iter()
-                    .any(|p| p.text.contains("no operation running"))
+                    .any(|p| p.is("status", &[("running", "none")]))
             })
             .await;
         if idle {
@@ -229,12 +245,12 @@ async fn duplicate_deliveries(transport: Transport) {
         }
     }
     assert!(idle, "status never said idle; bot log:\n{}", bot.log());
-    let applied = fake
-        .thread_texts(&ts)
+    let results = fake
+        .thread(&ts)
         .iter()
-        .filter(|t| t.contains("applied and verified"))
+        .filter(|p| p.kind() == Some("step_result"))
         .count();
-    assert_eq!(applied, 1, "one execution");
+    assert_eq!(results, 1, "one execution");
     assert_eq!(fake.plan_posts().len(), 1, "one plan");
 }
 
@@ -284,6 +300,7 @@ async fn http_429_is_retried_after_retry_after() {
 async fn bad_input(transport: Transport) {
     let fake = FakeSlack::start().await;
     let bot = start_bot(&fake, transport).await;
+    // Answered in the acknowledgement itself: text only (no metadata).
     let reply = bot.slash(&fake, "UALICE", "shfit 50", "trig-bad").await;
     assert!(reply.contains("did you mean `shift`?"), "{reply}");
     let reply = bot.slash(&fake, "UALICE", "help", "trig-help").await;
@@ -325,10 +342,7 @@ async fn socket_dropped_mid_operation_reconnects_and_completes() {
         true,
     )
     .await;
-    wait(&fake, &bot, "applied after reconnect", |f| {
-        thread_has(f, &ts, "applied and verified")
-    })
-    .await;
+    wait(&fake, &bot, "applied after reconnect", |f| applied(f, &ts)).await;
 }
 
 #[tokio::test]
@@ -372,7 +386,9 @@ async fn http_forged_or_stale_signatures_get_401_and_do_nothing() {
         .unwrap();
     assert_eq!(forged.status(), 401);
 
-    let stale = signed_post(&bot.url("/slack/commands"), &body, now() - 6 * 60).await;
+    let stale = bot
+        .post_signed_at("/slack/commands", &body, now() - 6 * 60)
+        .await;
     assert_eq!(stale.status(), 401);
 
     let event =
@@ -403,7 +419,7 @@ async fn http_url_verification_and_malformed_events() {
     let fake = FakeSlack::start().await;
     let bot = start_bot(&fake, Transport::Http).await;
     let challenge = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
-    let response = signed_post(&bot.url("/slack/events"), challenge, now()).await;
+    let response = bot.post_signed_at("/slack/events", challenge, now()).await;
     assert_eq!(response.status(), 200);
     let json: Value = response.json().await.unwrap();
     assert_eq!(
@@ -411,8 +427,12 @@ async fn http_url_verification_and_malformed_events() {
         "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
     );
 
-    let response = signed_post(&bot.url("/slack/events"), "{not json", now()).await;
+    let response = bot
+        .post_signed_at("/slack/events", "{not json", now())
+        .await;
     assert_eq!(response.status(), 400);
-    let response = signed_post(&bot.url("/slack/commands"), "user_id=U1", now()).await;
+    let response = bot
+        .post_signed_at("/slack/commands", "user_id=U1", now())
+        .await;
     assert_eq!(response.status(), 400);
 }

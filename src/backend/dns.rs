@@ -13,10 +13,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::kube::KubeBackend;
-use super::route53::{RecordReport, Route53};
+use super::route53::{RecordReport, Registry, Route53, Route53Error};
 use super::{
-    BackendError, ClusterState, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+    BackendError, ClusterState, Convergence, GateFailure, HealthFailure, Removal, RoutingBackend,
+    Snapshot, Written,
 };
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, EnvironmentConfig};
 use crate::plan::Weights;
 
@@ -36,7 +38,7 @@ fn per_cluster(expected: &Weights, reports: &[RecordReport]) -> Vec<Convergence>
                 .map(|r| format!("Route53 {}", r.record))
                 .collect();
             Convergence {
-                cluster: cluster.to_owned(),
+                cluster: cluster.clone(),
                 converged: reports.len() - stragglers.len(),
                 total: reports.len(),
                 stragglers,
@@ -81,7 +83,8 @@ async fn route53_convergence(
 }
 
 /// Which Route53 zone and records each cluster's traffic goes through.
-pub type ClusterZones = std::collections::BTreeMap<String, crate::config::Route53Config>;
+pub type ClusterZones =
+    std::collections::BTreeMap<crate::ids::ClusterId, crate::config::Route53Config>;
 
 pub fn cluster_zones(config: &crate::config::Config) -> ClusterZones {
     config
@@ -107,7 +110,9 @@ async fn route53_health(
         Some(dns) => route53
             .cluster_health(&dns.zone_id, &dns.records, &cluster.name)
             .await
-            .map_err(GateFailure::Unhealthy),
+            .map_err(|detail| GateFailure::Unhealthy {
+                failure: HealthFailure::Route53 { detail },
+            }),
         None => Ok(()),
     }
 }
@@ -166,6 +171,23 @@ impl RoutingBackend for DnsVerified {
     }
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
         self.inner.create(cluster).await
+    }
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
+        self.inner.create_at(cluster, weight).await
+    }
+    fn removal(&self) -> Removal {
+        self.inner.removal()
+    }
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        self.inner.ready_replicas(cluster, deployment).await
     }
     async fn delete(
         &self,
@@ -272,12 +294,19 @@ impl RoutingBackend for Route53Mode {
             snapshot.clusters.insert(
                 cluster.name.clone(),
                 ClusterState {
-                    weight: first.get(&cluster.name).copied(),
+                    weight: first.get(cluster.name.as_str()).copied(),
                     version: None,
                 },
             );
         }
         Ok(snapshot)
+    }
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        self.identity.ready_replicas(cluster, deployment).await
     }
     async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         self.identity.check_identity(cluster).await
@@ -320,20 +349,23 @@ impl RoutingBackend for Route53Mode {
             Ok(dns) => dns,
             Err(e) => return Some(Err(e)),
         };
+        let registry = Registry::from(dns);
         let written = self
             .route53
-            .write_weights(&dns.zone_id, &dns.records, after)
+            .write_weights_as(&registry, &dns.zone_id, &dns.records, after)
             .await;
-        let Err(error) = written else {
-            return Some(Ok(Written::Applied));
+        let error = match written {
+            Ok(_) => return Some(Ok(Written::Applied)),
+            // Refused before any write: nothing to put back.
+            Err(Route53Error::NotOwned(not_owned)) => {
+                return Some(Err(BackendError::NotOwned(not_owned)))
+            }
+            Err(error @ Route53Error::Invalid(_)) => return Some(Err(dns_error(error))),
+            Err(error) => error,
         };
-        if matches!(error, super::route53::Route53Error::Invalid(_)) {
-            // Refused before any call: nothing to put back.
-            return Some(Err(dns_error(error)));
-        }
         let restored = self
             .route53
-            .write_weights(&dns.zone_id, &dns.records, before)
+            .write_weights_as(&registry, &dns.zone_id, &dns.records, before)
             .await;
         Some(Err(match restored {
             Ok(_) => dns_error(format!("{error}; every record was put back")),
@@ -360,6 +392,31 @@ impl RoutingBackend for Route53Mode {
     }
 }
 
+/// `failover-bot check` in mode `route53`: every configured cluster's
+/// weighted records are the bot's by external-dns's registry.
+pub async fn check_ownership(
+    route53: &Route53,
+    env: &EnvironmentConfig,
+    dns: &crate::config::Route53Config,
+) -> Vec<String> {
+    let clusters: Vec<String> = env.clusters.iter().map(|c| c.name.to_string()).collect();
+    let registry = Registry::from(dns);
+    match route53
+        .foreign_records(&registry, &dns.zone_id, &dns.records, &clusters)
+        .await
+    {
+        Err(e) => vec![format!(
+            "cannot read the registry records from Route53: {e}"
+        )],
+        Ok(foreign) if foreign.is_empty() => Vec::new(),
+        Ok(foreign) => vec![super::route53::NotOwned {
+            owner_id: registry.owner_id,
+            records: foreign,
+        }
+        .to_string()],
+    }
+}
+
 /// `failover-bot check`: the zone answers and every record has one weighted
 /// set per configured cluster. Returns the problems found.
 pub async fn check_records(
@@ -374,7 +431,7 @@ pub async fn check_records(
             .flat_map(|(record, sets)| {
                 env.clusters
                     .iter()
-                    .filter(|c| !sets.contains_key(&c.name))
+                    .filter(|c| !sets.contains_key(c.name.as_str()))
                     .map(move |c| format!("{record} has no weighted set for {}", c.name))
             })
             .collect(),

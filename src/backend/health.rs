@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::backend::GateFailure;
+use crate::backend::{GateFailure, HealthFailure};
 
 const TRIES: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,22 +31,41 @@ impl HealthProbe {
         Self { client }
     }
 
-    /// Ok when `url` answers 2xx within [`TRIES`] tries.
+    /// Ok when `url` answers 2xx within [`TRIES`] tries; otherwise what the
+    /// last try found.
     pub async fn check(&self, url: &str) -> Result<(), GateFailure> {
-        let mut last = String::new();
+        let mut last = HealthFailure::Unreachable {
+            url: url.to_owned(),
+            tries: TRIES,
+        };
         for attempt in 1..=TRIES {
             match self.client.get(url).send().await {
                 Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => last = format!("{url} answered {}", response.status()),
-                Err(error) if error.is_timeout() => {
-                    last = format!("{url} did not answer within {TIMEOUT:?}")
+                Ok(response) => {
+                    last = HealthFailure::Status {
+                        url: url.to_owned(),
+                        status: response.status().as_u16(),
+                        tries: TRIES,
+                    }
                 }
-                Err(_) => last = format!("{url} is unreachable"),
+                Err(error) if error.is_timeout() => {
+                    last = HealthFailure::Timeout {
+                        url: url.to_owned(),
+                        seconds: TIMEOUT.as_secs(),
+                        tries: TRIES,
+                    }
+                }
+                Err(_) => {
+                    last = HealthFailure::Unreachable {
+                        url: url.to_owned(),
+                        tries: TRIES,
+                    }
+                }
             }
             if attempt < TRIES {
                 tokio::time::sleep(PAUSE).await;
             }
         }
-        Err(GateFailure::Unhealthy(format!("{last} ({TRIES} tries)")))
+        Err(GateFailure::Unhealthy { failure: last })
     }
 }

@@ -1,6 +1,6 @@
 //! In-memory clusters: the sandbox's backend, and the tests' stand-in for
 //! real clusters when the subject is the engine. The knobs (identity, health,
-//! reachability, edits by someone else) simulate what real clusters do.
+//! edits by someone else) simulate what real clusters do.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,25 +8,30 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    BackendError, ClusterState, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+    BackendError, ClusterState, Convergence, GateFailure, HealthFailure, RoutingBackend, Snapshot,
+    Written,
 };
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, Config, EnvironmentConfig};
+use crate::ids::ClusterId;
 use crate::plan::Weights;
 
 #[derive(Clone, Debug)]
 struct MemCluster {
+    /// Ready replicas by Deployment (`namespace/name`), for the capacity
+    /// gate; a Deployment not listed does not exist.
+    ready: BTreeMap<String, u32>,
     weight: Option<u8>,
     version: u64,
     identity: String,
     unhealthy: Option<String>,
-    reachable: bool,
 }
 
 /// Clusters keyed by name (cluster names are identities, so they are unique
 /// across environments in any real setup).
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    clusters: Mutex<BTreeMap<String, MemCluster>>,
+    clusters: Mutex<BTreeMap<ClusterId, MemCluster>>,
 }
 
 impl MemoryBackend {
@@ -45,13 +50,13 @@ impl MemoryBackend {
 
     pub fn insert(&self, name: &str, weight: Option<u8>) {
         self.lock().insert(
-            name.to_owned(),
+            name.into(),
             MemCluster {
+                ready: BTreeMap::new(),
                 weight,
                 version: 1,
                 identity: name.to_owned(),
                 unhealthy: None,
-                reachable: true,
             },
         );
     }
@@ -81,14 +86,17 @@ impl MemoryBackend {
         self.with(name, |c| c.identity = identity.to_owned());
     }
 
+    /// The cluster's Deployment `deployment` (`namespace/name`) has `ready`
+    /// ready replicas.
+    pub fn set_ready(&self, name: &str, deployment: &str, ready: u32) {
+        self.with(name, |c| {
+            c.ready.insert(deployment.to_owned(), ready);
+        });
+    }
+
     /// `Some(reason)` makes the health gate fail.
     pub fn set_unhealthy(&self, name: &str, reason: Option<&str>) {
         self.with(name, |c| c.unhealthy = reason.map(str::to_owned));
-    }
-
-    /// An unreachable cluster fails every call.
-    pub fn set_reachable(&self, name: &str, reachable: bool) {
-        self.with(name, |c| c.reachable = reachable);
     }
 
     fn with(&self, name: &str, f: impl FnOnce(&mut MemCluster)) {
@@ -97,23 +105,19 @@ impl MemoryBackend {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, MemCluster>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ClusterId, MemCluster>> {
         // A panic elsewhere must not wedge the sandbox: the map stays usable.
         self.clusters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn reachable<R>(
+    fn existing<R>(
         &self,
         name: &str,
         f: impl FnOnce(&mut MemCluster) -> Result<R, BackendError>,
     ) -> Result<R, BackendError> {
         let mut clusters = self.lock();
         match clusters.get_mut(name) {
-            Some(c) if c.reachable => f(c),
-            Some(_) => Err(BackendError::Failed {
-                cluster: name.to_owned(),
-                reason: "unreachable".into(),
-            }),
+            Some(c) => f(c),
             None => Err(BackendError::Failed {
                 cluster: name.to_owned(),
                 reason: "no such cluster in memory".into(),
@@ -133,10 +137,20 @@ fn check_version(name: &str, c: &MemCluster, expected: Option<&str>) -> Result<(
 
 #[async_trait]
 impl RoutingBackend for MemoryBackend {
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        self.existing(&cluster.name, |c| {
+            Ok(c.ready.get(&deployment.to_string()).copied())
+        })
+    }
+
     async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
         let mut snapshot = Snapshot::default();
         for cluster in &env.clusters {
-            let state = self.reachable(&cluster.name, |c| {
+            let state = self.existing(&cluster.name, |c| {
                 Ok(ClusterState {
                     weight: c.weight,
                     version: Some(c.version.to_string()),
@@ -150,13 +164,9 @@ impl RoutingBackend for MemoryBackend {
     async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         let clusters = self.lock();
         match clusters.get(&cluster.name) {
-            Some(c) if !c.reachable => Err(GateFailure::IdentityUnknown {
-                context: cluster.context.clone(),
-                reason: "unreachable".into(),
-            }),
             Some(c) if c.identity != cluster.name => Err(GateFailure::IdentityMismatch {
                 context: cluster.context.clone(),
-                expected: cluster.name.clone(),
+                expected: cluster.name.to_string(),
                 found: c.identity.clone(),
             }),
             Some(_) => Ok(()),
@@ -173,7 +183,9 @@ impl RoutingBackend for MemoryBackend {
             .get(&cluster.name)
             .and_then(|c| c.unhealthy.clone())
         {
-            Some(reason) => Err(GateFailure::Unhealthy(reason)),
+            Some(reason) => Err(GateFailure::Unhealthy {
+                failure: HealthFailure::Other { reason },
+            }),
             None => Ok(()),
         }
     }
@@ -185,11 +197,11 @@ impl RoutingBackend for MemoryBackend {
         expected_version: Option<&str>,
     ) -> Result<Written, BackendError> {
         let name = &cluster.name;
-        self.reachable(name, |c| {
+        self.existing(name, |c| {
             check_version(name, c, expected_version)?;
             if c.weight.is_none() {
                 return Err(BackendError::NotFound {
-                    cluster: name.clone(),
+                    cluster: name.to_string(),
                 });
             }
             c.weight = Some(weight);
@@ -199,15 +211,23 @@ impl RoutingBackend for MemoryBackend {
     }
 
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        self.create_at(cluster, 0).await
+    }
+
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
         let name = &cluster.name;
-        self.reachable(name, |c| {
+        self.existing(name, |c| {
             if c.weight.is_some() {
-                return Err(BackendError::Failed {
-                    cluster: name.clone(),
-                    reason: "routing object already exists".into(),
+                return Err(BackendError::Exists {
+                    cluster: name.to_string(),
+                    object: "in memory".into(),
                 });
             }
-            c.weight = Some(0);
+            c.weight = Some(weight);
             c.version += 1;
             Ok(Written::Applied)
         })
@@ -219,7 +239,7 @@ impl RoutingBackend for MemoryBackend {
         expected_version: Option<&str>,
     ) -> Result<Written, BackendError> {
         let name = &cluster.name;
-        self.reachable(name, |c| {
+        self.existing(name, |c| {
             check_version(name, c, expected_version)?;
             c.weight = None;
             c.version += 1;

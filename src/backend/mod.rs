@@ -15,18 +15,21 @@ pub mod route53;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, EnvironmentConfig};
+use crate::ids::ClusterId;
 use crate::plan::Weights;
 
 /// Every configured cluster's routing state in one environment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub clusters: BTreeMap<String, ClusterState>,
+    pub clusters: BTreeMap<ClusterId, ClusterState>,
 }
 
 /// One cluster's routing object, if it has one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// `None`: the cluster has no routing object (not routed).
     pub weight: Option<u8>,
@@ -46,13 +49,18 @@ impl Snapshot {
     pub fn version(&self, cluster: &str) -> Option<&str> {
         self.clusters.get(cluster)?.version.as_deref()
     }
+
+    /// A cluster's weight, `None` when it has no routing object.
+    pub fn weight(&self, cluster: &str) -> Option<u8> {
+        self.clusters.get(cluster)?.weight
+    }
 }
 
 /// How far one cluster has carried the weight to what serves traffic
 /// (Ingresses, Services, DNS records).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Convergence {
-    pub cluster: String,
+    pub cluster: ClusterId,
     pub converged: usize,
     pub total: usize,
     /// Objects that do not carry the weight yet.
@@ -65,8 +73,35 @@ impl Convergence {
     }
 }
 
+/// Why a health probe says a cluster is not fit for more traffic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "probe", rename_all = "snake_case")]
+pub enum HealthFailure {
+    #[error("{url} answered {status} ({tries} tries)")]
+    Status {
+        url: String,
+        status: u16,
+        tries: u32,
+    },
+    #[error("{url} did not answer within {seconds} s ({tries} tries)")]
+    Timeout {
+        url: String,
+        seconds: u64,
+        tries: u32,
+    },
+    #[error("{url} is unreachable ({tries} tries)")]
+    Unreachable { url: String, tries: u32 },
+    /// A Route53 health check on the cluster's records is not healthy.
+    #[error("{detail}")]
+    Route53 { detail: String },
+    /// What a stand-in for a real probe reports (in-memory clusters).
+    #[error("{reason}")]
+    Other { reason: String },
+}
+
 /// Why a cluster may not receive traffic.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "gate", rename_all = "snake_case")]
 pub enum GateFailure {
     #[error("context {context} answers as `{found}`, not `{expected}`")]
     IdentityMismatch {
@@ -76,19 +111,22 @@ pub enum GateFailure {
     },
     #[error("cannot verify identity through context {context}: {reason}")]
     IdentityUnknown { context: String, reason: String },
-    #[error("health check failed: {0}")]
-    Unhealthy(String),
+    #[error("health check failed: {failure}")]
+    Unhealthy { failure: HealthFailure },
 }
 
 impl GateFailure {
     /// Only health failures can be overridden (break-glass); a cluster whose
     /// identity is wrong or unknown never gets traffic.
     pub fn is_health(&self) -> bool {
-        matches!(self, GateFailure::Unhealthy(_))
+        matches!(self, GateFailure::Unhealthy { .. })
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// A backend call that failed. `cluster` names the cluster (or `Route53`);
+/// `reason` is what the API said, shortened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
 pub enum BackendError {
     #[error("{cluster}: changed by someone else since it was read")]
     Conflict { cluster: String },
@@ -99,12 +137,43 @@ pub enum BackendError {
     /// Part of a multi-part write landed and could not be put back.
     #[error("{cluster}: {reason}")]
     Partial { cluster: String, reason: String },
+    /// More than one routing object names the cluster (RoutingWeights with
+    /// the same `spec.clusterName`): Lunar's cluster-routing controller
+    /// stops annotating in that state, so the bot touches none of them.
+    #[error(
+        "{cluster}: more than one RoutingWeight names it in spec.clusterName ({}); \
+         Lunar's cluster-routing controller stops on this too: delete all but one",
+        objects.join(", ")
+    )]
+    Duplicate {
+        cluster: String,
+        objects: Vec<String>,
+    },
+    /// `add` of a cluster that already has a routing object, under any name.
+    #[error("{cluster}: already has a routing object ({object})")]
+    Exists { cluster: String, object: String },
+    /// Mode `route53`: external-dns's registry gives records to another
+    /// owner; refused before any write.
+    #[error("Route53: {0}")]
+    NotOwned(route53::NotOwned),
 }
 
 impl BackendError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, BackendError::Conflict { .. })
     }
+}
+
+/// What [`RoutingBackend::delete`] leaves behind in a mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The routing object is gone.
+    Deleted,
+    /// The objects keep the set identifier at weight 0 (mode
+    /// `ingress-annotations`): deleting both annotations would make
+    /// external-dns want a plain record beside the other clusters' weighted
+    /// ones, which Route53 refuses on every sync.
+    KeptAtZero,
 }
 
 /// The outcome of a successful write.
@@ -137,6 +206,27 @@ pub trait RoutingBackend: Send + Sync {
 
     /// Creates the cluster's routing object at weight 0.
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError>;
+
+    /// Creates the cluster's routing object at `weight` (`/failover add
+    /// CLUSTER weight N`). Backends that can create at a weight in one write
+    /// override this; the default creates at 0, then sets the weight.
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
+        let created = self.create(cluster).await?;
+        if weight == 0 {
+            return Ok(created);
+        }
+        self.set_weight(cluster, weight, None).await
+    }
+
+    /// What [`delete`](Self::delete) leaves behind in this backend's mode,
+    /// for the answer to `/failover remove`.
+    fn removal(&self) -> Removal {
+        Removal::Deleted
+    }
 
     /// Deletes the cluster's routing object.
     async fn delete(
@@ -172,5 +262,18 @@ pub trait RoutingBackend: Send + Sync {
         _after: &Weights,
     ) -> Option<Result<Written, BackendError>> {
         None
+    }
+
+    /// Ready replicas of `deployment` in `cluster` (`status.readyReplicas`)
+    /// for the capacity gate; `Ok(None)` when it has no such Deployment.
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        _deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        Err(BackendError::Failed {
+            cluster: cluster.name.to_string(),
+            reason: "this backend cannot read Deployments".into(),
+        })
     }
 }

@@ -1,76 +1,134 @@
-//! Operations: what a weight-changing command becomes, and the engine that
-//! runs them.
+//! Operations: what a weight-changing command becomes, as plain data. The
+//! journal records these facts; the ledger folds them into where each
+//! operation stands; the engine moves it on. No I/O here.
 //!
-//! The state is event-sourced. Every change is first appended to the
-//! [`journal`] (one fsync'd JSON line) and then folded into the [`ledger`] by
-//! the same function that replays the journal on start, so the state after a
-//! restart is the state before it, by construction. The [`engine`] drives an
-//! operation forward from whatever phase the ledger says it is in; resuming
-//! after a crash is just driving again.
+//! [`plan_step`] is the one function that turns an operation into the plan
+//! of its next step.
 
-pub mod apply;
-pub mod engine;
-pub mod journal;
-pub mod ledger;
+mod checks;
+mod refusal;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use checks::{CapacityCheck, CheckResult, GateCheck, Reading};
+pub use refusal::Refusal;
+
 use crate::approval::Approval;
-use crate::chat::MessageRef;
-use crate::plan::{Percent, Plan, Weights};
+use crate::backend::{BackendError, GateFailure, Snapshot};
+use crate::command::add::AddOp;
+use crate::command::remove::RemoveOp;
+use crate::command::rollback::RollbackOp;
+use crate::command::set::SetOp;
+use crate::command::shift::ShiftOp;
+use crate::command::to::FailoverOp;
+use crate::command::{self, Command, CommandError, Situation};
+use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
+use crate::plan::{Plan, PlanError, PlanScope, Target, Weights};
 
-pub type OpId = u64;
-
-/// What an operation was asked to do. Each kind knows its steps.
+/// What an operation was asked to do: the command, with what it left open
+/// (the shift's target, the steps still ahead) fixed when it started. Each
+/// kind's steps are worked out in its verb's file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OperationKind {
-    Shift {
-        percent: Percent,
-        target: String,
-        /// Break-glass: health-gate failures are shown, not enforced.
-        #[serde(default)]
-        force: bool,
-    },
-    Failover {
-        target: String,
-        steps: Vec<Percent>,
-    },
-    Rollback {
-        of: OpId,
-        to: Weights,
-    },
-    Add {
-        cluster: String,
-    },
-    Remove {
-        cluster: String,
-    },
+    Shift(ShiftOp),
+    Set(SetOp),
+    Failover(FailoverOp),
+    Rollback(RollbackOp),
+    Add(AddOp),
+    Remove(RemoveOp),
 }
 
 impl OperationKind {
+    /// The operation a command starts, given the weights now; `None` for a
+    /// command that changes no weight.
+    pub fn start(
+        command: &Command,
+        situation: &Situation<'_>,
+    ) -> Option<Result<OperationKind, CommandError>> {
+        let now = situation.now;
+        Some(match command {
+            Command::Shift(shift) => shift.operation(now).map(OperationKind::Shift),
+            Command::Set(set) => set.operation(now).map(OperationKind::Set),
+            Command::To(to) => to.operation(now).map(OperationKind::Failover),
+            Command::Rollback => {
+                command::rollback::operation(situation).map(OperationKind::Rollback)
+            }
+            Command::Add(add) => add.operation(now).map(OperationKind::Add),
+            Command::Remove(remove) => remove.operation(now).map(OperationKind::Remove),
+            Command::Status
+            | Command::History
+            | Command::Abort
+            | Command::Freeze(_)
+            | Command::Unfreeze => return None,
+        })
+    }
+
     pub fn total_steps(&self) -> usize {
         match self {
-            OperationKind::Failover { steps, .. } => steps.len(),
+            OperationKind::Failover(failover) => failover.total_steps(),
             _ => 1,
         }
     }
 
+    /// Break-glass: health gates are shown on the plan, not enforced.
     pub fn force(&self) -> bool {
-        matches!(self, OperationKind::Shift { force: true, .. })
+        matches!(self, OperationKind::Shift(ShiftOp { force: true, .. }))
     }
+
+    /// Where step `step` (1-based) takes the environment from `now`.
+    fn step_target(&self, step: usize, now: &Weights) -> Result<Target, PlanError> {
+        match self {
+            OperationKind::Shift(shift) => shift.step(now),
+            OperationKind::Set(set) => set.step(now),
+            OperationKind::Failover(failover) => failover.step(step, now),
+            OperationKind::Rollback(rollback) => rollback.step(now),
+            OperationKind::Add(add) => add.step(now),
+            OperationKind::Remove(remove) => remove.step(now),
+        }
+    }
+}
+
+/// The plan of step `step` of an operation, from the weights `now`; the
+/// way back to the weights before it when an after-gate `tripped`.
+pub fn plan_step(
+    header: &OperationHeader,
+    step: usize,
+    now: &Weights,
+    tripped: bool,
+) -> Result<Plan, PlanError> {
+    let target = match tripped {
+        true => back_to_start(header, now),
+        false => header.kind.step_target(step, now)?,
+    };
+    let scope = PlanScope {
+        env: header.env.clone(),
+        operation: header.id,
+        step,
+    };
+    Plan::new(scope, target.change, now.clone(), target.after)
+}
+
+/// Every routed cluster back to its weight when the operation started (0
+/// for one it did not have then).
+fn back_to_start(header: &OperationHeader, now: &Weights) -> Target {
+    let after = now
+        .clusters()
+        .map(|c| (c.clone(), header.start.get(c).unwrap_or(0)))
+        .collect();
+    Target::weights(after)
 }
 
 /// The fixed facts of an operation, journaled when it starts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationHeader {
     pub id: OpId,
-    pub env: String,
+    pub env: EnvId,
     pub channel: String,
-    pub requester: String,
+    pub requester: UserId,
     pub kind: OperationKind,
     /// The command as typed, for the audit trail.
     pub command: String,
@@ -81,6 +139,46 @@ pub struct OperationHeader {
     /// answer is the operation itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// Why, as the requester said it (`… because INC-4711 db failover`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Started during a freeze, by break-glass: the freeze it broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during_freeze: Option<Freeze>,
+}
+
+/// A freeze of an environment: who, why, since when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    pub by: UserId,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
+
+impl OperationHeader {
+    /// The command as typed, without the leading `/failover`.
+    pub fn typed(&self) -> &str {
+        self.command.trim().trim_start_matches("/failover").trim()
+    }
+}
+
+/// A gate that failed on a cluster and was pushed through with break-glass
+/// (or an advisory gate's failing reading, shown for information).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GateWarning {
+    Failed {
+        cluster: ClusterId,
+        failure: GateFailure,
+    },
+    Metric {
+        check: GateCheck,
+    },
+    Capacity {
+        capacity: CapacityCheck,
+    },
+    /// Written by a release before facts were journaled: the sentence.
+    Legacy(String),
 }
 
 /// A step whose plan has been shown and awaits (or has) its approval.
@@ -90,10 +188,28 @@ pub struct ShownPlan {
     pub message: MessageRef,
     pub approval: Approval,
     /// Gate failures pushed through with break-glass, shown on the plan.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<GateWarning>,
     /// Each routing object's version (resourceVersion) when the plan was
     /// made: if one moved, the plan is made and asked for again.
-    pub versions: BTreeMap<String, String>,
+    pub versions: BTreeMap<ClusterId, String>,
+    /// The before-gates' readings when the plan was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<GateCheck>,
+    /// The capacity gate's counts when the plan was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity: Vec<CapacityCheck>,
+}
+
+impl ShownPlan {
+    /// Routing objects whose version moved since the plan was made
+    /// (someone else wrote them, even if the weights look the same).
+    pub fn moved_objects(&self, snapshot: &Snapshot) -> Vec<ClusterId> {
+        self.versions
+            .iter()
+            .filter(|(cluster, version)| snapshot.version(cluster) != Some(version.as_str()))
+            .map(|(cluster, _)| cluster.clone())
+            .collect()
+    }
 }
 
 /// Where a running operation is. Each phase is the result of a journal
@@ -108,8 +224,20 @@ pub enum Phase {
     Approved(ShownPlan),
     /// Writes may be under way; on resume the step is finished or restored.
     Applying(ShownPlan),
+    /// The step is applied; the after-gates must hold until `until` before
+    /// the operation goes on.
+    Baking {
+        until: DateTime<Utc>,
+    },
     /// Done; the end is recorded next.
     Finishing(OperationOutcome),
+}
+
+/// Who approved a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepApproval {
+    pub step: usize,
+    pub by: UserId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,8 +246,7 @@ pub struct OperationState {
     /// 1-based.
     pub step: usize,
     pub phase: Phase,
-    /// (step, approver) for every approved step.
-    pub approvals: Vec<(usize, String)>,
+    pub approvals: Vec<StepApproval>,
     /// The last plan shown, kept after its step ends: its message is the
     /// thread for later replies and is updated to the final state.
     pub last_shown: Option<ShownPlan>,
@@ -127,6 +254,20 @@ pub struct OperationState {
     /// names a message only in its answer, so a crash in between leaves a
     /// copy the bot cannot find: after a restart it says that copy is void.
     pub posting_plan: bool,
+    /// When the step being applied began its writes.
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// The bake's message in the thread, once posted.
+    pub bake_message: Option<MessageRef>,
+    /// An after-gate tripped: the step being planned is the way back to the
+    /// weights before the operation.
+    pub tripped: Option<Tripped>,
+}
+
+/// Why an operation turned back: the after-gate readings that blocked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tripped {
+    pub step: usize,
+    pub checks: Vec<GateCheck>,
 }
 
 impl OperationState {
@@ -140,12 +281,17 @@ impl OperationState {
             _ => None,
         }
     }
+
+    /// The plan message whose thread carries this operation's replies.
+    pub fn thread(&self) -> Option<&MessageRef> {
+        self.last_shown.as_ref().map(|s| &s.message)
+    }
 }
 
 /// What happened to one cluster during a step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterResult {
-    pub cluster: String,
+    pub cluster: ClusterId,
     pub from: Option<u8>,
     pub to: Option<u8>,
     pub outcome: ClusterOutcome,
@@ -159,14 +305,23 @@ pub enum ClusterOutcome {
     Applied,
     DryRun,
     Failed {
-        error: String,
+        error: BackendError,
     },
     /// Changed, then put back to its weight before the step.
     Restored,
     /// Changed, and putting it back failed: it holds `to`.
     RestoreFailed {
-        error: String,
+        error: BackendError,
     },
+}
+
+/// Why a step's writes did not all land.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WriteFailure {
+    Errors(Vec<BackendError>),
+    /// Written by a release before facts were journaled: the sentence.
+    Legacy(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,7 +333,7 @@ pub enum StepOutcome {
         #[serde(default)]
         unverified: Vec<String>,
         #[serde(default)]
-        dry_run: Vec<String>,
+        dry_run: Vec<ClusterId>,
     },
     /// The plan changed nothing.
     Skipped,
@@ -186,11 +341,14 @@ pub enum StepOutcome {
     /// the step is planned and asked for again.
     Conflict,
     /// A write failed; every changed cluster was put back.
-    Restored { reason: String },
+    Restored { failure: WriteFailure },
     /// A write failed and some clusters could not be put back.
-    Incomplete { reason: String },
+    Incomplete { failure: WriteFailure },
     /// A gate (identity, health) or invariant refused the step before any write.
-    Refused { reason: String },
+    Refused { refusal: Refusal },
+    /// The bot restarted during the step and stopped it without writing:
+    /// finishing it was not safe (see the refusal).
+    Interrupted { refusal: Refusal },
 }
 
 impl StepOutcome {
@@ -201,10 +359,29 @@ impl StepOutcome {
             StepOutcome::Skipped => "skipped",
             StepOutcome::Conflict => "conflict",
             StepOutcome::Restored { .. } => "restored",
-            StepOutcome::Incomplete { .. } => "incomplete",
+            StepOutcome::Incomplete { .. } | StepOutcome::Interrupted { .. } => "incomplete",
             StepOutcome::Refused { .. } => "refused",
         }
     }
+}
+
+/// Why an operation stopped before its last step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum StopCause {
+    /// The step was applied, but what serves traffic did not carry it in time.
+    Unverified { step: usize, clusters: Vec<String> },
+    /// A step's writes failed (put back, or not).
+    WritesFailed { failure: WriteFailure },
+    /// A step was refused before any write, or could not be planned.
+    Refused { refusal: Refusal },
+    /// Slack would not take a step's plan, so nobody could approve it.
+    PlanNotPosted { step: usize, reason: String },
+    /// An after-gate tripped after step `step`; the weights went back (or
+    /// the way back was refused or rejected: see the thread).
+    GateTripped { step: usize, checks: Vec<GateCheck> },
+    /// Written by a release before facts were journaled: the sentence.
+    Legacy { reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,18 +389,18 @@ impl StepOutcome {
 pub enum OperationOutcome {
     Completed,
     Rejected {
-        by: String,
+        by: UserId,
     },
     Expired,
     Withdrawn {
-        by: String,
+        by: UserId,
     },
     Aborted {
-        by: String,
+        by: UserId,
     },
     /// Stopped after a step that did not fully succeed.
     Failed {
-        reason: String,
+        cause: StopCause,
     },
 }
 
@@ -236,6 +413,39 @@ impl OperationOutcome {
             OperationOutcome::Withdrawn { .. } => "withdrawn",
             OperationOutcome::Aborted { .. } => "aborted",
             OperationOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// How a shown plan stands; the plan message's headline says it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PlanStatus {
+    Pending,
+    Applying { by: UserId },
+    Applied,
+    Failed,
+    Refused,
+    Rejected { by: UserId },
+    Expired,
+    Withdrawn { by: UserId },
+    Aborted { by: UserId },
+    Superseded,
+}
+
+impl PlanStatus {
+    pub fn label(&self) -> &'static str {
+        match self {
+            PlanStatus::Pending => "pending",
+            PlanStatus::Applying { .. } => "applying",
+            PlanStatus::Applied => "applied",
+            PlanStatus::Failed => "failed",
+            PlanStatus::Refused => "refused",
+            PlanStatus::Rejected { .. } => "rejected",
+            PlanStatus::Expired => "expired",
+            PlanStatus::Withdrawn { .. } => "withdrawn",
+            PlanStatus::Aborted { .. } => "aborted",
+            PlanStatus::Superseded => "superseded",
         }
     }
 }

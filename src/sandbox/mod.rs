@@ -16,8 +16,8 @@ use crate::backend::memory::MemoryBackend;
 use crate::chat::{MessageRef, StaticGroups};
 use crate::clock::OffsetClock;
 use crate::config::Config;
-use crate::operation::engine::{CommandRequest, Engine, EngineParts, Reaction};
-use crate::operation::journal::Journal;
+use crate::engine::{CommandRequest, Engine, EngineParts, Reaction};
+use crate::journal::Journal;
 use terminal::TerminalChat;
 
 /// The built-in setup: dev with blue at 100 and green at 0; alice and bob
@@ -114,7 +114,7 @@ impl Sandbox {
             clock: clock.clone(),
             journal: Journal::in_memory(),
             records: Vec::new(),
-            bot_user: BOT_USER.to_owned(),
+            bot_user: BOT_USER.into(),
         });
         Sandbox {
             engine,
@@ -141,19 +141,19 @@ impl Sandbox {
 
     /// Runs one input line to completion.
     pub async fn line(&self, line: &str) {
-        self.engine.expire_due().await;
+        self.engine.tick().await;
         match parse_line(line) {
             ScriptLine::Blank => {}
             ScriptLine::Invalid(why) => self.note(&why),
             ScriptLine::Wait(d) => {
                 self.clock.advance(d);
                 self.note(&format!("{} later…", humantime::format_duration(d)));
-                self.engine.expire_due().await;
+                self.engine.tick().await;
             }
             ScriptLine::Command { user, text } => {
                 self.engine
                     .handle_command(CommandRequest {
-                        user,
+                        user: user.into(),
                         channel: self.channel.clone(),
                         text,
                         event_id: None,
@@ -164,7 +164,7 @@ impl Sandbox {
                 Some(message) => {
                     self.engine
                         .handle_reaction(Reaction {
-                            user,
+                            user: user.into(),
                             name: reaction,
                             message,
                             added: true,

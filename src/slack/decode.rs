@@ -12,7 +12,7 @@ use slack_morphism::prelude::*;
 
 use super::intake::SlashCommand;
 use crate::chat::MessageRef;
-use crate::operation::engine::Reaction;
+use crate::engine::Reaction;
 
 /// Why a body from Slack could not be decoded. Kept short: it is logged,
 /// and the body itself never is.
@@ -126,7 +126,7 @@ pub fn callback(callback: SlackPushEventCallback) -> Inbound {
         return Inbound::Ignored("reaction on a message without a channel");
     };
     Inbound::Reaction(Reaction {
-        user: user.to_string(),
+        user: user.to_string().into(),
         name: name.to_string(),
         message: MessageRef {
             channel: channel.to_string(),

@@ -8,8 +8,7 @@ use slack_morphism::prelude::*;
 
 use super::decode::{self, Inbound};
 use crate::chat::Message;
-use crate::messages;
-use crate::operation::engine::{CommandRequest, Engine, Reaction};
+use crate::engine::{CommandRequest, Engine, Reaction};
 
 /// A slash command as both transports deliver it.
 #[derive(Clone, Debug)]
@@ -33,28 +32,22 @@ impl Intake {
         &self.engine
     }
 
-    /// The immediate answer to a slash command (only its author sees it);
-    /// any work continues in a task.
+    /// The immediate answer to a slash command (only its author sees it):
+    /// the command is read once, here, and what was understood goes on to
+    /// the engine in a task.
     pub fn command(&self, command: SlashCommand) -> Message {
         self.engine.metrics().slack_event("slash_command");
         let request = CommandRequest {
-            user: command.user,
+            user: command.user.into(),
             channel: command.channel,
             text: command.text,
             event_id: Some(format!("command:{}", command.trigger_id)),
         };
+        let understood = self.engine.understand(request);
+        let answer = self.engine.first_answer(&understood);
         let engine = self.engine.clone();
-        match engine.quick_reply(&request) {
-            Some(reply) => {
-                tokio::spawn(async move { engine.log_command(request).await });
-                reply
-            }
-            None => {
-                let accepted = messages::accepted(&request.text);
-                tokio::spawn(async move { engine.handle_command(request).await });
-                accepted
-            }
-        }
+        tokio::spawn(async move { engine.handle(understood).await });
+        answer
     }
 
     /// A push event (`event_callback`) as Socket Mode delivers it: decoded

@@ -1,10 +1,16 @@
 //! The Slack Web API as the bot's chat: posts, updates, ephemerals, the
-//! reaction hints, and user-group lookups — through slack-morphism, at the
-//! API base URL from `SLACK_API_URL`.
+//! reaction hints, file uploads, and user-group lookups — through
+//! slack-morphism, at the API base URL from `SLACK_API_URL`.
 //!
 //! A 429 is retried after its `Retry-After` (bounded); nothing else is
 //! retried, because Slack may have acted on a request that failed with a 5xx
 //! and a failover channel must not show a message twice.
+//!
+//! Files go up by Slack's external upload flow (`files.upload` is retired):
+//! `files.getUploadURLExternal` gives an upload URL and a file id, the bytes
+//! are POSTed to that URL (not a Web API method: it answers `OK - <length>`
+//! as text), and `files.completeUploadExternal` shares the file in the
+//! thread. Only the last step shows in the channel.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +23,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::Secret;
-use crate::chat::{is_user_group, Chat, ChatError, GroupResolver, Message, MessageRef};
+use crate::chat::{is_user_group, Chat, ChatError, GroupResolver, Message, MessageRef, Upload};
 
 /// At most this many retries after a 429, and never a wait longer than this.
 const MAX_RATE_LIMIT_RETRIES: usize = 3;
@@ -116,7 +122,9 @@ fn describe(error: &SlackClientError) -> String {
 }
 
 /// The message as Block Kit (one mrkdwn section) with the text as the
-/// plain-text fallback that notifications and screen readers use.
+/// plain-text fallback that notifications and screen readers use, and its
+/// kind and facts as the message's metadata: a machine reading the channel
+/// (a test, an audit export) need not parse the words.
 fn content(message: &Message) -> SlackMessageContent {
     let section = SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(
         SlackBlockMarkDownText::new(truncate(&message.text, 3000)),
@@ -124,6 +132,22 @@ fn content(message: &Message) -> SlackMessageContent {
     SlackMessageContent::new()
         .with_text(message.text.clone())
         .with_blocks(vec![section.into()])
+        .with_metadata(metadata(message))
+}
+
+/// Prefix of the metadata `event_type` of every message the bot posts.
+pub const EVENT_TYPE_PREFIX: &str = "failover_bot_";
+
+fn metadata(message: &Message) -> SlackMessageMetadata {
+    let payload = message
+        .facts
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    SlackMessageMetadata {
+        event_type: format!("{EVENT_TYPE_PREFIX}{}", message.kind),
+        event_payload: Some(payload),
+    }
 }
 
 /// Block text is limited to 3,000 characters; cut on a char boundary.
@@ -174,8 +198,10 @@ impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
         message: &Message,
     ) -> Result<(), ChatError> {
         let session = self.client.open_session(&self.token);
-        let request =
-            SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), content(message));
+        // chat.postEphemeral takes no metadata: only the words.
+        let mut words = content(message);
+        words.metadata = None;
+        let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), words);
         with_rate_limit_retry(|| session.chat_post_ephemeral(&request)).await?;
         Ok(())
     }
@@ -188,6 +214,29 @@ impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
             at.ts.clone().into(),
         );
         with_rate_limit_retry(|| session.reactions_add(&request)).await?;
+        Ok(())
+    }
+
+    async fn upload(&self, thread: &MessageRef, file: &Upload) -> Result<(), ChatError> {
+        if let Some(problem) = file.problem() {
+            return Err(ChatError::refused(problem));
+        }
+        let session = self.client.open_session(&self.token);
+        let ticket =
+            SlackApiFilesGetUploadUrlExternalRequest::new(file.filename.clone(), file.bytes.len())
+                .with_alt_txt(file.alt_text.clone());
+        let ticket = with_rate_limit_retry(|| session.get_upload_url_external(&ticket)).await?;
+        let bytes = SlackApiFilesUploadViaUrlRequest::new(
+            ticket.upload_url,
+            file.bytes.clone(),
+            file.content_type.clone(),
+        );
+        with_rate_limit_retry(|| session.files_upload_via_url(&bytes)).await?;
+        let shared = SlackApiFilesComplete::new(ticket.file_id).with_title(file.title.clone());
+        let complete = SlackApiFilesCompleteUploadExternalRequest::new(vec![shared])
+            .with_channel_id(thread.channel.clone().into())
+            .with_thread_ts(thread.ts.clone().into());
+        with_rate_limit_retry(|| session.files_complete_upload_external(&complete)).await?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! listens on 127.0.0.1 only, on free ports, with state in one temp dir.
 //!
 //! Every cluster gets namespace `operators`, Lunar's `RoutingWeight` CRD
-//! (`manifests/target/routing-weight/crd-routingweight.yaml`, waited until
+//! (`manifests/target/crd/crd-routingweight.yaml`, waited until
 //! Established) and the ConfigMap `operators/cluster-identity` with
 //! `data.clusterName`.
 //!
@@ -30,6 +30,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use failover_bot::backend::kube::crd::RoutingWeight;
 
 /// A token user with no permissions unless a test grants some.
 /// The bot authenticates as the ServiceAccount `operators/failover-bot`, the
@@ -152,6 +154,12 @@ fn find_binaries() -> KubeBin {
         }
     }
     bin
+}
+
+/// The cached kubectl (for commands that need no API server, such as
+/// `kubectl kustomize`); panics with how to get it, like [`KubeEnv::start`].
+pub fn kubectl_binary() -> PathBuf {
+    find_binaries().kubectl
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -521,7 +529,7 @@ impl KubeEnv {
             .expect("kube_env: write kubeconfig");
 
         let crd_yaml_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("manifests/target/routing-weight/crd-routingweight.yaml");
+            .join("manifests/target/crd/crd-routingweight.yaml");
         let crd_yaml = std::fs::read_to_string(&crd_yaml_path)
             .unwrap_or_else(|e| panic!("kube_env: read {}: {e}", crd_yaml_path.display()));
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&crd_yaml)
@@ -990,6 +998,19 @@ pub fn routing_weight_yaml(cluster: &str, weight: u8) -> String {
     format!(
         "apiVersion: routing.lunar.tech/v1alpha1\nkind: RoutingWeight\nmetadata:\n  name: {cluster}\n  namespace: operators\nspec:\n  clusterName: {cluster}\n  dryRun: false\n  annotations:\n  - key: {p}aws-weight\n    value: \"{weight}\"\n  - key: {p}set-identifier\n    value: {cluster}\n"
     )
+}
+
+/// What Lunar's cluster-routing controller writes onto every controlled
+/// Ingress and Service: a merge patch with the RoutingWeight's annotations,
+/// copied verbatim.
+pub fn copied_annotations_patch(rw: &RoutingWeight) -> serde_json::Value {
+    let annotations: serde_json::Map<String, serde_json::Value> = rw
+        .spec
+        .annotations
+        .iter()
+        .map(|a| (a.key.clone(), a.value.clone().into()))
+        .collect();
+    serde_json::json!({"metadata": {"annotations": annotations}})
 }
 
 /// Namespace `web` and the Ingress `web/api`, controlled (annotated

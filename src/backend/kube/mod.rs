@@ -3,13 +3,16 @@
 //! explicit timeouts — a chat bot must answer, not hang.
 //!
 //! Modes:
-//! - `routing-weight`: the `RoutingWeight` named after the cluster, in the
-//!   configured namespace, is read and replaced with the resourceVersion seen
-//!   when planning (a conflict re-plans). Lunar's controller carries it to
+//! - `routing-weight`: the cluster's `RoutingWeight` — the one in the
+//!   configured namespace whose `spec.clusterName` is the cluster, as Lunar's
+//!   controller finds it (the object's name is free; two for one cluster is
+//!   refused) — is read and replaced with the resourceVersion seen when
+//!   planning (a conflict re-plans). Lunar's controller carries it to
 //!   the controlled Ingresses/Services; [`verify`](RoutingBackend::verify)
 //!   watches them until they do.
 //! - `ingress-annotations`: the bot writes the same annotations onto every
-//!   Ingress and Service annotated `routing.lunar.tech/controlled: "true"`.
+//!   Ingress and Service annotated `routing.lunar.tech/controlled: "true"`,
+//!   always both together; `remove` keeps them at weight 0.
 //!
 //! Before any write the cluster's `cluster-identity` ConfigMap must name the
 //! cluster the config expects.
@@ -24,11 +27,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 
@@ -36,8 +40,10 @@ use self::crd::{RoutingWeight, RoutingWeightSpec};
 use self::objects::Controlled;
 use super::health::HealthProbe;
 use super::{
-    BackendError, ClusterState, Convergence, GateFailure, RoutingBackend, Snapshot, Written,
+    BackendError, ClusterState, Convergence, GateFailure, Removal, RoutingBackend, Snapshot,
+    Written,
 };
+use crate::config::gates::DeploymentRef;
 use crate::config::{ClusterConfig, Config, EnvironmentConfig, RoutingMode};
 use crate::plan::Weights;
 
@@ -109,10 +115,6 @@ fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(s) if s.code == 409)
 }
 
-fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(s) if s.code == 404)
-}
-
 impl KubeBackend {
     /// A client for every configured cluster. `kubeconfig`: a path, or
     /// `None` for `$KUBECONFIG` / `~/.kube/config`.
@@ -144,7 +146,7 @@ impl KubeBackend {
                         cluster.name, cluster.context
                     )
                 })?;
-            clients.insert(cluster.name.clone(), client);
+            clients.insert(cluster.name.to_string(), client);
         }
         Ok(KubeBackend {
             settings: KubeSettings::from_config(config),
@@ -173,16 +175,43 @@ impl KubeBackend {
         ))
     }
 
+    /// The cluster's RoutingWeight, found as Lunar's cluster-routing
+    /// controller finds it: by `spec.clusterName` among those in the
+    /// namespace (the object's name is free). More than one is refused,
+    /// naming them: the controller stops annotating in that state.
+    async fn find_routing_weight(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<RoutingWeight>, BackendError> {
+        let listed = self
+            .weights_api(cluster)?
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| failed(cluster, describe(&e)))?;
+        let mut mine: Vec<RoutingWeight> = listed
+            .items
+            .into_iter()
+            .filter(|rw| rw.spec.cluster_name == cluster)
+            .collect();
+        if mine.len() > 1 {
+            let mut objects: Vec<String> = mine
+                .iter()
+                .map(|rw| rw.metadata.name.clone().unwrap_or_default())
+                .collect();
+            objects.sort();
+            return Err(BackendError::Duplicate {
+                cluster: cluster.to_owned(),
+                objects,
+            });
+        }
+        Ok(mine.pop())
+    }
+
     async fn read_cluster(&self, cluster: &ClusterConfig) -> Result<ClusterState, BackendError> {
         let name = &cluster.name;
         match self.settings.mode {
             RoutingMode::RoutingWeight => {
-                let found = self
-                    .weights_api(name)?
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| failed(name, describe(&e)))?;
-                let Some(rw) = found else {
+                let Some(rw) = self.find_routing_weight(name).await? else {
                     return Ok(ClusterState {
                         weight: None,
                         version: None,
@@ -218,28 +247,25 @@ impl KubeBackend {
     ) -> Result<Written, BackendError> {
         let name = &cluster.name;
         let api = self.weights_api(name)?;
-        let mut rw = match api.get(name).await {
-            Ok(rw) => rw,
-            Err(e) if is_not_found(&e) => {
-                return Err(BackendError::NotFound {
-                    cluster: name.clone(),
-                })
-            }
-            Err(e) => return Err(failed(name, describe(&e))),
+        let Some(mut rw) = self.find_routing_weight(name).await? else {
+            return Err(BackendError::NotFound {
+                cluster: name.to_string(),
+            });
         };
+        let object = rw.metadata.name.clone().unwrap_or_default();
         if let Some(expected) = expected_version {
             if rw.metadata.resource_version.as_deref() != Some(expected) {
                 return Err(BackendError::Conflict {
-                    cluster: name.clone(),
+                    cluster: name.to_string(),
                 });
             }
         }
         rw.spec.set_weight(&self.settings.prefix, weight);
-        match api.replace(name, &PostParams::default(), &rw).await {
+        match api.replace(&object, &PostParams::default(), &rw).await {
             Ok(saved) if saved.spec.dry_run => Ok(Written::DryRun),
             Ok(_) => Ok(Written::Applied),
             Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
-                cluster: name.clone(),
+                cluster: name.to_string(),
             }),
             Err(e) => Err(failed(name, describe(&e))),
         }
@@ -310,7 +336,8 @@ impl KubeBackend {
             RoutingMode::Route53 => (&[], false),
         };
         if weights {
-            for verb in ["get", "create", "update", "delete"] {
+            // `list`, not `get`: the RoutingWeight is found by clusterName.
+            for verb in ["list", "create", "update", "delete"] {
                 needed.push(Permission::in_namespace(
                     verb,
                     "routing.lunar.tech",
@@ -465,6 +492,24 @@ async fn client_for(context: &str, file: Option<&Kubeconfig>) -> Result<Client, 
 
 #[async_trait]
 impl RoutingBackend for KubeBackend {
+    async fn ready_replicas(
+        &self,
+        cluster: &ClusterConfig,
+        deployment: &DeploymentRef,
+    ) -> Result<Option<u32>, BackendError> {
+        let name = &cluster.name;
+        let api: Api<Deployment> =
+            Api::namespaced(self.client(name)?.clone(), &deployment.namespace);
+        let found = api
+            .get_opt(&deployment.name)
+            .await
+            .map_err(|e| failed(name, describe(&e)))?;
+        Ok(found.map(|d| {
+            let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            u32::try_from(ready).unwrap_or(0)
+        }))
+    }
+
     async fn read(&self, env: &EnvironmentConfig) -> Result<Snapshot, BackendError> {
         let reads = join_all(env.clusters.iter().map(|c| self.read_cluster(c))).await;
         let mut snapshot = Snapshot::default();
@@ -499,12 +544,12 @@ impl RoutingBackend for KubeBackend {
             .and_then(|d| d.get("clusterName"))
             .cloned()
             .unwrap_or_default();
-        if found == cluster.name {
+        if cluster.name == found {
             Ok(())
         } else {
             Err(GateFailure::IdentityMismatch {
                 context: cluster.context.clone(),
-                expected: cluster.name.clone(),
+                expected: cluster.name.to_string(),
                 found,
             })
         }
@@ -529,7 +574,7 @@ impl RoutingBackend for KubeBackend {
             }
             RoutingMode::IngressAnnotations => {
                 self.controlled(&cluster.name)?
-                    .annotate(&cluster.name, Some(weight))
+                    .annotate(&cluster.name, weight)
                     .await?;
                 Ok(Written::Applied)
             }
@@ -538,13 +583,30 @@ impl RoutingBackend for KubeBackend {
     }
 
     async fn create(&self, cluster: &ClusterConfig) -> Result<Written, BackendError> {
+        self.create_at(cluster, 0).await
+    }
+
+    /// One write at the initial weight: the new object never passes
+    /// through another weight.
+    async fn create_at(
+        &self,
+        cluster: &ClusterConfig,
+        weight: u8,
+    ) -> Result<Written, BackendError> {
         let name = &cluster.name;
         match self.settings.mode {
             RoutingMode::RoutingWeight => {
-                let mut rw = RoutingWeight::new(
-                    name,
-                    RoutingWeightSpec::new_at_zero(name, &self.settings.prefix),
-                );
+                // One under any name is the cluster's: a second one would
+                // stop Lunar's controller.
+                if let Some(existing) = self.find_routing_weight(name).await? {
+                    return Err(BackendError::Exists {
+                        cluster: name.to_string(),
+                        object: existing.metadata.name.unwrap_or_default(),
+                    });
+                }
+                let mut spec = RoutingWeightSpec::new_at_zero(name, &self.settings.prefix);
+                spec.set_weight(&self.settings.prefix, weight);
+                let mut rw = RoutingWeight::new(name, spec);
                 rw.metadata.namespace = Some(self.settings.namespace.clone());
                 self.weights_api(name)?
                     .create(&PostParams::default(), &rw)
@@ -553,10 +615,17 @@ impl RoutingBackend for KubeBackend {
                 Ok(Written::Applied)
             }
             RoutingMode::IngressAnnotations => {
-                self.controlled(name)?.annotate(name, Some(0)).await?;
+                self.controlled(name)?.annotate(name, weight).await?;
                 Ok(Written::Applied)
             }
             RoutingMode::Route53 => Err(failed(name, "the route53 mode is not built yet")),
+        }
+    }
+
+    fn removal(&self) -> Removal {
+        match self.settings.mode {
+            RoutingMode::IngressAnnotations => Removal::KeptAtZero,
+            RoutingMode::RoutingWeight | RoutingMode::Route53 => Removal::Deleted,
         }
     }
 
@@ -575,16 +644,23 @@ impl RoutingBackend for KubeBackend {
                     }),
                     ..Default::default()
                 };
-                match self.weights_api(name)?.delete(name, &params).await {
+                let Some(rw) = self.find_routing_weight(name).await? else {
+                    return Err(BackendError::NotFound {
+                        cluster: name.to_string(),
+                    });
+                };
+                let object = rw.metadata.name.unwrap_or_default();
+                match self.weights_api(name)?.delete(&object, &params).await {
                     Ok(_) => Ok(Written::Applied),
                     Err(e) if is_conflict(&e) => Err(BackendError::Conflict {
-                        cluster: name.clone(),
+                        cluster: name.to_string(),
                     }),
                     Err(e) => Err(failed(name, describe(&e))),
                 }
             }
             RoutingMode::IngressAnnotations => {
-                self.controlled(name)?.annotate(name, None).await?;
+                // Kept at 0, never stripped: see `Removal::KeptAtZero`.
+                self.controlled(name)?.annotate(name, 0).await?;
                 Ok(Written::Applied)
             }
             RoutingMode::Route53 => Err(failed(name, "the route53 mode is not built yet")),

@@ -65,7 +65,7 @@ impl Objects {
             })
             .collect();
         Convergence {
-            cluster: cluster.to_owned(),
+            cluster: cluster.into(),
             converged: self.items.len() - stragglers.len(),
             total: self.items.len(),
             stragglers,
@@ -144,14 +144,14 @@ impl Controlled {
         Ok((items, version))
     }
 
-    /// Writes (or, with `None`, removes) the weight and set-identifier
-    /// annotations on every controlled object.
-    pub async fn annotate(&self, cluster: &str, weight: Option<u8>) -> Result<(), BackendError> {
+    /// Writes the weight and set-identifier annotations on every controlled
+    /// object, always both in one patch: external-dns makes a set identifier
+    /// without a weight (or the reverse) a record Route53 refuses beside the
+    /// other clusters' weighted ones. Nothing here removes them.
+    pub async fn annotate(&self, cluster: &str, weight: u8) -> Result<(), BackendError> {
         let objects = self.list(cluster).await?;
-        let annotations = match weight {
-            Some(w) => json!({ &self.weight_key: w.to_string(), &self.identifier_key: cluster }),
-            None => json!({ &self.weight_key: null, &self.identifier_key: null }),
-        };
+        let annotations =
+            json!({ &self.weight_key: weight.to_string(), &self.identifier_key: cluster });
         let patch = json!({ "metadata": { "annotations": annotations } });
         for object in &objects.items {
             let result = match object.kind {

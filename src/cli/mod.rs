@@ -1,0 +1,243 @@
+//! The binary's subcommands. Kept thin: each one builds its parts and hands
+//! over to the library. What the operator-facing subcommands print lives
+//! with them: [`audit`] and [`check`] (`check` and `status`).
+
+mod audit;
+mod check;
+mod journal;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod route53;
+
+use crate::config::Config;
+use crate::leader::LeaderElection;
+use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "failover-bot",
+    version,
+    about = "Fail traffic over between Kubernetes clusters from Slack, with a second engineer's approval for every weight change."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Address for /healthz, /readyz, /metrics and the Events API.
+    #[arg(long, default_value = "0.0.0.0:3000")]
+    listen: std::net::SocketAddr,
+    /// The journal: audit trail and restart state. Keep it on durable storage
+    /// (with --leader-election, storage every replica mounts).
+    #[arg(long, default_value = "failover-journal.jsonl")]
+    journal: PathBuf,
+    /// Use in-memory clusters seeded from the config's `weight` keys
+    /// (a demo or test workspace) instead of real clusters.
+    #[arg(long)]
+    in_memory: bool,
+    /// Run as one of several replicas: act only while holding the Lease.
+    #[arg(long, env = "FAILOVER_BOT_LEADER_ELECTION")]
+    leader_election: bool,
+    #[arg(long, default_value = "failover-bot")]
+    lease_name: String,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "failover-bot")]
+    lease_namespace: String,
+    /// Kubeconfig context of the bot's home cluster, where the Lease lives
+    /// (never a cluster it fails over).
+    #[arg(long, default_value = crate::backend::kube::IN_CLUSTER)]
+    lease_context: String,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log lines as text or as JSON objects.
+    #[arg(long, env = "FAILOVER_BOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// The whole bot against in-memory clusters, with the terminal as the channel.
+    /// Reads `@USER /failover …` and `@USER :reaction:` lines from standard input.
+    Sandbox {
+        /// Config to use instead of the built-in setup (examples/sandbox.yaml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The bot: Socket Mode when SLACK_APP_TOKEN is set, else the Events API
+    /// over HTTP on --listen (needs SLACK_SIGNING_SECRET). SLACK_BOT_TOKEN is
+    /// always needed; SLACK_API_URL points the bot at another Slack API base.
+    Serve(ServeArgs),
+    /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
+    /// manifests/target/crd/crd-routingweight.yaml.
+    Crd,
+    /// The journal in the home cluster (JournalSegment objects).
+    Journal {
+        #[command(subcommand)]
+        command: journal::JournalCommand,
+    },
+    /// The audit trail in the journal.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Validate the config, reach every cluster (through $KUBECONFIG), verify
+    /// each one's identity and the bot's permissions, print current weights;
+    /// exit ≠ 0 on any problem.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only validate the config file; do not contact any cluster.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Route53 records in mode `route53` (reads AWS credentials and
+    /// AWS_ENDPOINT_URL_ROUTE_53 from the standard AWS environment).
+    Route53 {
+        #[command(subcommand)]
+        command: route53::Route53Command,
+    },
+    /// Print current weights per environment (as set, and as carried by the
+    /// controlled Ingresses/Services).
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// One environment; all when left out.
+        env: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the journal's hash chain (any edited, inserted or deleted
+    /// record breaks it) and print who requested and who approved every
+    /// weight change; exit ≠ 0 if the chain is broken.
+    Verify { file: PathBuf },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("failover-bot: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        CliCommand::Sandbox { config } => sandbox(config).await,
+        CliCommand::Check { config, offline } => match load(Some(&config)) {
+            Ok(config) => check::check(&config, offline).await,
+            Err(code) => code,
+        },
+        CliCommand::Status { config, env } => match load(Some(&config)) {
+            Ok(config) => check::status(&config, env.as_deref()).await,
+            Err(code) => code,
+        },
+        CliCommand::Audit {
+            command: AuditCommand::Verify { file },
+        } => audit::verify(&file),
+        CliCommand::Crd => {
+            print!("{}", crate::backend::kube::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        CliCommand::Serve(args) => serve(args).await,
+        CliCommand::Route53 { command } => route53::run(command).await,
+        CliCommand::Journal { command } => journal::run(command).await,
+    }
+}
+
+pub(crate) fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    let loaded = match path {
+        Some(path) => Config::load(path),
+        None => Config::from_yaml(BUILT_IN_CONFIG),
+    };
+    loaded.map_err(|e| {
+        eprintln!("failover-bot: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn sandbox(config: Option<PathBuf>) -> ExitCode {
+    crate::telemetry::init("warn");
+    let config = match load(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let sandbox = Sandbox::new(config, Box::new(std::io::stdout()));
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    let result = if std::io::stdin().is_terminal() {
+        sandbox.run_interactive(input).await
+    } else {
+        sandbox.run_script(input, true).await
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("failover-bot: reading standard input: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    crate::telemetry::init_with("info", args.log_format);
+    let config = match load(Some(&args.config)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let settings = match crate::slack::SlackSettings::from_env(|name| std::env::var(name).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("failover-bot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let leader_election = args.leader_election.then(|| LeaderElection {
+        lease_name: args.lease_name,
+        namespace: args.lease_namespace,
+        identity: args.identity.unwrap_or_else(default_identity),
+        context: args.lease_context,
+        timing: crate::leader::LeaseTiming::default(),
+    });
+    let options = crate::serve::ServeOptions {
+        config,
+        listen: args.listen,
+        journal: args.journal,
+        in_memory: args.in_memory,
+        leader_election,
+    };
+    match crate::serve::serve(options, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stopped");
+            eprintln!("failover-bot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The host name and process id: unique among replicas on one machine too.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "failover-bot".into());
+    format!("{host}-{}", std::process::id())
+}

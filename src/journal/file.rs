@@ -1,0 +1,394 @@
+//! The journal as a file: one line per record, each batch written and
+//! fsync'd before the engine acts on it.
+//!
+//! Fail-stop: a write or fsync that fails is cut back off the file before
+//! the error is returned, so the file always ends with the last record that
+//! was acknowledged, and the next append (or the next start) finds a clean
+//! tail. If even cutting back fails, the journal refuses every later append:
+//! the engine then acts on nothing it could not record.
+//!
+//! A crash can still leave a torn last line (no newline); it is cut off on
+//! open, because the action it described was never acknowledged.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::{line_hash, parse_line, to_line, Entry, Record, FORMAT_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Another process has the journal open: two writers would fork the
+    /// hash chain and the state.
+    #[error("journal {path} is in use by another failover-bot process")]
+    Locked { path: String },
+    #[error("journal {path}, line {line}: {reason}; move the file aside to start empty")]
+    Corrupt {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    /// An earlier append failed and could not be cut back off the file.
+    #[error("journal {path} failed to take back a failed write; restart the bot")]
+    Poisoned { path: String },
+}
+
+/// Where records go: a file in production, memory in the sandbox.
+#[derive(Debug)]
+pub struct Journal {
+    file: Option<Opened>,
+    next_seq: u64,
+    last_hash: String,
+}
+
+#[derive(Debug)]
+struct Opened {
+    file: File,
+    path: PathBuf,
+    /// Bytes up to the end of the last acknowledged record.
+    len: u64,
+    poisoned: bool,
+}
+
+impl Journal {
+    /// A journal that keeps nothing across runs (the sandbox).
+    pub fn in_memory() -> Self {
+        Self {
+            file: None,
+            next_seq: 1,
+            last_hash: String::new(),
+        }
+    }
+
+    /// Opens (or creates, readable by its owner only) the journal at `path`
+    /// and returns its records.
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Record>), JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let created = !path.exists();
+        let mut file = open_private(path).map_err(io)?;
+        if created {
+            // The new file's name must survive a power cut too.
+            sync_parent(path).map_err(io)?;
+        }
+        // An exclusive lock for as long as this process runs (the kernel
+        // drops it when the process dies, even by SIGKILL): one writer only.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked {
+                    path: path.display().to_string(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+        }
+        let (records, good_len, last_hash) = read_records(&file, path)?;
+        if file.metadata().map_err(io)?.len() > good_len {
+            tracing::warn!(path = %path.display(), "cutting off a torn last journal line");
+            file.set_len(good_len).map_err(io)?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let next_seq = records.last().map_or(1, |r| r.seq + 1);
+        let journal = Journal {
+            file: Some(Opened {
+                file,
+                path: path.to_owned(),
+                len: good_len,
+                poisoned: false,
+            }),
+            next_seq,
+            last_hash,
+        };
+        Ok((journal, records))
+    }
+
+    /// Appends one record and makes it durable before returning.
+    pub fn append(&mut self, at: DateTime<Utc>, entry: Entry) -> Result<Record, JournalError> {
+        let mut records = self.append_batch(at, vec![entry])?;
+        Ok(records.remove(0))
+    }
+
+    /// Appends records in one write and one fsync: a crashed process leaves
+    /// all of them or none (the kernel finishes a write to a file before it
+    /// delivers SIGKILL; a power cut mid-write tears the tail, which `open`
+    /// cuts off, losing only records never acknowledged).
+    pub fn append_batch(
+        &mut self,
+        at: DateTime<Utc>,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<Record>, JournalError> {
+        let mut records = Vec::with_capacity(entries.len());
+        let mut lines = String::new();
+        let (mut seq, mut last_hash) = (self.next_seq, self.last_hash.clone());
+        for entry in entries {
+            let record = Record {
+                v: FORMAT_VERSION,
+                seq,
+                at,
+                prev: last_hash,
+                entry,
+            };
+            let line = to_line(&record).map_err(|e| JournalError::Io {
+                path: self.path(),
+                source: std::io::Error::other(e),
+            })?;
+            last_hash = line_hash(&line);
+            lines.push_str(&line);
+            lines.push('\n');
+            seq += 1;
+            records.push(record);
+        }
+        if let Some(opened) = &mut self.file {
+            opened.write(lines.as_bytes())?;
+        }
+        self.next_seq = seq;
+        self.last_hash = last_hash;
+        Ok(records)
+    }
+
+    fn path(&self) -> String {
+        self.file
+            .as_ref()
+            .map_or_else(|| "(memory)".into(), |f| f.path.display().to_string())
+    }
+}
+
+impl Opened {
+    /// Writes and syncs `bytes`, or leaves the file as it was.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        let path = self.path.display().to_string();
+        if self.poisoned {
+            return Err(JournalError::Poisoned { path });
+        }
+        let written = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                self.take_back();
+                Err(JournalError::Io { path, source })
+            }
+        }
+    }
+
+    /// Cuts a failed write back off the file; if that fails too, refuses
+    /// every later write.
+    fn take_back(&mut self) {
+        let cut = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.len)).map(|_| ()))
+            .and_then(|()| self.file.sync_data());
+        if let Err(error) = cut {
+            tracing::error!(%error, path = %self.path.display(), "cannot take back a failed journal write: refusing further writes");
+            self.poisoned = true;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn open_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+}
+
+/// Makes a new file's directory entry durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+/// Reads all complete records; returns them, the byte length of the good
+/// prefix, and the hash of the last good line.
+fn read_records(file: &File, path: &Path) -> Result<(Vec<Record>, u64, String), JournalError> {
+    let mut reader = BufReader::new(file);
+    let mut records = Vec::new();
+    let mut good_len = 0u64;
+    let mut last_hash = String::new();
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|source| JournalError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if !line.ends_with('\n') {
+            // Torn write from a crash: never acknowledged, so dropped.
+            break;
+        }
+        let text = line.trim_end_matches('\n');
+        let record = parse_line(text).map_err(|e| JournalError::Corrupt {
+            path: path.display().to_string(),
+            line: number,
+            reason: e.to_string(),
+        })?;
+        records.push(record);
+        last_hash = line_hash(text);
+        good_len += read as u64;
+    }
+    Ok((records, good_len, last_hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::verify_chain;
+
+    fn command(text: &str) -> Entry {
+        Entry::Command {
+            user: "alice".into(),
+            channel: "C1".into(),
+            text: text.into(),
+            event: None,
+            answered: false,
+        }
+    }
+
+    #[test]
+    fn appends_reopen_and_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, records) = Journal::open(&path).unwrap();
+        assert!(records.is_empty());
+        journal.append(Utc::now(), command("status")).unwrap();
+        journal.append(Utc::now(), command("help")).unwrap();
+        drop(journal);
+
+        let (mut journal, records) = Journal::open(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].seq, 2);
+        assert_eq!(records[1].v, FORMAT_VERSION);
+        journal.append(Utc::now(), command("history")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(verify_chain(&lines), Ok(()));
+
+        let edited = lines[1].replace("help", "hack");
+        let tampered = [lines[0], edited.as_str(), lines[2]];
+        assert_eq!(
+            verify_chain(&tampered),
+            Err(crate::journal::ChainBreak { line: 3 })
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_journal_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        drop(Journal::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+
+    #[test]
+    fn a_batch_is_chained_like_single_appends_and_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal.append(Utc::now(), command("status")).unwrap();
+        let batch = vec![command("shift 50"), command("help"), command("history")];
+        let written = journal.append_batch(Utc::now(), batch).unwrap();
+        assert_eq!(written.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4]);
+        journal.append(Utc::now(), command("abort")).unwrap();
+        drop(journal);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(verify_chain(&lines), Ok(()));
+        let (_, records) = Journal::open(&path).unwrap();
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[1..4], written[..]);
+    }
+
+    #[test]
+    fn torn_last_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal.append(Utc::now(), command("status")).unwrap();
+        drop(journal);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"seq\":2,\"at\":").unwrap();
+        drop(file);
+
+        let (mut journal, records) = Journal::open(&path).unwrap();
+        assert_eq!(records.len(), 1);
+        journal.append(Utc::now(), command("help")).unwrap();
+        drop(journal);
+        let (_, records) = Journal::open(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].seq, 2);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_has_it_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (first, _) = Journal::open(&path).unwrap();
+        let err = Journal::open(&path).unwrap_err();
+        assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+        drop(first);
+        assert!(Journal::open(&path).is_ok(), "free again once closed");
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(&path, "not json\n").unwrap();
+        let err = Journal::open(&path).unwrap_err();
+        assert!(
+            matches!(err, JournalError::Corrupt { line: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_record_from_a_newer_release_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(&path, "{\"v\":99,\"seq\":1}\n").unwrap();
+        let err = Journal::open(&path).unwrap_err().to_string();
+        assert!(err.contains("format version 99"), "{err}");
+    }
+}

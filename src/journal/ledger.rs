@@ -1,0 +1,592 @@
+//! The fold of journal records into state: the running operation of each
+//! environment, the plans shown (so a reaction finds its plan), recent
+//! history, and the Slack deliveries already acted on. Pure: no I/O. The
+//! engine folds each record in as it is made durable, and a restart replays
+//! the journal through the same function, so the state after a restart is
+//! the state before it, by construction.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, Utc};
+
+use super::{Entry, Record};
+use crate::approval::Vote;
+use crate::approval::{Approval, ApprovalState};
+use crate::ids::{EnvId, MessageRef, OpId, UserId};
+use crate::notice::{Destination, Notice};
+use crate::operation::{
+    Freeze, GateWarning, OperationHeader, OperationOutcome, OperationState, Phase, ShownPlan,
+    StepApproval, StepOutcome, StopCause, Tripped,
+};
+use crate::plan::PlanHash;
+
+/// Which step's plan a message showed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanMessage {
+    pub env: EnvId,
+    pub op: OpId,
+    pub step: usize,
+    pub plan: PlanHash,
+}
+
+/// A finished operation, for `history` and `rollback`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub header: OperationHeader,
+    pub outcome: OperationOutcome,
+    pub approvals: Vec<StepApproval>,
+    pub finished_at: DateTime<Utc>,
+    pub thread: Option<MessageRef>,
+}
+
+/// A command journaled but not yet answered: while the bot runs, one being
+/// handled; after a restart, one the crash cut short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnansweredCommand {
+    pub user: UserId,
+    pub channel: String,
+    pub text: String,
+}
+
+/// A message journaled but not yet delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsaid {
+    pub to: Destination,
+    pub notice: Notice,
+}
+
+/// How many Slack delivery ids are remembered. Slack retries a delivery
+/// within minutes; ten thousand ids cover days of commands and reactions.
+pub const EVENT_WINDOW: usize = 10_000;
+
+/// The newest delivery ids, in the order they arrived, bounded.
+#[derive(Clone, Debug, Default)]
+pub struct EventWindow {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl EventWindow {
+    /// Remembers `id`; false if it was already there.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if !self.seen.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > EVENT_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    pub active: BTreeMap<EnvId, OperationState>,
+    pub finished: Vec<Finished>,
+    pub messages: HashMap<MessageRef, PlanMessage>,
+    pub events: EventWindow,
+    /// By Slack delivery id (commands without one cannot be told apart).
+    pub unanswered: BTreeMap<String, UnansweredCommand>,
+    /// Messages journaled but not yet delivered, by their `Say` record's
+    /// seq: after a restart, what the crash cut off.
+    pub unsaid: BTreeMap<u64, Unsaid>,
+    pub last_op: OpId,
+    /// Environments frozen now.
+    pub frozen: BTreeMap<EnvId, Freeze>,
+}
+
+impl Ledger {
+    pub fn replay<'a>(records: impl IntoIterator<Item = &'a Record>) -> Ledger {
+        let mut ledger = Ledger::default();
+        for record in records {
+            ledger.apply(record);
+        }
+        ledger
+    }
+
+    /// The operation a record is about, if it is running.
+    fn op_mut(&mut self, op: OpId) -> Option<&mut OperationState> {
+        self.active.values_mut().find(|o| o.header.id == op)
+    }
+
+    /// Folds one record in. Records that do not fit the state (a decision
+    /// about another step or plan, or about an operation already finished)
+    /// change nothing: replay must never fail on a journal, and a record
+    /// must not decide for a plan it does not name.
+    pub fn apply(&mut self, record: &Record) {
+        match &record.entry {
+            Entry::Command {
+                user,
+                channel,
+                text,
+                event,
+                answered,
+            } => {
+                self.note_event(event);
+                if let (Some(id), false) = (event, answered) {
+                    let command = UnansweredCommand {
+                        user: user.clone(),
+                        channel: channel.clone(),
+                        text: text.clone(),
+                    };
+                    self.unanswered.insert(id.clone(), command);
+                }
+            }
+            Entry::Answered { event } => {
+                self.unanswered.remove(event);
+            }
+            Entry::Say { to, notice } => {
+                let unsaid = Unsaid {
+                    to: to.clone(),
+                    notice: notice.clone(),
+                };
+                self.unsaid.insert(record.seq, unsaid);
+            }
+            Entry::Delivered { say } => {
+                self.unsaid.remove(say);
+            }
+            Entry::Started { header } => self.start(header),
+            Entry::PlanPosting { op, step } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    operation.step = *step;
+                    operation.posting_plan = true;
+                }
+            }
+            Entry::Proposed {
+                op,
+                step,
+                plan,
+                message,
+                expires_at,
+                warnings,
+                versions,
+                approvals_required,
+                checks,
+                capacity,
+            } => {
+                let Some(state) = self.op_mut(*op) else {
+                    return;
+                };
+                let shown = ShownPlan {
+                    approval: Approval::new(
+                        plan.hash.clone(),
+                        state.header.requester.clone(),
+                        *expires_at,
+                    )
+                    .requiring(*approvals_required),
+                    plan: plan.clone(),
+                    message: message.clone(),
+                    warnings: warnings.clone(),
+                    versions: versions.clone(),
+                    checks: checks.clone(),
+                    capacity: capacity.clone(),
+                };
+                state.step = *step;
+                state.posting_plan = false;
+                state.last_shown = Some(shown.clone());
+                state.phase = Phase::AwaitingApproval(shown);
+                let env = state.header.env.clone();
+                self.messages.insert(
+                    message.clone(),
+                    PlanMessage {
+                        env,
+                        op: *op,
+                        step: *step,
+                        plan: plan.hash.clone(),
+                    },
+                );
+            }
+            Entry::Decided {
+                op,
+                step,
+                plan,
+                state,
+                event,
+            } => {
+                self.note_event(event);
+                if let Some(operation) = self.op_mut(*op) {
+                    decide(operation, *step, plan, state);
+                }
+            }
+            Entry::Voted {
+                op,
+                step,
+                plan,
+                by,
+                event,
+            } => {
+                self.note_event(event);
+                if let Some(operation) = self.op_mut(*op) {
+                    vote(operation, *step, plan, by, record.at);
+                }
+            }
+            Entry::Unvoted {
+                op,
+                step,
+                plan,
+                by,
+                event,
+            } => {
+                self.note_event(event);
+                if let Some(operation) = self.op_mut(*op) {
+                    unvote(operation, *step, plan, by);
+                }
+            }
+            Entry::Frozen { env, by, reason } => {
+                let freeze = Freeze {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                    since: record.at,
+                };
+                self.frozen.insert(env.clone(), freeze);
+            }
+            Entry::Unfrozen { env, .. } => {
+                self.frozen.remove(env);
+            }
+            Entry::StepStarted {
+                op,
+                step,
+                plan,
+                warnings,
+            } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    start_step(operation, *step, plan, warnings, record.at);
+                }
+            }
+            Entry::Changed { .. } => {}
+            Entry::StepFinished {
+                op,
+                outcome,
+                bake_until,
+                ..
+            } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    finish_step(operation, outcome, *bake_until);
+                }
+            }
+            Entry::BakeShown { op, message, .. } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    operation.bake_message = Some(message.clone());
+                }
+            }
+            Entry::Baked { op, step, .. } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    if operation.step == *step && matches!(operation.phase, Phase::Baking { .. }) {
+                        operation.bake_message = None;
+                        operation.phase = next_step(operation);
+                    }
+                }
+            }
+            Entry::Tripped { op, step, checks } => {
+                if let Some(operation) = self.op_mut(*op) {
+                    if operation.step != *step || !matches!(operation.phase, Phase::Baking { .. }) {
+                        return;
+                    }
+                    operation.bake_message = None;
+                    operation.tripped = Some(Tripped {
+                        step: *step,
+                        checks: checks.clone(),
+                    });
+                    operation.phase = Phase::Proposing;
+                }
+            }
+            Entry::Finished { op, outcome } => self.finish(*op, outcome, record.at),
+        }
+    }
+
+    fn start(&mut self, header: &OperationHeader) {
+        if let Some(id) = &header.event {
+            self.unanswered.remove(id);
+        }
+        self.last_op = self.last_op.max(header.id);
+        self.active.insert(
+            header.env.clone(),
+            OperationState {
+                header: header.clone(),
+                step: 1,
+                phase: Phase::Proposing,
+                approvals: Vec::new(),
+                last_shown: None,
+                posting_plan: false,
+                step_started_at: None,
+                bake_message: None,
+                tripped: None,
+            },
+        );
+    }
+
+    fn finish(&mut self, op: OpId, outcome: &OperationOutcome, at: DateTime<Utc>) {
+        let Some(env) = self
+            .active
+            .iter()
+            .find(|(_, o)| o.header.id == op)
+            .map(|(env, _)| env.clone())
+        else {
+            return;
+        };
+        if let Some(state) = self.active.remove(&env) {
+            self.finished.push(Finished {
+                header: state.header,
+                outcome: outcome.clone(),
+                approvals: state.approvals,
+                finished_at: at,
+                thread: state.last_shown.map(|s| s.message),
+            });
+        }
+    }
+
+    fn note_event(&mut self, event: &Option<String>) {
+        if let Some(id) = event {
+            self.events.insert(id);
+        }
+    }
+
+    /// Every plan message still awaiting approval, oldest first.
+    pub fn pending_messages(&self) -> Vec<(DateTime<Utc>, MessageRef)> {
+        let mut pending: Vec<(DateTime<Utc>, MessageRef)> = self
+            .active
+            .values()
+            .filter_map(|o| match &o.phase {
+                Phase::AwaitingApproval(s) => Some((s.approval.expires_at, s.message.clone())),
+                _ => None,
+            })
+            .collect();
+        pending.sort();
+        pending
+    }
+
+    /// The most recent finished operation in `env` that had a step approved
+    /// (and so may have moved weights): what `rollback` undoes. Rejected,
+    /// expired and withdrawn operations changed nothing and are skipped.
+    pub fn last_weight_change(&self, env: &str) -> Option<&Finished> {
+        self.finished
+            .iter()
+            .rev()
+            .find(|f| f.header.env == env && !f.approvals.is_empty())
+    }
+}
+
+/// The plan the operation shows for `step`, if it is `plan` and awaits (or
+/// has) its approval: what a vote may change.
+fn votable<'a>(
+    operation: &'a mut OperationState,
+    step: usize,
+    plan: &PlanHash,
+) -> Option<&'a mut ShownPlan> {
+    if operation.step != step {
+        return None;
+    }
+    match &mut operation.phase {
+        Phase::AwaitingApproval(s) | Phase::Approved(s) if s.plan.hash == *plan => Some(s),
+        _ => None,
+    }
+}
+
+/// One of several approvals: counted, not yet deciding.
+fn vote(
+    operation: &mut OperationState,
+    step: usize,
+    plan: &PlanHash,
+    by: &UserId,
+    at: DateTime<Utc>,
+) {
+    let Some(shown) = votable(operation, step, plan) else {
+        return;
+    };
+    if shown.approval.has_vote_of(by) {
+        return;
+    }
+    shown.approval.votes.push(Vote { by: by.clone(), at });
+    let shown = shown.clone();
+    operation.last_shown = Some(shown);
+    note_approval(operation, step, by);
+}
+
+/// `by` approved step `step` (once in the record, however many plans of
+/// the step they approved: a plan made again after the weights moved
+/// needs approving again, by the same person or another).
+fn note_approval(operation: &mut OperationState, step: usize, by: &UserId) {
+    let known = operation
+        .approvals
+        .iter()
+        .any(|a| a.step == step && a.by == *by);
+    if !known {
+        operation.approvals.push(StepApproval {
+            step,
+            by: by.clone(),
+        });
+    }
+}
+
+/// An approver takes their vote back: the plan awaits approval again.
+fn unvote(operation: &mut OperationState, step: usize, plan: &PlanHash, by: &UserId) {
+    let Some(shown) = votable(operation, step, plan) else {
+        return;
+    };
+    if shown.approval.unapprove(by).is_err() {
+        return;
+    }
+    let shown = shown.clone();
+    operation.last_shown = Some(shown.clone());
+    operation.phase = Phase::AwaitingApproval(shown);
+    operation
+        .approvals
+        .retain(|a| !(a.step == step && a.by == *by));
+}
+
+/// A decision about the plan `plan` of step `step`; ignored unless that is
+/// the plan the operation shows now.
+fn decide(operation: &mut OperationState, step: usize, plan: &PlanHash, state: &ApprovalState) {
+    let shown = match &operation.phase {
+        Phase::AwaitingApproval(s) | Phase::Approved(s) => s.clone(),
+        _ => return,
+    };
+    if operation.step != step || shown.plan.hash != *plan {
+        tracing::warn!(
+            op = operation.header.id,
+            step,
+            %plan,
+            "a decision names a plan the operation does not show; ignored"
+        );
+        return;
+    }
+    let mut updated = shown;
+    updated.approval.state = state.clone();
+    if let ApprovalState::Approved { by, at } = state {
+        if !updated.approval.has_vote_of(by) {
+            updated.approval.votes.push(Vote {
+                by: by.clone(),
+                at: *at,
+            });
+        }
+    }
+    if *state == ApprovalState::Pending {
+        // Format 1's "approval taken back": the only vote there was.
+        updated.approval.votes.clear();
+    }
+    operation.last_shown = Some(updated.clone());
+    operation.phase = match state {
+        ApprovalState::Pending => Phase::AwaitingApproval(updated),
+        ApprovalState::Approved { by, .. } => {
+            note_approval(operation, step, by);
+            Phase::Approved(updated)
+        }
+        ApprovalState::Superseded { .. } => Phase::Proposing,
+        ApprovalState::Rejected { by, .. } => {
+            Phase::Finishing(OperationOutcome::Rejected { by: by.clone() })
+        }
+        ApprovalState::Expired { .. } => Phase::Finishing(OperationOutcome::Expired),
+        // `abort` records its own outcome right after; this is the fallback
+        // for a crash in between.
+        ApprovalState::Withdrawn { by, .. } => {
+            Phase::Finishing(OperationOutcome::Withdrawn { by: by.clone() })
+        }
+    };
+    if matches!(state, ApprovalState::Pending) {
+        // An approval taken back is no longer an approval of record.
+        let current = operation.step;
+        operation.approvals.retain(|a| a.step != current);
+    }
+}
+
+/// An approved step's writes begin, with any warnings found just before.
+fn start_step(
+    operation: &mut OperationState,
+    step: usize,
+    plan: &PlanHash,
+    warnings: &[GateWarning],
+    at: DateTime<Utc>,
+) {
+    let Phase::Approved(shown) = &operation.phase else {
+        return;
+    };
+    if operation.step != step || shown.plan.hash != *plan {
+        return;
+    }
+    let mut shown = shown.clone();
+    for warning in warnings {
+        if !shown.warnings.contains(warning) {
+            shown.warnings.push(warning.clone());
+        }
+    }
+    operation.last_shown = Some(shown.clone());
+    operation.phase = Phase::Applying(shown);
+    operation.step_started_at = Some(at);
+}
+
+/// Where an operation goes after a step that did what it should: the next
+/// step, or the end. After the way back from a tripped gate, the end.
+fn next_step(operation: &mut OperationState) -> Phase {
+    if let Some(tripped) = &operation.tripped {
+        return Phase::Finishing(OperationOutcome::Failed {
+            cause: StopCause::GateTripped {
+                step: tripped.step,
+                checks: tripped.checks.clone(),
+            },
+        });
+    }
+    if operation.step < operation.total_steps() {
+        operation.step += 1;
+        Phase::Proposing
+    } else {
+        Phase::Finishing(OperationOutcome::Completed)
+    }
+}
+
+fn finish_step(
+    operation: &mut OperationState,
+    outcome: &StepOutcome,
+    bake_until: Option<DateTime<Utc>>,
+) {
+    operation.step_started_at = None;
+    operation.phase = match outcome {
+        StepOutcome::Applied { unverified, .. } if !unverified.is_empty() => {
+            Phase::Finishing(OperationOutcome::Failed {
+                cause: StopCause::Unverified {
+                    step: operation.step,
+                    clusters: unverified.clone(),
+                },
+            })
+        }
+        StepOutcome::Applied { .. } => match bake_until {
+            Some(until) => Phase::Baking { until },
+            None => next_step(operation),
+        },
+        StepOutcome::Skipped => next_step(operation),
+        StepOutcome::Conflict => Phase::Proposing,
+        StepOutcome::Restored { failure } | StepOutcome::Incomplete { failure } => {
+            Phase::Finishing(OperationOutcome::Failed {
+                cause: StopCause::WritesFailed {
+                    failure: failure.clone(),
+                },
+            })
+        }
+        StepOutcome::Refused { refusal } | StepOutcome::Interrupted { refusal } => {
+            Phase::Finishing(OperationOutcome::Failed {
+                cause: StopCause::Refused {
+                    refusal: refusal.clone(),
+                },
+            })
+        }
+    };
+}
