@@ -26,6 +26,9 @@ use crate::metrics::{MeteredBackend, Metrics};
 use crate::slack::intake::Intake;
 use crate::slack::web::SlackChat;
 use crate::slack::{http, socket, SlackSettings};
+use crate::store::journal::{Connect as ConnectStore, Fenced};
+use crate::store::kube::{KubeStore, KubeStoreSettings};
+use crate::store::LineStore;
 
 /// How often pending approvals are checked for expiry.
 const TICK: Duration = Duration::from_secs(1);
@@ -36,11 +39,25 @@ const JOURNAL_RETRY: Duration = Duration::from_millis(200);
 pub struct ServeOptions {
     pub config: Config,
     pub listen: SocketAddr,
-    pub journal: PathBuf,
+    pub journal: JournalAt,
     /// Run against in-memory clusters seeded from the config's weights.
     pub in_memory: bool,
     /// Campaign for a Lease and act only while holding it (two replicas).
     pub leader_election: Option<LeaderElection>,
+}
+
+/// Where `serve` keeps its journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalAt {
+    /// A file: one process, or a volume every replica mounts.
+    File(PathBuf),
+    /// JournalSegment objects in `namespace` of the home cluster (kubeconfig
+    /// `context`, or `in-cluster`), written as `writer`.
+    Kube {
+        context: String,
+        namespace: String,
+        writer: String,
+    },
 }
 
 pub async fn serve(options: ServeOptions, settings: SlackSettings) -> Result<(), String> {
@@ -131,7 +148,7 @@ where
         .map_err(|e| format!("cannot reach Slack with SLACK_BOT_TOKEN: {e}"))?;
     // Opened only now: with leader election, the previous leader may have
     // written to it until a moment ago.
-    let (journal, records) = open_journal(&options.journal).await?;
+    let (journal, records, fenced) = open_journal(&options.journal).await?;
     let engine = Engine::new(EngineParts {
         config: Arc::new(options.config),
         backend,
@@ -153,7 +170,8 @@ where
     health.set_ready();
     tracing::info!(ms = started.elapsed().as_millis() as u64, "ready");
     let stop = Stop::new();
-    let result = run_transport(&settings, client, intake, &stop, leadership.as_mut()).await;
+    let halt = must_stop(leadership.as_mut(), fenced);
+    let result = run_transport(&settings, client, intake, &stop, halt).await;
     metrics.set_leader(false);
     ticker.abort();
     server.abort();
@@ -163,48 +181,97 @@ where
     result
 }
 
-/// Takes events until stopped, or until this replica stops leading.
+/// Takes events until stopped, or until `halt` says why this replica must
+/// stop acting.
 async fn run_transport<H>(
     settings: &SlackSettings,
     client: Arc<SlackClient<SlackClientHyperConnector<H>>>,
     intake: Arc<Intake>,
     stop: &Stop,
-    leadership: Option<&mut Leadership>,
+    halt: impl std::future::Future<Output = String>,
 ) -> Result<(), String>
 where
     H: Send + Sync + Clone + Connect + 'static,
 {
-    let watch_lease = async {
-        match leadership {
-            Some(l) => l.lost().await,
-            None => std::future::pending().await,
-        }
-    };
     match &settings.app_token {
         Some(app_token) => {
             let run = socket::run(client, app_token, intake, stop.wait());
             tokio::select! {
                 result = run => result,
-                () = watch_lease => lost_lease(),
+                why = halt => Err(why),
             }
         }
         None if settings.signing_secret.is_some() => {
             tokio::select! {
                 () = stop.wait() => Ok(()),
-                () = watch_lease => lost_lease(),
+                why = halt => Err(why),
             }
         }
         None => Err("no Slack transport configured".into()),
     }
 }
 
-fn lost_lease() -> Result<(), String> {
-    Err("lost the leader lease: stopping so that only the new leader acts".into())
+/// Resolves when this replica must stop acting: its lease is lost (or its
+/// deadline passed unrenewed), or the journal refuses appends for good
+/// (another writer took it over). Pending while neither happens.
+async fn must_stop(leadership: Option<&mut Leadership>, fenced: Option<Fenced>) -> String {
+    let lease = async {
+        match leadership {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let journal = async {
+        match fenced {
+            Some(mut f) => f.broken().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = lease => "lost the leader lease: stopping so that only the new leader acts".into(),
+        why = journal => format!("the journal stopped taking records ({why}): stopping before acting on anything it could not record"),
+    }
 }
 
-/// Opens the journal, waiting while another process still holds it (a
+/// Opens the journal where `at` says; a store's journal also comes with
+/// its fence.
+async fn open_journal(at: &JournalAt) -> Result<(Journal, Vec<Record>, Option<Fenced>), String> {
+    match at {
+        JournalAt::File(path) => {
+            let (journal, records) = open_journal_file(path).await?;
+            Ok((journal, records, None))
+        }
+        JournalAt::Kube {
+            context,
+            namespace,
+            writer,
+        } => {
+            let name = format!("kube:{namespace}");
+            let connect = kube_store(context, namespace);
+            let opened = crate::store::journal::open(connect, writer, &name)
+                .await
+                .map_err(|e| format!("journal {name}: {e}"))?;
+            Ok((opened.journal, opened.records, Some(opened.fenced)))
+        }
+    }
+}
+
+/// The JournalSegment store in `namespace` of kubeconfig `context`.
+fn kube_store(context: &str, namespace: &str) -> ConnectStore {
+    let (context, namespace) = (context.to_owned(), namespace.to_owned());
+    Box::new(move || {
+        Box::pin(async move {
+            let settings = KubeStoreSettings::default();
+            let clock = Arc::new(SystemClock);
+            let store = KubeStore::connect(&context, &namespace, settings, clock).await?;
+            Ok(Arc::new(store) as Arc<dyn LineStore>)
+        })
+    })
+}
+
+/// Opens the journal file, waiting while another process still holds it (a
 /// previous leader on its way out).
-async fn open_journal(path: &std::path::Path) -> Result<(Journal, Vec<Record>), String> {
+async fn open_journal_file(path: &std::path::Path) -> Result<(Journal, Vec<Record>), String> {
     let mut said = false;
     loop {
         match Journal::open(path) {

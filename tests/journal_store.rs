@@ -11,9 +11,16 @@ use std::time::Duration;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::clock::OffsetClock;
+use failover_bot::config::Config;
+use failover_bot::engine::{CommandRequest, Engine, Reaction};
+use failover_bot::plan::Weights;
+use failover_bot::store::journal::{open, Connect, Opened};
 use failover_bot::store::kube::{JournalSegment, KubeStore, KubeStoreSettings};
 use failover_bot::store::{line_hash, Batch, Head, LineStore, StoreError};
+use support::bot::Builder;
+use support::chat::RecordingChat;
 use support::fault_proxy::{Fault, FaultProxy, Rule, Upstream};
 use support::kube_env::{wait_for, KubeEnv, ADMIN_TOKEN};
 
@@ -77,9 +84,14 @@ async fn store(env: &KubeEnv, clock: &Arc<OffsetClock>) -> KubeStore {
 /// A client that reaches cluster 0 through `proxy`.
 async fn client_via(env: &KubeEnv, proxy: &FaultProxy) -> kube::Client {
     let path = env.kubeconfig_via(ADMIN_TOKEN, &[proxy.url()]);
-    let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+    client_at(&path, &env.clusters()[0].context).await
+}
+
+/// A client for `context` of the kubeconfig at `path`.
+async fn client_at(path: &std::path::Path, context: &str) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(path).unwrap();
     let options = KubeConfigOptions {
-        context: Some(env.clusters()[0].context.clone()),
+        context: Some(context.to_owned()),
         ..Default::default()
     };
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
@@ -597,4 +609,187 @@ async fn journal_export_writes_every_line_and_prune_deletes_only_what_it_marked(
         writer.load_from(0).await.unwrap().lines,
         written[kept[0].spec.first() as usize..]
     );
+}
+
+// ------------------------------------------------ the journal on the store
+
+/// Segments that a few records fill: an operation's records cross several.
+const JOURNAL_SEGMENT_BYTES: usize = 2048;
+const JOURNAL_NAME: &str = "kube:failover-bot";
+
+/// The store on cluster 0, made on the journal's own thread (as `serve
+/// --journal kube` makes it).
+fn connect_to(env: &KubeEnv) -> Connect {
+    let path = env.kubeconfig().to_owned();
+    let context = env.clusters()[0].context.clone();
+    Box::new(move || {
+        Box::pin(async move {
+            let client = client_at(&path, &context).await;
+            let store = store_on(client, JOURNAL_SEGMENT_BYTES, &clock());
+            Ok(Arc::new(store) as Arc<dyn LineStore>)
+        })
+    })
+}
+
+/// Opens the journal on cluster 0 as `writer`, taking it over.
+async fn open_as(env: &KubeEnv, writer: &str) -> Opened {
+    open(connect_to(env), writer, JOURNAL_NAME)
+        .await
+        .unwrap_or_else(|e| panic!("the journal opens as {writer}: {e}"))
+}
+
+/// An engine in the test config's environment (blue 100, green 0 in
+/// memory) on `opened`.
+fn engine_on(parts: &Builder, opened: Opened) -> Engine {
+    parts.clone().build_on(opened.journal, opened.records)
+}
+
+fn parts(memory: &Arc<MemoryBackend>, chat: &Arc<RecordingChat>) -> Builder {
+    let config = Config::from_yaml(support::CONFIG).expect("test config");
+    Builder::new(config)
+        .backend(memory.clone())
+        .chat(chat.clone())
+}
+
+async fn command(engine: &Engine, user: &str, text: &str, event: &str) {
+    engine
+        .handle_command(CommandRequest {
+            user: user.into(),
+            channel: "C1".into(),
+            text: text.into(),
+            event_id: Some(event.into()),
+        })
+        .await;
+}
+
+/// `user` approves the newest plan awaiting approval.
+async fn approve(engine: &Engine, user: &str, event: &str) {
+    let message = engine
+        .pending_plan_messages()
+        .pop()
+        .expect("a plan awaits approval");
+    engine
+        .handle_reaction(Reaction {
+            user: user.into(),
+            name: "white_check_mark".into(),
+            message,
+            added: true,
+            event_id: Some(event.into()),
+        })
+        .await;
+}
+
+fn expect_weights(memory: &MemoryBackend, blue: u8, green: u8) {
+    let expected: Weights = support::weights(&[
+        ("k8s-blue.dev.example.com", blue),
+        ("k8s-green.dev.example.com", green),
+    ]);
+    assert_eq!(memory.weights(), expected);
+}
+
+#[tokio::test]
+async fn an_operation_on_the_kube_journal_resumes_after_a_restart_and_its_export_verifies() {
+    let env = journal_env().await;
+    let memory = Arc::new(MemoryBackend::from_config(
+        &Config::from_yaml(support::CONFIG).unwrap(),
+    ));
+    let chat = Arc::new(RecordingChat::default());
+    let parts = parts(&memory, &chat);
+
+    // A two-step failover; the bot dies after the first step.
+    let first = open_as(&env, "bot-1").await;
+    assert!(first.records.is_empty(), "a new journal is empty");
+    let engine = engine_on(&parts, first);
+    command(&engine, "alice", "to green steps 50,100", "Ev1").await;
+    approve(&engine, "bob", "Ev2").await;
+    expect_weights(&memory, 50, 50);
+    drop(engine);
+
+    // Another process opens the same journal: the same records, and step 2
+    // still awaits its approval.
+    let second = open_as(&env, "bot-2").await;
+    let replayed = second.records.len();
+    assert!(replayed >= 6, "the first run's records: {replayed}");
+    let seqs: Vec<u64> = second.records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=replayed as u64).collect::<Vec<_>>());
+    let engine = engine_on(&parts, second);
+    engine.resume().await;
+    approve(&engine, "bob", "Ev3").await;
+    expect_weights(&memory, 0, 100);
+    assert!(
+        engine.active_operation("dev").is_none(),
+        "the failover ended"
+    );
+    drop(engine);
+    assert!(
+        segments(&env).await.len() > 2,
+        "the records crossed segment boundaries"
+    );
+
+    // The chain, exported from the store, verifies as a file journal does.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.jsonl");
+    let out = journal_command(&env, &["export", "--output", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert!(exported.lines().count() > replayed);
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(["audit", "verify"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "audit verify: {said}");
+}
+
+#[tokio::test]
+async fn after_a_takeover_the_old_engine_records_nothing_and_changes_no_weight() {
+    let env = journal_env().await;
+    let memory = Arc::new(MemoryBackend::from_config(
+        &Config::from_yaml(support::CONFIG).unwrap(),
+    ));
+    let chat = Arc::new(RecordingChat::default());
+    let parts = parts(&memory, &chat);
+
+    let old = open_as(&env, "bot-1").await;
+    let mut old_fenced = old.fenced.clone();
+    let old = engine_on(&parts, old);
+    command(&old, "alice", "shift 50", "Ev1").await;
+    assert_eq!(old.pending_plan_messages().len(), 1);
+
+    // A new leader takes the journal over while the old one still runs,
+    // and has appended nothing yet: the takeover alone fences the old one.
+    let new = open_as(&env, "bot-2").await;
+    let taken_over_at = new.records.len();
+
+    // The old one's approval reaches it first: its journal refuses the
+    // record, so it never applies the plan, and it is told to stop.
+    approve(&old, "bob", "Ev2").await;
+    expect_weights(&memory, 100, 0);
+    let why = tokio::time::timeout(Duration::from_secs(5), old_fenced.broken())
+        .await
+        .expect("the old writer is told it was fenced");
+    assert!(why.contains("newer writer"), "{why}");
+    // Nor can it abort the operation the new one now runs: that would be
+    // a record too.
+    command(&old, "alice", "abort", "Ev3").await;
+
+    // The new one resumes and finishes the operation; only its records
+    // follow the takeover.
+    let new = engine_on(&parts, new);
+    new.resume().await;
+    approve(&new, "bob", "Ev4").await;
+    expect_weights(&memory, 50, 50);
+    drop((old, new));
+    let last = open_as(&env, "bot-3").await;
+    let after: Vec<String> = last.records[taken_over_at..]
+        .iter()
+        .map(|r| r.entry.name().to_owned())
+        .collect();
+    assert!(!after.contains(&"command".to_owned()), "{after:?}");
+    assert!(after.contains(&"step_finished".to_owned()), "{after:?}");
 }

@@ -7,7 +7,7 @@ mod check;
 mod journal;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -17,6 +17,7 @@ mod route53;
 use crate::config::Config;
 use crate::leader::LeaderElection;
 use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
+use crate::serve::JournalAt;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -30,6 +31,9 @@ pub struct Cli {
     pub command: CliCommand,
 }
 
+/// The `--journal` value that means the home cluster's JournalSegment store.
+const KUBE_JOURNAL: &str = "kube";
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[arg(long)]
@@ -37,8 +41,10 @@ pub struct ServeArgs {
     /// Address for /healthz, /readyz, /metrics and the Events API.
     #[arg(long, default_value = "0.0.0.0:3000")]
     listen: std::net::SocketAddr,
-    /// The journal: audit trail and restart state. Keep it on durable storage
-    /// (with --leader-election, storage every replica mounts).
+    /// The journal: audit trail and restart state. A file path (keep it on
+    /// durable storage; with --leader-election, storage every replica
+    /// mounts), or `kube`: JournalSegment objects in the home cluster
+    /// (--lease-context, in --lease-namespace), written as --identity.
     #[arg(long, default_value = "failover-journal.jsonl")]
     journal: PathBuf,
     /// Use in-memory clusters seeded from the config's `weight` keys
@@ -210,17 +216,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let journal = journal_at(&args, &identity);
     let leader_election = args.leader_election.then(|| LeaderElection {
         lease_name: args.lease_name,
         namespace: args.lease_namespace,
-        identity: args.identity.unwrap_or_else(default_identity),
+        identity,
         context: args.lease_context,
         timing: crate::leader::LeaseTiming::default(),
     });
     let options = crate::serve::ServeOptions {
         config,
         listen: args.listen,
-        journal: args.journal,
+        journal,
         in_memory: args.in_memory,
         leader_election,
     };
@@ -231,6 +239,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("failover-bot: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--journal kube` is the home cluster's store (beside the Lease); any
+/// other value is a file (`./kube` for a file of that name).
+fn journal_at(args: &ServeArgs, identity: &str) -> JournalAt {
+    if args.journal == Path::new(KUBE_JOURNAL) {
+        JournalAt::Kube {
+            context: args.lease_context.clone(),
+            namespace: args.lease_namespace.clone(),
+            writer: identity.to_owned(),
+        }
+    } else {
+        JournalAt::File(args.journal.clone())
     }
 }
 

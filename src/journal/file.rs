@@ -1,5 +1,7 @@
 //! The journal as a file: one line per record, each batch written and
-//! fsync'd before the engine acts on it.
+//! fsync'd before the engine acts on it. The same [`Journal`] also keeps
+//! its lines in memory only (the sandbox) or hands them to a
+//! [`LineSink`] (the Kubernetes journal).
 //!
 //! Fail-stop: a write or fsync that fails is cut back off the file before
 //! the error is returned, so the file always ends with the last record that
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::sink::{replay, LineSink, Replayed};
 use super::{line_hash, parse_line, to_line, Entry, Record, FORMAT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +41,25 @@ pub enum JournalError {
     /// An earlier append failed and could not be cut back off the file.
     #[error("journal {path} failed to take back a failed write; restart the bot")]
     Poisoned { path: String },
+    /// The journal's store did not take a batch: nothing of it counts.
+    #[error("journal {path}: {reason}")]
+    Sink { path: String, reason: String },
 }
 
-/// Where records go: a file in production, memory in the sandbox.
+/// Where records go: a file or a store in production, memory in the
+/// sandbox.
 #[derive(Debug)]
 pub struct Journal {
-    file: Option<Opened>,
+    sink: Sink,
     next_seq: u64,
     last_hash: String,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Memory,
+    File(Opened),
+    Lines(Box<dyn LineSink>),
 }
 
 #[derive(Debug)]
@@ -61,7 +75,7 @@ impl Journal {
     /// A journal that keeps nothing across runs (the sandbox).
     pub fn in_memory() -> Self {
         Self {
-            file: None,
+            sink: Sink::Memory,
             next_seq: 1,
             last_hash: String::new(),
         }
@@ -99,12 +113,33 @@ impl Journal {
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let next_seq = records.last().map_or(1, |r| r.seq + 1);
         let journal = Journal {
-            file: Some(Opened {
+            sink: Sink::File(Opened {
                 file,
                 path: path.to_owned(),
                 len: good_len,
                 poisoned: false,
             }),
+            next_seq,
+            last_hash,
+        };
+        Ok((journal, records))
+    }
+
+    /// A journal whose lines `sink` keeps, which holds `lines` already
+    /// (stored after a line whose hash is `prev_hash`; empty from the
+    /// start); returns their records.
+    pub fn on_sink(
+        sink: Box<dyn LineSink>,
+        prev_hash: &str,
+        lines: &[String],
+    ) -> Result<(Journal, Vec<Record>), JournalError> {
+        let Replayed {
+            records,
+            next_seq,
+            last_hash,
+        } = replay(&sink.name(), prev_hash, lines)?;
+        let journal = Journal {
+            sink: Sink::Lines(sink),
             next_seq,
             last_hash,
         };
@@ -127,7 +162,7 @@ impl Journal {
         entries: Vec<Entry>,
     ) -> Result<Vec<Record>, JournalError> {
         let mut records = Vec::with_capacity(entries.len());
-        let mut lines = String::new();
+        let mut lines = Vec::with_capacity(entries.len());
         let (mut seq, mut last_hash) = (self.next_seq, self.last_hash.clone());
         for entry in entries {
             let record = Record {
@@ -142,23 +177,38 @@ impl Journal {
                 source: std::io::Error::other(e),
             })?;
             last_hash = line_hash(&line);
-            lines.push_str(&line);
-            lines.push('\n');
+            lines.push(line);
             seq += 1;
             records.push(record);
         }
-        if let Some(opened) = &mut self.file {
-            opened.write(lines.as_bytes())?;
-        }
+        self.store(&lines)?;
         self.next_seq = seq;
         self.last_hash = last_hash;
         Ok(records)
     }
 
+    /// Makes `lines` durable, all or none.
+    fn store(&mut self, lines: &[String]) -> Result<(), JournalError> {
+        match &mut self.sink {
+            Sink::Memory => Ok(()),
+            Sink::File(opened) => {
+                let mut text = lines.join("\n");
+                text.push('\n');
+                opened.write(text.as_bytes())
+            }
+            Sink::Lines(sink) => sink.append(lines).map_err(|e| JournalError::Sink {
+                path: sink.name(),
+                reason: e.reason,
+            }),
+        }
+    }
+
     fn path(&self) -> String {
-        self.file
-            .as_ref()
-            .map_or_else(|| "(memory)".into(), |f| f.path.display().to_string())
+        match &self.sink {
+            Sink::Memory => "(memory)".into(),
+            Sink::File(opened) => opened.path.display().to_string(),
+            Sink::Lines(sink) => sink.name(),
+        }
     }
 }
 

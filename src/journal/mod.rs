@@ -21,6 +21,7 @@
 
 pub mod file;
 pub mod ledger;
+pub mod sink;
 pub mod v1;
 
 use std::collections::BTreeMap;

@@ -7,7 +7,10 @@
 //! - [`memory`]: in this process only (the sandbox, engine unit tests).
 //! - [`kube`]: `JournalSegment` objects in the bot's home cluster, appended
 //!   with resourceVersion preconditions, fenced by a writer epoch.
+//!
+//! [`journal`] puts the journal (records, hash chain) on a store.
 
+pub mod journal;
 pub mod kube;
 pub mod memory;
 

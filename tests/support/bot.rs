@@ -111,6 +111,12 @@ impl Builder {
             JournalAt::Memory => (Journal::in_memory(), Vec::new()),
             JournalAt::File(path) => reopen_journal(path),
         };
+        self.build_on(journal, records)
+    }
+
+    /// The engine on a journal opened elsewhere (a store's), which holds
+    /// `records`.
+    pub fn build_on(self, journal: Journal, records: Vec<Record>) -> Engine {
         let backend = self
             .backend
             .unwrap_or_else(|| Arc::new(MemoryBackend::from_config(&self.config)));
