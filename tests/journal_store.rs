@@ -793,3 +793,48 @@ async fn after_a_takeover_the_old_engine_records_nothing_and_changes_no_weight()
     assert!(!after.contains(&"command".to_owned()), "{after:?}");
     assert!(after.contains(&"step_finished".to_owned()), "{after:?}");
 }
+
+#[tokio::test]
+async fn journal_import_moves_a_file_journal_in_with_the_same_records_and_chain() {
+    let env = journal_env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1.jsonl");
+    let file = dir.path().join("journal.jsonl");
+    std::fs::copy(&fixture, &file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+
+    // Bad input first: a broken chain is refused and writes nothing.
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(&edited, text.replacen("\"seq\":2", "\"seq\":20", 1)).unwrap();
+    let out = journal_command(&env, &["import", edited.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("chain breaks at line"),
+        "{said}"
+    );
+    assert!(segments(&env).await.is_empty(), "nothing imported");
+
+    // A file journal (a v1 one, from before format versions) moves in.
+    let out = journal_command(&env, &["import", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let count = text.lines().count();
+    assert!(
+        said.contains(&format!("imported {count} line(s)")),
+        "{said}"
+    );
+
+    // The bot opens the same records from the cluster as from the file.
+    let (_, from_file) = failover_bot::journal::Journal::open(&file).unwrap();
+    let opened = open_as(&env, "bot-1").await;
+    assert_eq!(opened.records, from_file);
+
+    // Only into an empty journal.
+    let out = journal_command(&env, &["import", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("already holds"),
+        "{said}"
+    );
+}

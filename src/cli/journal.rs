@@ -1,6 +1,6 @@
 //! `failover-bot journal …`: the journal in the home cluster, from outside
-//! the bot: print its CRD, export it as JSON lines, delete what was
-//! exported and is older than the retention.
+//! the bot: print its CRD, move a file journal in, export it as JSON lines,
+//! delete what was exported and is older than the retention.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::SystemClock;
+use crate::journal::{parse_line, verify_chain};
 use crate::store::kube::archive::Export;
 use crate::store::kube::{KubeStore, KubeStoreSettings};
-use crate::store::StoreError;
+use crate::store::{Batch, LineStore, StoreError};
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
@@ -18,6 +19,16 @@ pub enum JournalCommand {
     /// Print the JournalSegment CustomResourceDefinition (YAML), as in
     /// manifests/home/crd-journalsegment.yaml.
     Crd,
+    /// Move a file journal (`serve --journal PATH`) in: its lines,
+    /// unchanged, so its records and hash chain stay as they were. Only
+    /// into an empty journal; stop the bot first (the import takes the
+    /// journal over: a bot still writing to it would stop).
+    Import {
+        #[command(flatten)]
+        at: JournalAt,
+        /// The journal file.
+        file: PathBuf,
+    },
     /// Write the journal as JSON lines, one record per line (for backups and
     /// a SIEM), then mark the sealed segments written as exported: only
     /// exported segments are ever deleted by `journal prune`.
@@ -60,6 +71,7 @@ pub async fn run(command: JournalCommand) -> ExitCode {
             print!("{}", crate::store::kube::crd_yaml());
             ExitCode::SUCCESS
         }
+        JournalCommand::Import { at, file } => finish(import(&at, &file).await),
         JournalCommand::Export { at, from, output } => {
             finish(export(&at, from, output.as_deref()).await)
         }
@@ -85,6 +97,93 @@ async fn store(at: &JournalAt) -> Result<KubeStore, String> {
     KubeStore::connect(&at.context, &at.namespace, settings, Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Who the import writes as, in the store's takeover.
+const IMPORT_WRITER: &str = "failover-bot-journal-import";
+/// Bytes per append while importing: well inside a segment.
+const IMPORT_BATCH_BYTES: usize = 8 * 1024;
+
+async fn import(at: &JournalAt, file: &Path) -> Result<String, String> {
+    let lines = read_file_journal(file)?;
+    let store = store(at).await?;
+    let loaded = store
+        .takeover(IMPORT_WRITER)
+        .await
+        .map_err(|e| e.to_string())?;
+    let held = loaded.first + loaded.lines.len() as u64;
+    if held > 0 {
+        return Err(format!(
+            "the journal in namespace {} already holds {held} line(s): import moves a file journal into an empty one only; nothing imported",
+            at.namespace
+        ));
+    }
+    let mut head = loaded.head;
+    let mut done = 0;
+    for batch in batches(&lines, IMPORT_BATCH_BYTES) {
+        let count = batch.len();
+        head = store.append(&head, &Batch::new(batch)).await.map_err(|e| {
+            format!(
+                "{e}; imported {done} of {} line(s): delete the JournalSegment objects in namespace {} and import again",
+                lines.len(),
+                at.namespace
+            )
+        })?;
+        done += count;
+    }
+    Ok(format!(
+        "imported {done} line(s) from {} into namespace {}",
+        file.display(),
+        at.namespace
+    ))
+}
+
+/// The complete lines of a file journal, checked before anything is
+/// written: a torn last line (never acknowledged) is left out, as `serve`
+/// leaves it out; a broken chain or an unreadable record refuses it all.
+fn read_file_journal(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+    let lines: Vec<&str> = complete.lines().collect();
+    if lines.is_empty() {
+        return Err(format!(
+            "{} holds no record: nothing to import",
+            path.display()
+        ));
+    }
+    if let Err(broken) = verify_chain(&lines) {
+        return Err(format!(
+            "{}: the hash chain breaks at line {}; nothing imported",
+            path.display(),
+            broken.line
+        ));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        parse_line(line)
+            .map_err(|e| format!("{}, line {}: {e}; nothing imported", path.display(), i + 1))?;
+    }
+    Ok(lines.into_iter().map(str::to_owned).collect())
+}
+
+/// `lines` in order, in batches of at most `max_bytes` (a longer line
+/// alone).
+fn batches(lines: &[String], max_bytes: usize) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    for line in lines {
+        if !current.is_empty() && bytes + line.len() > max_bytes {
+            all.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += line.len();
+        current.push(line.clone());
+    }
+    if !current.is_empty() {
+        all.push(current);
+    }
+    all
 }
 
 async fn export(at: &JournalAt, from: u64, output: Option<&Path>) -> Result<String, String> {
@@ -169,5 +268,24 @@ async fn prune(at: &JournalAt, retention: Duration) -> Result<String, String> {
         Ok(deleted)
     } else {
         Ok(format!("{deleted}; kept the rest: {}", pruned.stopped_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_batches_keep_the_order_and_stay_under_the_size() {
+        let lines: Vec<String> = ["aaaa", "bb", "cccccccc", "d", "ee"]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let batches = batches(&lines, 6);
+        assert_eq!(
+            batches,
+            [vec!["aaaa", "bb"], vec!["cccccccc"], vec!["d", "ee"]]
+        );
+        assert_eq!(batches.concat(), lines);
     }
 }
