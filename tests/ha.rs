@@ -1,7 +1,8 @@
 //! Two replicas of the real `serve` binary with Lease leader election on a
 //! real API server (the bot's home cluster), failing over two other real
-//! clusters, sharing one journal file (the ReadWriteMany volume of the
-//! production manifests). Checks that only the leader talks to Slack and is
+//! clusters, sharing one journal: JournalSegment objects in the home cluster
+//! (`--journal kube`, what the production manifests run), or one file (a
+//! ReadWriteMany volume). Checks that only the leader talks to Slack and is
 //! ready, and that when the leader is SIGKILLed between two steps the other
 //! replica takes the Lease, resumes from the journal and finishes the
 //! failover on the same plan message. Also: health, readiness, metrics and

@@ -58,7 +58,7 @@ const SERVE_ARGS: [&str; 10] = [
     "--listen",
     "0.0.0.0:8080",
     "--journal",
-    "/var/lib/failover-bot/journal.jsonl",
+    "kube",
     "--leader-election",
     "--log-format",
     "json",
@@ -320,11 +320,11 @@ async fn home_kustomization_applies_with_validation_and_creates_every_object() {
         crd_established(&env, JOURNAL_CRD).await,
         "the JournalSegment CRD is Established"
     );
-    // `serve` still keeps its journal in a file on this volume.
-    let pvc = get(&env, "persistentvolumeclaim", ns, "failover-bot-journal");
+    let volumes = kubectl(&env, &["get", "pvc", "-n", HOME_NAMESPACE, "-o", "name"]);
     assert_eq!(
-        pvc["spec"]["accessModes"],
-        serde_json::json!(["ReadWriteMany"])
+        volumes.trim(),
+        "",
+        "no volume: the journal is in the API server"
     );
 
     let live: Deployment = serde_json::from_value(get(&env, "deployment", ns, BOT)).unwrap();
@@ -347,16 +347,18 @@ async fn crd_established(env: &KubeEnv, name: &str) -> bool {
     .await
 }
 
-/// The live Deployment's volumes name the applied PVC, the kubeconfig Secret
-/// (group-readable only) and the generated, hash-named ConfigMap, which holds
-/// examples/config.yaml.
+/// The live Deployment's volumes name the kubeconfig Secret (group-readable
+/// only) and the generated, hash-named ConfigMap, which holds
+/// examples/config.yaml; there is no other.
 fn assert_volumes_resolve(env: &KubeEnv, live: &Deployment) {
     let pod = pod_spec(live);
-    let claim = volume(pod, "journal")
-        .persistent_volume_claim
-        .as_ref()
-        .unwrap();
-    assert_eq!(claim.claim_name, "failover-bot-journal");
+    let names: BTreeSet<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["config", "kubeconfig"]));
     let kubeconfig = volume(pod, "kubeconfig").secret.as_ref().unwrap();
     assert_eq!(
         kubeconfig.secret_name.as_deref(),
@@ -817,7 +819,7 @@ fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
     assert!(caps.add.as_ref().is_none_or(Vec::is_empty));
 
-    // The journal is the only writable mount.
+    // Nothing is writable: the journal is in the API server.
     let writable: Vec<&str> = c
         .volume_mounts
         .iter()
@@ -825,8 +827,8 @@ fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {
         .filter(|m| m.read_only != Some(true))
         .map(|m| m.mount_path.as_str())
         .collect();
-    assert_eq!(writable, ["/var/lib/failover-bot"]);
-    // The token is mounted because the Lease needs it.
+    assert!(writable.is_empty(), "{writable:?}");
+    // The token is mounted because the Lease and the journal need it.
     assert_eq!(pod.service_account_name.as_deref(), Some(BOT));
     assert_eq!(pod.automount_service_account_token, Some(true));
 }
