@@ -7,6 +7,10 @@
 //!   API server reads, validates and writes the whole object every time;
 //! - the same lines appended to a local file with an fsync each (what the
 //!   file journal does), for scale;
+//! - whole journal appends (a record made, chained, and stored) through the
+//!   journal on the store (`serve --journal kube`: the store on its own
+//!   thread, the engine's thread waiting) and through the file journal, at
+//!   the default segment limit;
 //! - segment sizes: lines, bytes of lines, and the whole object as stored
 //!   (JSON), which etcd keeps one revision of per append;
 //! - at the default limit: load times, start-up (from the latest
@@ -24,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
 
-use failover_bot::clock::OffsetClock;
+use failover_bot::clock::{OffsetClock, SystemClock};
+use failover_bot::journal::{Entry, Journal};
+use failover_bot::store::journal::Connect;
 use failover_bot::store::kube::{JournalSegment, KubeStore, KubeStoreSettings};
 use failover_bot::store::{line_hash, Batch, Head, LineStore};
 
@@ -210,6 +216,76 @@ async fn appends_with(env: &kube_env::KubeEnv, kib: usize, clock: &Arc<OffsetClo
     );
 }
 
+/// A command record, as the engine journals one.
+fn command_entry(i: usize) -> Entry {
+    Entry::Command {
+        user: "U0ALICE".into(),
+        channel: "C0FAILOVER".into(),
+        text: format!("shift {} to k8s-green.prod.example.com", i % 100),
+        event: Some(format!("Ev0{i:08}")),
+        answered: false,
+    }
+}
+
+/// `APPENDS` records appended one at a time to `journal`, each timed.
+fn journal_appends(journal: &mut Journal) -> Vec<Duration> {
+    (0..APPENDS)
+        .map(|i| {
+            let started = Instant::now();
+            journal
+                .append(chrono::Utc::now(), command_entry(i))
+                .expect("journal append");
+            started.elapsed()
+        })
+        .collect()
+}
+
+/// Whole journal appends: on the store (a namespace of its own), and in a
+/// file.
+async fn journal_level(env: &kube_env::KubeEnv) {
+    let namespace = "bench-journal";
+    self::namespace(env, namespace).await;
+    let kubeconfig = env.kubeconfig().to_owned();
+    let context = env.clusters()[0].context.clone();
+    let connect: Connect = Box::new(move || {
+        Box::pin(async move {
+            let store = store_at(&kubeconfig, &context, namespace).await;
+            Ok(Arc::new(store) as Arc<dyn LineStore>)
+        })
+    });
+    let mut opened = failover_bot::store::journal::open(connect, "bench", "kube:bench")
+        .await
+        .expect("the journal on the store opens");
+    let on_store = tokio::task::block_in_place(|| journal_appends(&mut opened.journal));
+    report("journal append (record), kube journal", on_store);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut file, _) = Journal::open(&dir.path().join("journal.jsonl")).expect("file journal");
+    report(
+        "journal append (record), file journal",
+        journal_appends(&mut file),
+    );
+}
+
+/// The store in `namespace`, through a client made on the calling runtime
+/// (the journal's own thread).
+async fn store_at(kubeconfig: &std::path::Path, context: &str, namespace: &str) -> KubeStore {
+    let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.to_owned()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(config, &options)
+        .await
+        .expect("kube config");
+    let client = kube::Client::try_from(config).expect("client");
+    KubeStore::new(
+        client,
+        namespace,
+        KubeStoreSettings::default(),
+        Arc::new(SystemClock),
+    )
+}
+
 async fn run() {
     let env = journal_env().await;
     let clock = Arc::new(OffsetClock::new());
@@ -218,6 +294,7 @@ async fn run() {
         appends_with(&env, kib, &clock).await;
     }
     report("file append + fsync (same lines)", file_appends(APPENDS));
+    journal_level(&env).await;
 
     let settings = KubeStoreSettings::default();
     println!(
