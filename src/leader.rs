@@ -298,6 +298,14 @@ impl ActingDeadline {
     }
 }
 
+/// The journal appends only before the deadline: every action follows a
+/// record, so a leader past its deadline acts on nothing more.
+impl crate::journal::sink::AppendGuard for ActingDeadline {
+    fn may_append(&self) -> Result<(), String> {
+        self.check().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
 /// A running campaign: tells when this replica leads and when it stops.
 pub struct Leadership {
     deadline: ActingDeadline,

@@ -149,6 +149,10 @@ where
     // Opened only now: with leader election, the previous leader may have
     // written to it until a moment ago.
     let (journal, records, fenced) = open_journal(&options.journal).await?;
+    let journal = match &leadership {
+        Some(leadership) => journal.guarded(Box::new(leadership.deadline())),
+        None => journal,
+    };
     let engine = Engine::new(EngineParts {
         config: Arc::new(options.config),
         backend,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::time::Instant;
 
+use failover_bot::journal::{Entry, Journal, JournalError};
 use failover_bot::leader::{LeaderElection, LeaseTiming};
 use support::fault_proxy::{Fault, FaultProxy, Upstream};
 use support::kube_env::{KubeEnv, ADMIN_TOKEN};
@@ -82,6 +83,11 @@ async fn a_silent_home_api_server_stops_the_leader_before_another_replica_can_ta
     tokio::time::sleep(TIMING.duration * 2).await;
     assert!(a.deadline().check().is_ok(), "a still leads");
     assert!(b_deadline.acting_until().is_none(), "b waits");
+    // a's journal, as serve guards it: it records while a leads.
+    let mut journal = Journal::in_memory().guarded(Box::new(a.deadline()));
+    journal
+        .append(chrono::Utc::now(), unfreeze())
+        .expect("a records while it leads");
 
     proxy.set(Fault::Timeout);
     let silent_at = Instant::now();
@@ -91,6 +97,11 @@ async fn a_silent_home_api_server_stops_the_leader_before_another_replica_can_ta
     let a_stopped_at = Instant::now();
     let deadline = a.deadline().latest().expect("a's last deadline");
     assert!(a.deadline().check().is_err(), "a refuses to act after it");
+    let refused = journal.append(chrono::Utc::now(), unfreeze());
+    assert!(
+        matches!(refused, Err(JournalError::NotActing { .. })),
+        "a records nothing more, so it acts on nothing more: {refused:?}"
+    );
     // At most one renewal already on its way when the silence began landed.
     let bound = TIMING.acting_time() + TIMING.call_timeout;
     assert!(
@@ -118,4 +129,12 @@ async fn a_silent_home_api_server_stops_the_leader_before_another_replica_can_ta
     );
     assert!(a_stopped_at < b_led_at, "one leader at a time");
     assert!(proxy.injected().timeouts > 0, "a's calls were silenced");
+}
+
+/// Any record will do: the guard is asked before any is made.
+fn unfreeze() -> Entry {
+    Entry::Unfrozen {
+        env: "dev".into(),
+        by: "UALICE".into(),
+    }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::sink::{replay, LineSink, Replayed};
+use super::sink::{replay, AppendGuard, LineSink, Replayed};
 use super::{line_hash, parse_line, to_line, Entry, Record, FORMAT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,10 @@ pub enum JournalError {
     /// The journal's store did not take a batch: nothing of it counts.
     #[error("journal {path}: {reason}")]
     Sink { path: String, reason: String },
+    /// This process may no longer act (see [`AppendGuard`]): nothing was
+    /// written.
+    #[error("journal {path}: not appending: {reason}")]
+    NotActing { path: String, reason: String },
 }
 
 /// Where records go: a file or a store in production, memory in the
@@ -53,6 +57,7 @@ pub struct Journal {
     sink: Sink,
     next_seq: u64,
     last_hash: String,
+    guard: Option<Box<dyn AppendGuard>>,
 }
 
 #[derive(Debug)]
@@ -78,6 +83,7 @@ impl Journal {
             sink: Sink::Memory,
             next_seq: 1,
             last_hash: String::new(),
+            guard: None,
         }
     }
 
@@ -121,8 +127,15 @@ impl Journal {
             }),
             next_seq,
             last_hash,
+            guard: None,
         };
         Ok((journal, records))
+    }
+
+    /// The same journal, appending only while `guard` allows.
+    pub fn guarded(mut self, guard: Box<dyn AppendGuard>) -> Journal {
+        self.guard = Some(guard);
+        self
     }
 
     /// A journal whose lines `sink` keeps, which holds `lines` already
@@ -142,6 +155,7 @@ impl Journal {
             sink: Sink::Lines(sink),
             next_seq,
             last_hash,
+            guard: None,
         };
         Ok((journal, records))
     }
@@ -161,6 +175,14 @@ impl Journal {
         at: DateTime<Utc>,
         entries: Vec<Entry>,
     ) -> Result<Vec<Record>, JournalError> {
+        if let Some(guard) = &self.guard {
+            guard
+                .may_append()
+                .map_err(|reason| JournalError::NotActing {
+                    path: self.path(),
+                    reason,
+                })?;
+        }
         let mut records = Vec::with_capacity(entries.len());
         let mut lines = Vec::with_capacity(entries.len());
         let (mut seq, mut last_hash) = (self.next_seq, self.last_hash.clone());
@@ -388,6 +410,29 @@ mod tests {
         let (_, records) = Journal::open(&path).unwrap();
         assert_eq!(records.len(), 5);
         assert_eq!(records[1..4], written[..]);
+    }
+
+    #[derive(Debug)]
+    struct Refuse;
+
+    impl AppendGuard for Refuse {
+        fn may_append(&self) -> Result<(), String> {
+            Err("the lease deadline passed".into())
+        }
+    }
+
+    #[test]
+    fn a_guard_that_refuses_stops_every_append_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let mut journal = journal.guarded(Box::new(Refuse));
+        let refused = journal.append(Utc::now(), command("status")).unwrap_err();
+        assert!(
+            matches!(&refused, JournalError::NotActing { reason, .. } if reason.contains("deadline")),
+            "{refused}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 
     #[test]

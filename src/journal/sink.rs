@@ -17,6 +17,14 @@ pub trait LineSink: Send + std::fmt::Debug {
     fn name(&self) -> String;
 }
 
+/// Whether this process may still act, asked before every append: every
+/// external action is preceded by a record, so a process refused here acts
+/// on nothing more (the leader's acting deadline, `crate::leader`).
+pub trait AppendGuard: Send + Sync + std::fmt::Debug {
+    /// `Err(why)` once this process must not act.
+    fn may_append(&self) -> Result<(), String>;
+}
+
 /// Why a sink did not store a batch.
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}")]
