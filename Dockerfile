@@ -58,7 +58,7 @@ USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/failover-bot"]
 # As in manifests/home/deployment.yaml (a test keeps them equal).
-CMD ["serve", "--config", "/etc/failover-bot/config.yaml", "--listen", "0.0.0.0:8080", "--journal", "/var/lib/failover-bot/journal.jsonl", "--leader-election", "--log-format", "json"]
+CMD ["serve", "--config", "/etc/failover-bot/config.yaml", "--listen", "0.0.0.0:8080", "--journal", "kube", "--leader-election", "--log-format", "json"]
 
 # ---- prebuilt: the binary from `cargo build --release --locked` on the host/CI
 FROM runtime AS prebuilt

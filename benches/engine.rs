@@ -6,7 +6,9 @@
 //!   with the in-memory journal;
 //! - `step_50/file_journal`: the same with the production journal on disk
 //!   (one fsync per journal write, outbox records included), to show what
-//!   durability costs.
+//!   durability costs;
+//! - `step_50/signed_file_journal`: the same with every record signed
+//!   (Ed25519, `serve --signing-key`), to show what tamper evidence costs.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -22,6 +24,7 @@ use failover_bot::chat::{Chat, ChatError, Message, MessageRef};
 use failover_bot::config::Config;
 use failover_bot::engine::{CommandRequest, Engine, Reaction};
 use failover_bot::ids::ClusterId;
+use failover_bot::journal::sign::Signer;
 use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope, Weights};
 use support::bot::Builder;
 
@@ -141,6 +144,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             flip = !flip;
             runtime.block_on(one_step(&file, if flip { 60 } else { 40 }));
+        })
+    });
+    let signed_dir = tempfile::tempdir().unwrap();
+    let signed = Builder::new(config())
+        .chat(Arc::new(NullChat::default()))
+        .journal_file(&signed_dir.path().join("journal.jsonl"))
+        .signing_key(Signer::generate().unwrap())
+        .build();
+    group.bench_function("signed_file_journal", |b| {
+        b.iter(|| {
+            flip = !flip;
+            runtime.block_on(one_step(&signed, if flip { 60 } else { 40 }));
         })
     });
     group.finish();

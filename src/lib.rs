@@ -29,7 +29,10 @@
 //!    [`backend`] ([`backend::RoutingBackend`]: in memory, Kubernetes,
 //!    Route53), [`chat`] ([`chat::Chat`]), [`clock`], [`metrics`], and
 //!    [`gates`] (Prometheus and capacity gates: their config, the query
-//!    client, the Deployment reader, and typed results).
+//!    client, the Deployment reader, and typed results), and [`store`]
+//!    ([`store::LineStore`]: the journal's lines, kept in order and fenced
+//!    to one writer; [`store::memory`] and [`store::kube`], `JournalSegment`
+//!    objects in the home cluster).
 //! 5. The engine: [`engine`] — commands, reactions, driving operations,
 //!    resuming after a restart.
 //! 6. The outside: [`slack`], [`sandbox`], [`serve`], [`leader`],
@@ -75,4 +78,5 @@ pub mod promql;
 pub mod sandbox;
 pub mod serve;
 pub mod slack;
+pub mod store;
 pub mod telemetry;

@@ -21,13 +21,16 @@ use crate::clock::SystemClock;
 use crate::config::{Config, RoutingMode};
 use crate::engine::{Engine, EngineParts};
 use crate::health::{self, Health};
-use crate::journal::sign::{start_signing, SignatureProblem, Signer};
+use crate::journal::sign::{start_signing, Signer, Tail};
 use crate::journal::{Journal, JournalError, Record};
 use crate::leader::{LeaderElection, Leadership};
 use crate::metrics::{MeteredBackend, Metrics};
 use crate::slack::intake::Intake;
 use crate::slack::web::SlackChat;
 use crate::slack::{http, socket, SlackSettings};
+use crate::store::journal::{Connect as ConnectStore, Fenced};
+use crate::store::kube::{KubeStore, KubeStoreSettings};
+use crate::store::LineStore;
 
 /// How often pending approvals are checked for expiry.
 const TICK: Duration = Duration::from_secs(1);
@@ -38,7 +41,7 @@ const JOURNAL_RETRY: Duration = Duration::from_millis(200);
 pub struct ServeOptions {
     pub config: Config,
     pub listen: SocketAddr,
-    pub journal: PathBuf,
+    pub journal: JournalAt,
     /// Run against in-memory clusters seeded from the config's weights.
     pub in_memory: bool,
     /// Campaign for a Lease and act only while holding it (two replicas).
@@ -47,6 +50,20 @@ pub struct ServeOptions {
     pub signing_key: Option<Signer>,
     /// Whether a kubeconfig context may skip TLS verification.
     pub tls: TlsVerification,
+}
+
+/// Where `serve` keeps its journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalAt {
+    /// A file: one process, or a volume every replica mounts.
+    File(PathBuf),
+    /// JournalSegment objects in `namespace` of the home cluster (kubeconfig
+    /// `context`, or `in-cluster`), written as `writer`.
+    Kube {
+        context: String,
+        namespace: String,
+        writer: String,
+    },
 }
 
 pub async fn serve(options: ServeOptions, settings: SlackSettings) -> Result<(), String> {
@@ -140,10 +157,20 @@ where
         .map_err(|e| format!("cannot reach Slack with SLACK_BOT_TOKEN: {e}"))?;
     // Opened only now: with leader election, the previous leader may have
     // written to it until a moment ago.
-    let (mut journal, records) = open_journal(&options.journal).await?;
+    let OpenedJournal {
+        mut journal,
+        records,
+        fenced,
+        tail,
+    } = open_journal(&options.journal, options.tls).await?;
     let distrust = match options.signing_key.clone() {
-        Some(signer) => sign_journal(&mut journal, &options.journal, signer)?,
+        Some(signer) => start_signing(&mut journal, &tail, signer, chrono::Utc::now())
+            .map_err(|e| e.to_string())?,
         None => None,
+    };
+    let journal = match &leadership {
+        Some(leadership) => journal.guarded(Box::new(leadership.deadline())),
+        None => journal,
     };
     let engine = Engine::new(EngineParts {
         config: Arc::new(options.config),
@@ -169,7 +196,8 @@ where
     health.set_ready();
     tracing::info!(ms = started.elapsed().as_millis() as u64, "ready");
     let stop = Stop::new();
-    let result = run_transport(&settings, client, intake, &stop, leadership.as_mut()).await;
+    let halt = must_stop(leadership.as_mut(), fenced);
+    let result = run_transport(&settings, client, intake, &stop, halt).await;
     metrics.set_leader(false);
     ticker.abort();
     server.abort();
@@ -179,48 +207,126 @@ where
     result
 }
 
-/// Takes events until stopped, or until this replica stops leading.
+/// Takes events until stopped, or until `halt` says why this replica must
+/// stop acting.
 async fn run_transport<H>(
     settings: &SlackSettings,
     client: Arc<SlackClient<SlackClientHyperConnector<H>>>,
     intake: Arc<Intake>,
     stop: &Stop,
-    leadership: Option<&mut Leadership>,
+    halt: impl std::future::Future<Output = String>,
 ) -> Result<(), String>
 where
     H: Send + Sync + Clone + Connect + 'static,
 {
-    let watch_lease = async {
-        match leadership {
-            Some(l) => l.lost().await,
-            None => std::future::pending().await,
-        }
-    };
     match &settings.app_token {
         Some(app_token) => {
             let run = socket::run(client, app_token, intake, stop.wait());
             tokio::select! {
                 result = run => result,
-                () = watch_lease => lost_lease(),
+                why = halt => Err(why),
             }
         }
         None if settings.signing_secret.is_some() => {
             tokio::select! {
                 () = stop.wait() => Ok(()),
-                () = watch_lease => lost_lease(),
+                why = halt => Err(why),
             }
         }
         None => Err("no Slack transport configured".into()),
     }
 }
 
-fn lost_lease() -> Result<(), String> {
-    Err("lost the leader lease: stopping so that only the new leader acts".into())
+/// Resolves when this replica must stop acting: its lease is lost (or its
+/// deadline passed unrenewed), or the journal refuses appends for good
+/// (another writer took it over). Pending while neither happens.
+async fn must_stop(leadership: Option<&mut Leadership>, fenced: Option<Fenced>) -> String {
+    let lease = async {
+        match leadership {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let journal = async {
+        match fenced {
+            Some(mut f) => f.broken().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = lease => "lost the leader lease: stopping so that only the new leader acts".into(),
+        why = journal => format!("the journal stopped taking records ({why}): stopping before acting on anything it could not record"),
+    }
 }
 
-/// Opens the journal, waiting while another process still holds it (a
+/// A journal as `serve` opened it.
+struct OpenedJournal {
+    journal: Journal,
+    records: Vec<Record>,
+    /// A store's journal tells when another writer took it over.
+    fenced: Option<Fenced>,
+    /// The lines read, for the signature check (a store's journal: from
+    /// its latest checkpoint segment on).
+    tail: Tail,
+}
+
+/// Opens the journal where `at` says.
+async fn open_journal(at: &JournalAt, tls: TlsVerification) -> Result<OpenedJournal, String> {
+    match at {
+        JournalAt::File(path) => {
+            let (journal, records) = open_journal_file(path).await?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read journal {}: {e}", path.display()))?;
+            let tail = Tail {
+                first_line: 1,
+                lines: text.lines().map(str::to_owned).collect(),
+            };
+            Ok(OpenedJournal {
+                journal,
+                records,
+                fenced: None,
+                tail,
+            })
+        }
+        JournalAt::Kube {
+            context,
+            namespace,
+            writer,
+        } => {
+            let name = format!("kube:{namespace}");
+            let connect = kube_store(context, namespace, tls);
+            let opened = crate::store::journal::open(connect, writer, &name)
+                .await
+                .map_err(|e| format!("journal {name}: {e}"))?;
+            Ok(OpenedJournal {
+                journal: opened.journal,
+                records: opened.records,
+                fenced: Some(opened.fenced),
+                tail: opened.tail,
+            })
+        }
+    }
+}
+
+/// The JournalSegment store in `namespace` of kubeconfig `context`.
+fn kube_store(context: &str, namespace: &str, tls: TlsVerification) -> ConnectStore {
+    let (context, namespace) = (context.to_owned(), namespace.to_owned());
+    Box::new(move || {
+        Box::pin(async move {
+            let settings = KubeStoreSettings {
+                tls,
+                ..KubeStoreSettings::default()
+            };
+            let clock = Arc::new(SystemClock);
+            let store = KubeStore::connect(&context, &namespace, settings, clock).await?;
+            Ok(Arc::new(store) as Arc<dyn LineStore>)
+        })
+    })
+}
+
+/// Opens the journal file, waiting while another process still holds it (a
 /// previous leader on its way out).
-async fn open_journal(path: &std::path::Path) -> Result<(Journal, Vec<Record>), String> {
+async fn open_journal_file(path: &std::path::Path) -> Result<(Journal, Vec<Record>), String> {
     let mut said = false;
     loop {
         match Journal::open(path) {
@@ -236,22 +342,9 @@ async fn open_journal(path: &std::path::Path) -> Result<(Journal, Vec<Record>), 
     }
 }
 
-/// Signs the journal's records from now on; the problem with the
-/// signatures already there, if any.
-fn sign_journal(
-    journal: &mut Journal,
-    path: &std::path::Path,
-    signer: Signer,
-) -> Result<Option<SignatureProblem>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read journal {}: {e}", path.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    start_signing(journal, &lines, signer, chrono::Utc::now()).map_err(|e| e.to_string())
-}
-
 /// Campaigns and waits to lead; logs while it waits.
 async fn lead(election: &LeaderElection) -> Result<Leadership, String> {
-    let mut leadership = election.campaign().await?;
+    let mut leadership = election.campaign().await.map_err(|e| e.to_string())?;
     tracing::info!(
         lease = %election.lease_name,
         namespace = %election.namespace,

@@ -366,6 +366,10 @@ fn troubleshooting_covers_the_errors_outside_the_channel_answers() {
             })),
         ),
         ("resuming", s("failover-bot restarted; resuming operation")),
+        (
+            "journal-superseded",
+            s("the journal stopped taking records"),
+        ),
         ("unexpected-weight", s("Every cluster's weight now")),
     ];
     let mut problems = Vec::new();

@@ -1,7 +1,8 @@
 //! Two replicas of the real `serve` binary with Lease leader election on a
 //! real API server (the bot's home cluster), failing over two other real
-//! clusters, sharing one journal file (the ReadWriteMany volume of the
-//! production manifests). Checks that only the leader talks to Slack and is
+//! clusters, sharing one journal: JournalSegment objects in the home cluster
+//! (`--journal kube`, what the production manifests run), or one file (a
+//! ReadWriteMany volume). Checks that only the leader talks to Slack and is
 //! ready, and that when the leader is SIGKILLed between two steps the other
 //! replica takes the Lease, resumes from the journal and finishes the
 //! failover on the same plan message. Also: health, readiness, metrics and
@@ -9,7 +10,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -122,10 +123,107 @@ async fn plan_ts(fake: &FakeSlack, n: usize) -> String {
     fake.plan_posts()[n - 1].ts.clone()
 }
 
+/// Where the replicas keep their journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JournalKind {
+    /// One file both replicas open (a ReadWriteMany volume in a cluster).
+    File,
+    /// `--journal kube`: JournalSegment objects in the home cluster.
+    Kube,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
+    a_new_leader_resumes_the_failover(JournalKind::File).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_the_failover_from_the_journal_in_the_home_cluster() {
+    a_new_leader_resumes_the_failover(JournalKind::Kube).await;
+}
+
+/// Lets the bot's user keep its journal in the home cluster: the
+/// JournalSegment CRD, and the verbs `manifests/home/rbac.yaml` grants.
+fn journal_crd_and_rbac(env: &KubeEnv) {
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/home/crd-journalsegment.yaml"
+    ))
+    .unwrap();
+    env.apply(0, &crd);
+    let established = env.kubectl(
+        0,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/journalsegments.failover-bot.github.io",
+        ],
+        None,
+    );
+    assert!(
+        established.status.success(),
+        "the JournalSegment CRD is Established"
+    );
+    env.apply(
+        0,
+        &format!(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: failover-bot-journal
+  namespace: failover-bot
+rules:
+- apiGroups: [failover-bot.github.io]
+  resources: [journalsegments]
+  verbs: [get, list, create, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: failover-bot-journal
+  namespace: failover-bot
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: failover-bot-journal
+subjects:
+- kind: User
+  name: {BOT_USER}
+"#
+        ),
+    );
+}
+
+/// The journal as a file `audit verify` reads: the file itself, or the
+/// store's lines exported by `failover-bot journal export`.
+fn journal_file(env: &KubeEnv, kind: JournalKind, at: &Path, dir: &Path) -> PathBuf {
+    if kind == JournalKind::File {
+        return at.to_owned();
+    }
+    let export = dir.join("export.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(["journal", "export", "--namespace", "failover-bot"])
+        .args(["--context", &env.clusters()[0].context])
+        .arg("--output")
+        .arg(&export)
+        .env("KUBECONFIG", env.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "journal export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    export
+}
+
+async fn a_new_leader_resumes_the_failover(kind: JournalKind) {
     let env = KubeEnv::start(3).await;
     env.apply(0, &lease_rbac());
+    if kind == JournalKind::Kube {
+        journal_crd_and_rbac(&env);
+    }
     let rbac = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/manifests/target/routing-weight/rbac.yaml"
@@ -137,7 +235,10 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
     env.apply(2, &routing_weight_yaml(&env.clusters()[2].name, 0));
     let fake = FakeSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("journal.jsonl");
+    let journal = match kind {
+        JournalKind::File => dir.path().join("journal.jsonl"),
+        JournalKind::Kube => PathBuf::from("kube"),
+    };
     let config = config(&env);
     let kubeconfig = env.kubeconfig_for(env.bot_token());
     let shared = Shared {
@@ -222,7 +323,7 @@ async fn a_new_leader_resumes_the_failover_the_killed_leader_started() {
 
     let audit = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
         .args(["audit", "verify"])
-        .arg(&journal)
+        .arg(journal_file(&env, kind, &journal, dir.path()))
         .output()
         .unwrap();
     assert!(

@@ -2,9 +2,10 @@
 //! `manifests/home` (the bot in its home cluster) and `manifests/target/<mode>`
 //! (each cluster it fails over) apply with schema validation and create what
 //! they should; each ServiceAccount, with a real token of its own, may do what
-//! the bot needs there (the real lease library; the bot's own permission check)
-//! and nothing else (its SelfSubjectRulesReview is exactly the expected rules;
-//! `kubectl auth can-i` says no to the things it must never do).
+//! the bot needs there (the bot's own leader election and journal store; the
+//! bot's own permission check) and nothing else (its SelfSubjectRulesReview is
+//! exactly the expected rules; `kubectl auth can-i` says no to the things it
+//! must never do).
 //!
 //! Static checks keep the Deployment hardened, the ConfigMap copy equal to
 //! examples/config.yaml, the Secret example free of real values, and the
@@ -16,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
@@ -24,11 +27,14 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Probe, ServiceAccou
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, PostParams};
 use kube::config::Kubeconfig;
-use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use serde_json::Value;
 
 use failover_bot::backend::kube::KubeBackend;
+use failover_bot::clock::SystemClock;
 use failover_bot::config::Config;
+use failover_bot::leader::{LeaderElection, Leadership, LeaseTiming};
+use failover_bot::store::kube::{KubeStore, KubeStoreSettings};
+use failover_bot::store::{Batch, LineStore};
 use support::kube_env::{wait_for, KubeEnv, CRD_NAME};
 
 const HOME: &str = "manifests/home";
@@ -42,6 +48,8 @@ const IDENTITY_INJECT: &str = "config.lunar.tech/cluster-identity-inject";
 const TARGET_NAMESPACE: &str = "operators";
 /// The ServiceAccount's name in both kinds of cluster, and the Lease's name.
 const BOT: &str = "failover-bot";
+/// The JournalSegment CRD the home kustomization installs.
+const JOURNAL_CRD: &str = "journalsegments.failover-bot.github.io";
 /// The container args the Deployment and the image's CMD must both have.
 const SERVE_ARGS: [&str; 10] = [
     "serve",
@@ -50,7 +58,7 @@ const SERVE_ARGS: [&str; 10] = [
     "--listen",
     "0.0.0.0:8080",
     "--journal",
-    "/var/lib/failover-bot/journal.jsonl",
+    "kube",
     "--leader-election",
     "--log-format",
     "json",
@@ -302,14 +310,21 @@ async fn home_kustomization_applies_with_validation_and_creates_every_object() {
     let sa = get(&env, "serviceaccount", ns, BOT);
     let irsa = &sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"];
     assert!(irsa.is_string(), "IRSA role annotation: {sa}");
-    get(&env, "role", ns, "failover-bot-leader-election");
-    let binding = get(&env, "rolebinding", ns, "failover-bot-leader-election");
-    assert_eq!(binding["subjects"][0]["name"], BOT);
-    assert_eq!(binding["subjects"][0]["namespace"], HOME_NAMESPACE);
-    let pvc = get(&env, "persistentvolumeclaim", ns, "failover-bot-journal");
+    for role in ["failover-bot-leader-election", "failover-bot-journal"] {
+        get(&env, "role", ns, role);
+        let binding = get(&env, "rolebinding", ns, role);
+        assert_eq!(binding["subjects"][0]["name"], BOT);
+        assert_eq!(binding["subjects"][0]["namespace"], HOME_NAMESPACE);
+    }
+    assert!(
+        crd_established(&env, JOURNAL_CRD).await,
+        "the JournalSegment CRD is Established"
+    );
+    let volumes = kubectl(&env, &["get", "pvc", "-n", HOME_NAMESPACE, "-o", "name"]);
     assert_eq!(
-        pvc["spec"]["accessModes"],
-        serde_json::json!(["ReadWriteMany"])
+        volumes.trim(),
+        "",
+        "no volume: the journal is in the API server"
     );
 
     let live: Deployment = serde_json::from_value(get(&env, "deployment", ns, BOT)).unwrap();
@@ -319,16 +334,31 @@ async fn home_kustomization_applies_with_validation_and_creates_every_object() {
     assert_secret_example_applies_on_its_own(&env);
 }
 
-/// The live Deployment's volumes name the applied PVC, the kubeconfig Secret
-/// (group-readable only) and the generated, hash-named ConfigMap, which holds
-/// examples/config.yaml.
+/// The CRD named `name` reports Established within a minute.
+async fn crd_established(env: &KubeEnv, name: &str) -> bool {
+    wait_for("CRD Established", Duration::from_secs(60), || async {
+        let crd = get(env, "crd", None, name);
+        crd["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    })
+    .await
+}
+
+/// The live Deployment's volumes name the kubeconfig Secret (group-readable
+/// only) and the generated, hash-named ConfigMap, which holds
+/// examples/config.yaml; there is no other.
 fn assert_volumes_resolve(env: &KubeEnv, live: &Deployment) {
     let pod = pod_spec(live);
-    let claim = volume(pod, "journal")
-        .persistent_volume_claim
-        .as_ref()
-        .unwrap();
-    assert_eq!(claim.claim_name, "failover-bot-journal");
+    let names: BTreeSet<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["config", "kubeconfig"]));
     let kubeconfig = volume(pod, "kubeconfig").secret.as_ref().unwrap();
     assert_eq!(
         kubeconfig.secret_name.as_deref(),
@@ -377,48 +407,53 @@ fn assert_secret_example_applies_on_its_own(env: &KubeEnv) {
     assert!(kubeconfig["data"]["config"].is_string(), "{kubeconfig}");
 }
 
-/// Runs `manager.changed()` until it reports a change or `timeout` passes.
-async fn change_within(manager: &LeaseManager, timeout: Duration) -> Option<bool> {
-    tokio::time::timeout(timeout, manager.changed())
-        .await
-        .ok()
-        .map(|r| r.expect("lease manager error (a forbidden verb?)"))
+/// Short lease timings, so a replica that waits outlasts several leases.
+const QUICK_LEASE: LeaseTiming = LeaseTiming {
+    duration: Duration::from_secs(2),
+    margin: Duration::from_millis(500),
+    retry_every: Duration::from_millis(250),
+    call_timeout: Duration::from_millis(400),
+};
+
+/// The bot's own leader election, as replica `identity`, through `client`.
+fn replica(client: &kube::Client, identity: &str) -> Leadership {
+    let election = LeaderElection {
+        lease_name: BOT.into(),
+        namespace: HOME_NAMESPACE.into(),
+        identity: identity.into(),
+        context: "unused".into(),
+        tls: failover_bot::backend::kube::tls::TlsVerification::Required,
+        timing: QUICK_LEASE,
+    };
+    election.campaign_on(client.clone()).expect("campaign")
 }
 
 #[tokio::test]
-async fn home_service_account_may_hold_the_failover_bot_lease_and_nothing_else() {
+async fn home_service_account_may_hold_the_lease_and_keep_the_journal_and_nothing_else() {
     let env = KubeEnv::start(1).await;
     apply_validated(&env, "-k", HOME);
+    assert!(crd_established(&env, JOURNAL_CRD).await);
     let token = service_account_token(&env, HOME_NAMESPACE, BOT).await;
     let client = env.client_for(0, &token).await;
 
-    // Two replicas with the real lease library, as this ServiceAccount: the
+    // Two replicas with the bot's own election, as this ServiceAccount: the
     // first creates and takes the Lease, keeps renewing it while the second
     // waits (longer than the lease lasts), and on release the second takes over.
-    let replica = |identity: &str| {
-        LeaseManagerBuilder::new(client.clone(), BOT)
-            .with_namespace(HOME_NAMESPACE)
-            .with_identity(identity)
-            .with_duration(2)
-            .with_grace(1)
-            .build()
-    };
-    let a = replica("pod-a")
+    let mut a = replica(&client, "pod-a");
+    tokio::time::timeout(Duration::from_secs(30), a.acquired())
         .await
-        .expect("replica a builds (get/create)");
-    assert_eq!(change_within(&a, Duration::from_secs(30)).await, Some(true));
-    let b = replica("pod-b").await.expect("replica b builds (get)");
-    let (a_changed, b_changed) = tokio::join!(
-        change_within(&a, Duration::from_secs(6)),
-        change_within(&b, Duration::from_secs(6)),
+        .expect("a creates and takes the Lease (get, create)");
+    let mut b = replica(&client, "pod-b");
+    tokio::time::sleep(QUICK_LEASE.duration * 3).await;
+    assert!(
+        a.deadline().check().is_ok(),
+        "a renews (patch) and stays leader"
     );
-    assert_eq!(
-        (a_changed, b_changed),
-        (None, None),
-        "a renews and stays leader"
-    );
-    a.release().await.expect("a releases (patch)");
-    assert_eq!(change_within(&b, Duration::from_secs(30)).await, Some(true));
+    assert!(b.deadline().check().is_err(), "b waits");
+    a.release().await;
+    tokio::time::timeout(Duration::from_secs(30), b.acquired())
+        .await
+        .expect("b takes the released Lease");
     let lease: Lease = Api::namespaced(env.client(0).await, HOME_NAMESPACE)
         .get(BOT)
         .await
@@ -426,16 +461,24 @@ async fn home_service_account_may_hold_the_failover_bot_lease_and_nothing_else()
     let holder = lease.spec.and_then(|s| s.holder_identity);
     assert_eq!(holder.as_deref(), Some("pod-b"));
 
+    // The journal store, as this ServiceAccount: every call it makes.
+    keeps_the_journal(&client).await;
+
     // Exactly these rules, in its namespace and anywhere else.
-    let lease_rules = [
+    let rules = [
         "get leases.coordination.k8s.io/failover-bot",
         "patch leases.coordination.k8s.io/failover-bot",
         // `create` cannot be limited by name (see manifests/home/rbac.yaml).
         "create leases.coordination.k8s.io",
+        "get journalsegments.failover-bot.github.io",
+        "list journalsegments.failover-bot.github.io",
+        "create journalsegments.failover-bot.github.io",
+        "patch journalsegments.failover-bot.github.io",
+        "delete journalsegments.failover-bot.github.io",
     ];
     assert_eq!(
         resource_rules(client.clone(), HOME_NAMESPACE).await,
-        rule_set(&lease_rules)
+        rule_set(&rules)
     );
     assert_eq!(
         resource_rules(client.clone(), "default").await,
@@ -443,7 +486,7 @@ async fn home_service_account_may_hold_the_failover_bot_lease_and_nothing_else()
     );
 
     let kubeconfig = env.kubeconfig_for(&token);
-    let lease_never = [
+    let home_never = [
         "delete leases.coordination.k8s.io/failover-bot -n {ns}",
         "update leases.coordination.k8s.io/failover-bot -n {ns}",
         "get leases.coordination.k8s.io/another -n {ns}",
@@ -453,9 +496,63 @@ async fn home_service_account_may_hold_the_failover_bot_lease_and_nothing_else()
         "create leases.coordination.k8s.io -n default",
         "list leases.coordination.k8s.io --all-namespaces",
         "get configmaps -n {ns}",
+        "patch configmaps -n {ns}",
+        "update journalsegments.failover-bot.github.io -n {ns}",
+        "watch journalsegments.failover-bot.github.io -n {ns}",
+        "deletecollection journalsegments.failover-bot.github.io -n {ns}",
+        "list journalsegments.failover-bot.github.io -n default",
+        "create journalsegments.failover-bot.github.io -n default",
+        "list journalsegments.failover-bot.github.io --all-namespaces",
+        "patch customresourcedefinitions.apiextensions.k8s.io",
+        "delete customresourcedefinitions.apiextensions.k8s.io",
     ];
-    assert_never(&env, &kubeconfig, &lease_never, HOME_NAMESPACE);
+    assert_never(&env, &kubeconfig, &home_never, HOME_NAMESPACE);
     assert_never(&env, &kubeconfig, &NEVER, HOME_NAMESPACE);
+}
+
+/// Takes the journal over, appends across segment boundaries, reads it
+/// back, exports, marks and prunes it: every call the store makes.
+async fn keeps_the_journal(client: &kube::Client) {
+    let settings = KubeStoreSettings {
+        segment_bytes: 64,
+        call_timeout: Duration::from_secs(5),
+        ..KubeStoreSettings::default()
+    };
+    let store = KubeStore::new(
+        client.clone(),
+        HOME_NAMESPACE,
+        settings,
+        Arc::new(SystemClock),
+    );
+    let mut head = store
+        .takeover("pod-b")
+        .await
+        .expect("takeover (list, create)")
+        .head;
+    for i in 0..4 {
+        let line = format!(r#"{{"seq":{i},"text":"{}"}}"#, "x".repeat(40));
+        let batch = match i {
+            3 => Batch::checkpoint(vec![line]),
+            _ => Batch::new(vec![line]),
+        };
+        head = store
+            .append(&head, &batch)
+            .await
+            .expect("append (patch, create)");
+    }
+    let loaded = store.load_from(0).await.expect("load (list, get)");
+    assert_eq!(loaded.lines.len(), 4);
+    let mut out = Vec::new();
+    let export = store.export(0, &mut out).await.expect("export");
+    assert_eq!(export.lines, 4);
+    let marked = store
+        .mark_exported(&export)
+        .await
+        .expect("mark exported (patch)");
+    assert_eq!(marked, 3, "the sealed segments");
+    let pruned = store.prune(Duration::ZERO).await.expect("prune (delete)");
+    assert_eq!(pruned.deleted.len(), 3, "{pruned:?}");
+    assert_eq!(store.load().await.unwrap().lines.len(), 1);
 }
 
 // ------------------------------------------------------------ target clusters
@@ -724,7 +821,7 @@ fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
     assert!(caps.add.as_ref().is_none_or(Vec::is_empty));
 
-    // The journal is the only writable mount.
+    // Nothing is writable: the journal is in the API server.
     let writable: Vec<&str> = c
         .volume_mounts
         .iter()
@@ -732,8 +829,8 @@ fn deployment_pods_run_non_root_on_a_read_only_root_without_privileges() {
         .filter(|m| m.read_only != Some(true))
         .map(|m| m.mount_path.as_str())
         .collect();
-    assert_eq!(writable, ["/var/lib/failover-bot"]);
-    // The token is mounted because the Lease needs it.
+    assert!(writable.is_empty(), "{writable:?}");
+    // The token is mounted because the Lease and the journal need it.
     assert_eq!(pod.service_account_name.as_deref(), Some(BOT));
     assert_eq!(pod.automount_service_account_token, Some(true));
 }

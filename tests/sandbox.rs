@@ -165,3 +165,23 @@ fn crd_manifest_is_what_the_binary_prints() {
     assert!(printed.contains("name: routingweights.routing.lunar.tech"));
     assert!(printed.contains("- clusterName"));
 }
+
+#[test]
+fn journal_crd_manifest_is_what_the_binary_prints() {
+    let output = Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(["journal", "crd"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/home/crd-journalsegment.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        printed, shipped,
+        "manifests/home/crd-journalsegment.yaml is stale: run `failover-bot journal crd > manifests/home/crd-journalsegment.yaml`"
+    );
+    assert!(printed.contains("name: journalsegments.failover-bot.github.io"));
+}

@@ -4,10 +4,11 @@
 
 mod audit;
 mod check;
+mod journal;
 mod keys;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::journal::sign::Signer;
 use crate::leader::LeaderElection;
 use crate::sandbox::{Sandbox, BUILT_IN_CONFIG};
+use crate::serve::JournalAt;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -32,6 +34,9 @@ pub struct Cli {
     pub command: CliCommand,
 }
 
+/// The `--journal` value that means the home cluster's JournalSegment store.
+const KUBE_JOURNAL: &str = "kube";
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[arg(long)]
@@ -39,8 +44,10 @@ pub struct ServeArgs {
     /// Address for /healthz, /readyz, /metrics and the Events API.
     #[arg(long, default_value = "0.0.0.0:3000")]
     listen: std::net::SocketAddr,
-    /// The journal: audit trail and restart state. Keep it on durable storage
-    /// (with --leader-election, storage every replica mounts).
+    /// The journal: audit trail and restart state. A file path (keep it on
+    /// durable storage; with --leader-election, storage every replica
+    /// mounts), or `kube`: JournalSegment objects in the home cluster
+    /// (--lease-context, in --lease-namespace), written as --identity.
     #[arg(long, default_value = "failover-journal.jsonl")]
     journal: PathBuf,
     /// Use in-memory clusters seeded from the config's `weight` keys
@@ -110,6 +117,11 @@ pub enum CliCommand {
     /// Print the RoutingWeight CustomResourceDefinition (YAML), as in
     /// manifests/target/crd/crd-routingweight.yaml.
     Crd,
+    /// The journal in the home cluster (JournalSegment objects).
+    Journal {
+        #[command(subcommand)]
+        command: journal::JournalCommand,
+    },
     /// The audit trail in the journal.
     Audit {
         #[command(subcommand)]
@@ -215,6 +227,7 @@ async fn run(cli: Cli) -> ExitCode {
         }
         CliCommand::Serve(args) => serve(args).await,
         CliCommand::Route53 { command } => route53::run(command).await,
+        CliCommand::Journal { command } => journal::run(command).await,
     }
 }
 
@@ -264,12 +277,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let journal = journal_at(&args, &identity);
     let leader_election = args.leader_election.then(|| LeaderElection {
         lease_name: args.lease_name,
         namespace: args.lease_namespace,
-        identity: args.identity.unwrap_or_else(default_identity),
+        identity,
         context: args.lease_context,
         tls: args.tls.verification(),
+        timing: crate::leader::LeaseTiming::default(),
     });
     let signing_key = match args.signing_key.as_deref().map(Signer::from_file) {
         Some(Err(e)) => {
@@ -282,7 +298,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let options = crate::serve::ServeOptions {
         config,
         listen: args.listen,
-        journal: args.journal,
+        journal,
         in_memory: args.in_memory,
         leader_election,
         signing_key,
@@ -295,6 +311,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("failover-bot: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--journal kube` is the home cluster's store (beside the Lease); any
+/// other value is a file (`./kube` for a file of that name).
+fn journal_at(args: &ServeArgs, identity: &str) -> JournalAt {
+    if args.journal == Path::new(KUBE_JOURNAL) {
+        JournalAt::Kube {
+            context: args.lease_context.clone(),
+            namespace: args.lease_namespace.clone(),
+            writer: identity.to_owned(),
+        }
+    } else {
+        JournalAt::File(args.journal.clone())
     }
 }
 

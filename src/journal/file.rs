@@ -1,5 +1,7 @@
 //! The journal as a file: one line per record, each batch written and
-//! fsync'd before the engine acts on it.
+//! fsync'd before the engine acts on it. The same [`Journal`] also keeps
+//! its lines in memory only (the sandbox) or hands them to a
+//! [`LineSink`] (the Kubernetes journal).
 //!
 //! Fail-stop: a write or fsync that fails is cut back off the file before
 //! the error is returned, so the file always ends with the last record that
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::sign::{Signatures, Signer};
+use super::sink::{replay, AppendGuard, LineSink, Replayed};
 use super::{line_hash, parse_line, to_line, Entry, Record, FORMAT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,14 +42,23 @@ pub enum JournalError {
     /// An earlier append failed and could not be cut back off the file.
     #[error("journal {path} failed to take back a failed write; restart the bot")]
     Poisoned { path: String },
+    /// The journal's store did not take a batch: nothing of it counts.
+    #[error("journal {path}: {reason}")]
+    Sink { path: String, reason: String },
+    /// This process may no longer act (see [`AppendGuard`]): nothing was
+    /// written.
+    #[error("journal {path}: not appending: {reason}")]
+    NotActing { path: String, reason: String },
 }
 
-/// Where records go: a file in production, memory in the sandbox.
+/// Where records go: a file or a store in production, memory in the
+/// sandbox.
 #[derive(Debug)]
 pub struct Journal {
-    file: Option<Opened>,
+    sink: Sink,
     next_seq: u64,
     last_hash: String,
+    guard: Option<Box<dyn AppendGuard>>,
     /// Signs every line written, once the bot has a key.
     signer: Option<Signer>,
 }
@@ -54,7 +66,7 @@ pub struct Journal {
 /// Records on their way into the journal, chained, not yet durable.
 struct Batch {
     records: Vec<Record>,
-    text: String,
+    lines: Vec<String>,
     seq: u64,
     last_hash: String,
 }
@@ -63,7 +75,7 @@ impl Batch {
     fn after(journal: &Journal) -> Batch {
         Batch {
             records: Vec::new(),
-            text: String::new(),
+            lines: Vec::new(),
             seq: journal.next_seq,
             last_hash: journal.last_hash.clone(),
         }
@@ -85,12 +97,18 @@ impl Batch {
         };
         let line = journal.line_of(&record)?;
         self.last_hash = line_hash(&line);
-        self.text.push_str(&line);
-        self.text.push('\n');
+        self.lines.push(line);
         self.seq += 1;
         self.records.push(record);
         Ok(())
     }
+}
+
+#[derive(Debug)]
+enum Sink {
+    Memory,
+    File(Opened),
+    Lines(Box<dyn LineSink>),
 }
 
 #[derive(Debug)]
@@ -106,9 +124,10 @@ impl Journal {
     /// A journal that keeps nothing across runs (the sandbox).
     pub fn in_memory() -> Self {
         Self {
-            file: None,
+            sink: Sink::Memory,
             next_seq: 1,
             last_hash: String::new(),
+            guard: None,
             signer: None,
         }
     }
@@ -145,7 +164,7 @@ impl Journal {
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let next_seq = records.last().map_or(1, |r| r.seq + 1);
         let journal = Journal {
-            file: Some(Opened {
+            sink: Sink::File(Opened {
                 file,
                 path: path.to_owned(),
                 len: good_len,
@@ -153,6 +172,36 @@ impl Journal {
             }),
             next_seq,
             last_hash,
+            guard: None,
+            signer: None,
+        };
+        Ok((journal, records))
+    }
+
+    /// The same journal, appending only while `guard` allows.
+    pub fn guarded(mut self, guard: Box<dyn AppendGuard>) -> Journal {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// A journal whose lines `sink` keeps, which holds `lines` already
+    /// (stored after a line whose hash is `prev_hash`; empty from the
+    /// start); returns their records.
+    pub fn on_sink(
+        sink: Box<dyn LineSink>,
+        prev_hash: &str,
+        lines: &[String],
+    ) -> Result<(Journal, Vec<Record>), JournalError> {
+        let Replayed {
+            records,
+            next_seq,
+            last_hash,
+        } = replay(&sink.name(), prev_hash, lines)?;
+        let journal = Journal {
+            sink: Sink::Lines(sink),
+            next_seq,
+            last_hash,
+            guard: None,
             signer: None,
         };
         Ok((journal, records))
@@ -230,19 +279,45 @@ impl Journal {
         })
     }
 
+    /// Makes a batch durable (unless this process may no longer act), then
+    /// takes it as the journal's new end.
     fn commit(&mut self, batch: Batch) -> Result<Vec<Record>, JournalError> {
-        if let Some(opened) = &mut self.file {
-            opened.write(batch.text.as_bytes())?;
+        if let Some(guard) = &self.guard {
+            guard
+                .may_append()
+                .map_err(|reason| JournalError::NotActing {
+                    path: self.path(),
+                    reason,
+                })?;
         }
+        self.store(&batch.lines)?;
         self.next_seq = batch.seq;
         self.last_hash = batch.last_hash;
         Ok(batch.records)
     }
 
+    /// Makes `lines` durable, all or none.
+    fn store(&mut self, lines: &[String]) -> Result<(), JournalError> {
+        match &mut self.sink {
+            Sink::Memory => Ok(()),
+            Sink::File(opened) => {
+                let mut text = lines.join("\n");
+                text.push('\n');
+                opened.write(text.as_bytes())
+            }
+            Sink::Lines(sink) => sink.append(lines).map_err(|e| JournalError::Sink {
+                path: sink.name(),
+                reason: e.reason,
+            }),
+        }
+    }
+
     fn path(&self) -> String {
-        self.file
-            .as_ref()
-            .map_or_else(|| "(memory)".into(), |f| f.path.display().to_string())
+        match &self.sink {
+            Sink::Memory => "(memory)".into(),
+            Sink::File(opened) => opened.path.display().to_string(),
+            Sink::Lines(sink) => sink.name(),
+        }
     }
 }
 
@@ -422,6 +497,29 @@ mod tests {
         let (_, records) = Journal::open(&path).unwrap();
         assert_eq!(records.len(), 5);
         assert_eq!(records[1..4], written[..]);
+    }
+
+    #[derive(Debug)]
+    struct Refuse;
+
+    impl AppendGuard for Refuse {
+        fn may_append(&self) -> Result<(), String> {
+            Err("the lease deadline passed".into())
+        }
+    }
+
+    #[test]
+    fn a_guard_that_refuses_stops_every_append_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let mut journal = journal.guarded(Box::new(Refuse));
+        let refused = journal.append(Utc::now(), command("status")).unwrap_err();
+        assert!(
+            matches!(&refused, JournalError::NotActing { reason, .. } if reason.contains("deadline")),
+            "{refused}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 
     #[test]

@@ -22,6 +22,7 @@
 pub mod file;
 pub mod ledger;
 pub mod sign;
+pub mod sink;
 pub mod v1;
 
 use std::collections::BTreeMap;

@@ -169,7 +169,16 @@ pub fn verify_lines(
     lines: &[&str],
     trusted: Option<&PublicKey>,
 ) -> Result<Signatures, SignatureProblem> {
-    let mut state = Signatures::default();
+    verify_from(lines, trusted, Signatures::default())
+}
+
+/// [`verify_lines`] from `start`: the key in force before `lines[0]`.
+fn verify_from(
+    lines: &[&str],
+    trusted: Option<&PublicKey>,
+    start: Signatures,
+) -> Result<Signatures, SignatureProblem> {
+    let mut state = start;
     for (i, line) in lines.iter().enumerate() {
         let problem = |problem: String| SignatureProblem {
             line: i + 1,
@@ -211,24 +220,43 @@ pub fn verify_lines(
     Ok(state)
 }
 
+/// The journal's lines as read at start: all of a file, or a store's from
+/// its latest checkpoint segment on.
+#[derive(Clone, Debug, Default)]
+pub struct Tail {
+    /// The journal line number of `lines[0]` (1-based).
+    pub first_line: usize,
+    pub lines: Vec<String>,
+}
+
 /// Signs what the bot writes from now on with `signer`, after checking
-/// what `lines` (the journal as it is) carry: an unsigned journal gets a
+/// what `tail` (the journal as it is) carries: an unsigned journal gets a
 /// checkpoint under the key; one whose signatures do not hold is the
 /// problem returned (the bot then refuses weight changes, and says which
 /// line), and the bot signs on without vouching for it.
+///
+/// A tail that does not start at line 1 and starts signed continues a
+/// chain begun before it: it is checked against the bot's own key.
 pub fn start_signing(
     journal: &mut Journal,
-    lines: &[&str],
+    tail: &Tail,
     signer: Signer,
     at: DateTime<Utc>,
 ) -> Result<Option<SignatureProblem>, JournalError> {
     let ours = signer.public();
-    match verify_lines(lines, Some(&ours)) {
+    let lines: Vec<&str> = tail.lines.iter().map(String::as_str).collect();
+    let continues = tail.first_line > 1 && lines.first().is_some_and(|l| split_signed(l).is_some());
+    let start = Signatures {
+        key: continues.then_some(ours),
+        signed: 0,
+    };
+    match verify_from(&lines, Some(&ours), start) {
         Ok(signatures) => {
             journal.sign_with(at, signer, &signatures)?;
             Ok(None)
         }
-        Err(problem) => {
+        Err(mut problem) => {
+            problem.line += tail.first_line.saturating_sub(1);
             let as_is = Signatures {
                 key: Some(ours),
                 signed: 0,

@@ -18,7 +18,7 @@ use failover_bot::chat::{Chat, Message, MessageKind, MessageRef, StaticGroups};
 use failover_bot::clock::{Clock, OffsetClock, SystemClock};
 use failover_bot::config::Config;
 use failover_bot::engine::{CommandRequest, Engine, EngineParts, Reaction};
-use failover_bot::journal::sign::{start_signing, Signer};
+use failover_bot::journal::sign::{start_signing, Signer, Tail};
 use failover_bot::journal::{Entry, Journal, JournalError, Record};
 use failover_bot::plan::Weights;
 
@@ -125,16 +125,28 @@ impl Builder {
         let distrust = match (&self.journal, self.signer.clone()) {
             (JournalAt::File(path), Some(signer)) => {
                 let text = std::fs::read_to_string(path).expect("journal reads");
-                let lines: Vec<&str> = text.lines().collect();
-                start_signing(&mut journal, &lines, signer, self.clock.now())
-                    .expect("journal signs")
+                let tail = Tail {
+                    first_line: 1,
+                    lines: text.lines().map(str::to_owned).collect(),
+                };
+                start_signing(&mut journal, &tail, signer, self.clock.now()).expect("journal signs")
             }
             _ => None,
         };
+        let engine = self.build_on(journal, records);
+        if let Some(problem) = distrust {
+            engine.distrust_journal(problem);
+        }
+        engine
+    }
+
+    /// The engine on a journal opened elsewhere (a store's), which holds
+    /// `records`.
+    pub fn build_on(self, journal: Journal, records: Vec<Record>) -> Engine {
         let backend = self
             .backend
             .unwrap_or_else(|| Arc::new(MemoryBackend::from_config(&self.config)));
-        let engine = Engine::new(EngineParts {
+        Engine::new(EngineParts {
             config: self.config,
             backend,
             chat: self.chat,
@@ -143,11 +155,7 @@ impl Builder {
             journal,
             records,
             bot_user: BOT_USER.into(),
-        });
-        if let Some(problem) = distrust {
-            engine.distrust_journal(problem);
-        }
-        engine
+        })
     }
 }
 

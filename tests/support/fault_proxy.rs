@@ -2,7 +2,8 @@
 //! of one upstream (a kube-apiserver, moto, the fake Slack's Web API). It
 //! forwards every request unchanged until told to misbehave, then answers
 //! chosen requests with an error status, holds them without an answer,
-//! resets the connection, delays them, or stops accepting connections.
+//! forwards them but loses the answer, resets the connection, delays them,
+//! or stops accepting connections.
 //!
 //! - Plain HTTP upstreams (moto, the fake Slack) are proxied as they are.
 //! - HTTPS upstreams (kube-apiservers) are terminated here with the serving
@@ -58,6 +59,9 @@ pub enum Fault {
     Status { code: u16, retry_after: Option<u64> },
     /// Read the request, then never answer (the client's timeout decides).
     Timeout,
+    /// Forward the request and let the upstream act on it, then never pass
+    /// its answer on: a write that landed but whose answer was lost.
+    LoseAnswer,
     /// Read the request, then reset the connection (TCP RST, no answer).
     Reset,
     /// Wait this long, then forward.
@@ -86,6 +90,7 @@ impl Fault {
         match self {
             Fault::Status { code, .. } => code.to_string(),
             Fault::Timeout => "timeout".into(),
+            Fault::LoseAnswer => "lost-answer".into(),
             Fault::Reset => "reset".into(),
             Fault::Slow(_) => "slow".into(),
             Fault::Refuse => "refuse".into(),
@@ -206,6 +211,8 @@ pub struct Injected {
     /// HTTP status → answers injected.
     pub status: BTreeMap<u16, u64>,
     pub timeouts: u64,
+    /// Requests forwarded whose answers were not passed on.
+    pub lost_answers: u64,
     pub resets: u64,
     pub slow: u64,
     /// Times the listener was closed.
@@ -218,7 +225,12 @@ impl Injected {
     /// Faults injected (a refusal counts once, however many connections
     /// it closed).
     pub fn total(&self) -> u64 {
-        self.status.values().sum::<u64>() + self.timeouts + self.resets + self.slow + self.refusals
+        self.status.values().sum::<u64>()
+            + self.timeouts
+            + self.lost_answers
+            + self.resets
+            + self.slow
+            + self.refusals
     }
 
     /// By kind, as in [`Fault::kind`]; kinds never injected are left out.
@@ -230,6 +242,7 @@ impl Injected {
             .collect();
         for (kind, n) in [
             ("timeout", self.timeouts),
+            ("lost-answer", self.lost_answers),
             ("reset", self.resets),
             ("slow", self.slow),
             ("refuse", self.refusals),
@@ -268,6 +281,7 @@ enum Action {
         body: Option<(String, String)>,
     },
     Hold,
+    ForwardThenHold,
     Reset,
     Delay(Duration),
 }
@@ -339,6 +353,10 @@ impl Shared {
             Fault::Timeout => {
                 injected.timeouts += 1;
                 Action::Hold
+            }
+            Fault::LoseAnswer => {
+                injected.lost_answers += 1;
+                Action::ForwardThenHold
             }
             Fault::Reset => {
                 injected.resets += 1;
@@ -666,6 +684,13 @@ async fn handle(
         }
         Action::Hold => {
             drain(request).await;
+            std::future::pending().await
+        }
+        Action::ForwardThenHold => {
+            // The upstream has acted once its answer starts; read it all,
+            // as a client would, and never pass it on.
+            let answer = forward(&shared, &upstream, request).await;
+            let _ = answer.into_body().collect().await;
             std::future::pending().await
         }
         Action::Reset => {

@@ -99,7 +99,7 @@ fn describe(error: &kube::Error) -> String {
 /// An error and its sources, outermost first: a transport error's own text
 /// ("client error (SendRequest)") says nothing; its cause ("connection
 /// reset", "timed out") is what the engineer in the channel needs.
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(error);
     while let Some(error) = next {
