@@ -5,6 +5,7 @@
 
 mod support;
 
+use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::clock::OffsetClock;
 use failover_bot::config::Config;
 use failover_bot::engine::{CommandRequest, Engine, Reaction};
+use failover_bot::journal::sign::{start_signing, Signer};
 use failover_bot::plan::Weights;
 use failover_bot::store::journal::{open, Connect, Opened};
 use failover_bot::store::kube::{JournalSegment, KubeStore, KubeStoreSettings};
@@ -838,4 +840,60 @@ async fn journal_import_moves_a_file_journal_in_with_the_same_records_and_chain(
         !out.status.success() && said.contains("already holds"),
         "{said}"
     );
+}
+
+#[tokio::test]
+async fn a_signed_journal_in_the_home_cluster_verifies_with_the_public_key_after_a_restart() {
+    let env = journal_env().await;
+    let memory = Arc::new(MemoryBackend::from_config(
+        &Config::from_yaml(support::CONFIG).unwrap(),
+    ));
+    let chat = Arc::new(RecordingChat::default());
+    let parts = parts(&memory, &chat);
+    let signer = Signer::generate().unwrap();
+
+    let mut first = open_as(&env, "bot-1").await;
+    let problem = start_signing(&mut first.journal, &first.tail, signer.clone(), Utc::now())
+        .expect("the journal signs");
+    assert_eq!(problem, None, "a new journal");
+    let engine = engine_on(&parts, first);
+    command(&engine, "alice", "to green steps 50,100", "Ev1").await;
+    approve(&engine, "bob", "Ev2").await;
+    drop(engine);
+
+    let mut second = open_as(&env, "bot-2").await;
+    let problem = start_signing(
+        &mut second.journal,
+        &second.tail,
+        signer.clone(),
+        Utc::now(),
+    )
+    .expect("the journal signs");
+    assert_eq!(problem, None, "every record so far is signed by the key");
+    let engine = engine_on(&parts, second);
+    engine.resume().await;
+    approve(&engine, "bob", "Ev3").await;
+    expect_weights(&memory, 0, 100);
+    drop(engine);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.jsonl");
+    let public = dir.path().join("bot.pub");
+    std::fs::write(&public, signer.public().to_string()).unwrap();
+    let out = journal_command(&env, &["export", "--output", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
+        .args(["audit", "verify"])
+        .arg(&file)
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "audit verify: {said}");
+    assert!(said.contains("✓ signatures:"), "{said}");
 }
