@@ -164,8 +164,14 @@ where
         tail,
     } = open_journal(&options.journal, options.tls).await?;
     let distrust = match options.signing_key.clone() {
-        Some(signer) => start_signing(&mut journal, &tail, signer, chrono::Utc::now())
-            .map_err(|e| e.to_string())?,
+        Some(signer) => {
+            let tail = match tail {
+                Some(tail) => tail,
+                None => file_tail(&options.journal)?,
+            };
+            start_signing(&mut journal, &tail, signer, chrono::Utc::now())
+                .map_err(|e| e.to_string())?
+        }
         None => None,
     };
     let journal = match &leadership {
@@ -265,9 +271,20 @@ struct OpenedJournal {
     records: Vec<Record>,
     /// A store's journal tells when another writer took it over.
     fenced: Option<Fenced>,
-    /// The lines read, for the signature check (a store's journal: from
-    /// its latest checkpoint segment on).
-    tail: Tail,
+    /// A store's journal: the lines it loaded (from its latest checkpoint
+    /// segment on), for the signature check. A file is read again only
+    /// when the bot signs.
+    tail: Option<Tail>,
+}
+
+/// The file journal's lines, for the signature check.
+fn file_tail(at: &JournalAt) -> Result<Tail, String> {
+    match at {
+        JournalAt::File(path) => {
+            Tail::read(path).map_err(|e| format!("cannot read journal {}: {e}", path.display()))
+        }
+        JournalAt::Kube { .. } => Ok(Tail::default()),
+    }
 }
 
 /// Opens the journal where `at` says.
@@ -275,17 +292,11 @@ async fn open_journal(at: &JournalAt, tls: TlsVerification) -> Result<OpenedJour
     match at {
         JournalAt::File(path) => {
             let (journal, records) = open_journal_file(path).await?;
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read journal {}: {e}", path.display()))?;
-            let tail = Tail {
-                first_line: 1,
-                lines: text.lines().map(str::to_owned).collect(),
-            };
             Ok(OpenedJournal {
                 journal,
                 records,
                 fenced: None,
-                tail,
+                tail: None,
             })
         }
         JournalAt::Kube {
@@ -302,7 +313,7 @@ async fn open_journal(at: &JournalAt, tls: TlsVerification) -> Result<OpenedJour
                 journal: opened.journal,
                 records: opened.records,
                 fenced: Some(opened.fenced),
-                tail: opened.tail,
+                tail: Some(opened.tail),
             })
         }
     }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::Subcommand;
 
-use crate::journal::sign::{verify_lines, Signatures, Signer};
+use crate::journal::sign::{verify_lines, Signatures, Signer, Tail};
 use crate::journal::{Entry, Journal};
 use crate::notice::{Destination, Notice};
 
@@ -94,10 +94,8 @@ fn signer(path: &Path) -> Result<Signer, String> {
 
 /// Opens the journal and checks that its signatures hold under `key`.
 fn open_checked(path: &Path, key: &Signer) -> Result<(Journal, Signatures), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let signatures = verify_lines(&lines, Some(&key.public())).map_err(|p| p.to_string())?;
+    let tail = Tail::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let signatures = verify_lines(&tail.lines(), Some(&key.public())).map_err(|p| p.to_string())?;
     let (journal, _) = Journal::open(path).map_err(|e| e.to_string())?;
     Ok((journal, signatures))
 }
@@ -130,8 +128,9 @@ fn rekey(path: &Path, new_key: &Path, config: &Path, reason: &str) -> Result<Str
     let (mut journal, _) = Journal::open(path).map_err(|e| e.to_string())?;
     let old_head = journal.head().to_owned();
     let new_public = new.public().to_string();
+    // No checkpoint: the `Rekeyed` record names the new key itself.
     journal
-        .sign_with(Utc::now(), new.clone(), &signed_by(&new))
+        .sign_with(Utc::now(), new.clone(), &Signatures::under(new.public()))
         .map_err(|e| e.to_string())?;
     let rekeyed = Entry::Rekeyed {
         new_key: new_public.clone(),
@@ -158,15 +157,6 @@ fn rekey(path: &Path, new_key: &Path, config: &Path, reason: &str) -> Result<Str
         "journal {}: a new signed chain under {new_public}, anchored on {old_head}; the channels hear of it when the bot starts",
         path.display()
     ))
-}
-
-/// Signatures as if `signer` were in force: no checkpoint is written (the
-/// `Rekeyed` record names the key itself).
-fn signed_by(signer: &Signer) -> Signatures {
-    Signatures {
-        key: Some(signer.public()),
-        signed: 0,
-    }
 }
 
 /// Every environment's channels, once each.

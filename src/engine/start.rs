@@ -12,8 +12,8 @@ use crate::ids::MessageRef;
 use crate::journal::Entry;
 use crate::notice::{FinishedNotice, HoldPlan, Notice, PlanNotice};
 use crate::operation::{
-    Aim, OperationHeader, OperationKind, OperationOutcome, PlanStatus, Refusal, ShownPlan,
-    StopCause,
+    Aim, OperationHeader, OperationKind, OperationOutcome, OperationState, PlanStatus, Refusal,
+    ShownPlan, StopCause,
 };
 
 impl Engine {
@@ -117,12 +117,11 @@ impl Engine {
         let expires_at = self.now()
             + chrono::Duration::from_std(policy.expires_after)
                 .unwrap_or(chrono::Duration::minutes(15));
-        // An `extend` or `keep` is approved by someone other than whoever
-        // asked for it (as the ledger records it).
-        let asker = self
-            .active_operation(&header.env)
-            .and_then(|o| o.hold.and_then(|h| h.change).map(|ask| ask.by))
-            .unwrap_or_else(|| header.requester.clone());
+        let op = self.active_operation(&header.env);
+        let asker = op
+            .as_ref()
+            .map_or(&header.requester, OperationState::asker)
+            .clone();
         let approval =
             crate::approval::Approval::new(prepared.plan.hash.clone(), asker, expires_at)
                 .requiring(policy.approvals_required);
@@ -143,10 +142,8 @@ impl Engine {
             step,
             shown: shown.clone(),
             status: PlanStatus::Pending,
-            tripped: self.active_operation(&header.env).and_then(|o| o.tripped),
-            hold: self
-                .active_operation(&header.env)
-                .and_then(|o| HoldPlan::of(&o)),
+            tripped: op.as_ref().and_then(|o| o.tripped.clone()),
+            hold: op.as_ref().and_then(HoldPlan::of),
         }));
         let text = crate::messages::render(&notice, &self.config);
         self.record(Entry::PlanPosting {

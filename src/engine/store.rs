@@ -22,6 +22,19 @@ struct Inner {
     reserved: BTreeSet<OpId>,
 }
 
+impl Inner {
+    /// Folds records just made durable into the ledger and the counts.
+    fn take_in(&mut self, records: &[Record]) {
+        for record in records {
+            self.ledger.apply(record);
+            if let Entry::Started { header } = &record.entry {
+                self.reserved.remove(&header.id);
+            }
+            count(&self.metrics, record);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct Store(Arc<Mutex<Inner>>);
 
@@ -53,13 +66,7 @@ impl Store {
     ) -> Result<Vec<Record>, JournalError> {
         let mut inner = self.lock();
         let records = inner.journal.append_batch(at, entries)?;
-        for record in &records {
-            inner.ledger.apply(record);
-            if let Entry::Started { header } = &record.entry {
-                inner.reserved.remove(&header.id);
-            }
-            count(&inner.metrics, record);
-        }
+        inner.take_in(&records);
         Ok(records)
     }
 
@@ -73,13 +80,7 @@ impl Store {
     ) -> Result<Vec<Record>, JournalError> {
         let mut inner = self.lock();
         let records = inner.journal.append_quoting(at, first, then)?;
-        for record in &records {
-            inner.ledger.apply(record);
-            if let Entry::Started { header } = &record.entry {
-                inner.reserved.remove(&header.id);
-            }
-            count(&inner.metrics, record);
-        }
+        inner.take_in(&records);
         Ok(records)
     }
 

@@ -188,12 +188,7 @@ impl Ledger {
                 let Some(state) = self.op_mut(*op) else {
                     return;
                 };
-                // An `extend` or `keep` is approved by someone other than
-                // whoever asked for it.
-                let asker = match state.hold.as_ref().and_then(|h| h.change.as_ref()) {
-                    Some(ask) => ask.by.clone(),
-                    None => state.header.requester.clone(),
-                };
+                let asker = state.asker().clone();
                 let shown = ShownPlan {
                     approval: Approval::new(plan.hash.clone(), asker, *expires_at)
                         .requiring(*approvals_required),

@@ -163,6 +163,16 @@ pub struct Signatures {
     pub signed: usize,
 }
 
+impl Signatures {
+    /// `key` in force, with nothing counted: no checkpoint is due.
+    pub fn under(key: PublicKey) -> Signatures {
+        Signatures {
+            key: Some(key),
+            signed: 0,
+        }
+    }
+}
+
 /// Checks every signature in `lines` and the chain of keys; `trusted` is
 /// the key that must be in force at the end, when given.
 pub fn verify_lines(
@@ -229,6 +239,21 @@ pub struct Tail {
     pub lines: Vec<String>,
 }
 
+impl Tail {
+    /// A whole journal file.
+    pub fn read(path: &Path) -> std::io::Result<Tail> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(Tail {
+            first_line: 1,
+            lines: text.lines().map(str::to_owned).collect(),
+        })
+    }
+
+    pub fn lines(&self) -> Vec<&str> {
+        self.lines.iter().map(String::as_str).collect()
+    }
+}
+
 /// Signs what the bot writes from now on with `signer`, after checking
 /// what `tail` (the journal as it is) carries: an unsigned journal gets a
 /// checkpoint under the key; one whose signatures do not hold is the
@@ -244,7 +269,7 @@ pub fn start_signing(
     at: DateTime<Utc>,
 ) -> Result<Option<SignatureProblem>, JournalError> {
     let ours = signer.public();
-    let lines: Vec<&str> = tail.lines.iter().map(String::as_str).collect();
+    let lines = tail.lines();
     let continues = tail.first_line > 1 && lines.first().is_some_and(|l| split_signed(l).is_some());
     let start = Signatures {
         key: continues.then_some(ours),
@@ -257,11 +282,7 @@ pub fn start_signing(
         }
         Err(mut problem) => {
             problem.line += tail.first_line.saturating_sub(1);
-            let as_is = Signatures {
-                key: Some(ours),
-                signed: 0,
-            };
-            journal.sign_with(at, signer, &as_is)?;
+            journal.sign_with(at, signer, &Signatures::under(ours))?;
             Ok(Some(problem))
         }
     }

@@ -370,6 +370,15 @@ impl OperationState {
         }
     }
 
+    /// Who asked for the step being planned: the requester, or whoever
+    /// asked for an `extend` or `keep` — never its approver.
+    pub fn asker(&self) -> &UserId {
+        match self.hold.as_ref().and_then(|h| h.change.as_ref()) {
+            Some(ask) => &ask.by,
+            None => &self.header.requester,
+        }
+    }
+
     /// The plan message whose thread carries this operation's replies.
     pub fn thread(&self) -> Option<&MessageRef> {
         self.last_shown.as_ref().map(|s| &s.message)

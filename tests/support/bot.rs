@@ -124,11 +124,7 @@ impl Builder {
         };
         let distrust = match (&self.journal, self.signer.clone()) {
             (JournalAt::File(path), Some(signer)) => {
-                let text = std::fs::read_to_string(path).expect("journal reads");
-                let tail = Tail {
-                    first_line: 1,
-                    lines: text.lines().map(str::to_owned).collect(),
-                };
+                let tail = Tail::read(path).expect("journal reads");
                 start_signing(&mut journal, &tail, signer, self.clock.now()).expect("journal signs")
             }
             _ => None,
