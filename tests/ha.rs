@@ -295,6 +295,16 @@ async fn a_new_leader_resumes_the_failover(kind: JournalKind) {
     approve(&fake, &first, "Ev1", &step1).await;
     assert_eq!(wait_weights(&env, [50, 50]).await, [Some(50), Some(50)]);
     let step2 = plan_ts(&fake, 2).await;
+    // The plan is journaled before the bot adds its reaction hints: only a
+    // journaled plan awaits approval after a restart (a copy posted but
+    // not journaled is void, and the new leader posts it again — the crash
+    // tests cover that window).
+    let journaled = fake
+        .wait_until("step 2's reaction hints", Duration::from_secs(20), |f| {
+            f.reactions_added().iter().any(|(_, ts, _)| *ts == step2)
+        })
+        .await;
+    assert!(journaled, "step 2's plan journaled:\n{}", fake.dump());
 
     // The leader dies with step 2 awaiting approval.
     drop(first);
@@ -311,7 +321,13 @@ async fn a_new_leader_resumes_the_failover(kind: JournalKind) {
 
     // The pending plan from the old leader is approved through the new one.
     approve(&fake, &second, "Ev2", &step2).await;
-    assert_eq!(wait_weights(&env, [0, 100]).await, [Some(0), Some(100)]);
+    assert_eq!(
+        wait_weights(&env, [0, 100]).await,
+        [Some(0), Some(100)],
+        "step 2 applied by the new leader; its log:\n{}\nSlack:\n{}",
+        second.log(),
+        fake.dump()
+    );
     let finished = fake
         .wait_until("the closing message", Duration::from_secs(20), |f| {
             f.posts()
