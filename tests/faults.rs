@@ -377,6 +377,10 @@ fn rrset(method: &str, fault: Fault) -> Rule {
     Rule::new(fault).only(method, "/rrset")
 }
 
+/// A `GetChange` answer for a change Route53 has not propagated yet.
+const GET_CHANGE_PENDING: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<GetChangeResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><ChangeInfo><Id>/change/C2682N5HXP0BZ4</Id><Status>PENDING</Status><SubmittedAt>2026-12-06T10:00:00.000Z</SubmittedAt></ChangeInfo></GetChangeResponse>"#;
+
 fn get_change(fault: Fault) -> Rule {
     Rule::new(fault).only("GET", "/change/")
 }
@@ -430,14 +434,22 @@ fn route53_cases() -> Vec<Case> {
             Ended::Completed,
             change,
         ),
-        // The batch landed but cannot be confirmed: it is written back.
+        // The batch landed (Route53 took it: it is atomic and will apply)
+        // but cannot be confirmed: the step stands and the records are
+        // verified; writing them back would undo a change that happened.
         case(
             "500 on every attempt of GetChange",
             get_change(Fault::status(500)).times(3),
-            Ended::Restored,
+            Ended::Completed,
             "GetChange",
-        )
-        .saying("http 500"),
+        ),
+        // Route53 says PENDING past the bot's INSYNC wait: the same.
+        case(
+            "GetChange says PENDING until the INSYNC wait runs out",
+            get_change(Fault::status(200)).body("text/xml", GET_CHANGE_PENDING),
+            Ended::Completed,
+            "GetChange",
+        ),
         // The SDK gives up on an attempt after 8 s and tries again.
         case(
             "no answer to GetChange (8 s attempt timeout)",
@@ -483,7 +495,12 @@ async fn route53_faults_complete_or_write_the_records_back_and_say_so() {
     for case in route53_cases() {
         let scene = weighted_sets(&clusters, BEFORE);
         change_record_sets(&admin, &zone, ChangeAction::Upsert, scene).await;
-        let route53 = Arc::new(Route53::for_endpoint(&proxy.url()).await);
+        // A short INSYNC wait, so that a change stuck PENDING ends it.
+        let route53 = Arc::new(
+            Route53::for_endpoint(&proxy.url())
+                .await
+                .with_insync_timeout(Duration::from_secs(2)),
+        );
         let backend = Route53Mode::new(
             kube.clone(),
             route53,

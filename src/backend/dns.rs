@@ -356,6 +356,11 @@ impl RoutingBackend for Route53Mode {
             .await;
         let error = match written {
             Ok(_) => return Some(Ok(Written::Applied)),
+            // Every batch landed; verification reads what the records hold.
+            Err(Route53Error::Pending(detail)) => {
+                tracing::warn!(%detail, "Route53 took the step's changes but has not confirmed them INSYNC; verifying the records");
+                return Some(Ok(Written::Applied));
+            }
             // Refused before any write: nothing to put back.
             Err(Route53Error::NotOwned(not_owned)) => {
                 return Some(Err(BackendError::NotOwned(not_owned)))
@@ -368,7 +373,9 @@ impl RoutingBackend for Route53Mode {
             .write_weights_as(&registry, &dns.zone_id, &dns.records, before)
             .await;
         Some(Err(match restored {
-            Ok(_) => dns_error(format!("{error}; every record was put back")),
+            Ok(_) | Err(Route53Error::Pending(_)) => {
+                dns_error(format!("{error}; every record was put back"))
+            }
             Err(restore) => BackendError::Partial {
                 cluster: "Route53".into(),
                 reason: format!("{error}; putting the records back failed too: {restore}"),

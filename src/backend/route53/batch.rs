@@ -187,7 +187,10 @@ impl Route53 {
         }
     }
 
-    /// Polls `GetChange` for every change id until all are `INSYNC`.
+    /// Polls `GetChange` for every change id until all are `INSYNC`. Every
+    /// batch was accepted by then, so a failed `GetChange` or the deadline
+    /// is [`Route53Error::Pending`]: the changes landed and will propagate;
+    /// writing the records back over them would undo a step that happened.
     async fn wait_insync(&self, change_ids: &[String]) -> Result<(), Route53Error> {
         let deadline = Instant::now() + self.insync_timeout;
         let mut pending: Vec<&String> = change_ids.iter().filter(|id| !id.is_empty()).collect();
@@ -196,17 +199,7 @@ impl Route53 {
         while !pending.is_empty() {
             let mut still = Vec::new();
             for id in pending {
-                let out = self
-                    .client
-                    .get_change()
-                    .id(id.as_str())
-                    .send()
-                    .await
-                    .map_err(|e| api_error("GetChange", e))?;
-                let insync = out
-                    .change_info()
-                    .is_some_and(|c| *c.status() == ChangeStatus::Insync);
-                if !insync {
+                if !self.is_insync(id).await? {
                     still.push(id);
                 }
             }
@@ -216,8 +209,8 @@ impl Route53 {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Route53Error::Timeout(format!(
-                    "{} change(s) submitted but not INSYNC after {:?} (they will still apply)",
+                return Err(Route53Error::Pending(format!(
+                    "{} change(s) not INSYNC after {:?}",
                     pending.len(),
                     self.insync_timeout
                 )));
@@ -227,6 +220,21 @@ impl Route53 {
             delay = (delay * 2).min(Duration::from_secs(10));
         }
         Ok(())
+    }
+
+    /// One `GetChange`; its failure is [`Route53Error::Pending`] (the
+    /// change it asks about was accepted).
+    async fn is_insync(&self, change_id: &str) -> Result<bool, Route53Error> {
+        let out = self
+            .client
+            .get_change()
+            .id(change_id)
+            .send()
+            .await
+            .map_err(|e| Route53Error::Pending(api_error("GetChange", e).to_string()))?;
+        Ok(out
+            .change_info()
+            .is_some_and(|c| *c.status() == ChangeStatus::Insync))
     }
 }
 
@@ -486,7 +494,10 @@ fn summarise(problems: &[String]) -> String {
 
 fn inner_message(e: &Route53Error) -> String {
     match e {
-        Route53Error::Invalid(m) | Route53Error::Api(m) | Route53Error::Timeout(m) => m.clone(),
+        Route53Error::Invalid(m)
+        | Route53Error::Api(m)
+        | Route53Error::Timeout(m)
+        | Route53Error::Pending(m) => m.clone(),
         Route53Error::NotOwned(not_owned) => not_owned.to_string(),
     }
 }

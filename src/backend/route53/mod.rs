@@ -90,6 +90,11 @@ pub enum Route53Error {
     Api(String),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// Route53 took every change batch (each is atomic and will apply),
+    /// but did not confirm them `INSYNC`: `GetChange` failed or the wait
+    /// ran out. The changes landed; only their propagation is unconfirmed.
+    #[error("submitted, not confirmed INSYNC: {0}")]
+    Pending(String),
     /// Refused before any write: external-dns's registry gives these
     /// records to another owner (or none) than the bot's owner id.
     #[error("{0}")]
