@@ -277,12 +277,12 @@ struct OpenedJournal {
     tail: Option<Tail>,
 }
 
-/// The file journal's lines, for the signature check.
+/// The file journal's lines from its latest snapshot on (what start-up
+/// replays), for the signature check.
 fn file_tail(at: &JournalAt) -> Result<Tail, String> {
     match at {
-        JournalAt::File(path) => {
-            Tail::read(path).map_err(|e| format!("cannot read journal {}: {e}", path.display()))
-        }
+        JournalAt::File(path) => Tail::read_since_snapshot(path)
+            .map_err(|e| format!("cannot read journal {}: {e}", path.display())),
         JournalAt::Kube { .. } => Ok(Tail::default()),
     }
 }

@@ -56,7 +56,7 @@ pub fn verify(path: &Path, public_key: Option<&Path>, expect_head: Option<&str>)
             }
         }
     }
-    let ledger = Ledger::replay(&records);
+    let ledger = Ledger::replay_history(&records);
     println!("{}", report(path, records.len(), &ledger));
     if let Some(signed) = signed {
         println!("✓ signatures: {signed} records signed, every one since the first checkpoint");

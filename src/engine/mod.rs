@@ -31,6 +31,7 @@ mod start;
 mod status_reads;
 mod step;
 mod store;
+pub use store::SNAPSHOT_EVERY;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -226,7 +227,13 @@ impl Engine {
             .map(|env| (env.clone(), tokio::sync::Mutex::new(())))
             .collect();
         let metrics = Arc::new(Metrics::new());
-        let store = Store::new(parts.journal, ledger, metrics.clone());
+        let since_snapshot = parts
+            .records
+            .iter()
+            .rev()
+            .take_while(|r| !matches!(r.entry, Entry::Snapshot { .. }))
+            .count();
+        let store = Store::new(parts.journal, ledger, metrics.clone(), since_snapshot);
         let signals = signals::Signals::new(&parts.config);
         Engine {
             outbox: Outbox::new(
@@ -271,6 +278,12 @@ impl Engine {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Journals a snapshot of the ledger every `records` records instead
+    /// of every [`SNAPSHOT_EVERY`].
+    pub fn snapshot_every(&self, records: usize) {
+        self.store.snapshot_every(records);
     }
 
     /// Counts into `metrics` (shared with the backend wrapper and `/metrics`).

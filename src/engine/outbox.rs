@@ -289,6 +289,7 @@ mod tests {
             crate::journal::Journal::in_memory(),
             crate::journal::ledger::Ledger::default(),
             Arc::new(crate::metrics::Metrics::new()),
+            0,
         );
         let clock = Arc::new(crate::clock::SystemClock);
         (Outbox::new(chat, store.clone(), clock, config()), store)

@@ -10,9 +10,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use crate::ids::OpId;
-use crate::journal::ledger::Ledger;
+use crate::journal::ledger::{Ledger, LedgerSnapshot, HISTORY_KEPT};
 use crate::journal::{Entry, Journal, JournalError, Record};
 use crate::metrics::Metrics;
+
+/// How many records go into the journal between two snapshots of the
+/// ledger: start-up reads at most about this many records after the
+/// latest snapshot, however long the history.
+pub const SNAPSHOT_EVERY: usize = 2_000;
+
+/// The largest snapshot line: well inside one append to the Kubernetes
+/// journal (`crate::store::kube::MAX_BATCH_BYTES`).
+const SNAPSHOT_MAX_BYTES: usize = 192 * 1024;
 
 struct Inner {
     journal: Journal,
@@ -20,6 +29,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Operation ids handed out and not yet started or given back.
     reserved: BTreeSet<OpId>,
+    /// Records since the latest snapshot (or since the journal began).
+    since_snapshot: usize,
+    snapshot_every: usize,
 }
 
 impl Inner {
@@ -27,10 +39,49 @@ impl Inner {
     fn take_in(&mut self, records: &[Record]) {
         for record in records {
             self.ledger.apply(record);
-            if let Entry::Started { header } = &record.entry {
-                self.reserved.remove(&header.id);
+            match &record.entry {
+                Entry::Started { header } => {
+                    self.reserved.remove(&header.id);
+                }
+                Entry::Snapshot { .. } => self.since_snapshot = 0,
+                _ => {}
             }
+            self.since_snapshot += usize::from(!matches!(record.entry, Entry::Snapshot { .. }));
             count(&self.metrics, record);
+        }
+    }
+
+    /// Journals a snapshot of the ledger once enough records came since
+    /// the last one. The records that made it due are durable already: a
+    /// snapshot that cannot be written is logged and tried again after the
+    /// next record, never an error for what was being recorded.
+    fn snapshot_if_due(&mut self, at: DateTime<Utc>) {
+        if self.since_snapshot < self.snapshot_every {
+            return;
+        }
+        let state = self.bounded_snapshot();
+        match self.journal.append(
+            at,
+            Entry::Snapshot {
+                state: Box::new(state),
+            },
+        ) {
+            Ok(record) => self.take_in(&[record]),
+            Err(error) => tracing::warn!(%error, "could not journal a snapshot of the ledger"),
+        }
+    }
+
+    /// The ledger's snapshot, with less history if the full one would not
+    /// fit one append.
+    fn bounded_snapshot(&self) -> LedgerSnapshot {
+        let mut history = HISTORY_KEPT;
+        loop {
+            let state = self.ledger.snapshot(history);
+            let bytes = serde_json::to_vec(&state).map_or(usize::MAX, |b| b.len());
+            if bytes <= SNAPSHOT_MAX_BYTES || history == 0 {
+                return state;
+            }
+            history /= 2;
         }
     }
 }
@@ -39,13 +90,28 @@ impl Inner {
 pub(super) struct Store(Arc<Mutex<Inner>>);
 
 impl Store {
-    pub fn new(journal: Journal, ledger: Ledger, metrics: Arc<Metrics>) -> Self {
+    /// `since_snapshot`: how many of the records the ledger was replayed
+    /// from came after the latest snapshot.
+    pub fn new(
+        journal: Journal,
+        ledger: Ledger,
+        metrics: Arc<Metrics>,
+        since_snapshot: usize,
+    ) -> Self {
         Store(Arc::new(Mutex::new(Inner {
             journal,
             ledger,
             metrics,
             reserved: BTreeSet::new(),
+            since_snapshot,
+            snapshot_every: SNAPSHOT_EVERY,
         })))
+    }
+
+    /// Snapshots the ledger every `records` records instead of
+    /// [`SNAPSHOT_EVERY`].
+    pub fn snapshot_every(&self, records: usize) {
+        self.lock().snapshot_every = records.max(1);
     }
 
     pub fn count_into(&self, metrics: Arc<Metrics>) {
@@ -67,6 +133,7 @@ impl Store {
         let mut inner = self.lock();
         let records = inner.journal.append_batch(at, entries)?;
         inner.take_in(&records);
+        inner.snapshot_if_due(at);
         Ok(records)
     }
 
@@ -81,6 +148,7 @@ impl Store {
         let mut inner = self.lock();
         let records = inner.journal.append_quoting(at, first, then)?;
         inner.take_in(&records);
+        inner.snapshot_if_due(at);
         Ok(records)
     }
 

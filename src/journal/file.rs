@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::scan::SnapshotAt;
 use super::sign::{Signatures, Signer};
 use super::sink::{replay, AppendGuard, LineSink, Replayed};
 use super::{line_hash, parse_line, to_line, Entry, Record, FORMAT_VERSION};
@@ -156,7 +157,9 @@ impl Journal {
             }
             Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
         }
-        let (records, good_len, last_hash) = read_records(&file, path)?;
+        let len = file.metadata().map_err(io)?.len();
+        let from = super::scan::latest_snapshot(&file, len).map_err(io)?;
+        let (records, good_len, last_hash) = read_records(&file, path, from)?;
         if file.metadata().map_err(io)?.len() > good_len {
             tracing::warn!(path = %path.display(), "cutting off a torn last journal line");
             file.set_len(good_len).map_err(io)?;
@@ -290,14 +293,18 @@ impl Journal {
                     reason,
                 })?;
         }
-        self.store(&batch.lines)?;
+        let snapshot = batch
+            .records
+            .first()
+            .is_some_and(|r| matches!(r.entry, Entry::Snapshot { .. }));
+        self.store(&batch.lines, snapshot)?;
         self.next_seq = batch.seq;
         self.last_hash = batch.last_hash;
         Ok(batch.records)
     }
 
     /// Makes `lines` durable, all or none.
-    fn store(&mut self, lines: &[String]) -> Result<(), JournalError> {
+    fn store(&mut self, lines: &[String], snapshot: bool) -> Result<(), JournalError> {
         match &mut self.sink {
             Sink::Memory => Ok(()),
             Sink::File(opened) => {
@@ -305,10 +312,12 @@ impl Journal {
                 text.push('\n');
                 opened.write(text.as_bytes())
             }
-            Sink::Lines(sink) => sink.append(lines).map_err(|e| JournalError::Sink {
-                path: sink.name(),
-                reason: e.reason,
-            }),
+            Sink::Lines(sink) => sink
+                .append(lines, snapshot)
+                .map_err(|e| JournalError::Sink {
+                    path: sink.name(),
+                    reason: e.reason,
+                }),
         }
     }
 
@@ -387,23 +396,30 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Reads all complete records; returns them, the byte length of the good
-/// prefix, and the hash of the last good line.
-fn read_records(file: &File, path: &Path) -> Result<(Vec<Record>, u64, String), JournalError> {
+/// Reads the complete records from the latest snapshot on (`from`; all
+/// of them when there is none); returns them, the byte length of the good
+/// prefix, and the hash of the last good line. The lines before the
+/// snapshot are not read: `audit verify` checks the whole file.
+fn read_records(
+    file: &File,
+    path: &Path,
+    from: Option<SnapshotAt>,
+) -> Result<(Vec<Record>, u64, String), JournalError> {
     let mut reader = BufReader::new(file);
+    let io = |source| JournalError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let start = from.map_or(0, |at| at.offset);
+    reader.seek(SeekFrom::Start(start)).map_err(io)?;
     let mut records = Vec::new();
-    let mut good_len = 0u64;
+    let mut good_len = start;
     let mut last_hash = String::new();
     let mut line = String::new();
-    let mut number = 0;
+    let mut number = from.map_or(0, |at| at.seq.saturating_sub(1) as usize);
     loop {
         line.clear();
-        let read = reader
-            .read_line(&mut line)
-            .map_err(|source| JournalError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let read = reader.read_line(&mut line).map_err(io)?;
         if read == 0 {
             break;
         }
@@ -438,6 +454,59 @@ mod tests {
             event: None,
             answered: false,
         }
+    }
+
+    fn snapshot() -> Entry {
+        let state = crate::journal::ledger::LedgerSnapshot {
+            last_op: 7,
+            ..Default::default()
+        };
+        Entry::Snapshot {
+            state: Box::new(state),
+        }
+    }
+
+    #[test]
+    fn open_reads_from_the_latest_snapshot_and_goes_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal.append(Utc::now(), command("status")).unwrap();
+        journal.append(Utc::now(), snapshot()).unwrap();
+        // A command whose text names the marker is not a snapshot.
+        let tricky = command(r#""type":"snapshot""#);
+        journal.append(Utc::now(), tricky).unwrap();
+        journal.append(Utc::now(), snapshot()).unwrap();
+        journal.append(Utc::now(), command("help")).unwrap();
+        drop(journal);
+        // A torn line after the snapshot is cut off as before.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"v":3,"seq":6,"#).unwrap();
+        drop(file);
+
+        let (mut journal, records) = Journal::open(&path).unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![4, 5], "from the latest snapshot on");
+        assert!(matches!(records[0].entry, Entry::Snapshot { .. }));
+        let next = journal.append(Utc::now(), command("abort")).unwrap();
+        assert_eq!(next.seq, 6);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(verify_chain(&lines), Ok(()), "the chain goes on");
+    }
+
+    #[test]
+    fn a_journal_without_a_snapshot_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        for text in ["status", "help", "history"] {
+            journal.append(Utc::now(), command(text)).unwrap();
+        }
+        drop(journal);
+        let (_, records) = Journal::open(&path).unwrap();
+        assert_eq!(records.len(), 3);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::{Entry, Record};
 use crate::approval::Vote;
@@ -22,7 +23,7 @@ use crate::operation::{
 use crate::plan::PlanHash;
 
 /// Which step's plan a message showed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanMessage {
     pub env: EnvId,
     pub op: OpId,
@@ -31,7 +32,7 @@ pub struct PlanMessage {
 }
 
 /// A finished operation, for `history` and `rollback`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finished {
     pub header: OperationHeader,
     pub outcome: OperationOutcome,
@@ -42,7 +43,7 @@ pub struct Finished {
 
 /// A command journaled but not yet answered: while the bot runs, one being
 /// handled; after a restart, one the crash cut short.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnansweredCommand {
     pub user: UserId,
     pub channel: String,
@@ -50,7 +51,7 @@ pub struct UnansweredCommand {
 }
 
 /// A message journaled but not yet delivered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unsaid {
     pub to: Destination,
     pub notice: Notice,
@@ -116,7 +117,116 @@ pub struct Ledger {
     pub frozen: BTreeMap<EnvId, Freeze>,
 }
 
+/// How many of the newest finished operations of each environment a
+/// snapshot keeps for `history`, `rollback` and drills (plus, always, each
+/// environment's last weight change, which `rollback` undoes).
+pub const HISTORY_KEPT: usize = 20;
+
+/// How many of the newest Slack delivery ids a snapshot keeps: Slack
+/// retries a delivery within minutes, so a restart needs only recent ones.
+pub const EVENTS_KEPT: usize = 2_000;
+
+/// The ledger as a journal record ([`Entry::Snapshot`]): what start-up
+/// needs to go on, bounded (older history stays in the journal for audit
+/// and export, not in memory).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerSnapshot {
+    pub active: Vec<OperationState>,
+    pub finished: Vec<Finished>,
+    /// Plan messages of the operations kept.
+    pub messages: Vec<(MessageRef, PlanMessage)>,
+    /// Delivery ids, oldest first.
+    pub events: Vec<String>,
+    pub unanswered: BTreeMap<String, UnansweredCommand>,
+    /// By their `Say` record's seq. (A list: a record's fields are read
+    /// through serde's `flatten`, which cannot read numbers as map keys.)
+    pub unsaid: Vec<(u64, Unsaid)>,
+    pub last_op: OpId,
+    pub frozen: BTreeMap<EnvId, Freeze>,
+}
+
 impl Ledger {
+    /// The state as a snapshot keeping `history` finished operations per
+    /// environment (and each environment's last weight change).
+    pub fn snapshot(&self, history: usize) -> LedgerSnapshot {
+        let finished = self.kept_history(history);
+        let kept_ops: HashSet<OpId> = finished
+            .iter()
+            .map(|f| f.header.id)
+            .chain(self.active.values().map(|o| o.header.id))
+            .collect();
+        let mut messages: Vec<(MessageRef, PlanMessage)> = self
+            .messages
+            .iter()
+            .filter(|(_, m)| kept_ops.contains(&m.op))
+            .map(|(at, m)| (at.clone(), m.clone()))
+            .collect();
+        messages.sort_by(|a, b| (a.1.op, a.1.step).cmp(&(b.1.op, b.1.step)));
+        let skip = self.events.len().saturating_sub(EVENTS_KEPT);
+        LedgerSnapshot {
+            active: self.active.values().cloned().collect(),
+            finished,
+            messages,
+            events: self.events.iter().skip(skip).map(str::to_owned).collect(),
+            unanswered: self.unanswered.clone(),
+            unsaid: self.unsaid.clone().into_iter().collect(),
+            last_op: self.last_op,
+            frozen: self.frozen.clone(),
+        }
+    }
+
+    /// The newest `history` finished operations of each environment and
+    /// its last weight change, oldest first.
+    fn kept_history(&self, history: usize) -> Vec<Finished> {
+        let mut per_env: HashMap<&EnvId, usize> = HashMap::new();
+        let mut change_kept: HashSet<&EnvId> = HashSet::new();
+        let mut kept: Vec<&Finished> = Vec::new();
+        for f in self.finished.iter().rev() {
+            let count = per_env.entry(&f.header.env).or_default();
+            let changed = !f.approvals.is_empty();
+            if *count < history || (changed && !change_kept.contains(&f.header.env)) {
+                kept.push(f);
+            }
+            *count += 1;
+            if changed {
+                change_kept.insert(&f.header.env);
+            }
+        }
+        kept.into_iter().rev().cloned().collect()
+    }
+
+    /// The ledger a snapshot holds.
+    pub fn from_snapshot(snapshot: &LedgerSnapshot) -> Ledger {
+        let mut events = EventWindow::default();
+        for id in &snapshot.events {
+            events.insert(id);
+        }
+        Ledger {
+            active: snapshot
+                .active
+                .iter()
+                .map(|o| (o.header.env.clone(), o.clone()))
+                .collect(),
+            finished: snapshot.finished.clone(),
+            messages: snapshot.messages.iter().cloned().collect(),
+            events,
+            unanswered: snapshot.unanswered.clone(),
+            unsaid: snapshot.unsaid.iter().cloned().collect(),
+            last_op: snapshot.last_op,
+            frozen: snapshot.frozen.clone(),
+        }
+    }
+
+    /// Every record folded in, snapshots passed over: the whole history
+    /// (for `audit verify`), where start-up keeps only recent history.
+    pub fn replay_history<'a>(records: impl IntoIterator<Item = &'a Record>) -> Ledger {
+        Ledger::replay(
+            records
+                .into_iter()
+                .filter(|r| !matches!(r.entry, Entry::Snapshot { .. })),
+        )
+    }
+
     pub fn replay<'a>(records: impl IntoIterator<Item = &'a Record>) -> Ledger {
         let mut ledger = Ledger::default();
         for record in records {
@@ -326,6 +436,7 @@ impl Ledger {
             Entry::Finished { op, outcome } => self.finish(*op, outcome, record.at),
             // Signatures are checked on the lines, before any replay.
             Entry::Checkpoint { .. } | Entry::KeyRotated { .. } | Entry::Rekeyed { .. } => {}
+            Entry::Snapshot { state } => *self = Ledger::from_snapshot(state),
         }
     }
 

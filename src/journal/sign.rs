@@ -249,6 +249,25 @@ impl Tail {
         })
     }
 
+    /// A journal file from its latest snapshot on: the lines start-up
+    /// reads ([`Journal::open`]); a torn last line is left out.
+    pub fn read_since_snapshot(path: &Path) -> std::io::Result<Tail> {
+        use std::io::{BufRead, Seek};
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let from = super::scan::latest_snapshot(&file, len)?;
+        let mut reader = std::io::BufReader::new(file);
+        reader.seek(std::io::SeekFrom::Start(from.map_or(0, |at| at.offset)))?;
+        let mut lines = Vec::new();
+        for line in reader.split(b'\n') {
+            lines.push(String::from_utf8_lossy(&line?).into_owned());
+        }
+        Ok(Tail {
+            first_line: from.map_or(1, |at| at.seq as usize),
+            lines,
+        })
+    }
+
     pub fn lines(&self) -> Vec<&str> {
         self.lines.iter().map(String::as_str).collect()
     }

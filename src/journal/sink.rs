@@ -10,8 +10,9 @@ use super::{line_hash, parse_line, JournalError, Record};
 pub trait LineSink: Send + std::fmt::Debug {
     /// Stores `lines` right after the lines stored before, all or none;
     /// `Ok` only once they are durable. An error means the engine must not
-    /// act on them.
-    fn append(&mut self, lines: &[String]) -> Result<(), SinkError>;
+    /// act on them. `snapshot`: the first line is a ledger snapshot, which
+    /// start-up may read from (`crate::store::Batch::checkpoint`).
+    fn append(&mut self, lines: &[String], snapshot: bool) -> Result<(), SinkError>;
 
     /// Where the lines go, for messages (`kube:NAMESPACE`).
     fn name(&self) -> String;

@@ -256,7 +256,8 @@ impl ShownPlan {
 
 /// Where a running operation is. Each phase is the result of a journal
 /// record; the engine knows what to do next from the phase alone.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The current step needs a plan shown (first time, or after the weights
     /// moved under a shown plan).
@@ -279,13 +280,13 @@ pub enum Phase {
 }
 
 /// Who approved a step.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepApproval {
     pub step: usize,
     pub by: UserId,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationState {
     pub header: OperationHeader,
     /// 1-based.
@@ -311,7 +312,7 @@ pub struct OperationState {
 }
 
 /// A time-limited shift's weights, holding until they go back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// When the weights go back.
     pub until: DateTime<Utc>,
@@ -330,7 +331,7 @@ pub struct Hold {
 }
 
 /// The return of a time-limited shift.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Return {
     /// The weights were changed by hand while they held: the return was
     /// planned again and needs an approval.
@@ -338,7 +339,7 @@ pub struct Return {
 }
 
 /// `extend` or `keep`, and who asked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldAsk {
     pub change: HoldChange,
     pub by: UserId,

@@ -219,12 +219,9 @@ impl StoreSink {
         self.fence.send_replace(Some(reason));
     }
 
-    fn send(&self, lines: &[String]) -> Result<(), StoreError> {
+    fn send(&self, batch: Batch) -> Result<(), StoreError> {
         let (answer, answered) = std::sync::mpsc::channel();
-        let request = Request {
-            batch: Batch::new(lines.to_vec()),
-            answer,
-        };
+        let request = Request { batch, answer };
         let ended = || StoreError::Failed {
             what: "appending".into(),
             reason: "the journal's thread has ended".into(),
@@ -235,13 +232,17 @@ impl StoreSink {
 }
 
 impl LineSink for StoreSink {
-    fn append(&mut self, lines: &[String]) -> Result<(), SinkError> {
+    fn append(&mut self, lines: &[String], snapshot: bool) -> Result<(), SinkError> {
         if let Some(reason) = &self.broken {
             return Err(SinkError {
                 reason: format!("refusing to append after an earlier failure: {reason}"),
             });
         }
-        match self.send(lines) {
+        let batch = match snapshot {
+            true => Batch::checkpoint(lines.to_vec()),
+            false => Batch::new(lines.to_vec()),
+        };
+        match self.send(batch) {
             Ok(()) => Ok(()),
             Err(error) => {
                 let reason = error.to_string();
@@ -332,6 +333,23 @@ mod tests {
         assert!(again.to_string().contains("earlier failure"), "{again}");
         new.journal.append(Utc::now(), command("abort")).unwrap();
         assert_eq!(store.load().await.unwrap().lines.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_a_checkpoint_the_store_loads_from() {
+        let store = Arc::new(MemoryStore::new());
+        let mut first = open_on(&store, "a").await;
+        first.journal.append(Utc::now(), command("status")).unwrap();
+        let snapshot = Entry::Snapshot {
+            state: Box::default(),
+        };
+        first.journal.append(Utc::now(), snapshot).unwrap();
+        first.journal.append(Utc::now(), command("help")).unwrap();
+        drop(first);
+
+        let second = open_on(&store, "b").await;
+        let seqs: Vec<u64> = second.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![2, 3], "start-up reads from the snapshot on");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Builder {
     journal: JournalAt,
     /// Signs the journal, as `serve --signing-key` does.
     signer: Option<Signer>,
+    /// Records between ledger snapshots, if not the default.
+    snapshot_every: Option<usize>,
 }
 
 impl Builder {
@@ -63,7 +65,14 @@ impl Builder {
             clock: Arc::new(SystemClock),
             journal: JournalAt::Memory,
             signer: None,
+            snapshot_every: None,
         }
+    }
+
+    /// Snapshots the ledger every `records` records.
+    pub fn snapshot_every(mut self, records: usize) -> Builder {
+        self.snapshot_every = Some(records);
+        self
     }
 
     /// Signs every record with `signer` (a file journal's existing records
@@ -124,7 +133,7 @@ impl Builder {
         };
         let distrust = match (&self.journal, self.signer.clone()) {
             (JournalAt::File(path), Some(signer)) => {
-                let tail = Tail::read(path).expect("journal reads");
+                let tail = Tail::read_since_snapshot(path).expect("journal reads");
                 start_signing(&mut journal, &tail, signer, self.clock.now()).expect("journal signs")
             }
             _ => None,
@@ -142,7 +151,7 @@ impl Builder {
         let backend = self
             .backend
             .unwrap_or_else(|| Arc::new(MemoryBackend::from_config(&self.config)));
-        Engine::new(EngineParts {
+        let engine = Engine::new(EngineParts {
             config: self.config,
             backend,
             chat: self.chat,
@@ -151,7 +160,11 @@ impl Builder {
             journal,
             records,
             bot_user: BOT_USER.into(),
-        })
+        });
+        if let Some(records) = self.snapshot_every {
+            engine.snapshot_every(records);
+        }
+        engine
     }
 }
 
@@ -254,6 +267,12 @@ impl Harness {
             _dir: dir,
             events: AtomicU64::new(0),
         }
+    }
+
+    /// Snapshots the ledger every `records` records, now and after restarts.
+    pub fn snapshot_every(&mut self, records: usize) {
+        self.parts = self.parts.clone().snapshot_every(records);
+        self.engine.snapshot_every(records);
     }
 
     /// A restart of a bot that signs its journal with `signer` from now on.
