@@ -27,34 +27,7 @@ use failover_bot::ids::ClusterId;
 use failover_bot::journal::sign::Signer;
 use failover_bot::plan::{shift, Change, Percent, Plan, PlanScope, Weights};
 use support::bot::Builder;
-
-/// A chat that only hands out message ids: the bench measures the engine.
-#[derive(Default)]
-struct NullChat(AtomicU64);
-
-#[async_trait]
-impl Chat for NullChat {
-    async fn post(
-        &self,
-        channel: &str,
-        _: Option<&MessageRef>,
-        _: &Message,
-    ) -> Result<MessageRef, ChatError> {
-        Ok(MessageRef {
-            channel: channel.to_owned(),
-            ts: self.0.fetch_add(1, Ordering::Relaxed).to_string(),
-        })
-    }
-    async fn update(&self, _: &MessageRef, _: &Message) -> Result<(), ChatError> {
-        Ok(())
-    }
-    async fn post_ephemeral(&self, _: &str, _: &str, _: &Message) -> Result<(), ChatError> {
-        Ok(())
-    }
-    async fn react(&self, _: &MessageRef, _: &str) -> Result<(), ChatError> {
-        Ok(())
-    }
-}
+use support::chat::NullChat;
 
 const CLUSTERS: usize = 50;
 

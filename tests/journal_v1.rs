@@ -22,7 +22,7 @@ use std::time::Duration;
 use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::chat::MessageKind;
 use failover_bot::config::Config;
-use failover_bot::journal::{verify_chain, Entry, Journal};
+use failover_bot::journal::{verify_chain, Entry, Journal, FORMAT_VERSION};
 use failover_bot::messages::RESENT_NOTE;
 use failover_bot::operation::{OperationOutcome, Phase, StopCause};
 use support::chat::is;
@@ -202,12 +202,13 @@ async fn the_fixture_resumes_its_pending_approval_and_finishes_the_failover() {
 }
 
 #[tokio::test]
-async fn format_2_records_appended_to_a_format_1_journal_keep_one_chain() {
+async fn current_records_appended_to_a_format_1_journal_keep_one_chain() {
     let h = restarted_on(None).await;
     h.approve("bob").await;
     let lines = h.journal_lines();
     assert!(lines.len() > 228);
-    assert!(lines[228..].iter().all(|l| l.starts_with("{\"v\":2,")));
+    let current = format!("{{\"v\":{FORMAT_VERSION},");
+    assert!(lines[228..].iter().all(|l| l.starts_with(&current)));
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     assert_eq!(verify_chain(&refs), Ok(()));
     let (code, out) = audit(&h.journal_path);

@@ -228,3 +228,33 @@ impl Chat for RecordingChat {
         Ok(())
     }
 }
+
+/// A chat that only hands out message ids (benchmarks measure the engine,
+/// not a recording of what it said).
+#[derive(Default)]
+pub struct NullChat(std::sync::atomic::AtomicU64);
+
+#[async_trait]
+impl Chat for NullChat {
+    async fn post(
+        &self,
+        channel: &str,
+        _: Option<&MessageRef>,
+        _: &Message,
+    ) -> Result<MessageRef, ChatError> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(MessageRef {
+            channel: channel.to_owned(),
+            ts: n.to_string(),
+        })
+    }
+    async fn update(&self, _: &MessageRef, _: &Message) -> Result<(), ChatError> {
+        Ok(())
+    }
+    async fn post_ephemeral(&self, _: &str, _: &str, _: &Message) -> Result<(), ChatError> {
+        Ok(())
+    }
+    async fn react(&self, _: &MessageRef, _: &str) -> Result<(), ChatError> {
+        Ok(())
+    }
+}
