@@ -285,14 +285,7 @@ impl Journal {
     /// Makes a batch durable (unless this process may no longer act), then
     /// takes it as the journal's new end.
     fn commit(&mut self, batch: Batch) -> Result<Vec<Record>, JournalError> {
-        if let Some(guard) = &self.guard {
-            guard
-                .may_append()
-                .map_err(|reason| JournalError::NotActing {
-                    path: self.path(),
-                    reason,
-                })?;
-        }
+        self.may_act()?;
         let snapshot = batch
             .records
             .first()
@@ -300,7 +293,22 @@ impl Journal {
         self.store(&batch.lines, snapshot)?;
         self.next_seq = batch.seq;
         self.last_hash = batch.last_hash;
+        // Asked again: an append to a slow store may end after the deadline,
+        // when another replica may already act. The records are durable
+        // (the next leader replays them), but nothing may act on them here.
+        self.may_act()?;
         Ok(batch.records)
+    }
+
+    /// The guard's answer, if the journal has one.
+    fn may_act(&self) -> Result<(), JournalError> {
+        match &self.guard {
+            Some(guard) => guard.may_append().map_err(|reason| JournalError::NotActing {
+                path: self.path(),
+                reason,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Makes `lines` durable, all or none.
@@ -589,6 +597,36 @@ mod tests {
             "{refused}"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    /// Allows the first question only: the deadline passes while the
+    /// append it allowed is under way (a slow API server).
+    #[derive(Debug, Default)]
+    struct PassesDuringTheAppend(std::sync::atomic::AtomicBool);
+
+    impl AppendGuard for PassesDuringTheAppend {
+        fn may_append(&self) -> Result<(), String> {
+            match self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                false => Ok(()),
+                true => Err("the lease deadline passed".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn an_append_that_outlasts_the_deadline_is_kept_but_not_acted_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let mut journal = journal.guarded(Box::new(PassesDuringTheAppend::default()));
+        let refused = journal.append(Utc::now(), command("status")).unwrap_err();
+        assert!(
+            matches!(&refused, JournalError::NotActing { .. }),
+            "the caller must not act on it: {refused}"
+        );
+        // Durable all the same: the next leader replays it.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1);
     }
 
     #[test]
