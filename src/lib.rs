@@ -27,7 +27,8 @@
 //! 3. Words: [`messages`] renders notices (facts in, text out).
 //! 4. Adapters behind traits, so the same engine runs everywhere:
 //!    [`backend`] ([`backend::RoutingBackend`]: in memory, Kubernetes,
-//!    Route53), [`chat`] ([`chat::Chat`]), [`clock`], [`metrics`], and
+//!    Route53), [`chat`] ([`chat::Chat`]), [`clock`], [`blocking`] (waiting
+//!    synchronously without stalling the runtime), [`metrics`], and
 //!    [`gates`] (Prometheus and capacity gates: their config, the query
 //!    client, the Deployment reader, and typed results), and [`store`]
 //!    ([`store::LineStore`]: the journal's lines, kept in order and fenced
@@ -56,6 +57,7 @@
 
 pub mod approval;
 pub mod backend;
+pub mod blocking;
 pub mod chat;
 pub mod cli;
 pub mod clock;

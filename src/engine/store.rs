@@ -174,7 +174,15 @@ impl Store {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere while holding the lock leaves a consistent
         // store: every change is one append followed by one apply.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        match self.0.try_lock() {
+            Ok(inner) => inner,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            // Held, perhaps across a slow append: wait without taking a
+            // runtime worker with us (see `crate::blocking`).
+            Err(std::sync::TryLockError::WouldBlock) => {
+                crate::blocking::wait(|| self.0.lock().unwrap_or_else(|e| e.into_inner()))
+            }
+        }
     }
 }
 

@@ -303,10 +303,12 @@ impl Journal {
     /// The guard's answer, if the journal has one.
     fn may_act(&self) -> Result<(), JournalError> {
         match &self.guard {
-            Some(guard) => guard.may_append().map_err(|reason| JournalError::NotActing {
-                path: self.path(),
-                reason,
-            }),
+            Some(guard) => guard
+                .may_append()
+                .map_err(|reason| JournalError::NotActing {
+                    path: self.path(),
+                    reason,
+                }),
             None => Ok(()),
         }
     }

@@ -227,7 +227,7 @@ impl StoreSink {
             reason: "the journal's thread has ended".into(),
         };
         self.requests.send(request).map_err(|_| ended())?;
-        answered.recv().map_err(|_| ended())?
+        crate::blocking::wait(|| answered.recv()).map_err(|_| ended())?
     }
 }
 

@@ -16,6 +16,7 @@ pub mod fault_proxy;
 pub mod kube_env;
 pub mod moto;
 pub mod prometheus;
+pub mod replicas;
 pub mod serve_proc;
 
 // What engine tests name most, at the top (not every test uses each).
