@@ -161,7 +161,7 @@ impl Ledger {
             .filter(|(_, m)| kept_ops.contains(&m.op))
             .map(|(at, m)| (at.clone(), m.clone()))
             .collect();
-        messages.sort_by(|a, b| (a.1.op, a.1.step).cmp(&(b.1.op, b.1.step)));
+        messages.sort_by_key(|(_, m)| (m.op, m.step));
         let skip = self.events.len().saturating_sub(EVENTS_KEPT);
         LedgerSnapshot {
             active: self.active.values().cloned().collect(),
