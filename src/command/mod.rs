@@ -14,6 +14,7 @@ mod names;
 
 pub mod abort;
 pub mod add;
+pub mod drill;
 pub mod freeze;
 pub mod help;
 pub mod history;
@@ -53,10 +54,12 @@ pub enum Verb {
     Unfreeze,
     Extend,
     Keep,
+    Drill,
+    Drills,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 14] = [
+    pub const ALL: [Verb; 16] = [
         Verb::Help,
         Verb::Status,
         Verb::Shift,
@@ -71,6 +74,8 @@ impl Verb {
         Verb::Unfreeze,
         Verb::Extend,
         Verb::Keep,
+        Verb::Drill,
+        Verb::Drills,
     ];
 
     pub fn word(self) -> &'static str {
@@ -89,6 +94,8 @@ impl Verb {
             Verb::Unfreeze => "unfreeze",
             Verb::Extend => "extend",
             Verb::Keep => "keep",
+            Verb::Drill => "drill",
+            Verb::Drills => "drills",
         }
     }
 
@@ -109,6 +116,8 @@ impl Verb {
             Verb::Unfreeze => freeze::UNFREEZE_USAGE,
             Verb::Extend => hold::EXTEND_USAGE,
             Verb::Keep => hold::KEEP_USAGE,
+            Verb::Drill => drill::USAGE,
+            Verb::Drills => drill::LIST_USAGE,
         }
     }
 
@@ -129,6 +138,8 @@ impl Verb {
             Verb::Unfreeze => freeze::UNFREEZE_SUMMARY,
             Verb::Extend => hold::EXTEND_SUMMARY,
             Verb::Keep => hold::KEEP_SUMMARY,
+            Verb::Drill => drill::SUMMARY,
+            Verb::Drills => drill::LIST_SUMMARY,
         }
     }
 
@@ -153,6 +164,10 @@ pub enum Command {
     Shift(shift::Shift),
     Set(set::Set),
     To(to::To),
+    /// `to`, as a drill: timed, scored, maybe `and back`.
+    Drill(drill::Drill),
+    /// The environment's past drills.
+    Drills,
     Add(add::Add),
     Remove(remove::Remove),
     Freeze(freeze::Freeze),
@@ -180,6 +195,8 @@ impl Command {
             Command::Shift(_) => Verb::Shift,
             Command::Set(_) => Verb::Set,
             Command::To(_) => Verb::To,
+            Command::Drill(_) => Verb::Drill,
+            Command::Drills => Verb::Drills,
             Command::Add(_) => Verb::Add,
             Command::Remove(_) => Verb::Remove,
             Command::Freeze(_) => Verb::Freeze,
@@ -259,6 +276,8 @@ pub fn understand(config: &Config, channel: &str, text: &str) -> Result<Understo
         Verb::Unfreeze => freeze::parse_unfreeze(&mut args)?,
         Verb::Extend => hold::parse_extend(&mut args)?,
         Verb::Keep => hold::parse_keep(&mut args)?,
+        Verb::Drill => drill::parse(&mut args)?,
+        Verb::Drills => drill::parse_list(&mut args)?,
     };
     Ok(Understood::Request(request))
 }

@@ -16,6 +16,7 @@
 //! on the way back), so sums computed before and after a restart agree.
 
 pub mod chart;
+mod clock;
 mod scorecard;
 
 use std::time::Duration;
@@ -25,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{EnvId, OpId};
 
-pub use scorecard::{scorecard, Comparison, PastDrill, Scorecard};
+pub use clock::DrillClock;
+pub use scorecard::{scorecard, Comparison, DrillEnd, PastDrill, Scorecard};
 
 /// One drill as measured: what a scorecard and the chart are made from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

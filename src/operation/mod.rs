@@ -55,6 +55,7 @@ impl OperationKind {
             Command::Shift(shift) => shift.operation(now).map(OperationKind::Shift),
             Command::Set(set) => set.operation(now).map(OperationKind::Set),
             Command::To(to) => to.operation(now).map(OperationKind::Failover),
+            Command::Drill(drill) => drill.operation(now).map(OperationKind::Failover),
             Command::Rollback => {
                 command::rollback::operation(situation).map(OperationKind::Rollback)
             }
@@ -62,6 +63,7 @@ impl OperationKind {
             Command::Remove(remove) => remove.operation(now).map(OperationKind::Remove),
             Command::Status
             | Command::History
+            | Command::Drills
             | Command::Abort
             | Command::Freeze(_)
             | Command::Unfreeze
@@ -82,11 +84,16 @@ impl OperationKind {
     }
 
     /// Where step `step` (1-based) takes the environment from `now`.
-    fn step_target(&self, step: usize, now: &Weights) -> Result<Target, PlanError> {
+    fn step_target(
+        &self,
+        step: usize,
+        now: &Weights,
+        start: &Weights,
+    ) -> Result<Target, PlanError> {
         match self {
             OperationKind::Shift(shift) => shift.step(now),
             OperationKind::Set(set) => set.step(now),
-            OperationKind::Failover(failover) => failover.step(step, now),
+            OperationKind::Failover(failover) => failover.step(step, now, start),
             OperationKind::Rollback(rollback) => rollback.step(now),
             OperationKind::Add(add) => add.step(now),
             OperationKind::Remove(remove) => remove.step(now),
@@ -139,7 +146,7 @@ pub fn plan_aimed(
 ) -> Result<Plan, PlanError> {
     let target = match aim {
         Aim::Back => back_to_start(header, now),
-        Aim::Forward => header.kind.step_target(step, now)?,
+        Aim::Forward => header.kind.step_target(step, now, &header.start)?,
         Aim::Stay => Target::weights(now.clone()),
     };
     let scope = PlanScope {
@@ -187,6 +194,10 @@ pub struct OperationHeader {
     /// go back to `start` (the approval of the steps covers that return).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit: Option<TimeLimit>,
+    /// A drill (`/failover drill …`): a practice run, timed from its
+    /// records and scored at its end. Absent in journals from before drills.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
 }
 
 /// A freeze of an environment: who, why, since when.
