@@ -65,7 +65,7 @@ pub fn chart_file(chart: &DrillChart) -> Result<Upload, ChartError> {
     let bytes = chart::render(&chart.drills)?;
     Ok(Upload::png(
         &format!("drills-{}.png", chart.env),
-        &format!("Drills in {} (to #{})", chart.env, chart.op),
+        &format!("Drills in {}, up to #{}", chart.env, chart.op),
         &alt_text(chart),
         bytes,
     ))
