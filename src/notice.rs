@@ -542,6 +542,9 @@ impl Notice {
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
                 add("checks", checks_fact(&p.shown.checks));
                 add("way_back", p.tripped.is_some().to_string());
+                if p.header.drill {
+                    add("drill", "true".to_owned());
+                }
                 if let Some(hold) = &p.hold {
                     add("hold", tag_of(hold, "hold"));
                 }

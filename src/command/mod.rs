@@ -486,7 +486,10 @@ environments:
         ));
         assert!(matches!(
             read("drill to green for 2h"),
-            Err(CommandError::UnexpectedWord { verb: Verb::Drill, .. })
+            Err(CommandError::UnexpectedWord {
+                verb: Verb::Drill,
+                ..
+            })
         ));
         assert!(matches!(
             read("drill to purple"),
@@ -494,7 +497,10 @@ environments:
         ));
         assert!(matches!(
             read("drills to green"),
-            Err(CommandError::UnexpectedWord { verb: Verb::Drills, .. })
+            Err(CommandError::UnexpectedWord {
+                verb: Verb::Drills,
+                ..
+            })
         ));
         assert!(matches!(
             read("to green and back"),
