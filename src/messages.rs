@@ -329,7 +329,16 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
         Some(HoldPlan::Return { .. }) => "return".to_owned(),
         Some(HoldPlan::Extend { .. }) => "extend".to_owned(),
         Some(HoldPlan::Keep { .. }) => "keep".to_owned(),
-        None => format!("step {}/{}", plan.step, header.kind.total_steps()),
+        None => format!(
+            "step {}/{}{}",
+            plan.step,
+            header.kind.total_steps(),
+            if header.kind.returning(plan.step) {
+                ", back"
+            } else {
+                ""
+            }
+        ),
     };
     let mut text = format!(
         "{icon} *Operation #{} · {which}* · {} · {} — {state}\n",

@@ -78,6 +78,16 @@ impl OperationKind {
         }
     }
 
+    /// Whether step `step` is on a drill's way back (`and back`).
+    pub fn returning(&self, step: usize) -> bool {
+        match self {
+            OperationKind::Failover(failover) => {
+                failover.back.is_some() && step > failover.forward_steps()
+            }
+            _ => false,
+        }
+    }
+
     /// Break-glass: health gates are shown on the plan, not enforced.
     pub fn force(&self) -> bool {
         matches!(self, OperationKind::Shift(ShiftOp { force: true, .. }))
