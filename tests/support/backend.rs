@@ -59,6 +59,9 @@ type WriteAll<S> = Box<
         + Sync,
 >;
 
+/// Runs before [`RoutingBackend::verify`].
+type BeforeVerify<S> = Box<dyn Fn(&S) + Send + Sync>;
+
 /// A backend that delegates to `inner`, except where a hook is set. `S` is
 /// the double's own state (what its hooks share with the test), reached
 /// through `Deref`. Add a hook here when a double needs another method.
@@ -68,7 +71,7 @@ pub struct Hooked<S = ()> {
     before_write: Option<BeforeWrite<S>>,
     after_write: Option<AfterWrite<S>>,
     write_all: Option<WriteAll<S>>,
-    before_verify: Option<Box<dyn Fn(&S) + Send + Sync>>,
+    before_verify: Option<BeforeVerify<S>>,
 }
 
 impl<S> Hooked<S> {
