@@ -338,3 +338,44 @@ async fn a_failover_that_is_not_a_drill_gets_no_scorecard() {
     let list = bench.chat.ephemerals("alice").pop().unwrap();
     assert!(list.text.starts_with("No drills in dev"), "{}", list.text);
 }
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_drill_keeps_its_times() {
+    let mut bench = Bench::new();
+    bench
+        .cmd("alice", "drill to green steps 50,100 and back")
+        .await;
+    bench.approve_after(Duration::from_secs(70)).await;
+    bench.approve_after(Duration::from_secs(80)).await;
+    // The bot goes away while step 3 awaits approval, and comes back.
+    bench.clock.advance(Duration::from_secs(40));
+    bench.restart().await;
+    bench.approve_after(Duration::from_secs(50)).await;
+    bench.approve_after(Duration::from_secs(60)).await;
+    let card = bench.scorecards().pop().expect("a scorecard");
+    let expected = [70, 80, 90, 60].map(step_fact).join(",");
+    assert_eq!(fact(&card, "steps"), expected, "the clock is the journal's");
+    assert_eq!(
+        sum_of_parts(fact(&card, "steps")),
+        fact(&card, "total_ms").parse::<u64>().unwrap()
+    );
+    assert_eq!(bench.chat.uploads().len(), 1);
+}
+
+#[tokio::test]
+async fn an_operation_that_is_not_a_drill_journals_no_drill_fields() {
+    // Journals written before drills have neither field; records of
+    // operations that are not drills stay byte for byte as they were.
+    let bench = Bench::new();
+    bench.cmd("alice", "to green steps 50,100").await;
+    let started = std::fs::read_to_string(&bench.journal)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"type\":\"started\""))
+        .expect("a started record")
+        .to_owned();
+    assert!(!started.contains("\"drill\""), "{started}");
+    assert!(!started.contains("\"back\""), "{started}");
+    let plan = &bench.chat.plans()[0].1;
+    assert_eq!(plan.fact("total"), Some("2"));
+}
