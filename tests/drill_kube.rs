@@ -6,7 +6,9 @@
 //! are: each scorecard's parts add up to its total, the second drill is
 //! compared with the first (read back from the journal), and each drill's
 //! chart reaches its thread once, as a PNG of the chart's size, through
-//! Slack's external upload flow. `drills` then lists both.
+//! Slack's external upload flow. A third drill whose upload Slack refuses
+//! (`missing_scope`: the app not reinstalled) still gets its scorecard.
+//! `drills` then lists all three.
 
 mod support;
 
@@ -16,7 +18,7 @@ use kube::api::Api;
 
 use failover_bot::backend::kube::crd::RoutingWeight;
 use failover_bot::drill::chart::{HEIGHT, WIDTH};
-use support::fake_slack::{FakeSlack, Posted};
+use support::fake_slack::{FakeSlack, Fault, Posted};
 use support::kube_env::{routing_weight_yaml, KubeEnv, ANNOTATION_PREFIX};
 use support::serve_proc::{ServeProc, WAIT};
 
@@ -165,6 +167,21 @@ async fn a_drill_to_green_and_back_on_real_clusters_is_scored_and_charted() {
     assert_eq!(started.len(), 2);
     assert!(started.iter().all(|r| r["header"]["drill"] == true));
 
+    // An app not reinstalled with `files:write`: Slack refuses the upload,
+    // and the scorecard has come all the same.
+    fake.fail_next(
+        "files.getUploadURLExternal",
+        Fault::SlackError("missing_scope"),
+    );
+    let (third, _) = drill(&fake, &serve, 3).await;
+    assert_eq!(fact(&third, "earlier"), "2", "{}", third.summary());
+    serve
+        .wait_for(&fake, "the refused upload", WAIT, |f| {
+            f.calls_to("files.getUploadURLExternal").len() == 3
+        })
+        .await;
+    assert_eq!(fake.files().len(), 2, "nothing more was shared");
+
     let reply = serve.slash(&fake, "alice", "drills", "trig-list").await;
     assert!(reply.contains("Working on"), "{reply}");
     // An ephemeral answer: Slack keeps no metadata on it, only words.
@@ -176,14 +193,15 @@ async fn a_drill_to_green_and_back_on_real_clusters_is_scored_and_charted() {
         })
         .await;
     let list = fake.posts().into_iter().find(listed).unwrap();
-    let (newer, older) = (
-        list.text.find("#2 ").unwrap(),
-        list.text.find("#1 ").unwrap(),
+    let at = |op: &str| list.text.find(op).unwrap_or(usize::MAX);
+    assert!(
+        at("#3 ") < at("#2 ") && at("#2 ") < at("#1 "),
+        "newest first: {}",
+        list.text
     );
-    assert!(newer < older, "newest first: {}", list.text);
     assert_eq!(
         list.text.matches("completed in").count(),
-        2,
+        3,
         "{}",
         list.text
     );
