@@ -36,6 +36,8 @@ pub enum MessageKind {
     Frozen,
     Unfrozen,
     DrillScorecard,
+    DrillChart,
+    Drills,
     Legacy,
 }
 
@@ -64,6 +66,8 @@ impl MessageKind {
             MessageKind::Frozen => "frozen",
             MessageKind::Unfrozen => "unfrozen",
             MessageKind::DrillScorecard => "drill_scorecard",
+            MessageKind::DrillChart => "drill_chart",
+            MessageKind::Drills => "drills",
             MessageKind::Legacy => "legacy",
         }
     }

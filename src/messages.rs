@@ -11,6 +11,8 @@
 
 mod scorecard;
 
+pub use scorecard::chart_file;
+
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -97,6 +99,8 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
             &old_head[..old_head.len().min(16)]
         ),
         Notice::DrillScorecard(card) => scorecard::text(card),
+        Notice::DrillChart(chart) => scorecard::chart_text(chart),
+        Notice::Drills(list) => scorecard::list_text(list),
         Notice::Legacy { text } => text.clone(),
     };
     Message::new(notice.kind(), text).with_facts(notice.facts())
@@ -133,6 +137,8 @@ fn help(config: &Config) -> String {
         "create a cluster's routing weight (at 0 unless a weight is given) / delete one (only at weight 0)",
     ));
     text.push_str(&line(&[Verb::History], Verb::History.summary()));
+    text.push_str(&line(&[Verb::Drill], Verb::Drill.summary()));
+    text.push_str(&line(&[Verb::Drills], Verb::Drills.summary()));
     text.push_str(&line(
         &[Verb::Freeze, Verb::Unfreeze],
         "refuse new operations (but break-glass) until unfrozen / lift it; approvers only",
@@ -232,14 +238,20 @@ pub fn describe(config: &Config, header: &OperationHeader) -> String {
             if shift.force { " (break-glass)" } else { "" }
         ),
         OperationKind::Failover(failover) => format!(
-            "fail over to {} in steps {}",
+            "{}fail over to {} in steps {}{}",
+            if header.drill { "drill: " } else { "" },
             label(&failover.target),
             failover
                 .steps
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join(" → ")
+                .join(" → "),
+            if failover.back.is_some() {
+                " and back"
+            } else {
+                ""
+            }
         ),
         OperationKind::Rollback(rollback) => {
             format!("roll back to before operation #{}", rollback.of)
@@ -317,7 +329,16 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
         Some(HoldPlan::Return { .. }) => "return".to_owned(),
         Some(HoldPlan::Extend { .. }) => "extend".to_owned(),
         Some(HoldPlan::Keep { .. }) => "keep".to_owned(),
-        None => format!("step {}/{}", plan.step, header.kind.total_steps()),
+        None => format!(
+            "step {}/{}{}",
+            plan.step,
+            header.kind.total_steps(),
+            if header.kind.returning(plan.step) {
+                ", back"
+            } else {
+                ""
+            }
+        ),
     };
     let mut text = format!(
         "{icon} *Operation #{} · {which}* · {} · {} — {state}\n",
@@ -333,6 +354,12 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
     );
     if let Some(reason) = &header.reason {
         let _ = writeln!(text, "Reason: {reason}");
+    }
+    if header.drill {
+        let _ = writeln!(
+            text,
+            ":stopwatch: *Drill* — a practice run, approved and gated like any failover; timed and scored at its end."
+        );
     }
     if let Some(freeze) = &header.during_freeze {
         let _ = writeln!(

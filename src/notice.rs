@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Convergence, GateFailure, Snapshot};
 use crate::chat::MessageKind;
 use crate::command::hold::{HoldChange, TimeLimit};
-use crate::drill::Scorecard;
+use crate::drill::{DrillEnd, DrillTimings, Scorecard};
 use crate::ids::{ClusterId, EnvId, MessageRef, OpId, UserId};
 use crate::operation::{
     ClusterResult, Freeze, GateCheck, OperationHeader, OperationOutcome, OperationState, Phase,
@@ -105,10 +105,47 @@ pub enum Notice {
     },
     /// A drill's end: its times, and how it compares with earlier drills.
     DrillScorecard(Box<Scorecard>),
+    /// The chart of an environment's drills, a file for the scorecard's
+    /// thread (see [`Destination::Upload`]).
+    DrillChart(Box<DrillChart>),
+    /// `drills`: an environment's past drills.
+    Drills(DrillsNotice),
     /// Written by a release that journaled text, not facts.
     Legacy {
         text: String,
     },
+}
+
+/// The drills a chart shows: the drill just ended and the completed ones
+/// of its environment before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillChart {
+    pub op: OpId,
+    pub env: EnvId,
+    pub drills: Vec<DrillTimings>,
+}
+
+/// `drills`: newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillsNotice {
+    pub env: EnvId,
+    /// Running now, if a drill is.
+    pub running: Option<DrillLine>,
+    pub finished: Vec<DrillLine>,
+}
+
+/// One drill in `drills`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillLine {
+    pub op: OpId,
+    pub started_at: DateTime<Utc>,
+    pub requester: UserId,
+    /// The command as typed, without `/failover`.
+    pub command: String,
+    /// `None` while it runs.
+    pub ended: Option<DrillEnd>,
+    /// From start to end (of its last step, when completed).
+    pub total_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -470,6 +507,8 @@ impl Notice {
             Notice::Frozen { .. } => MessageKind::Frozen,
             Notice::Unfrozen { .. } => MessageKind::Unfrozen,
             Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
+            Notice::DrillChart(_) => MessageKind::DrillChart,
+            Notice::Drills(_) => MessageKind::Drills,
             Notice::Legacy { .. } => MessageKind::Legacy,
         }
     }
@@ -503,6 +542,9 @@ impl Notice {
                 add("break_glass", (!p.shown.warnings.is_empty()).to_string());
                 add("checks", checks_fact(&p.shown.checks));
                 add("way_back", p.tripped.is_some().to_string());
+                if p.header.drill {
+                    add("drill", "true".to_owned());
+                }
                 if let Some(hold) = &p.hold {
                     add("hold", tag_of(hold, "hold"));
                 }
@@ -674,6 +716,24 @@ impl Notice {
                 add("op", card.op.to_string());
                 add("env", card.env.to_string());
                 add("total_ms", card.total_ms.to_string());
+                add("ended", card.ended.word().to_owned());
+                add("steps", steps_fact(&card.steps));
+                if let Some(earlier) = &card.earlier {
+                    add("earlier", earlier.drills.to_string());
+                    add("last_ms", earlier.last.total_ms.to_string());
+                    add("best_ms", earlier.best.total_ms.to_string());
+                    add("median_ms", earlier.median_ms.to_string());
+                }
+            }
+            Notice::DrillChart(chart) => {
+                add("op", chart.op.to_string());
+                add("env", chart.env.to_string());
+                add("drills", chart.drills.len().to_string());
+            }
+            Notice::Drills(list) => {
+                add("env", list.env.to_string());
+                let ops: Vec<String> = list.finished.iter().map(|d| d.op.to_string()).collect();
+                add("drills", ops.join(","));
             }
             Notice::InternalError { op: None }
             | Notice::CommandCutShort { .. }
@@ -692,6 +752,16 @@ fn checks_fact(checks: &[GateCheck]) -> String {
         .map(|c| format!("{}@{}={}", c.gate, c.cluster, tag_of(&c.result, "result")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A drill's steps as one fact, in milliseconds: `waiting+applying+converging`
+/// per step, `,` between steps (`120000+1500+45250,61000+900+30001`).
+fn steps_fact(steps: &[crate::drill::StepTimes]) -> String {
+    steps
+        .iter()
+        .map(|s| format!("{}+{}+{}", s.waiting_ms, s.applying_ms, s.converging_ms))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Weights as one fact: `k8s-blue=50 k8s-green=50`.
@@ -788,4 +858,6 @@ pub enum Destination {
     },
     /// Replaces a message the bot posted earlier.
     Update { at: MessageRef },
+    /// A file shared in the thread under `thread` (the drill chart).
+    Upload { thread: MessageRef },
 }

@@ -72,6 +72,7 @@ fn header(kind: OperationKind, command: &str) -> OperationHeader {
         reason: None,
         during_freeze: None,
         time_limit: None,
+        drill: false,
     }
 }
 
@@ -80,6 +81,7 @@ fn failover() -> OperationHeader {
         OperationKind::Failover(FailoverOp {
             target: GREEN.into(),
             steps: [10, 50, 100].map(|p| Percent::new(p).unwrap()).to_vec(),
+            back: None,
         }),
         "/failover to green",
     )
@@ -853,7 +855,8 @@ mod drills {
     //! earlier drills to compare with.
 
     use super::*;
-    use failover_bot::drill::{scorecard, DrillTimings, StepTimes};
+    use failover_bot::drill::{scorecard, DrillEnd, DrillTimings, StepTimes};
+    use failover_bot::notice::{DrillChart, DrillLine, DrillsNotice};
 
     fn drill(op: u64, day: u32, steps: &[[u64; 3]]) -> DrillTimings {
         DrillTimings {
@@ -916,6 +919,111 @@ mod drills {
                 card(quick, &[earlier(2, 24, 7_990)])
             ),
         ]));
+    }
+
+    /// A drill that stopped: `ended` says how; no comparison is shown.
+    fn stopped(ended: DrillEnd) -> Notice {
+        let this = drill(13, 26, &[[190_000, 1_500, 65_250], [42_000, 0, 0]]);
+        let mut card = scorecard(&this, &[earlier(8, 20, 550_000)]).unwrap();
+        card.ended = ended;
+        Notice::DrillScorecard(Box::new(card))
+    }
+
+    #[test]
+    fn a_drill_that_stopped() {
+        insta::assert_snapshot!(cases(vec![
+            ("aborted in step 2", stopped(DrillEnd::Aborted)),
+            ("rejected", stopped(DrillEnd::Rejected)),
+            ("failed", stopped(DrillEnd::Failed)),
+        ]));
+    }
+
+    /// The plan of a drill's first step, and of its way back.
+    #[test]
+    fn a_drill_plan() {
+        let mut op = failover();
+        op.drill = true;
+        op.command = "/failover drill to green and back".into();
+        if let OperationKind::Failover(failover) = &mut op.kind {
+            *failover = failover.clone().and_back(&weights(100, 0));
+        }
+        let first = plan_of(&op, 1, &weights(100, 0));
+        let back = plan_of(&op, 5, &weights(50, 50));
+        let notice = |plan: Plan| {
+            plan_notice(
+                op.clone(),
+                shown(plan, ApprovalState::Pending, vec![]),
+                PlanStatus::Pending,
+            )
+        };
+        let rendered = render(&notice(first.clone()), &config());
+        assert_eq!(rendered.fact("drill"), Some("true"));
+        assert_eq!(rendered.fact("total"), Some("6"));
+        insta::assert_snapshot!(cases(vec![
+            ("step 1 of 6", notice(first)),
+            ("step 5 of 6: on the way back", notice(back)),
+        ]));
+    }
+
+    fn line(op: u64, day: u32, ended: Option<DrillEnd>, total_ms: Option<u64>) -> DrillLine {
+        DrillLine {
+            op,
+            started_at: Utc.with_ymd_and_hms(2026, 11, day, 9, 30, 0).unwrap(),
+            requester: "alice".into(),
+            command: "drill to green and back".into(),
+            ended,
+            total_ms,
+        }
+    }
+
+    #[test]
+    fn drills_listed_and_the_chart_caption() {
+        let list = |running, finished| {
+            Notice::Drills(DrillsNotice {
+                env: "dev".into(),
+                running,
+                finished,
+            })
+        };
+        insta::assert_snapshot!(cases(vec![
+            ("none yet", list(None, vec![])),
+            (
+                "one running, three done",
+                list(
+                    Some(line(14, 26, None, None)),
+                    vec![
+                        line(13, 25, Some(DrillEnd::Aborted), Some(232_000)),
+                        line(12, 20, Some(DrillEnd::Completed), Some(523_151)),
+                        line(8, 10, Some(DrillEnd::Completed), Some(4_200)),
+                    ]
+                )
+            ),
+            (
+                "the chart's caption",
+                Notice::DrillChart(Box::new(DrillChart {
+                    op: 12,
+                    env: "dev".into(),
+                    drills: vec![earlier(8, 20, 550_000), three_steps()],
+                }))
+            ),
+        ]));
+    }
+
+    #[test]
+    fn the_chart_file_says_what_it_shows() {
+        let chart = DrillChart {
+            op: 12,
+            env: "dev".into(),
+            drills: vec![earlier(8, 20, 550_000), three_steps()],
+        };
+        let file = failover_bot::messages::chart_file(&chart).unwrap();
+        assert_eq!(file.filename, "drills-dev.png");
+        assert_eq!(file.title, "Drills in dev, up to #12");
+        assert_eq!(
+            file.alt_text,
+            "Bar chart of failover drill durations in dev, oldest first: #8 9m 10s, #12 8m 43s"
+        );
+        assert_eq!(&file.bytes[..8], b"\x89PNG\r\n\x1a\n");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The chart's way into a thread: Slack's external upload flow as the bot's
 //! Slack chat sends it over the wire, against a small stand-in for the three
-//! endpoints (the shared fake Slack in tests/support does not speak it yet).
+//! endpoints that can be scripted to fail, and (last test) against the
+//! shared fake Slack, which the drill tests upload to.
 //! It checks that the calls come in order, with the bot token, the declared
 //! length, the bytes unchanged, and the file shared in the right thread;
 //! that a 429 on the upload URL is retried a bounded number of times; and
@@ -19,7 +20,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
+#[path = "support/fake_slack/mod.rs"]
+mod fake_slack;
+
 use failover_bot::chat::{Chat, MessageRef, Upload};
+use failover_bot::drill::chart::{self, HEIGHT, WIDTH};
 use failover_bot::slack::web::SlackChat;
 use failover_bot::slack::Secret;
 
@@ -297,4 +302,31 @@ async fn an_empty_file_is_refused_before_any_call() {
     let error = chat(&stand).upload(&thread(), &empty).await.unwrap_err();
     assert!(error.reason.contains("empty"), "{error}");
     assert!(stand.calls().is_empty(), "{:?}", stand.calls());
+}
+
+/// A real chart through the shared fake Slack: it arrives once, as a PNG of
+/// the size the chart declares and the length the ticket declared, shared
+/// in the thread it was meant for.
+#[tokio::test]
+async fn a_real_chart_reaches_the_shared_fake_as_a_png_of_its_size() {
+    let fake = fake_slack::FakeSlack::start().await;
+    let connector = SlackClientHyperConnector::with_connector(HttpConnector::new())
+        .with_slack_api_url(&fake.api_url());
+    let chat = SlackChat::new(
+        Arc::new(SlackClient::new(connector)),
+        &Secret::new(BOT_TOKEN),
+    );
+    let bytes = chart::render(&[]).unwrap();
+    let file = Upload::png("drills-dev.png", "Drills in dev", "no drills yet", bytes);
+    chat.upload(&thread(), &file).await.unwrap();
+    let files = fake.files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let shared = &files[0];
+    assert!(shared.is_complete(), "{shared:?}");
+    assert_eq!(shared.posts, 1);
+    assert_eq!(shared.declared_length, file.bytes.len());
+    assert_eq!(shared.png_size, Some((WIDTH, HEIGHT)));
+    assert_eq!(shared.title.as_deref(), Some("Drills in dev"));
+    assert_eq!(shared.channel.as_deref(), Some("C0FAILOVER"));
+    assert_eq!(shared.thread_ts.as_deref(), Some("1764070200.000100"));
 }

@@ -20,6 +20,7 @@ pub enum Missing {
     Duration,
     Weights,
     Weight,
+    Back,
 }
 
 impl Missing {
@@ -33,6 +34,7 @@ impl Missing {
             Missing::Duration => "a duration",
             Missing::Weights => "weights, e.g. blue=100 green=0",
             Missing::Weight => "a weight 0–255",
+            Missing::Back => "`back` after `and`",
         }
     }
 }
@@ -122,6 +124,10 @@ pub enum CommandError {
     RepeatedCluster { cluster: ClusterId },
     #[error("{cluster} already has every step's share of traffic; nothing to do.")]
     AlreadyAtTarget { cluster: ClusterId },
+    #[error("a drill says where it goes: `drill to {given}`? {}", Verb::Drill.usage())]
+    DrillWithoutTo { given: String },
+    #[error("`and` in a drill is followed by `back` (`… and back`), not `{given}`: {}", Verb::Drill.usage())]
+    AndWhat { given: String },
     #[error("nothing to roll back in {env}: no earlier operation.")]
     NothingToRollBack { env: EnvId },
     #[error(transparent)]

@@ -26,6 +26,8 @@ pub(super) enum Keyword {
     Weight,
     Because,
     For,
+    /// `and back`, on a drill.
+    And,
 }
 
 impl Keyword {
@@ -37,6 +39,7 @@ impl Keyword {
             "weight" => Some(Keyword::Weight),
             "because" => Some(Keyword::Because),
             "for" => Some(Keyword::For),
+            "and" => Some(Keyword::And),
             _ => None,
         }
     }
@@ -49,6 +52,7 @@ impl Keyword {
             Keyword::Weight => "weight",
             Keyword::Because => "because",
             Keyword::For => "for",
+            Keyword::And => "and",
         }
     }
 }
@@ -64,6 +68,8 @@ pub(super) struct Options<'a> {
     pub reason: Option<String>,
     /// `for 2h`: a time-limited shift.
     pub time_limit: Option<TimeLimit>,
+    /// `and back`: a drill returns to where it started.
+    pub back: bool,
 }
 
 impl<'a> Args<'a> {
@@ -122,6 +128,7 @@ impl<'a> Args<'a> {
                 Keyword::Weight => opts.weight.is_some(),
                 Keyword::Because => opts.reason.is_some(),
                 Keyword::For => opts.time_limit.is_some(),
+                Keyword::And => opts.back,
             };
             if repeated {
                 return Err(CommandError::RepeatedOption {
@@ -139,6 +146,10 @@ impl<'a> Args<'a> {
                     let word = self.name(Missing::Duration)?;
                     opts.time_limit = Some(TimeLimit::parse(word)?);
                 }
+                Keyword::And => {
+                    self.back()?;
+                    opts.back = true;
+                }
             }
         }
         Ok(opts)
@@ -151,6 +162,22 @@ impl<'a> Args<'a> {
             return Err(self.missing(what));
         }
         Ok(rest.join(" "))
+    }
+
+    /// `back`, after `and`.
+    fn back(&mut self) -> Result<(), CommandError> {
+        match self.words.next() {
+            Some(word) if word.eq_ignore_ascii_case("back") => Ok(()),
+            Some(word) => Err(CommandError::AndWhat {
+                given: word.to_owned(),
+            }),
+            None => Err(self.missing(Missing::Back)),
+        }
+    }
+
+    /// The next word, taken.
+    pub fn next_word(&mut self) -> Option<&'a str> {
+        self.words.next()
     }
 
     /// Whether the next word is `keyword`; it is taken if so.

@@ -14,6 +14,7 @@ mod names;
 
 pub mod abort;
 pub mod add;
+pub mod drill;
 pub mod freeze;
 pub mod help;
 pub mod history;
@@ -53,10 +54,12 @@ pub enum Verb {
     Unfreeze,
     Extend,
     Keep,
+    Drill,
+    Drills,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 14] = [
+    pub const ALL: [Verb; 16] = [
         Verb::Help,
         Verb::Status,
         Verb::Shift,
@@ -71,6 +74,8 @@ impl Verb {
         Verb::Unfreeze,
         Verb::Extend,
         Verb::Keep,
+        Verb::Drill,
+        Verb::Drills,
     ];
 
     pub fn word(self) -> &'static str {
@@ -89,6 +94,8 @@ impl Verb {
             Verb::Unfreeze => "unfreeze",
             Verb::Extend => "extend",
             Verb::Keep => "keep",
+            Verb::Drill => "drill",
+            Verb::Drills => "drills",
         }
     }
 
@@ -109,6 +116,8 @@ impl Verb {
             Verb::Unfreeze => freeze::UNFREEZE_USAGE,
             Verb::Extend => hold::EXTEND_USAGE,
             Verb::Keep => hold::KEEP_USAGE,
+            Verb::Drill => drill::USAGE,
+            Verb::Drills => drill::LIST_USAGE,
         }
     }
 
@@ -129,6 +138,8 @@ impl Verb {
             Verb::Unfreeze => freeze::UNFREEZE_SUMMARY,
             Verb::Extend => hold::EXTEND_SUMMARY,
             Verb::Keep => hold::KEEP_SUMMARY,
+            Verb::Drill => drill::SUMMARY,
+            Verb::Drills => drill::LIST_SUMMARY,
         }
     }
 
@@ -153,6 +164,10 @@ pub enum Command {
     Shift(shift::Shift),
     Set(set::Set),
     To(to::To),
+    /// `to`, as a drill: timed, scored, maybe `and back`.
+    Drill(drill::Drill),
+    /// The environment's past drills.
+    Drills,
     Add(add::Add),
     Remove(remove::Remove),
     Freeze(freeze::Freeze),
@@ -180,6 +195,8 @@ impl Command {
             Command::Shift(_) => Verb::Shift,
             Command::Set(_) => Verb::Set,
             Command::To(_) => Verb::To,
+            Command::Drill(_) => Verb::Drill,
+            Command::Drills => Verb::Drills,
             Command::Add(_) => Verb::Add,
             Command::Remove(_) => Verb::Remove,
             Command::Freeze(_) => Verb::Freeze,
@@ -259,6 +276,8 @@ pub fn understand(config: &Config, channel: &str, text: &str) -> Result<Understo
         Verb::Unfreeze => freeze::parse_unfreeze(&mut args)?,
         Verb::Extend => hold::parse_extend(&mut args)?,
         Verb::Keep => hold::parse_keep(&mut args)?,
+        Verb::Drill => drill::parse(&mut args)?,
+        Verb::Drills => drill::parse_list(&mut args)?,
     };
     Ok(Understood::Request(request))
 }
@@ -266,6 +285,7 @@ pub fn understand(config: &Config, channel: &str, text: &str) -> Result<Understo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ClusterId;
     use crate::plan::Percent;
 
     const CONFIG: &str = r#"
@@ -396,6 +416,126 @@ environments:
             })
         );
         assert_eq!(command("keep"), Command::Hold(hold::HoldChange::Keep));
+    }
+
+    #[test]
+    fn a_drill_is_to_with_a_mark_and_maybe_the_way_back() {
+        let to = |steps: Vec<Percent>| to::To {
+            cluster: GREEN.into(),
+            steps,
+            time_limit: None,
+        };
+        assert_eq!(
+            command("drill to green"),
+            Command::Drill(drill::Drill {
+                to: to(vec![pct(20), pct(100)]),
+                back: false,
+            })
+        );
+        assert_eq!(
+            command("DRILL to green AND BACK in dev steps 50,100 because SOC 2 evidence"),
+            Command::Drill(drill::Drill {
+                to: to(vec![pct(50), pct(100)]),
+                back: true,
+            })
+        );
+        assert_eq!(command("drills"), Command::Drills);
+        assert_eq!(command("drills in dev"), Command::Drills);
+        assert_eq!(command("drill to green").verb(), Verb::Drill);
+        assert_eq!(command("drill to green").time_limit(), None);
+    }
+
+    #[test]
+    fn a_bad_drill_gets_a_specific_answer() {
+        assert_eq!(
+            read("drill green").unwrap_err(),
+            CommandError::DrillWithoutTo {
+                given: "green".into()
+            }
+        );
+        assert!(matches!(
+            read("drill"),
+            Err(CommandError::MissingArgument {
+                verb: Verb::Drill,
+                what: Missing::Cluster
+            })
+        ));
+        assert!(matches!(
+            read("drill to"),
+            Err(CommandError::MissingArgument {
+                what: Missing::Cluster,
+                ..
+            })
+        ));
+        assert_eq!(
+            read("drill to green and forth").unwrap_err(),
+            CommandError::AndWhat {
+                given: "forth".into()
+            }
+        );
+        assert!(matches!(
+            read("drill to green and"),
+            Err(CommandError::MissingArgument {
+                what: Missing::Back,
+                ..
+            })
+        ));
+        assert!(matches!(
+            read("drill to green and back and back"),
+            Err(CommandError::RepeatedOption { .. })
+        ));
+        assert!(matches!(
+            read("drill to green for 2h"),
+            Err(CommandError::UnexpectedWord {
+                verb: Verb::Drill,
+                ..
+            })
+        ));
+        assert!(matches!(
+            read("drill to purple"),
+            Err(CommandError::UnknownCluster { .. })
+        ));
+        assert!(matches!(
+            read("drills to green"),
+            Err(CommandError::UnexpectedWord {
+                verb: Verb::Drills,
+                ..
+            })
+        ));
+        assert!(matches!(
+            read("to green and back"),
+            Err(CommandError::UnexpectedWord { verb: Verb::To, .. })
+        ));
+        let message = read("drill to green and forth").unwrap_err().to_string();
+        assert!(message.contains(drill::USAGE), "{message}");
+    }
+
+    #[test]
+    fn a_drill_and_back_returns_through_its_steps_to_where_it_began() {
+        let now: Weights = [
+            (ClusterId::from("k8s-blue.dev.example.com"), 100u8),
+            (ClusterId::from(GREEN), 0u8),
+        ]
+        .into_iter()
+        .collect();
+        let Command::Drill(drill) = command("drill to green steps 10,50,100 and back") else {
+            panic!("not a drill");
+        };
+        let op = drill.operation(&now).unwrap();
+        assert_eq!(op.back, Some(vec![pct(50), pct(10)]));
+        assert_eq!(op.total_steps(), 6, "three there, three back");
+        let green_at = |step: usize| {
+            let after = op.step(step, &now, &now).unwrap().after;
+            (after.get("k8s-blue.dev.example.com"), after.get(GREEN))
+        };
+        assert_eq!(green_at(3).1, Some(100));
+        assert_eq!(green_at(4), (Some(50), Some(50)));
+        assert_eq!(green_at(5).1.map(|g| g < 20), Some(true));
+        assert_eq!(green_at(6), (Some(100), Some(0)), "exactly as before");
+        let Command::Drill(one_way) = command("drill to green steps 10,50,100") else {
+            panic!("not a drill");
+        };
+        assert_eq!(one_way.operation(&now).unwrap().total_steps(), 3);
     }
 
     #[test]

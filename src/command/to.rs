@@ -48,6 +48,12 @@ pub struct FailoverOp {
     pub target: ClusterId,
     /// Only the steps that move traffic forward from where it started.
     pub steps: Vec<Percent>,
+    /// A drill's `and back`: after `steps`, the target's shares on the
+    /// way back (the others' weights in proportion to theirs before the
+    /// drill), then one last step to the weights from before it. `None`:
+    /// no way back (every `to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back: Option<Vec<Percent>>,
 }
 
 impl To {
@@ -76,22 +82,65 @@ impl To {
         Ok(FailoverOp {
             target: self.cluster.clone(),
             steps,
+            back: None,
         })
     }
 }
 
 impl FailoverOp {
+    /// The same failover, and back from `now` (the weights before it) in
+    /// the same steps reversed: 10 → 50 → 100, then 50 → 10 → as before.
+    pub fn and_back(self, now: &Weights) -> FailoverOp {
+        let share = now.share_percent(&self.target);
+        let back = self
+            .steps
+            .iter()
+            .rev()
+            .skip(1)
+            .copied()
+            .filter(|p| f64::from(p.get()) > share + 1e-9)
+            .collect();
+        FailoverOp {
+            back: Some(back),
+            ..self
+        }
+    }
+
     pub fn total_steps(&self) -> usize {
+        let back = self.back.as_ref().map_or(0, |b| b.len() + 1);
+        self.steps.len() + back
+    }
+
+    /// How many steps go forward (the rest, if any, go back).
+    pub fn forward_steps(&self) -> usize {
         self.steps.len()
     }
 
-    /// Step `step` (1-based): the target gets that step's share.
-    pub fn step(&self, step: usize, now: &Weights) -> Result<Target, PlanError> {
-        let percent = self
-            .steps
-            .get(step.saturating_sub(1))
-            .copied()
-            .unwrap_or(Percent::MAX);
-        Ok(Target::weights(plan::shift(now, &self.target, percent)?))
+    /// Step `step` (1-based): the target gets that step's share; on the
+    /// way back, its share on the way back, and last the weights `start`
+    /// from before the operation.
+    pub fn step(&self, step: usize, now: &Weights, start: &Weights) -> Result<Target, PlanError> {
+        let index = step.saturating_sub(1);
+        if let Some(percent) = self.steps.get(index) {
+            return Ok(Target::weights(plan::shift(now, &self.target, *percent)?));
+        }
+        let Some(back) = &self.back else {
+            return Ok(Target::weights(plan::shift(
+                now,
+                &self.target,
+                Percent::MAX,
+            )?));
+        };
+        let towards = match back.get(index - self.steps.len()) {
+            Some(percent) => plan::shift(start, &self.target, *percent)?,
+            None => start.clone(),
+        };
+        // Over the clusters routed now: one routed since the drill began
+        // keeps none of the traffic it never had.
+        let after = now
+            .clusters()
+            .map(|c| (c.clone(), towards.get(c).unwrap_or(0)))
+            .collect();
+        Ok(Target::weights(after))
     }
 }

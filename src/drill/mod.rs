@@ -1,10 +1,12 @@
 //! Drills: practice failovers, timed, so a team sees itself get faster
 //! (Lunar went from four hours to forty minutes in 17 practice runs).
 //!
-//! A drill is an operation marked as one; the engine measures each of its
-//! steps in three parts — awaiting approval, applying, converging — and
-//! journals them as [`DrillTimings`]. From those this module computes, with
-//! no I/O:
+//! A drill is an operation marked as one (`/failover drill`). Its steps are
+//! measured in three parts — awaiting approval, applying, converging — from
+//! the timestamps of the journal records the engine writes anyway
+//! ([`DrillClock`], fed by the ledger's fold, so a restart replays the same
+//! times), and kept as [`DrillTimings`] when it ends. From those this module
+//! computes, with no I/O:
 //!
 //! - [`scorecard`]: the facts of a drill's scorecard ([`Scorecard`]): its
 //!   total, its steps (which add up to the total), and how it compares with
@@ -16,6 +18,7 @@
 //! on the way back), so sums computed before and after a restart agree.
 
 pub mod chart;
+mod clock;
 mod scorecard;
 
 use std::time::Duration;
@@ -25,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{EnvId, OpId};
 
-pub use scorecard::{scorecard, Comparison, PastDrill, Scorecard};
+pub use clock::DrillClock;
+pub use scorecard::{scorecard, Comparison, DrillEnd, PastDrill, Scorecard};
 
 /// One drill as measured: what a scorecard and the chart are made from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

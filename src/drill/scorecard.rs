@@ -21,6 +21,40 @@ pub struct Scorecard {
     pub total_ms: u64,
     /// `None`: the environment's first drill.
     pub earlier: Option<Comparison>,
+    /// How the drill ended; only a completed drill is compared with later
+    /// ones (a drill cut short is not a time to beat).
+    #[serde(default, skip_serializing_if = "DrillEnd::is_completed")]
+    pub ended: DrillEnd,
+}
+
+/// How a drill ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillEnd {
+    #[default]
+    Completed,
+    Rejected,
+    Expired,
+    Withdrawn,
+    Aborted,
+    Failed,
+}
+
+impl DrillEnd {
+    pub fn is_completed(&self) -> bool {
+        *self == DrillEnd::Completed
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            DrillEnd::Completed => "completed",
+            DrillEnd::Rejected => "rejected",
+            DrillEnd::Expired => "expired",
+            DrillEnd::Withdrawn => "withdrawn",
+            DrillEnd::Aborted => "aborted",
+            DrillEnd::Failed => "failed",
+        }
+    }
 }
 
 /// This drill against the environment's earlier ones.
@@ -62,6 +96,7 @@ pub fn scorecard(drill: &DrillTimings, history: &[DrillTimings]) -> Result<Score
         parts,
         total_ms,
         earlier: compare(earlier),
+        ended: DrillEnd::Completed,
     })
 }
 

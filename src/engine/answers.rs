@@ -1,13 +1,17 @@
 //! The commands that answer rather than plan: `status` (posted in the
-//! channel), `history` (to its author only), and `abort`, which ends the
-//! running operation where it stands.
+//! channel), `history` and `drills` (to their author only), and `abort`,
+//! which ends the running operation where it stands.
 
 use super::{CommandRequest, Engine, Outcome, StatusReading};
+use crate::command::drill::LISTED;
 use crate::command::history::SHOWN;
 use crate::ids::EnvId;
+use crate::journal::ledger::Finished;
 use crate::journal::Entry;
 use crate::messages;
-use crate::notice::{Destination, HistoryNotice, Notice, OperationLine, StatusNotice};
+use crate::notice::{
+    Destination, DrillLine, DrillsNotice, HistoryNotice, Notice, OperationLine, StatusNotice,
+};
 use crate::operation::{OperationOutcome, Phase, Refusal};
 
 impl Engine {
@@ -170,5 +174,54 @@ impl Engine {
             .post_ephemeral(&request.channel, &request.user, &message)
             .await?;
         Ok(())
+    }
+
+    /// `drills`: the environment's drills, from the journal, newest first.
+    pub(super) async fn drills(&self, request: &CommandRequest, env: &EnvId) -> Outcome {
+        let notice = self.with_ledger(|l| {
+            let finished = l
+                .drills_in(env)
+                .rev()
+                .take(LISTED)
+                .map(drill_line)
+                .collect();
+            let running = l
+                .active
+                .get(env)
+                .filter(|o| o.header.drill)
+                .map(|o| DrillLine {
+                    op: o.header.id,
+                    started_at: o.header.started_at,
+                    requester: o.header.requester.clone(),
+                    command: o.header.typed().to_owned(),
+                    ended: None,
+                    total_ms: None,
+                });
+            Notice::Drills(DrillsNotice {
+                env: env.clone(),
+                running,
+                finished,
+            })
+        });
+        let message = messages::render(&notice, &self.config);
+        self.chat
+            .post_ephemeral(&request.channel, &request.user, &message)
+            .await?;
+        Ok(())
+    }
+}
+
+fn drill_line(finished: &Finished) -> DrillLine {
+    DrillLine {
+        op: finished.header.id,
+        started_at: finished.header.started_at,
+        requester: finished.header.requester.clone(),
+        command: finished.header.typed().to_owned(),
+        ended: Some(finished.drill_end()),
+        total_ms: finished
+            .drill
+            .as_ref()
+            .and_then(|d| d.sums())
+            .map(|(_, total)| total),
     }
 }

@@ -547,7 +547,18 @@ impl Engine {
         entry: Entry,
         said: impl FnOnce(&str) -> Vec<(Destination, Notice)>,
     ) -> Result<(), EngineError> {
-        let records = self.store.append_quoting(self.clock.now(), entry, |hash| {
+        self.record_and_say_quoting_at(self.clock.now(), entry, said)
+            .await
+    }
+
+    /// [`Engine::record_and_say_quoting`], stamping `entry` with `at`.
+    async fn record_and_say_quoting_at(
+        &self,
+        at: DateTime<Utc>,
+        entry: Entry,
+        said: impl FnOnce(&str) -> Vec<(Destination, Notice)>,
+    ) -> Result<(), EngineError> {
+        let records = self.store.append_quoting(at, entry, |hash| {
             said(hash)
                 .into_iter()
                 .map(|(to, notice)| Entry::Say { to, notice })

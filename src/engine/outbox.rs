@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::store::Store;
-use crate::chat::{Chat, ChatError, Message};
+use crate::chat::{Chat, ChatError, Message, MessageRef};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::journal::Entry;
@@ -185,20 +185,36 @@ impl Outbox {
     }
 
     async fn deliver(&self, item: &Outgoing) -> Result<(), ChatError> {
-        let message = item.message(&self.config);
         let call = async {
             match &item.to {
                 Destination::Post { channel, thread } => self
                     .chat
-                    .post(channel, thread.as_ref(), &message)
+                    .post(channel, thread.as_ref(), &item.message(&self.config))
                     .await
                     .map(|_| ()),
-                Destination::Update { at } => self.chat.update(at, &message).await,
+                Destination::Update { at } => {
+                    self.chat.update(at, &item.message(&self.config)).await
+                }
+                Destination::Upload { thread } => self.upload(thread, &item.notice).await,
             }
         };
         tokio::time::timeout(CALL_TIMEOUT, call)
             .await
             .unwrap_or_else(|_| Err(ChatError::unavailable("no answer within 10 s")))
+    }
+
+    /// Shares the file a notice stands for (the drill chart, drawn now
+    /// from the drills it names) in `thread`.
+    async fn upload(&self, thread: &MessageRef, notice: &Notice) -> Result<(), ChatError> {
+        let Notice::DrillChart(chart) = notice else {
+            return Err(ChatError::refused(format!(
+                "a {} message is not a file to upload",
+                notice.kind()
+            )));
+        };
+        let file = messages::chart_file(chart)
+            .map_err(|error| ChatError::refused(format!("the drill chart: {error}")))?;
+        self.chat.upload(thread, &file).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -209,7 +225,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::MessageRef;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

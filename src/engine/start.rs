@@ -30,6 +30,7 @@ impl Engine {
         match &work.command {
             Command::Status => self.status(request, env).await,
             Command::History => self.history(request, env).await,
+            Command::Drills => self.drills(request, env).await,
             Command::Abort => self.abort(request, env).await,
             Command::Freeze(freeze) => self.freeze(request, env, Some(&freeze.reason)).await,
             Command::Unfreeze => self.freeze(request, env, None).await,
@@ -89,6 +90,7 @@ impl Engine {
             reason: work.reason.clone(),
             during_freeze,
             time_limit: work.command.time_limit(),
+            drill: matches!(work.command, Command::Drill(_)),
         };
         let first = self.prepare(&header, 1, &snapshot).await?;
         if first.plan.is_noop() {

@@ -23,6 +23,13 @@ use crate::plan::{Plan, Weights};
 use chrono::{DateTime, Utc};
 
 use super::gates::Checked;
+use crate::drill::scorecard;
+use crate::journal::ledger::drill_end;
+use crate::notice::DrillChart;
+
+/// The chart shows at most this many drills, the newest: enough to see a
+/// trend, few enough that each bar is readable.
+const CHART_DRILLS: usize = 30;
 
 /// A step's plan that passed the invariants and the gates.
 pub(super) struct Prepared {
@@ -408,17 +415,69 @@ impl Engine {
             thread: op.thread().cloned().filter(|_| !loud),
         };
         let summary = FinishedNotice::of(op, &outcome);
+        // The drill's times end where its `Finished` record is stamped.
+        let at = self.now();
+        let scored = self.drill_scored(op, &outcome, at);
         let finished = Entry::Finished {
             op: op.header.id,
             outcome,
         };
         // The last word in the thread quotes the hash of the record that
         // ends the operation: the channel anchors the journal's chain.
-        self.record_and_say_quoting(finished, move |hash| {
+        self.record_and_say_quoting_at(at, finished, move |hash| {
             said.push((to, Notice::Finished(summary.anchored(hash))));
+            said.extend(scored);
             said
         })
         .await
+    }
+
+    /// A drill's end in its thread: the scorecard, and for a completed
+    /// drill the chart of the environment's drills; nothing for an
+    /// operation that is not a drill.
+    fn drill_scored(
+        &self,
+        op: &OperationState,
+        outcome: &OperationOutcome,
+        at: DateTime<Utc>,
+    ) -> Vec<(Destination, Notice)> {
+        let (timings, earlier) = self.with_ledger(|l| {
+            let timings = l.drill_timings(op, outcome, at);
+            (timings, l.completed_drills(&op.header.env))
+        });
+        let Some(timings) = timings else {
+            return Vec::new();
+        };
+        let mut card = match scorecard(&timings, &earlier) {
+            Ok(card) => card,
+            Err(error) => {
+                // Rejected in the very instant it was posted: nothing timed.
+                tracing::warn!(%error, "drill not scored");
+                return Vec::new();
+            }
+        };
+        card.ended = drill_end(outcome);
+        let thread = op.thread().cloned();
+        let post = Destination::Post {
+            channel: op.header.channel.clone(),
+            thread: thread.clone(),
+        };
+        let mut said = vec![(post, Notice::DrillScorecard(Box::new(card)))];
+        if let (Some(thread), OperationOutcome::Completed) = (thread, outcome) {
+            let mut drills = earlier;
+            drills.push(timings);
+            let shown = drills.len().saturating_sub(CHART_DRILLS);
+            let chart = DrillChart {
+                op: op.header.id,
+                env: op.header.env.clone(),
+                drills: drills.split_off(shown),
+            };
+            said.push((
+                Destination::Upload { thread },
+                Notice::DrillChart(Box::new(chart)),
+            ));
+        }
+        said
     }
 
     /// Sets the plan message to `status` now (not journaled with a record).

@@ -14,6 +14,7 @@ use super::{Entry, Record};
 use crate::approval::Vote;
 use crate::approval::{Approval, ApprovalState};
 use crate::command::hold::HoldChange;
+use crate::drill::{DrillClock, DrillEnd, DrillTimings};
 use crate::ids::{EnvId, MessageRef, OpId, UserId};
 use crate::notice::{Destination, Notice};
 use crate::operation::{
@@ -39,6 +40,27 @@ pub struct Finished {
     pub approvals: Vec<StepApproval>,
     pub finished_at: DateTime<Utc>,
     pub thread: Option<MessageRef>,
+    /// A drill's times, from its records (see [`DrillClock`]).
+    pub drill: Option<DrillTimings>,
+}
+
+impl Finished {
+    /// How a drill ended, for its scorecard and `drills`.
+    pub fn drill_end(&self) -> DrillEnd {
+        drill_end(&self.outcome)
+    }
+}
+
+/// A drill's end, from its operation's outcome.
+pub fn drill_end(outcome: &OperationOutcome) -> DrillEnd {
+    match outcome {
+        OperationOutcome::Completed => DrillEnd::Completed,
+        OperationOutcome::Rejected { .. } => DrillEnd::Rejected,
+        OperationOutcome::Expired => DrillEnd::Expired,
+        OperationOutcome::Withdrawn { .. } => DrillEnd::Withdrawn,
+        OperationOutcome::Aborted { .. } => DrillEnd::Aborted,
+        OperationOutcome::Failed { .. } => DrillEnd::Failed,
+    }
 }
 
 /// A command journaled but not yet answered: while the bot runs, one being
@@ -115,6 +137,8 @@ pub struct Ledger {
     pub last_op: OpId,
     /// Environments frozen now.
     pub frozen: BTreeMap<EnvId, Freeze>,
+    /// The stopwatch of each running drill, by operation.
+    pub drill_clocks: BTreeMap<OpId, DrillClock>,
 }
 
 /// How many of the newest finished operations of each environment a
@@ -333,7 +357,12 @@ impl Ledger {
             } => {
                 self.note_event(event);
                 if let Some(operation) = self.op_mut(*op) {
+                    let shows = operation.step == *step
+                        && operation.shown().is_some_and(|s| s.plan.hash == *plan);
                     decide(operation, *step, plan, state);
+                    if let (true, ApprovalState::Approved { .. }) = (shows, state) {
+                        self.time_drill(*op, |clock| clock.approved(record.at));
+                    }
                 }
             }
             Entry::Voted {
@@ -381,7 +410,7 @@ impl Ledger {
                     start_step(operation, *step, plan, warnings, record.at);
                 }
             }
-            Entry::Changed { .. } => {}
+            Entry::Changed { op, .. } => self.time_drill(*op, |clock| clock.written(record.at)),
             Entry::StepFinished {
                 op,
                 outcome,
@@ -390,6 +419,10 @@ impl Ledger {
             } => {
                 if let Some(operation) = self.op_mut(*op) {
                     finish_step(operation, outcome, *bake_until, record.at);
+                    self.time_drill(*op, |clock| match outcome {
+                        StepOutcome::Skipped | StepOutcome::Conflict => clock.step_again(),
+                        _ => clock.step_done(record.at),
+                    });
                 }
             }
             Entry::BakeShown { op, message, .. } => {
@@ -440,9 +473,20 @@ impl Ledger {
         }
     }
 
+    /// Moves the stopwatch of drill `op`, if `op` is a running drill.
+    fn time_drill(&mut self, op: OpId, mark: impl FnOnce(&mut DrillClock)) {
+        if let Some(clock) = self.drill_clocks.get_mut(&op) {
+            mark(clock);
+        }
+    }
+
     fn start(&mut self, header: &OperationHeader) {
         if let Some(id) = &header.event {
             self.unanswered.remove(id);
+        }
+        if header.drill {
+            self.drill_clocks
+                .insert(header.id, DrillClock::start(header.started_at));
         }
         self.last_op = self.last_op.max(header.id);
         self.active.insert(
@@ -472,12 +516,19 @@ impl Ledger {
             return;
         };
         if let Some(state) = self.active.remove(&env) {
+            let drill = self.drill_clocks.remove(&op).map(|clock| DrillTimings {
+                op,
+                env: env.clone(),
+                started_at: state.header.started_at,
+                steps: clock.close(at, *outcome == OperationOutcome::Completed),
+            });
             self.finished.push(Finished {
                 header: state.header,
                 outcome: outcome.clone(),
                 approvals: state.approvals,
                 finished_at: at,
                 thread: state.last_shown.map(|s| s.message),
+                drill,
             });
         }
     }
@@ -486,6 +537,42 @@ impl Ledger {
         if let Some(id) = event {
             self.events.insert(id);
         }
+    }
+
+    /// The drill `op`'s times if it ended at `at` with `outcome`: what
+    /// the fold of its `Finished` record will keep, for its scorecard.
+    pub fn drill_timings(
+        &self,
+        op: &OperationState,
+        outcome: &OperationOutcome,
+        at: DateTime<Utc>,
+    ) -> Option<DrillTimings> {
+        let clock = self.drill_clocks.get(&op.header.id)?;
+        Some(DrillTimings {
+            op: op.header.id,
+            env: op.header.env.clone(),
+            started_at: op.header.started_at,
+            steps: clock.close(at, *outcome == OperationOutcome::Completed),
+        })
+    }
+
+    /// The finished drills of `env`, oldest first.
+    pub fn drills_in<'a>(
+        &'a self,
+        env: &'a str,
+    ) -> impl DoubleEndedIterator<Item = &'a Finished> + 'a {
+        self.finished
+            .iter()
+            .filter(move |f| f.header.env == env && f.drill.is_some())
+    }
+
+    /// The times of `env`'s completed drills, oldest first: what a new
+    /// drill is compared with and the chart shows.
+    pub fn completed_drills(&self, env: &str) -> Vec<DrillTimings> {
+        self.drills_in(env)
+            .filter(|f| f.drill_end().is_completed())
+            .filter_map(|f| f.drill.clone())
+            .collect()
     }
 
     /// Every plan message still awaiting approval, oldest first.

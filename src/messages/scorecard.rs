@@ -9,22 +9,129 @@
 
 use std::fmt::Write as _;
 
-use super::table;
-use crate::drill::{Comparison, Part, PastDrill, Scorecard};
+use super::{mention, table};
+use crate::chat::Upload;
+use crate::drill::chart::{self, ChartError};
+use crate::drill::{Comparison, DrillEnd, Part, PastDrill, Scorecard};
+use crate::notice::{DrillChart, DrillLine, DrillsNotice};
 
 pub(super) fn text(card: &Scorecard) -> String {
     let unit = Resolution::for_total(card.total_ms);
     let steps = card.steps.len();
-    let mut text = format!(
-        ":stopwatch: *Drill #{} in {}* took *{}* in {steps} step{}.\n",
-        card.op,
-        card.env,
-        unit.format(unit.count(card.total_ms)),
-        if steps == 1 { "" } else { "s" },
-    );
+    let plural = if steps == 1 { "" } else { "s" };
+    let took = unit.format(unit.count(card.total_ms));
+    let mut text = match card.ended {
+        DrillEnd::Completed => format!(
+            ":stopwatch: *Drill #{} in {}* took *{took}* in {steps} step{plural}.\n",
+            card.op, card.env,
+        ),
+        ended => format!(
+            ":stopwatch: *Drill #{} in {}* {} after *{took}*, in step {steps}: not counted among the times to beat.\n",
+            card.op,
+            card.env,
+            ended_words(ended),
+        ),
+    };
     text.push_str(&times_table(card, unit));
-    text.push_str(&comparison(card, unit));
-    text
+    if card.ended.is_completed() {
+        text.push_str(&comparison(card, unit));
+    }
+    text.trim_end().to_owned()
+}
+
+fn ended_words(ended: DrillEnd) -> &'static str {
+    match ended {
+        DrillEnd::Completed => "completed",
+        DrillEnd::Rejected => "was rejected",
+        DrillEnd::Expired => "expired",
+        DrillEnd::Withdrawn => "was withdrawn",
+        DrillEnd::Aborted => "was aborted",
+        DrillEnd::Failed => "failed",
+    }
+}
+
+/// The chart's caption, where the scorecard's thread shows the file.
+pub(super) fn chart_text(chart: &DrillChart) -> String {
+    let count = chart.drills.len();
+    format!(
+        ":bar_chart: Drills in {}: {count} completed drill{}, time per drill split into awaiting approval, applying and converging.",
+        chart.env,
+        if count == 1 { "" } else { "s" }
+    )
+}
+
+/// The chart as a file for the thread: a PNG drawn from the drills.
+pub fn chart_file(chart: &DrillChart) -> Result<Upload, ChartError> {
+    let bytes = chart::render(&chart.drills)?;
+    Ok(Upload::png(
+        &format!("drills-{}.png", chart.env),
+        &format!("Drills in {}, up to #{}", chart.env, chart.op),
+        &alt_text(chart),
+        bytes,
+    ))
+}
+
+/// What a screen reader says instead of the chart: each drill's total.
+fn alt_text(chart: &DrillChart) -> String {
+    let totals: Vec<String> = chart
+        .drills
+        .iter()
+        .filter_map(|d| {
+            let (_, total) = d.sums()?;
+            let unit = Resolution::for_total(total);
+            Some(format!("#{} {}", d.op, unit.format(unit.count(total))))
+        })
+        .collect();
+    format!(
+        "Bar chart of failover drill durations in {}, oldest first: {}",
+        chart.env,
+        totals.join(", ")
+    )
+}
+
+/// `drills`: the environment's drills, newest first.
+pub(super) fn list_text(list: &DrillsNotice) -> String {
+    if list.running.is_none() && list.finished.is_empty() {
+        return format!(
+            "No drills in {} yet. `/failover drill to CLUSTER and back` runs one.",
+            list.env
+        );
+    }
+    let mut text = format!(":stopwatch: Drills in *{}*, newest first:\n", list.env);
+    for line in list.running.iter().chain(&list.finished) {
+        text.push_str(&drill_line(line));
+        text.push('\n');
+    }
+    text.trim_end().to_owned()
+}
+
+fn drill_line(line: &DrillLine) -> String {
+    let when = line.started_at.format("%b %-d %H:%M UTC");
+    let who = mention(&line.requester);
+    let took = |ms: u64| {
+        let unit = Resolution::for_total(ms);
+        unit.format(unit.count(ms))
+    };
+    match (line.ended, line.total_ms) {
+        (None, _) => format!(
+            "• #{} {when} by {who} — running: `/failover {}`",
+            line.op, line.command
+        ),
+        (Some(DrillEnd::Completed), Some(ms)) => format!(
+            "• #{} {when} by {who} — completed in *{}*: `/failover {}`",
+            line.op,
+            took(ms),
+            line.command
+        ),
+        (Some(ended), ms) => format!(
+            "• #{} {when} by {who} — {}{}: `/failover {}`",
+            line.op,
+            ended.word(),
+            ms.map(|ms| format!(" after {}", took(ms)))
+                .unwrap_or_default(),
+            line.command
+        ),
+    }
 }
 
 /// How finely times are shown: to the second for drills of minutes, finer

@@ -55,6 +55,7 @@ impl OperationKind {
             Command::Shift(shift) => shift.operation(now).map(OperationKind::Shift),
             Command::Set(set) => set.operation(now).map(OperationKind::Set),
             Command::To(to) => to.operation(now).map(OperationKind::Failover),
+            Command::Drill(drill) => drill.operation(now).map(OperationKind::Failover),
             Command::Rollback => {
                 command::rollback::operation(situation).map(OperationKind::Rollback)
             }
@@ -62,6 +63,7 @@ impl OperationKind {
             Command::Remove(remove) => remove.operation(now).map(OperationKind::Remove),
             Command::Status
             | Command::History
+            | Command::Drills
             | Command::Abort
             | Command::Freeze(_)
             | Command::Unfreeze
@@ -76,17 +78,32 @@ impl OperationKind {
         }
     }
 
+    /// Whether step `step` is on a drill's way back (`and back`).
+    pub fn returning(&self, step: usize) -> bool {
+        match self {
+            OperationKind::Failover(failover) => {
+                failover.back.is_some() && step > failover.forward_steps()
+            }
+            _ => false,
+        }
+    }
+
     /// Break-glass: health gates are shown on the plan, not enforced.
     pub fn force(&self) -> bool {
         matches!(self, OperationKind::Shift(ShiftOp { force: true, .. }))
     }
 
     /// Where step `step` (1-based) takes the environment from `now`.
-    fn step_target(&self, step: usize, now: &Weights) -> Result<Target, PlanError> {
+    fn step_target(
+        &self,
+        step: usize,
+        now: &Weights,
+        start: &Weights,
+    ) -> Result<Target, PlanError> {
         match self {
             OperationKind::Shift(shift) => shift.step(now),
             OperationKind::Set(set) => set.step(now),
-            OperationKind::Failover(failover) => failover.step(step, now),
+            OperationKind::Failover(failover) => failover.step(step, now, start),
             OperationKind::Rollback(rollback) => rollback.step(now),
             OperationKind::Add(add) => add.step(now),
             OperationKind::Remove(remove) => remove.step(now),
@@ -139,7 +156,7 @@ pub fn plan_aimed(
 ) -> Result<Plan, PlanError> {
     let target = match aim {
         Aim::Back => back_to_start(header, now),
-        Aim::Forward => header.kind.step_target(step, now)?,
+        Aim::Forward => header.kind.step_target(step, now, &header.start)?,
         Aim::Stay => Target::weights(now.clone()),
     };
     let scope = PlanScope {
@@ -187,6 +204,10 @@ pub struct OperationHeader {
     /// go back to `start` (the approval of the steps covers that return).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit: Option<TimeLimit>,
+    /// A drill (`/failover drill …`): a practice run, timed from its
+    /// records and scored at its end. Absent in journals from before drills.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
 }
 
 /// A freeze of an environment: who, why, since when.

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::chat::{Chat, ChatError, Message, MessageRef};
+use crate::chat::{Chat, ChatError, Message, MessageRef, Upload};
 
 const PREFIX: &str = "[failover-bot] ";
 
@@ -75,6 +75,20 @@ impl Chat for TerminalChat {
         // The reaction hints are in the plan text already.
         Ok(())
     }
+
+    /// A terminal shows no image: it says what Slack would show.
+    async fn upload(&self, _thread: &MessageRef, file: &Upload) -> Result<(), ChatError> {
+        if let Some(problem) = file.problem() {
+            return Err(ChatError::refused(problem));
+        }
+        // No byte count: the sandbox's timings, and so the chart, differ
+        // from run to run, and its transcripts should not.
+        let shown = format!(
+            "📎 {} — {} ({}; Slack shows the image here)",
+            file.filename, file.title, file.content_type
+        );
+        self.print("↳ ", &shown).map(|_| ())
+    }
 }
 
 /// Renders mrkdwn for a terminal: mentions as `@name`, no bold markers or
@@ -139,6 +153,7 @@ fn leading_emoji(line: &str) -> String {
         (":bar_chart:", "📊"),
         (":scroll:", "📜"),
         (":arrows_counterclockwise:", "🔄"),
+        (":stopwatch:", "⏱️ "),
     ];
     for (name, symbol) in SYMBOLS {
         if let Some(rest) = line.strip_prefix(name) {

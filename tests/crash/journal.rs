@@ -118,6 +118,7 @@ fn say_summary(to: &Destination, notice: &Notice) -> String {
             thread.as_ref().map_or("channel", |t| t.ts.as_str()),
         ),
         Destination::Update { at } => ("update", at.ts.as_str()),
+        Destination::Upload { thread } => ("upload in", thread.ts.as_str()),
     };
     let facts: Vec<String> = notice
         .facts()

@@ -59,6 +59,9 @@ type WriteAll<S> = Box<
         + Sync,
 >;
 
+/// Runs before [`RoutingBackend::verify`].
+type BeforeVerify<S> = Box<dyn Fn(&S) + Send + Sync>;
+
 /// A backend that delegates to `inner`, except where a hook is set. `S` is
 /// the double's own state (what its hooks share with the test), reached
 /// through `Deref`. Add a hook here when a double needs another method.
@@ -68,6 +71,7 @@ pub struct Hooked<S = ()> {
     before_write: Option<BeforeWrite<S>>,
     after_write: Option<AfterWrite<S>>,
     write_all: Option<WriteAll<S>>,
+    before_verify: Option<BeforeVerify<S>>,
 }
 
 impl<S> Hooked<S> {
@@ -78,7 +82,15 @@ impl<S> Hooked<S> {
             before_write: None,
             after_write: None,
             write_all: None,
+            before_verify: None,
         }
+    }
+
+    /// Before every `verify` (the wait for what serves traffic to carry
+    /// the weights): a test's clock moves on there, say.
+    pub fn before_verify(mut self, hook: impl Fn(&S) + Send + Sync + 'static) -> Self {
+        self.before_verify = Some(Box::new(hook));
+        self
     }
 
     /// Before every `set_weight`, `create` and `delete`.
@@ -189,6 +201,9 @@ impl<S: Send + Sync> RoutingBackend for Hooked<S> {
         env: &EnvironmentConfig,
         expected: &Weights,
     ) -> Result<Vec<Convergence>, BackendError> {
+        if let Some(hook) = &self.before_verify {
+            hook(&self.state);
+        }
         self.inner.verify(env, expected).await
     }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use failover_bot::chat::{Chat, ChatError, Message, MessageKind, MessageRef};
+use failover_bot::chat::{Chat, ChatError, Message, MessageKind, MessageRef, Upload};
 
 /// One thing the bot did in chat.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,9 +70,16 @@ pub struct RecordingChat {
     said: Mutex<Vec<Said>>,
     /// Slack's answer to the next post: refused with this error code.
     refuse_next_post: Mutex<Option<String>>,
+    /// Files shared, with the thread each went to.
+    uploads: Mutex<Vec<(MessageRef, Upload)>>,
 }
 
 impl RecordingChat {
+    /// The files shared so far, with their threads, in order.
+    pub fn uploads(&self) -> Vec<(MessageRef, Upload)> {
+        self.uploads.lock().unwrap().clone()
+    }
+
     /// The next `chat.postMessage` is refused with `error` (a Slack error
     /// code such as `channel_not_found`), as Slack does.
     pub fn refuse_next_post(&self, error: &str) {
@@ -225,6 +232,17 @@ impl Chat for RecordingChat {
             at: at.clone(),
             name: reaction.to_owned(),
         });
+        Ok(())
+    }
+
+    async fn upload(&self, thread: &MessageRef, file: &Upload) -> Result<(), ChatError> {
+        if let Some(problem) = file.problem() {
+            return Err(ChatError::refused(problem));
+        }
+        self.uploads
+            .lock()
+            .unwrap()
+            .push((thread.clone(), file.clone()));
         Ok(())
     }
 }

@@ -80,6 +80,8 @@ pub fn command_errors() -> Vec<CommandError> {
             cluster: GREEN.into(),
         },
         NothingToRollBack { env: "dev".into() },
+        DrillWithoutTo { given: s("green") },
+        AndWhat { given: s("forth") },
     ]
 }
 

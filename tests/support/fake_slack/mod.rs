@@ -16,10 +16,13 @@
 //! Here: the handle, the recordings and reading them. [`web_api`] answers
 //! the Web API methods and injects [`Fault`]s; [`socket_mode`] is the
 //! WebSocket side (envelopes out, acks in); [`payloads`] builds what Slack
-//! sends a bot (slash commands, reaction events) and signs requests.
+//! sends a bot (slash commands, reaction events) and signs requests;
+//! [`files`] is the external upload flow (`files.getUploadURLExternal`, the
+//! upload URL, `files.completeUploadExternal`), checking what arrives.
 
 #![allow(dead_code)]
 
+mod files;
 mod payloads;
 mod socket_mode;
 mod web_api;
@@ -28,12 +31,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[allow(unused_imports)] // not every test reads files
+pub use files::SharedFile;
 #[allow(unused_imports)] // not every test builds payloads
 pub use payloads::{reaction_event, sign, slash_command, slash_command_form};
 use socket_mode::SocketState;
@@ -153,6 +158,7 @@ struct FakeState {
     issued_ts: u64,
     issued_tickets: u64,
     sockets: SocketState,
+    files: files::FilesState,
 }
 
 impl FakeSlack {
@@ -171,6 +177,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/{method}", any(web_api::api_handler))
             .route("/socket", get(socket_mode::socket_handler))
+            .route("/upload/{id}", post(files::upload_bytes))
             .with_state(shared.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         // Graceful shutdown (on drop) also closes idle keep-alive connections,

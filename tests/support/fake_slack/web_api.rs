@@ -135,6 +135,8 @@ impl Shared {
             "reactions.add" => add_reaction(&mut state, p),
             "users.info" => users_info(&state, p),
             "usergroups.users.list" => usergroup_members(&state, p),
+            "files.getUploadURLExternal" => super::files::upload_url(&mut state, self.port, p),
+            "files.completeUploadExternal" => super::files::complete(&mut state, p),
             "apps.connections.open" => {
                 state.issued_tickets += 1;
                 let url = format!(
@@ -365,7 +367,7 @@ fn required(
 }
 
 /// A non-empty string parameter; numbers and booleans count, as their text.
-fn str_param(p: &Map<String, Value>, key: &str) -> Option<String> {
+pub(super) fn str_param(p: &Map<String, Value>, key: &str) -> Option<String> {
     let text = match p.get(key)? {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
