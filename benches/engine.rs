@@ -14,13 +14,10 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use failover_bot::chat::{Chat, ChatError, Message, MessageRef};
 use failover_bot::config::Config;
 use failover_bot::engine::{CommandRequest, Engine, Reaction};
 use failover_bot::ids::ClusterId;

@@ -69,15 +69,22 @@ async fn generate(path: &Path, operations: usize) {
     let engine = engine_on(journal, records);
     for n in 0..operations {
         let target = if n % 2 == 0 { "b" } else { "a" };
-        engine
-            .handle_command(CommandRequest {
-                user: "alice".into(),
-                channel: "C1".into(),
-                text: format!("to {target} steps 100"),
-                event_id: Some(format!("Cmd{n}")),
-            })
-            .await;
-        let message = engine.pending_plan_messages().pop().expect("a plan");
+        let understood = engine.understand(CommandRequest {
+            user: "alice".into(),
+            channel: "C1".into(),
+            text: format!("to {target} steps 100"),
+            event_id: Some(format!("Cmd{n}")),
+        });
+        let answer = engine.first_answer(&understood);
+        engine.handle(understood).await;
+        let Some(message) = engine.pending_plan_messages().pop() else {
+            panic!(
+                "operation {n}: no plan; answer {:?}; active {:#?}; last finished {:#?}",
+                answer.text,
+                engine.active_operation("dev"),
+                engine.finished_operations().last()
+            );
+        };
         engine
             .handle_reaction(Reaction {
                 user: "bob".into(),
