@@ -142,9 +142,13 @@ pub struct Ledger {
 }
 
 /// How many of the newest finished operations of each environment a
-/// snapshot keeps for `history`, `rollback` and drills (plus, always, each
+/// snapshot keeps for `history` and `rollback` (plus, always, each
 /// environment's last weight change, which `rollback` undoes).
 pub const HISTORY_KEPT: usize = 20;
+
+/// How many of the newest drills of each environment a snapshot keeps on
+/// top: what a drill's scorecard compares with and its chart shows.
+pub const DRILLS_KEPT: usize = 30;
 
 /// How many of the newest Slack delivery ids a snapshot keeps: Slack
 /// retries a delivery within minutes, so a restart needs only recent ones.
@@ -167,6 +171,9 @@ pub struct LedgerSnapshot {
     pub unsaid: Vec<(u64, Unsaid)>,
     pub last_op: OpId,
     pub frozen: BTreeMap<EnvId, Freeze>,
+    /// The stopwatch of each running drill.
+    #[serde(default)]
+    pub drill_clocks: Vec<(OpId, DrillClock)>,
 }
 
 impl Ledger {
@@ -196,24 +203,26 @@ impl Ledger {
             unsaid: self.unsaid.clone().into_iter().collect(),
             last_op: self.last_op,
             frozen: self.frozen.clone(),
+            drill_clocks: self.drill_clocks.clone().into_iter().collect(),
         }
     }
 
-    /// The newest `history` finished operations of each environment and
-    /// its last weight change, oldest first.
+    /// The newest `history` finished operations of each environment, its
+    /// newest [`DRILLS_KEPT`] drills and its last weight change, oldest
+    /// first.
     fn kept_history(&self, history: usize) -> Vec<Finished> {
-        let mut per_env: HashMap<&EnvId, usize> = HashMap::new();
+        let mut recent: HashMap<&EnvId, usize> = HashMap::new();
+        let mut drills: HashMap<&EnvId, usize> = HashMap::new();
         let mut change_kept: HashSet<&EnvId> = HashSet::new();
         let mut kept: Vec<&Finished> = Vec::new();
         for f in self.finished.iter().rev() {
-            let count = per_env.entry(&f.header.env).or_default();
+            let env = &f.header.env;
             let changed = !f.approvals.is_empty();
-            if *count < history || (changed && !change_kept.contains(&f.header.env)) {
+            let is_recent = bump(&mut recent, env) <= history;
+            let is_kept_drill = f.drill.is_some() && bump(&mut drills, env) <= DRILLS_KEPT;
+            let is_last_change = changed && change_kept.insert(env);
+            if is_recent || is_kept_drill || is_last_change {
                 kept.push(f);
-            }
-            *count += 1;
-            if changed {
-                change_kept.insert(&f.header.env);
             }
         }
         kept.into_iter().rev().cloned().collect()
@@ -238,6 +247,7 @@ impl Ledger {
             unsaid: snapshot.unsaid.iter().cloned().collect(),
             last_op: snapshot.last_op,
             frozen: snapshot.frozen.clone(),
+            drill_clocks: snapshot.drill_clocks.iter().cloned().collect(),
         }
     }
 
@@ -598,6 +608,13 @@ impl Ledger {
             .rev()
             .find(|f| f.header.env == env && !f.approvals.is_empty())
     }
+}
+
+/// Counts one more for `env`; the count so far, this one included.
+fn bump<'a>(counts: &mut HashMap<&'a EnvId, usize>, env: &'a EnvId) -> usize {
+    let count = counts.entry(env).or_default();
+    *count += 1;
+    *count
 }
 
 /// The plan the operation shows for `step`, if it is `plan` and awaits (or
