@@ -11,7 +11,7 @@ use serde::Deserialize;
 use slack_morphism::prelude::*;
 
 use super::intake::SlashCommand;
-use crate::chat::MessageRef;
+use crate::chat::{ButtonChoice, Click, MessageRef};
 use crate::engine::Reaction;
 
 /// Why a body from Slack could not be decoded. Kept short: it is logged,
@@ -24,6 +24,17 @@ pub enum DecodeError {
     PushEvent(String),
     #[error("not a Socket Mode envelope: {0}")]
     Envelope(String),
+    #[error("not an interaction payload: {0}")]
+    Interaction(String),
+}
+
+/// What an interaction payload means to the bot.
+#[derive(Clone, Debug)]
+pub enum Interactive {
+    /// A click on a plan's Approve or Reject button.
+    Click(Click),
+    /// Well-formed, but none of the bot's business (the reason, for the log).
+    Ignored(&'static str),
 }
 
 /// What a push event means to the bot.
@@ -56,9 +67,10 @@ pub enum SocketFrame {
         envelope_id: String,
         command: SlashCommand,
     },
-    /// An `interactive` envelope: the bot has no buttons or modals.
+    /// An `interactive` envelope, its payload run through [`interaction`].
     Interactive {
         envelope_id: String,
+        interactive: Interactive,
     },
 }
 
@@ -134,6 +146,63 @@ pub fn callback(callback: SlackPushEventCallback) -> Inbound {
         },
         added,
         event_id: Some(event_id),
+    })
+}
+
+/// The form Slack POSTs to the interactivity request URL: one field,
+/// `payload`, holding the interaction's JSON.
+#[derive(Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+/// Decodes the `application/x-www-form-urlencoded` body Slack POSTs to the
+/// interactivity request URL (`payload=` and the JSON), then applies
+/// [`interaction`], as Socket Mode does.
+pub fn interaction_form(body: &str) -> Result<Interactive, DecodeError> {
+    let form: InteractionForm =
+        serde_urlencoded::from_str(body).map_err(|e| DecodeError::Interaction(e.to_string()))?;
+    let event: SlackInteractionEvent = serde_json::from_str(&form.payload)
+        .map_err(|e| DecodeError::Interaction(e.to_string()))?;
+    Ok(interaction(event))
+}
+
+/// The one click extraction, for both transports: a `block_actions`
+/// payload whose first action is a plan's Approve or Reject button, on a
+/// message in a channel, becomes a [`Click`]; anything else is ignored,
+/// with the reason. The click's delivery id is its `trigger_id` (new for
+/// every click; the same when Slack delivers one click again).
+pub fn interaction(event: SlackInteractionEvent) -> Interactive {
+    let SlackInteractionEvent::BlockActions(event) = event else {
+        return Interactive::Ignored("not a block action");
+    };
+    let Some(user) = event.user else {
+        return Interactive::Ignored("a block action without a user");
+    };
+    let SlackInteractionActionContainer::Message(container) = event.container else {
+        return Interactive::Ignored("a block action outside a message");
+    };
+    let channel = container
+        .channel_id
+        .or_else(|| event.channel.map(|c| c.id));
+    let Some(channel) = channel else {
+        return Interactive::Ignored("a block action on a message without a channel");
+    };
+    let Some(action) = event.actions.into_iter().flatten().next() else {
+        return Interactive::Ignored("a block action without an action");
+    };
+    let Some(choice) = ButtonChoice::parse(action.action_id.as_ref()) else {
+        return Interactive::Ignored("not a plan button");
+    };
+    Interactive::Click(Click {
+        user: user.id.to_string().into(),
+        message: MessageRef {
+            channel: channel.to_string(),
+            ts: container.message_ts.to_string(),
+        },
+        choice,
+        value: action.value.unwrap_or_default(),
+        delivery_id: Some(format!("click:{}", event.trigger_id)),
     })
 }
 
@@ -215,6 +284,7 @@ pub fn socket_mode_envelope(text: &str) -> Result<SocketFrame, DecodeError> {
         Envelope::Disconnect(d) => SocketFrame::Disconnect { reason: d.reason },
         Envelope::Interactive(i) => SocketFrame::Interactive {
             envelope_id: i.envelope_id,
+            interactive: interaction(i.payload),
         },
         Envelope::EventsApi(e) => SocketFrame::Event {
             envelope_id: e.envelope_id,

@@ -23,7 +23,10 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::Secret;
-use crate::chat::{is_user_group, Chat, ChatError, GroupResolver, Message, MessageRef, Upload};
+use crate::chat::{
+    is_user_group, ButtonChoice, Chat, ChatError, GroupResolver, Message, MessageRef, PlanButtons,
+    Upload,
+};
 
 /// At most this many retries after a 429, and never a wait longer than this.
 const MAX_RATE_LIMIT_RETRIES: usize = 3;
@@ -121,18 +124,51 @@ fn describe(error: &SlackClientError) -> String {
     }
 }
 
-/// The message as Block Kit (one mrkdwn section) with the text as the
+/// The message as Block Kit (one mrkdwn section, and a plan's Approve and
+/// Reject buttons while it awaits approval) with the text as the
 /// plain-text fallback that notifications and screen readers use, and its
 /// kind and facts as the message's metadata: a machine reading the channel
-/// (a test, an audit export) need not parse the words.
+/// (a test, an audit export) need not parse the words. An update without
+/// buttons replaces the blocks whole, so a decided plan shows none.
 fn content(message: &Message) -> SlackMessageContent {
     let section = SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(
         SlackBlockMarkDownText::new(truncate(&message.text, 3000)),
     ));
+    let mut blocks = vec![section.into()];
+    if let Some(buttons) = &message.buttons {
+        blocks.push(actions(buttons).into());
+    }
     SlackMessageContent::new()
         .with_text(message.text.clone())
-        .with_blocks(vec![section.into()])
+        .with_blocks(blocks)
         .with_metadata(metadata(message))
+}
+
+/// The block id of a plan's buttons.
+pub const PLAN_ACTIONS_BLOCK: &str = "plan_actions";
+
+fn actions(buttons: &PlanButtons) -> SlackActionsBlock {
+    let button = |choice: ButtonChoice, style: SlackBlockButtonStyle| {
+        let dialog = buttons.confirmation(choice);
+        let confirm = SlackBlockConfirmItem::new(
+            truncate(&dialog.title, 100).into(),
+            SlackBlockText::Plain(SlackBlockPlainText::new(truncate(&dialog.text, 300))),
+            choice.label().into(),
+            "Cancel".into(),
+        );
+        SlackActionBlockElement::Button(
+            SlackBlockButtonElement::new(choice.label().into())
+                .with_action_id(choice.action_id().into())
+                .with_value(buttons.value.clone())
+                .with_style(style)
+                .with_confirm(confirm),
+        )
+    };
+    SlackActionsBlock::new(vec![
+        button(ButtonChoice::Approve, SlackBlockButtonStyle::Primary),
+        button(ButtonChoice::Reject, SlackBlockButtonStyle::Danger),
+    ])
+    .with_block_id(PLAN_ACTIONS_BLOCK.into())
 }
 
 /// Prefix of the metadata `event_type` of every message the bot posts.
@@ -198,7 +234,8 @@ impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
         message: &Message,
     ) -> Result<(), ChatError> {
         let session = self.client.open_session(&self.token);
-        // chat.postEphemeral takes no metadata: only the words.
+        // chat.postEphemeral takes no metadata (and a refusal no buttons):
+        // only the words.
         let mut words = content(message);
         words.metadata = None;
         let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), words);
