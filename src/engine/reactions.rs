@@ -175,7 +175,12 @@ impl Engine {
         self.is_member(user, &policy.approvers).await
     }
 
-    async fn approve(&self, op: &OperationState, shown: &ShownPlan, ballot: &Ballot<'_>) -> Outcome {
+    async fn approve(
+        &self,
+        op: &OperationState,
+        shown: &ShownPlan,
+        ballot: &Ballot<'_>,
+    ) -> Outcome {
         let actor = Actor {
             user: ballot.user,
             is_approver: self.may_approve(ballot.user, &op.header.env).await?,

@@ -8,7 +8,7 @@ use crate::approval::PlanClaim;
 use crate::chat::{ButtonChoice, Confirmation, PlanButtons};
 use crate::config::Config;
 use crate::ids::EnvId;
-use crate::notice::PlanNotice;
+use crate::notice::{HoldPlan, PlanNotice};
 use crate::plan::Plan;
 
 /// Slack's cap on a confirmation dialog's text.
@@ -27,13 +27,29 @@ pub(super) fn plan_buttons(plan: &PlanNotice, which: &str, config: &Config) -> P
         title: format!("{} #{} · {which}?", choice.label(), plan.header.id),
         text: fitted(env, &change, outcome, plan.shown.plan.after.iter().count()),
     };
+    let (approved, rejected) = outcomes(plan);
     PlanButtons {
         value: claim.to_value(),
-        approve: dialog(ButtonChoice::Approve, "The bot applies it at once."),
-        reject: dialog(
-            ButtonChoice::Reject,
-            "Rejecting ends the operation; no weight changes.",
+        approve: dialog(ButtonChoice::Approve, &approved),
+        reject: dialog(ButtonChoice::Reject, rejected),
+    }
+}
+
+/// What approving and what rejecting does, in a sentence each: an
+/// `extend` or `keep` that is not approved leaves the shift holding.
+fn outcomes(plan: &PlanNotice) -> (String, &'static str) {
+    const ENDS: &str = "Rejecting ends the operation; no weight changes.";
+    const HOLDS: &str = "Rejecting leaves the shift holding as it was.";
+    match &plan.hold {
+        Some(HoldPlan::Extend { to, .. }) => (
+            format!("Approving holds them until {}.", super::clock_time(*to)),
+            HOLDS,
         ),
+        Some(HoldPlan::Keep { .. }) => (
+            "Approving keeps them for good and ends the operation.".to_owned(),
+            HOLDS,
+        ),
+        Some(HoldPlan::Return { .. }) | None => ("The bot applies it at once.".to_owned(), ENDS),
     }
 }
 

@@ -162,8 +162,8 @@ struct InteractionForm {
 pub fn interaction_form(body: &str) -> Result<Interactive, DecodeError> {
     let form: InteractionForm =
         serde_urlencoded::from_str(body).map_err(|e| DecodeError::Interaction(e.to_string()))?;
-    let event: SlackInteractionEvent = serde_json::from_str(&form.payload)
-        .map_err(|e| DecodeError::Interaction(e.to_string()))?;
+    let event: SlackInteractionEvent =
+        serde_json::from_str(&form.payload).map_err(|e| DecodeError::Interaction(e.to_string()))?;
     Ok(interaction(event))
 }
 
@@ -182,9 +182,7 @@ pub fn interaction(event: SlackInteractionEvent) -> Interactive {
     let SlackInteractionActionContainer::Message(container) = event.container else {
         return Interactive::Ignored("a block action outside a message");
     };
-    let channel = container
-        .channel_id
-        .or_else(|| event.channel.map(|c| c.id));
+    let channel = container.channel_id.or_else(|| event.channel.map(|c| c.id));
     let Some(channel) = channel else {
         return Interactive::Ignored("a block action on a message without a channel");
     };
