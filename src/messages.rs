@@ -172,7 +172,7 @@ fn help(config: &Config) -> String {
     let _ = write!(
         text,
         "Any weight change may end with `because REASON`. \
-         Approve a plan with :{}:, reject with :{}:. Approvals expire after {}. \
+         Approve a plan with its button or :{}:, reject with its button or :{}:. Approvals expire after {}. \
          Clusters may be named by any unique prefix or label (`green`).",
         a.reaction,
         a.reject_reaction,
