@@ -353,6 +353,84 @@ mod tests {
         ));
     }
 
+    const CLICK: &str = r#"{"type":"block_actions","team":{"id":"T1"},
+        "user":{"id":"UBOB","team_id":"T1"},"api_app_id":"A1","token":"t",
+        "container":{"type":"message","message_ts":"1.000100","channel_id":"C1"},
+        "trigger_id":"1.2.abc","channel":{"id":"C1","name":"failover"},
+        "actions":[{"type":"button","action_id":"approve","block_id":"plan_actions",
+        "value":"7:1:0123456789ab","action_ts":"1.3"}]}"#;
+
+    fn form(payload: &str) -> String {
+        serde_urlencoded::to_string([("payload", payload)]).unwrap()
+    }
+
+    #[test]
+    fn a_block_action_on_a_plan_button_becomes_a_click() {
+        let Interactive::Click(click) = interaction_form(&form(CLICK)).unwrap() else {
+            panic!("expected a click");
+        };
+        assert_eq!(
+            (click.user.as_str(), click.choice, click.value.as_str()),
+            ("UBOB", ButtonChoice::Approve, "7:1:0123456789ab")
+        );
+        assert_eq!(
+            (click.message.channel.as_str(), click.message.ts.as_str()),
+            ("C1", "1.000100")
+        );
+        assert_eq!(click.delivery_id.as_deref(), Some("click:1.2.abc"));
+    }
+
+    #[test]
+    fn both_transports_extract_the_same_click() {
+        let envelope = format!(
+            r#"{{"envelope_id":"E2","type":"interactive","accepts_response_payload":false,"payload":{CLICK}}}"#
+        );
+        let SocketFrame::Interactive {
+            envelope_id,
+            interactive,
+        } = socket_mode_envelope(&envelope).unwrap()
+        else {
+            panic!("expected an interactive frame");
+        };
+        assert_eq!(envelope_id, "E2");
+        assert_eq!(
+            format!("{interactive:?}"),
+            format!("{:?}", interaction_form(&form(CLICK)).unwrap())
+        );
+    }
+
+    #[test]
+    fn other_interactions_are_ignored_and_bad_bodies_refused() {
+        let other_button = CLICK.replace(r#""action_id":"approve""#, r#""action_id":"open""#);
+        assert!(matches!(
+            interaction_form(&form(&other_button)).unwrap(),
+            Interactive::Ignored("not a plan button")
+        ));
+        let no_actions = CLICK.replace(r#""actions":["#, r#""nothing":["#);
+        assert!(matches!(
+            interaction_form(&form(&no_actions)).unwrap(),
+            Interactive::Ignored(_)
+        ));
+        let shortcut = r#"{"type":"shortcut","team":{"id":"T1"},"user":{"id":"U1"},
+            "callback_id":"c","trigger_id":"t","token":"t","action_ts":"1.2"}"#;
+        assert!(matches!(
+            interaction_form(&form(shortcut)),
+            Ok(Interactive::Ignored(_)) | Err(DecodeError::Interaction(_))
+        ));
+        for bad in [
+            "",
+            "payload=",
+            "payload=%7Bnot",
+            "text=hello",
+            "payload=%5B%5D",
+        ] {
+            assert!(
+                matches!(interaction_form(bad), Err(DecodeError::Interaction(_))),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn slash_command_forms() {
         let c =

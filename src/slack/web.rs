@@ -322,6 +322,66 @@ mod tests {
         assert!(!is_user_group("S"));
     }
 
+    fn plan_with_buttons() -> Message {
+        let dialog = |title: &str| crate::chat::Confirmation {
+            title: title.to_owned(),
+            text: "In dev: blue 100→50, green 0→50. The bot applies it at once.".to_owned(),
+        };
+        Message::new(crate::chat::MessageKind::Plan, "plan").with_buttons(Some(PlanButtons {
+            value: "7:1:0123456789ab".to_owned(),
+            approve: dialog("Approve #7 · step 1/1?"),
+            reject: dialog("Reject #7 · step 1/1?"),
+        }))
+    }
+
+    #[test]
+    fn a_plan_with_buttons_carries_an_actions_block_with_confirmations() {
+        let json = serde_json::to_value(content(&plan_with_buttons())).unwrap();
+        let blocks = json["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), 2, "{json}");
+        let actions = &blocks[1];
+        assert_eq!(actions["type"], "actions");
+        assert_eq!(actions["block_id"], PLAN_ACTIONS_BLOCK);
+        let buttons = actions["elements"].as_array().unwrap();
+        let ids: Vec<&str> = buttons
+            .iter()
+            .map(|b| b["action_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["approve", "reject"]);
+        let approve = &buttons[0];
+        assert_eq!(
+            (
+                &approve["value"],
+                &approve["style"],
+                &approve["text"]["text"]
+            ),
+            (
+                &"7:1:0123456789ab".into(),
+                &"primary".into(),
+                &"Approve".into()
+            )
+        );
+        assert_eq!(buttons[1]["style"], "danger");
+        let confirm = &approve["confirm"];
+        assert_eq!(confirm["title"]["text"], "Approve #7 · step 1/1?");
+        assert_eq!(
+            confirm["text"]["text"],
+            "In dev: blue 100→50, green 0→50. The bot applies it at once."
+        );
+        assert_eq!(
+            (&confirm["confirm"]["text"], &confirm["deny"]["text"]),
+            (&"Approve".into(), &"Cancel".into())
+        );
+    }
+
+    #[test]
+    fn a_message_without_buttons_has_only_its_section() {
+        let mut decided = plan_with_buttons();
+        decided.buttons = None;
+        let json = serde_json::to_value(content(&decided)).unwrap();
+        assert_eq!(json["blocks"].as_array().unwrap().len(), 1, "{json}");
+    }
+
     #[test]
     fn long_texts_are_cut_for_blocks() {
         let long = "é".repeat(3100);
