@@ -424,6 +424,50 @@ async fn a_click_approves_over_http() {
 }
 
 #[tokio::test]
+async fn with_two_approvals_clicks_over_socket_mode_count_each_approver_once() {
+    let fake = FakeSlack::start().await;
+    let config = SERVE_CONFIG
+        .replace("[UALICE, UBOB]", "[UALICE, UBOB, UDAVE]")
+        .replace(
+            "  expires_after: 15m\n",
+            "  expires_after: 15m\n  approvals_required: 2\n",
+        );
+    let bot = Bot::options(&config)
+        .transport(Transport::Socket)
+        .start(&fake)
+        .await;
+    let ts = propose(&fake, &bot).await;
+    bot.click(&fake, "UBOB", &ts, "approve").await;
+    bot.wait_for(&fake, "the count shown", WAIT, |f| {
+        f.message_now(&ts)
+            .is_some_and(|m| m.text.contains("Approvals: 1 of 2 (<@UBOB>)"))
+    })
+    .await;
+    assert_eq!(fake.buttons(&ts).len(), 2, "still awaiting: still buttons");
+    bot.click(&fake, "UBOB", &ts, "approve").await;
+    bot.wait_for(&fake, "bob told he approved already", WAIT, |f| {
+        f.posts().iter().any(|p| {
+            p.ephemeral_user.as_deref() == Some("UBOB") && p.text.contains("already approved")
+        })
+    })
+    .await;
+    assert!(!applied(&fake, &ts));
+    bot.click(&fake, "UDAVE", &ts, "approve").await;
+    bot.wait_for(&fake, "the step applied", WAIT, |f| applied(f, &ts))
+        .await;
+    bot.wait_for(&fake, "the buttons gone", WAIT, |f| {
+        f.buttons(&ts).is_empty()
+    })
+    .await;
+    let now = fake.message_now(&ts).unwrap();
+    assert!(
+        now.text.contains("Approved by <@UBOB> and <@UDAVE> at "),
+        "{}",
+        now.text
+    );
+}
+
+#[tokio::test]
 async fn a_click_redelivered_over_socket_mode_acts_once() {
     let fake = FakeSlack::start().await;
     let bot = serve(&fake, Transport::Socket).await;

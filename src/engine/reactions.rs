@@ -84,6 +84,9 @@ impl Engine {
         self.cast(&target, ballot).await
     }
 
+    /// Counts a ballot on the plan message `target`, under its
+    /// environment's lock: the one place a vote meets the approval's rules,
+    /// whether it came as a reaction or a click.
     async fn cast(&self, target: &PlanMessage, ballot: Ballot<'_>) -> Outcome {
         let Some(_guard) = self.lock_env(&target.env).await else {
             return Ok(());
