@@ -73,7 +73,9 @@ fn is_grammar(error: &CommandError) -> bool {
 }
 
 /// `slack_payloads`: the first byte picks the decoder, the rest is the
-/// body (Slack bodies that are not UTF-8 are refused before decoding).
+/// body (Slack bodies that are not UTF-8 are refused before decoding). A
+/// first byte from 0x80 up picks the interactivity form (added later: the
+/// kept inputs' first bytes keep their decoders).
 pub fn slack_payloads(data: &[u8]) -> &'static str {
     let Some((selector, body)) = data.split_first() else {
         return "empty";
@@ -81,6 +83,15 @@ pub fn slack_payloads(data: &[u8]) -> &'static str {
     let Ok(body) = std::str::from_utf8(body) else {
         return "not-utf8";
     };
+    if *selector >= 0x80 {
+        return match decode::interaction_form(body) {
+            Ok(interactive) => {
+                let _ = format!("{interactive:?}");
+                "interaction-ok"
+            }
+            Err(error) => rendered(error, "interaction-err"),
+        };
+    }
     match selector % 3 {
         0 => match decode::slash_command_form(body) {
             // The form's text goes on to the parser, as in production.

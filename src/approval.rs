@@ -22,8 +22,40 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::UserId;
+use crate::ids::{OpId, UserId};
 use crate::plan::PlanHash;
+
+/// The exact plan a button was shown with: operation, step and plan hash,
+/// carried in the button's value as `op:step:hash` (short: Slack caps a
+/// value at 2,000 characters, and it shows in logs). A click counts only
+/// for the plan it names, as a reaction counts only for the message's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanClaim {
+    pub op: OpId,
+    pub step: usize,
+    pub plan: PlanHash,
+}
+
+impl PlanClaim {
+    pub fn to_value(&self) -> String {
+        format!("{}:{}:{}", self.op, self.step, self.plan)
+    }
+
+    /// The claim a button value makes, or `None` for anything the bot did
+    /// not write (a forged or mangled value).
+    pub fn parse(value: &str) -> Option<PlanClaim> {
+        let mut parts = value.split(':');
+        let (op, step, plan) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(PlanClaim {
+            op: op.parse().ok()?,
+            step: step.parse().ok()?,
+            plan: PlanHash::parse(plan)?,
+        })
+    }
+}
 
 /// Why a vote on a plan was not taken.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -203,9 +235,18 @@ impl Approval {
         Ok(())
     }
 
-    /// The reject reaction. The requester rejecting their own plan withdraws it.
-    pub fn reject(&mut self, actor: &Actor<'_>, now: DateTime<Utc>) -> Result<(), ApprovalError> {
+    /// A rejection (reaction or button) on the message that showed plan
+    /// `shown`. The requester rejecting their own plan withdraws it.
+    pub fn reject(
+        &mut self,
+        actor: &Actor<'_>,
+        shown: &PlanHash,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApprovalError> {
         self.require_pending(now)?;
+        if *shown != self.plan {
+            return Err(ApprovalError::PlanChanged);
+        }
         if *actor.user == self.requester {
             return self.withdraw(actor.user, now);
         }
@@ -405,10 +446,45 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_plan_cannot_be_rejected() {
+        let bob = user("bob");
+        let mut a = pending();
+        let other: PlanHash = serde_json::from_str("\"def\"").unwrap();
+        assert_eq!(
+            a.reject(&bob_actor(&bob), &other, t(1)),
+            Err(ApprovalError::PlanChanged)
+        );
+        assert_eq!(a.state, ApprovalState::Pending);
+    }
+
+    #[test]
+    fn plan_claims_round_trip_and_refuse_what_the_bot_did_not_write() {
+        let claim = PlanClaim {
+            op: 7,
+            step: 2,
+            plan: PlanHash::parse("0123456789ab").unwrap(),
+        };
+        assert_eq!(claim.to_value(), "7:2:0123456789ab");
+        assert_eq!(PlanClaim::parse("7:2:0123456789ab"), Some(claim));
+        for bad in [
+            "",
+            "7:2",
+            "7:2:0123456789ab:x",
+            "x:2:0123456789ab",
+            "7:-1:0123456789ab",
+            "7:2:XYZ",
+            "7:2:0123456789abcd",
+            "99999999999999999999999:1:0123456789ab",
+        ] {
+            assert_eq!(PlanClaim::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn reject_withdraw_unapprove() {
         let bob = user("bob");
         let mut a = pending();
-        a.reject(&bob_actor(&bob), t(1)).unwrap();
+        a.reject(&bob_actor(&bob), &hash(), t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Rejected { .. }));
 
         let mut a = pending();
@@ -416,7 +492,7 @@ mod tests {
             user: &user("alice"),
             is_approver: false,
         };
-        a.reject(&alice, t(1)).unwrap();
+        a.reject(&alice, &hash(), t(1)).unwrap();
         assert!(matches!(a.state, ApprovalState::Withdrawn { .. }));
 
         let mut a = pending();

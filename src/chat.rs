@@ -5,11 +5,14 @@
 //! Every message carries its [`MessageKind`] and a few facts (which
 //! operation, which step, how it stands), as bors tags its comments: tests
 //! and other machines read those, people read the text. On Slack they travel
-//! as the message's metadata. Imports nothing of the crate but its ids.
+//! as the message's metadata. A plan awaiting approval also carries its
+//! Approve and Reject buttons ([`PlanButtons`]); a click comes back as a
+//! [`Click`]. Imports nothing of the crate but its ids.
 
 use async_trait::async_trait;
 
 pub use crate::ids::MessageRef;
+use crate::ids::UserId;
 
 /// What a message is, whatever its words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,12 +83,87 @@ impl std::fmt::Display for MessageKind {
 }
 
 /// A message: its kind and facts for machines, its text (Slack mrkdwn) for
-/// people.
+/// people, and, on a plan awaiting approval, its buttons.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub kind: MessageKind,
     pub text: String,
     pub facts: Vec<(&'static str, String)>,
+    pub buttons: Option<PlanButtons>,
+}
+
+/// Which button of a plan was clicked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ButtonChoice {
+    Approve,
+    Reject,
+}
+
+impl ButtonChoice {
+    /// The button's `action_id` on Slack.
+    pub fn action_id(self) -> &'static str {
+        match self {
+            ButtonChoice::Approve => "approve",
+            ButtonChoice::Reject => "reject",
+        }
+    }
+
+    /// The button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ButtonChoice::Approve => "Approve",
+            ButtonChoice::Reject => "Reject",
+        }
+    }
+
+    /// The choice an `action_id` (or a label, in any case) names.
+    pub fn parse(name: &str) -> Option<ButtonChoice> {
+        [ButtonChoice::Approve, ButtonChoice::Reject]
+            .into_iter()
+            .find(|c| name.eq_ignore_ascii_case(c.action_id()))
+    }
+}
+
+/// The Approve and Reject buttons under a plan awaiting approval. Both
+/// carry `value`, which names the exact plan shown; each asks to confirm
+/// with a short text naming the environment and the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanButtons {
+    pub value: String,
+    /// The confirmation dialog's title and text, per button.
+    pub approve: Confirmation,
+    pub reject: Confirmation,
+}
+
+impl PlanButtons {
+    pub fn confirmation(&self, choice: ButtonChoice) -> &Confirmation {
+        match choice {
+            ButtonChoice::Approve => &self.approve,
+            ButtonChoice::Reject => &self.reject,
+        }
+    }
+}
+
+/// A confirmation dialog: Slack caps the title at 100 characters and the
+/// text at 300.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmation {
+    pub title: String,
+    pub text: String,
+}
+
+/// A click on a plan's button, as a transport delivers it.
+#[derive(Clone, Debug)]
+pub struct Click {
+    pub user: UserId,
+    /// The message the button was on.
+    pub message: MessageRef,
+    pub choice: ButtonChoice,
+    /// The button's value: the plan it was shown with.
+    pub value: String,
+    /// The transport's identity of this click (Slack's `trigger_id`): a
+    /// repeated delivery is ignored.
+    pub delivery_id: Option<String>,
 }
 
 impl Message {
@@ -94,7 +172,13 @@ impl Message {
             kind,
             text: text.into(),
             facts: Vec::new(),
+            buttons: None,
         }
+    }
+
+    pub fn with_buttons(mut self, buttons: Option<PlanButtons>) -> Self {
+        self.buttons = buttons;
+        self
     }
 
     pub fn with_facts(mut self, facts: Vec<(&'static str, String)>) -> Self {

@@ -34,8 +34,9 @@
 //!    ([`store::LineStore`]: the journal's lines, kept in order and fenced
 //!    to one writer; [`store::memory`] and [`store::kube`], `JournalSegment`
 //!    objects in the home cluster).
-//! 5. The engine: [`engine`] — commands, reactions, driving operations,
-//!    resuming after a restart.
+//! 5. The engine: [`engine`] — commands, reactions and button clicks (one
+//!    ballot path, `engine/reactions.rs`), driving operations, resuming
+//!    after a restart.
 //! 6. The outside: [`slack`], [`sandbox`], [`serve`], [`leader`],
 //!    [`health`] (on [`listener`], the HTTP server's connection limits),
 //!    [`cli`], [`telemetry`].

@@ -9,8 +9,10 @@
 //! Refusals carry their own sentence (`Display` of the error, next to the
 //! rule it explains); this module puts them in a message.
 
+mod buttons;
 mod scorecard;
 
+pub use buttons::CONFIRM_TEXT_MAX;
 pub use scorecard::chart_file;
 
 use std::fmt::Write as _;
@@ -103,7 +105,45 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
         Notice::Drills(list) => scorecard::list_text(list),
         Notice::Legacy { text } => text.clone(),
     };
-    Message::new(notice.kind(), text).with_facts(notice.facts())
+    Message::new(notice.kind(), text)
+        .with_facts(notice.facts())
+        .with_buttons(buttons_of(notice, config))
+}
+
+/// A plan awaiting someone's approval carries Approve and Reject buttons;
+/// once it is decided (or needs no approval) it has none.
+fn buttons_of(notice: &Notice, config: &Config) -> Option<crate::chat::PlanButtons> {
+    let Notice::Plan(plan) = notice else {
+        return None;
+    };
+    if plan.status != PlanStatus::Pending || needs_no_approval(plan) {
+        return None;
+    }
+    Some(buttons::plan_buttons(plan, &which_step(plan), config))
+}
+
+/// A time-limited shift's return that its approval already covers.
+fn needs_no_approval(plan: &PlanNotice) -> bool {
+    matches!(plan.hold, Some(HoldPlan::Return { by_hand: false }))
+}
+
+/// `step 1/2`, or what a holding shift's plan does.
+fn which_step(plan: &PlanNotice) -> String {
+    match &plan.hold {
+        Some(HoldPlan::Return { .. }) => "return".to_owned(),
+        Some(HoldPlan::Extend { .. }) => "extend".to_owned(),
+        Some(HoldPlan::Keep { .. }) => "keep".to_owned(),
+        None => format!(
+            "step {}/{}{}",
+            plan.step,
+            plan.header.kind.total_steps(),
+            if plan.header.kind.returning(plan.step) {
+                ", back"
+            } else {
+                ""
+            }
+        ),
+    }
 }
 
 /// The message for a notice sent again after a restart.
@@ -146,7 +186,7 @@ fn help(config: &Config) -> String {
     let _ = write!(
         text,
         "Any weight change may end with `because REASON`. \
-         Approve a plan with :{}:, reject with :{}:. Approvals expire after {}. \
+         Approve a plan with its button or :{}:, reject with its button or :{}:. Approvals expire after {}. \
          Clusters may be named by any unique prefix or label (`green`).",
         a.reaction,
         a.reject_reaction,
@@ -325,21 +365,7 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
     let header = &plan.header;
     let shown = &plan.shown;
     let (icon, state) = plan_headline(plan);
-    let which = match &plan.hold {
-        Some(HoldPlan::Return { .. }) => "return".to_owned(),
-        Some(HoldPlan::Extend { .. }) => "extend".to_owned(),
-        Some(HoldPlan::Keep { .. }) => "keep".to_owned(),
-        None => format!(
-            "step {}/{}{}",
-            plan.step,
-            header.kind.total_steps(),
-            if header.kind.returning(plan.step) {
-                ", back"
-            } else {
-                ""
-            }
-        ),
-    };
+    let which = which_step(plan);
     let mut text = format!(
         "{icon} *Operation #{} · {which}* · {} · {} — {state}\n",
         header.id,
@@ -396,7 +422,7 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
             ":leftwards_arrow_with_hook: If an after-gate fails, the bot puts the weights back without an approval (`on_gate_failure: rollback`), never onto a cluster whose own gates fail."
         );
     }
-    let covered = matches!(plan.hold, Some(HoldPlan::Return { by_hand: false }));
+    let covered = needs_no_approval(plan);
     if plan.status == PlanStatus::Pending && covered {
         let _ = write!(
             text,
@@ -430,9 +456,33 @@ fn plan_text(plan: &PlanNotice, config: &Config) -> String {
             clock_time(approval.expires_at),
         );
     } else {
+        if let Some(decision) = decided(plan) {
+            let _ = write!(text, "{decision} ");
+        }
         let _ = write!(text, "Plan `{}`.", shown.plan.hash);
     }
     text
+}
+
+/// Who decided on a plan and when, once someone has: what replaces the
+/// buttons.
+fn decided(plan: &PlanNotice) -> Option<String> {
+    let approval = &plan.shown.approval;
+    Some(match &approval.state {
+        ApprovalState::Pending | ApprovalState::Superseded { .. } => return None,
+        ApprovalState::Approved { by, at } => format!(
+            "Approved by {} at {}.",
+            approved_by(plan).unwrap_or_else(|| mention(by)),
+            clock_time(*at)
+        ),
+        ApprovalState::Rejected { by, at } => {
+            format!("Rejected by {} at {}.", mention(by), clock_time(*at))
+        }
+        ApprovalState::Withdrawn { by, at } => {
+            format!("Withdrawn by {} at {}.", mention(by), clock_time(*at))
+        }
+        ApprovalState::Expired { at } => format!("Expired at {}.", clock_time(*at)),
+    })
 }
 
 /// On every step of a time-limited shift: its approval covers the return.

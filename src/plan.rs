@@ -314,6 +314,16 @@ impl PlanHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A hash as the bot writes it (12 lowercase hex digits), read back
+    /// from a button's value; `None` for anything else.
+    pub fn parse(text: &str) -> Option<PlanHash> {
+        let well_formed = text.len() == 12
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        well_formed.then(|| PlanHash(text.to_owned()))
+    }
 }
 
 impl fmt::Display for PlanHash {

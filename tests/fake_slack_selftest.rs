@@ -268,6 +268,66 @@ fn urlencoding(value: &str) -> String {
         .collect()
 }
 
+fn button(action_id: &str, confirm_text: &str) -> Value {
+    json!({
+        "type": "button", "action_id": action_id, "value": "7:1:0123456789ab",
+        "text": {"type": "plain_text", "text": "Approve"},
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Approve?"},
+            "text": {"type": "plain_text", "text": confirm_text},
+            "confirm": {"type": "plain_text", "text": "Approve"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+        },
+    })
+}
+
+#[tokio::test]
+async fn buttons_are_read_back_clicked_and_checked_against_block_kit_limits() {
+    let fake = FakeSlack::start().await;
+    let actions = |buttons: Vec<Value>| json!([{"type": "actions", "elements": buttons}]);
+    let ok = json!({"channel": "C1", "text": "plan",
+        "blocks": actions(vec![button("approve", "In dev: blue 100→50."), button("reject", "x")])});
+    let answer = api(&fake, "chat.postMessage", ok).await;
+    let ts = answer["ts"].as_str().unwrap().to_owned();
+    assert_eq!(
+        fake.buttons(&ts),
+        [
+            ("approve".to_owned(), "7:1:0123456789ab".to_owned()),
+            ("reject".to_owned(), "7:1:0123456789ab".to_owned())
+        ]
+    );
+    let payload = fake.click_payload("UBOB", &ts, "reject", "trig-1").unwrap();
+    assert_eq!(payload["type"], "block_actions");
+    assert_eq!(payload["user"]["id"], "UBOB");
+    assert_eq!(payload["container"]["message_ts"], ts.as_str());
+    assert_eq!(payload["container"]["channel_id"], "C1");
+    assert_eq!(payload["trigger_id"], "trig-1");
+    assert_eq!(payload["actions"][0]["action_id"], "reject");
+    assert_eq!(payload["actions"][0]["value"], "7:1:0123456789ab");
+    assert_eq!(fake.click_payload("UBOB", &ts, "open", "trig-2"), None);
+    let form = interaction_form(&payload);
+    assert!(form.starts_with("payload=%7B%22"), "{form}");
+
+    // An update whose blocks have no actions block takes the buttons away
+    // (the bot always sends its blocks whole).
+    let section = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "applied"}}]);
+    let decided = json!({"channel": "C1", "ts": ts, "text": "applied", "blocks": section});
+    api(&fake, "chat.update", decided).await;
+    assert!(fake.buttons(&ts).is_empty());
+    assert_eq!(fake.click_payload("UBOB", &ts, "approve", "trig-3"), None);
+
+    let too_long = "x".repeat(301);
+    let duplicate = vec![button("approve", "a"), button("approve", "b")];
+    for blocks in [
+        actions(vec![button("approve", &too_long)]),
+        actions(duplicate),
+    ] {
+        let refused = json!({"channel": "C1", "text": "plan", "blocks": blocks});
+        let answer = api(&fake, "chat.postMessage", refused).await;
+        assert_eq!(answer["error"], "invalid_blocks", "{answer}");
+    }
+}
+
 #[tokio::test]
 async fn each_fault_applies_once_in_order() {
     let fake = FakeSlack::start().await;

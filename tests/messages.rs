@@ -130,13 +130,30 @@ fn approved() -> ApprovalState {
     }
 }
 
-/// Each case's text under a heading, so one kind is one snapshot.
+/// Each case's text under a heading, so one kind is one snapshot; a plan
+/// awaiting approval shows its buttons' value and confirmation dialogs.
 fn cases(list: Vec<(&str, Notice)>) -> String {
     let config = config();
     list.into_iter()
-        .map(|(name, notice)| format!("## {name}\n{}\n", render(&notice, &config).text))
+        .map(|(name, notice)| {
+            let message = render(&notice, &config);
+            format!("## {name}\n{}\n{}", message.text, buttons(&message))
+        })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn buttons(message: &failover_bot::chat::Message) -> String {
+    let Some(buttons) = &message.buttons else {
+        return String::new();
+    };
+    let dialog = |d: &failover_bot::chat::Confirmation| format!("{} | {}", d.title, d.text);
+    format!(
+        "[Approve] [Reject] value={}\n  approve: {}\n  reject: {}\n",
+        buttons.value,
+        dialog(&buttons.approve),
+        dialog(&buttons.reject)
+    )
 }
 
 fn plan_notice(header: OperationHeader, shown: ShownPlan, status: PlanStatus) -> Notice {
@@ -200,6 +217,29 @@ fn plan() {
         (
             "rejected",
             plan_notice(op.clone(), pending(), PlanStatus::Rejected { by: by() })
+        ),
+        (
+            "rejected, saying who and when",
+            plan_notice(
+                op.clone(),
+                shown(
+                    first.clone(),
+                    ApprovalState::Rejected {
+                        by: by(),
+                        at: at(3)
+                    },
+                    vec![]
+                ),
+                PlanStatus::Rejected { by: by() }
+            )
+        ),
+        (
+            "expired, saying when",
+            plan_notice(
+                op.clone(),
+                shown(first.clone(), ApprovalState::Expired { at: at(15) }, vec![]),
+                PlanStatus::Expired
+            )
         ),
         (
             "expired",

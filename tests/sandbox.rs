@@ -81,6 +81,59 @@ fn design_script_transcript() {
 }
 
 #[test]
+fn plans_show_buttons_and_a_script_can_click_them() {
+    let transcript = run_sandbox(
+        "@alice /failover shift 50\n\
+         @alice [Approve]\n\
+         @carol [Approve]\n\
+         @bob [Maybe]\n\
+         @bob [Approve]\n\
+         @alice /failover rollback\n\
+         @bob [Reject]\n\
+         @bob [Approve]\n",
+    );
+    let plan = answers(&transcript, "@alice /failover shift 50");
+    assert_eq!(
+        plan.last(),
+        Some(&"               [Approve] [Reject]"),
+        "{plan:?}"
+    );
+    // A refused click is answered only to the clicker, as Slack's ephemeral.
+    assert_eq!(
+        answers(&transcript, "@alice [Approve]"),
+        ["[failover-bot] (only @alice sees this) ⚠️  @alice cannot approve their own request: a second person must approve."]
+    );
+    assert_eq!(
+        answers(&transcript, "@carol [Approve]"),
+        ["[failover-bot] (only @carol sees this) ⚠️  @carol is not an approver for failovers."]
+    );
+    assert_eq!(
+        answers(&transcript, "@bob [Maybe]"),
+        ["(sandbox) `[Maybe]` is not a button; plans have [Approve] and [Reject]"]
+    );
+    let applied = answers(&transcript, "@bob [Approve]").join("\n");
+    assert!(
+        applied.contains("— approved by @bob, applying\n               Approved by @bob at "),
+        "the buttons give way to who and when:\n{applied}"
+    );
+    assert!(
+        applied.contains("✅ Step 1/1 applied and verified in"),
+        "{applied}"
+    );
+    let rejected = answers(&transcript, "@bob [Reject]").join("\n");
+    assert!(rejected.contains("— rejected by @bob"), "{rejected}");
+    assert!(rejected.contains("Rejected by @bob at "), "{rejected}");
+    let last = transcript.rsplit("\n» ").next().unwrap();
+    assert_eq!(
+        last.lines().collect::<Vec<_>>(),
+        [
+            "@bob [Approve]",
+            "(sandbox) no message awaits approval; that click goes nowhere"
+        ]
+    );
+}
+
+#[test]
 fn expiry_and_bad_lines_in_a_script() {
     let transcript = run_sandbox(
         "# comments and blank lines are skipped\n\n\

@@ -5,7 +5,7 @@
 //! - [`start`]: a command's work, from its journal record to the plan of an
 //!   operation's first step;
 //! - [`step`]: moving an operation on — plan, gate, apply, verify, finish;
-//! - [`reactions`]: votes on plans; [`answers`]: status, history, abort;
+//! - [`reactions`]: votes on plans, by reaction or button; [`answers`]: status, history, abort;
 //!   [`status_reads`]: one read for a burst of `status` commands;
 //! - [`resume`]: what a restart finds unfinished, and expiry;
 //! - [`store`]: the journal and the ledger behind one lock; [`outbox`]:
@@ -42,7 +42,7 @@ pub use apply::{apply, Applied, ApplyFailure};
 
 use crate::approval::ApprovalError;
 use crate::backend::{Convergence, RoutingBackend, Snapshot};
-use crate::chat::{Chat, ChatError, GroupResolver, Message, MessageRef};
+use crate::chat::{Chat, ChatError, Click, GroupResolver, Message, MessageRef};
 use crate::clock::Clock;
 use crate::command::{self, CommandError, Request};
 use crate::config::Config;
@@ -395,6 +395,17 @@ impl Engine {
             Some(&reaction.message),
         )
         .await;
+    }
+
+    /// Handles a click on a plan's Approve or Reject button: the same
+    /// rules as a reaction; a refusal only the clicker sees.
+    pub async fn handle_click(&self, click: Click) {
+        if click.user == self.bot_user || !self.first_delivery(click.delivery_id.as_deref()) {
+            return;
+        }
+        let outcome = self.click(&click).await;
+        self.answer_failure(outcome, &click.message.channel, &click.user, None)
+            .await;
     }
 
     /// Plan messages awaiting approval, oldest first.

@@ -1,19 +1,35 @@
 //! Votes on plans — approve, reject, take an approval back — from
-//! reactions on plan messages. The rules are the approval's own
-//! ([`crate::approval`]); who is an approver is the environment's policy.
+//! reactions on plan messages and clicks on their buttons. Both are the
+//! same [`Ballot`] from here on, so a click obeys exactly a reaction's
+//! rules. The rules are the approval's own ([`crate::approval`]); who is
+//! an approver is the environment's policy.
 
 use super::step::in_thread;
 use super::{Engine, EngineError, Outcome, Reaction};
-use crate::approval::{Actor, ApprovalState};
+use crate::approval::{Actor, ApprovalState, PlanClaim};
+use crate::chat::{ButtonChoice, Click};
 use crate::ids::{EnvId, MessageRef, UserId};
 use crate::journal::ledger::PlanMessage;
 use crate::journal::Entry;
 use crate::notice::{Destination, Notice};
 use crate::operation::{OperationState, Phase, PlanStatus, Refusal, ShownPlan};
+use crate::plan::PlanHash;
 
 enum Vote {
     Approve,
     Reject,
+}
+
+/// One vote on a plan message, whichever way it came.
+struct Ballot<'a> {
+    user: &'a UserId,
+    message: &'a MessageRef,
+    vote: Vote,
+    /// False when a reaction was taken off.
+    added: bool,
+    event_id: Option<String>,
+    /// The plan a button named; a reaction names the plan its message shows.
+    claim: Option<PlanClaim>,
 }
 
 impl Engine {
@@ -30,6 +46,48 @@ impl Engine {
         } else {
             return Ok(());
         };
+        let ballot = Ballot {
+            user: &reaction.user,
+            message: &reaction.message,
+            vote,
+            added: reaction.added,
+            event_id: reaction.event_id.clone(),
+            claim: None,
+        };
+        self.cast(&target, ballot).await
+    }
+
+    /// A click on a plan's Approve or Reject button: a reaction's ballot,
+    /// bound to the plan the button names.
+    pub(super) async fn click(&self, click: &Click) -> Outcome {
+        let Some(claim) = PlanClaim::parse(&click.value) else {
+            return Err(Refusal::UnknownButton.into());
+        };
+        let Some(target) = self.plan_message(&click.message).await else {
+            return Err(Refusal::UnknownButton.into());
+        };
+        if (claim.op, claim.step) != (target.op, target.step) {
+            return Err(Refusal::UnknownButton.into());
+        }
+        let vote = match click.choice {
+            ButtonChoice::Approve => Vote::Approve,
+            ButtonChoice::Reject => Vote::Reject,
+        };
+        let ballot = Ballot {
+            user: &click.user,
+            message: &click.message,
+            vote,
+            added: true,
+            event_id: click.delivery_id.clone(),
+            claim: Some(claim),
+        };
+        self.cast(&target, ballot).await
+    }
+
+    /// Counts a ballot on the plan message `target`, under its
+    /// environment's lock: the one place a vote meets the approval's rules,
+    /// whether it came as a reaction or a click.
+    async fn cast(&self, target: &PlanMessage, ballot: Ballot<'_>) -> Outcome {
         let Some(_guard) = self.lock_env(&target.env).await else {
             return Ok(());
         };
@@ -37,34 +95,34 @@ impl Engine {
             .active_operation(&target.env)
             .filter(|op| op.header.id == target.op);
         let shown = op.as_ref().and_then(|op| match &op.phase {
-            Phase::AwaitingApproval(s) | Phase::Approved(s) if s.message == reaction.message => {
+            Phase::AwaitingApproval(s) | Phase::Approved(s) if s.message == *ballot.message => {
                 Some(s.clone())
             }
             _ => None,
         });
         let (Some(op), Some(shown)) = (op, shown) else {
-            if reaction.added {
+            if ballot.added {
                 return Err(Refusal::PlanClosed { op: target.op }.into());
             }
-            if matches!(vote, Vote::Approve) && self.approved_step(&target, &reaction.user) {
+            if matches!(ballot.vote, Vote::Approve) && self.approved_step(target, ballot.user) {
                 // Removing ✅ cannot undo a step that ran; say so rather than
                 // let the approver believe it did.
                 let note = Notice::ApprovalTooLate {
-                    user: reaction.user.clone(),
+                    user: ballot.user.clone(),
                     step: target.step,
                 };
                 let to = Destination::Post {
-                    channel: reaction.message.channel.clone(),
-                    thread: Some(reaction.message.clone()),
+                    channel: ballot.message.channel.clone(),
+                    thread: Some(ballot.message.clone()),
                 };
                 self.say(to, note).await;
             }
             return Ok(());
         };
-        match (vote, reaction.added) {
-            (Vote::Approve, true) => self.approve(&op, &shown, reaction).await,
-            (Vote::Reject, true) => self.reject(&op, &shown, reaction).await,
-            (Vote::Approve, false) => self.unapprove(&op, &shown, reaction).await,
+        match (&ballot.vote, ballot.added) {
+            (Vote::Approve, true) => self.approve(&op, &shown, &ballot).await,
+            (Vote::Reject, true) => self.reject(&op, &shown, &ballot).await,
+            (Vote::Approve, false) => self.unapprove(&op, &shown, &ballot).await,
             (Vote::Reject, false) => Ok(()),
         }
     }
@@ -124,14 +182,14 @@ impl Engine {
         &self,
         op: &OperationState,
         shown: &ShownPlan,
-        reaction: &Reaction,
+        ballot: &Ballot<'_>,
     ) -> Outcome {
         let actor = Actor {
-            user: &reaction.user,
-            is_approver: self.may_approve(&reaction.user, &op.header.env).await?,
+            user: ballot.user,
+            is_approver: self.may_approve(ballot.user, &op.header.env).await?,
         };
         let mut approval = shown.approval.clone();
-        let decided = approval.approve(&actor, &shown.plan.hash, self.now());
+        let decided = approval.approve(&actor, ballot.plan(shown), self.now());
         if let Err(refusal) = decided {
             // Trying to approve a plan past its deadline expires it now.
             if matches!(approval.state, ApprovalState::Expired { .. }) {
@@ -146,36 +204,36 @@ impl Engine {
                 op: op.header.id,
                 step: op.step,
                 plan: shown.plan.hash.clone(),
-                by: reaction.user.clone(),
-                event: reaction.event_id.clone(),
+                by: ballot.user.clone(),
+                event: ballot.event_id.clone(),
             };
             let mut counted = shown.clone();
             counted.approval = approval;
             let update = self.plan_update(op, &counted, PlanStatus::Pending);
             return Ok(self.record_and_say(voted, vec![update]).await?);
         }
-        self.record_decision(op, shown, approval.state.clone(), reaction.event_id.clone())?;
+        self.record_decision(op, shown, approval.state.clone(), ballot.event_id.clone())?;
         let mut approved = shown.clone();
         approved.approval = approval;
         self.update_plan_message(
             op,
             &approved,
             PlanStatus::Applying {
-                by: reaction.user.clone(),
+                by: ballot.user.clone(),
             },
         )
         .await;
         self.drive(&op.header.env).await
     }
 
-    async fn reject(&self, op: &OperationState, shown: &ShownPlan, reaction: &Reaction) -> Outcome {
+    async fn reject(&self, op: &OperationState, shown: &ShownPlan, ballot: &Ballot<'_>) -> Outcome {
         let actor = Actor {
-            user: &reaction.user,
-            is_approver: self.may_approve(&reaction.user, &op.header.env).await?,
+            user: ballot.user,
+            is_approver: self.may_approve(ballot.user, &op.header.env).await?,
         };
         let mut approval = shown.approval.clone();
-        approval.reject(&actor, self.now())?;
-        self.record_decision(op, shown, approval.state, reaction.event_id.clone())?;
+        approval.reject(&actor, ballot.plan(shown), self.now())?;
+        self.record_decision(op, shown, approval.state, ballot.event_id.clone())?;
         self.drive(&op.header.env).await
     }
 
@@ -185,21 +243,21 @@ impl Engine {
         &self,
         op: &OperationState,
         shown: &ShownPlan,
-        reaction: &Reaction,
+        ballot: &Ballot<'_>,
     ) -> Outcome {
         let mut approval = shown.approval.clone();
-        if approval.unapprove(&reaction.user).is_err() {
+        if approval.unapprove(ballot.user).is_err() {
             return Ok(());
         }
         let unvoted = Entry::Unvoted {
             op: op.header.id,
             step: op.step,
             plan: shown.plan.hash.clone(),
-            by: reaction.user.clone(),
-            event: reaction.event_id.clone(),
+            by: ballot.user.clone(),
+            event: ballot.event_id.clone(),
         };
         let note = Notice::ApprovalTakenBack {
-            user: reaction.user.clone(),
+            user: ballot.user.clone(),
         };
         let mut pending = shown.clone();
         pending.approval = approval;
@@ -220,6 +278,14 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.record(decision(op, shown, state, event))?;
         Ok(())
+    }
+}
+
+impl Ballot<'_> {
+    /// The plan this vote is for: the one its button named, else the one
+    /// its message shows.
+    fn plan<'s>(&'s self, shown: &'s ShownPlan) -> &'s PlanHash {
+        self.claim.as_ref().map_or(&shown.plan.hash, |c| &c.plan)
     }
 }
 

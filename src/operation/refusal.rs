@@ -86,6 +86,8 @@ pub enum Refusal {
     },
     #[error("this plan of operation #{op} is no longer awaiting approval.")]
     PlanClosed { op: OpId },
+    #[error("that button is not on a plan the bot showed; use the buttons on the newest plan.")]
+    UnknownButton,
     #[error("environment {env} is no longer in the config.")]
     NoSuchEnvironment { env: EnvId },
     #[error("<@{user}> may not start operations in {env}; ask {}.", mentions(.allowed))]

@@ -1,8 +1,9 @@
 //! `failover-bot sandbox`: the whole bot against in-memory clusters, with the
-//! terminal as the channel. Input lines are `@USER /failover …` or
-//! `@USER :reaction:` (added to the newest plan awaiting approval); the
-//! sandbox also knows `wait DURATION` (moves its clock, to see approvals
-//! expire) and `# comments`.
+//! terminal as the channel. Input lines are `@USER /failover …`,
+//! `@USER :reaction:` (added to the newest plan awaiting approval) or
+//! `@USER [Approve]` / `@USER [Reject]` (a click on that plan's button, with
+//! the value it was printed with); the sandbox also knows `wait DURATION`
+//! (moves its clock, to see approvals expire) and `# comments`.
 
 pub mod terminal;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::backend::memory::MemoryBackend;
-use crate::chat::{MessageRef, StaticGroups};
+use crate::chat::{ButtonChoice, Click, MessageRef, StaticGroups};
 use crate::clock::OffsetClock;
 use crate::config::Config;
 use crate::engine::{CommandRequest, Engine, EngineParts, Reaction};
@@ -32,6 +33,7 @@ pub enum ScriptLine {
     Blank,
     Command { user: String, text: String },
     React { user: String, reaction: String },
+    Click { user: String, choice: ButtonChoice },
     Wait(Duration),
     Invalid(String),
 }
@@ -52,7 +54,7 @@ pub fn parse_line(line: &str) -> ScriptLine {
     }
     let Some(rest) = line.strip_prefix('@') else {
         return ScriptLine::Invalid(
-            "lines look like `@alice /failover shift 50` or `@bob :white_check_mark:`".into(),
+            "lines look like `@alice /failover shift 50`, `@bob :white_check_mark:` or `@bob [Approve]`".into(),
         );
     };
     let (user, text) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -70,6 +72,17 @@ pub fn parse_line(line: &str) -> ScriptLine {
             reaction: reaction.to_owned(),
         };
     }
+    if let Some(button) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return match ButtonChoice::parse(button.trim()) {
+            Some(choice) => ScriptLine::Click {
+                user: user.to_owned(),
+                choice,
+            },
+            None => ScriptLine::Invalid(format!(
+                "`[{button}]` is not a button; plans have [Approve] and [Reject]"
+            )),
+        };
+    }
     if text.starts_with("/failover") {
         return ScriptLine::Command {
             user: user.to_owned(),
@@ -77,12 +90,13 @@ pub fn parse_line(line: &str) -> ScriptLine {
         };
     }
     ScriptLine::Invalid(format!(
-        "@{user} can type `/failover …` or react with `:name:`"
+        "@{user} can type `/failover …`, react with `:name:` or click `[Approve]` / `[Reject]`"
     ))
 }
 
 pub struct Sandbox {
     engine: Engine,
+    chat: Arc<TerminalChat>,
     clock: Arc<OffsetClock>,
     channel: String,
     out: Arc<std::sync::Mutex<Box<dyn Write + Send>>>,
@@ -106,10 +120,11 @@ impl Sandbox {
         let clock = Arc::new(OffsetClock::new());
         let channel = sandbox_channel(&config);
         let backend = Arc::new(MemoryBackend::from_config(&config));
+        let chat = Arc::new(TerminalChat::new(Box::new(Shared(out.clone()))));
         let engine = Engine::new(EngineParts {
             config: Arc::new(config),
             backend,
-            chat: Arc::new(TerminalChat::new(Box::new(Shared(out.clone())))),
+            chat: chat.clone(),
             groups: Arc::new(StaticGroups::default()),
             clock: clock.clone(),
             journal: Journal::in_memory(),
@@ -118,6 +133,7 @@ impl Sandbox {
         });
         Sandbox {
             engine,
+            chat,
             clock,
             channel,
             out,
@@ -174,7 +190,30 @@ impl Sandbox {
                 }
                 None => self.note("no message awaits approval; that reaction goes nowhere"),
             },
+            ScriptLine::Click { user, choice } => self.click(user, choice).await,
         }
+    }
+
+    /// A click on a button of the newest plan awaiting approval, with the
+    /// value that plan was printed with.
+    async fn click(&self, user: String, choice: ButtonChoice) {
+        let Some(message) = self.newest_pending() else {
+            self.note("no message awaits approval; that click goes nowhere");
+            return;
+        };
+        let Some(buttons) = self.chat.buttons_on(&message) else {
+            self.note("the newest plan shows no buttons; it needs no approval");
+            return;
+        };
+        self.engine
+            .handle_click(Click {
+                user: user.into(),
+                message,
+                choice,
+                value: buttons.value,
+                delivery_id: None,
+            })
+            .await;
     }
 
     fn newest_pending(&self) -> Option<MessageRef> {
@@ -236,7 +275,7 @@ impl Sandbox {
             })
             .collect();
         self.note(&format!(
-            "in-memory clusters — {}. Approvers: {}. Try `@alice /failover shift 50`, then `@bob :{}:`. `wait 16m` moves time; Ctrl-D quits.",
+            "in-memory clusters — {}. Approvers: {}. Try `@alice /failover shift 50`, then `@bob :{}:` or `@bob [Approve]`. `wait 16m` moves time; Ctrl-D quits.",
             envs.join("; "),
             config.approval.approvers.join(", "),
             config.approval.reaction
@@ -279,6 +318,21 @@ mod tests {
             parse_line("wait 16m"),
             ScriptLine::Wait(Duration::from_secs(960))
         );
+        assert_eq!(
+            parse_line("@bob [Approve]"),
+            ScriptLine::Click {
+                user: "bob".into(),
+                choice: ButtonChoice::Approve
+            }
+        );
+        assert_eq!(
+            parse_line("@carol [reject]"),
+            ScriptLine::Click {
+                user: "carol".into(),
+                choice: ButtonChoice::Reject
+            }
+        );
+        assert!(matches!(parse_line("@bob [Maybe]"), ScriptLine::Invalid(_)));
         assert!(matches!(parse_line("hello"), ScriptLine::Invalid(_)));
         assert!(matches!(parse_line("@bob hello"), ScriptLine::Invalid(_)));
         assert!(matches!(parse_line("wait soon"), ScriptLine::Invalid(_)));

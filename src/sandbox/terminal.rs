@@ -1,12 +1,15 @@
 //! The sandbox's chat: messages are printed as blocks prefixed with
-//! `[failover-bot]`, Slack mrkdwn rendered for a terminal.
+//! `[failover-bot]`, Slack mrkdwn rendered for a terminal, a plan's buttons
+//! as `[Approve] [Reject]`. It remembers the buttons each message shows
+//! now, so a typed click acts on exactly what was printed.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::chat::{Chat, ChatError, Message, MessageRef, Upload};
+use crate::chat::{ButtonChoice, Chat, ChatError, Message, MessageRef, PlanButtons, Upload};
 
 const PREFIX: &str = "[failover-bot] ";
 
@@ -17,13 +20,33 @@ pub struct TerminalChat {
 struct Inner {
     out: Box<dyn Write + Send>,
     next_ts: u64,
+    /// The buttons each message shows now, by its ts.
+    buttons: HashMap<String, PlanButtons>,
 }
 
 impl TerminalChat {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self {
-            inner: Mutex::new(Inner { out, next_ts: 1 }),
+            inner: Mutex::new(Inner {
+                out,
+                next_ts: 1,
+                buttons: HashMap::new(),
+            }),
         }
+    }
+
+    /// The buttons message `at` shows now, if any.
+    pub fn buttons_on(&self, at: &MessageRef) -> Option<PlanButtons> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.buttons.get(&at.ts).cloned()
+    }
+
+    fn remember_buttons(&self, ts: &str, buttons: &Option<PlanButtons>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match buttons {
+            Some(buttons) => inner.buttons.insert(ts.to_owned(), buttons.clone()),
+            None => inner.buttons.remove(ts),
+        };
     }
 
     fn print(&self, marker: &str, text: &str) -> Result<u64, ChatError> {
@@ -49,16 +72,34 @@ impl Chat for TerminalChat {
         message: &Message,
     ) -> Result<MessageRef, ChatError> {
         let marker = if thread.is_some() { "↳ " } else { "" };
-        let ts = self.print(marker, &message.text)?;
+        let ts = self.print(marker, &with_buttons(&message.text, message))?;
+        self.remember_buttons(&ts.to_string(), &message.buttons);
         Ok(MessageRef {
             channel: channel.to_owned(),
             ts: ts.to_string(),
         })
     }
 
-    async fn update(&self, _at: &MessageRef, message: &Message) -> Result<(), ChatError> {
-        // A terminal cannot rewrite what scrolled by: show the new headline.
-        self.print("✎ ", message.headline()).map(|_| ())
+    async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), ChatError> {
+        // A terminal cannot rewrite what scrolled by: show the new headline
+        // (and the approval count and buttons while the plan still awaits).
+        // Once decided, the buttons give way to the plan's last line: who
+        // decided and when.
+        let had_buttons = self.buttons_on(at).is_some();
+        let shown = match message.buttons {
+            Some(_) => {
+                let count = message.text.lines().find(|l| l.starts_with("Approvals: "));
+                let headline = [Some(message.headline()), count].into_iter().flatten();
+                with_buttons(&headline.collect::<Vec<_>>().join("\n"), message)
+            }
+            None if had_buttons => {
+                let last = message.text.lines().last().unwrap_or_default();
+                format!("{}\n{last}", message.headline())
+            }
+            None => message.headline().to_owned(),
+        };
+        self.remember_buttons(&at.ts, &message.buttons);
+        self.print("✎ ", &shown).map(|_| ())
     }
 
     async fn post_ephemeral(
@@ -89,6 +130,18 @@ impl Chat for TerminalChat {
         );
         self.print("↳ ", &shown).map(|_| ())
     }
+}
+
+/// `text`, and under it the message's buttons as `[Approve] [Reject]`.
+fn with_buttons(text: &str, message: &Message) -> String {
+    if message.buttons.is_none() {
+        return text.to_owned();
+    }
+    let labels: Vec<String> = [ButtonChoice::Approve, ButtonChoice::Reject]
+        .iter()
+        .map(|c| format!("[{}]", c.label()))
+        .collect();
+    format!("{text}\n{}", labels.join(" "))
 }
 
 /// Renders mrkdwn for a terminal: mentions as `@name`, no bold markers or

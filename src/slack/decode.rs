@@ -11,7 +11,7 @@ use serde::Deserialize;
 use slack_morphism::prelude::*;
 
 use super::intake::SlashCommand;
-use crate::chat::MessageRef;
+use crate::chat::{ButtonChoice, Click, MessageRef};
 use crate::engine::Reaction;
 
 /// Why a body from Slack could not be decoded. Kept short: it is logged,
@@ -24,6 +24,17 @@ pub enum DecodeError {
     PushEvent(String),
     #[error("not a Socket Mode envelope: {0}")]
     Envelope(String),
+    #[error("not an interaction payload: {0}")]
+    Interaction(String),
+}
+
+/// What an interaction payload means to the bot.
+#[derive(Clone, Debug)]
+pub enum Interactive {
+    /// A click on a plan's Approve or Reject button.
+    Click(Click),
+    /// Well-formed, but none of the bot's business (the reason, for the log).
+    Ignored(&'static str),
 }
 
 /// What a push event means to the bot.
@@ -56,9 +67,10 @@ pub enum SocketFrame {
         envelope_id: String,
         command: SlashCommand,
     },
-    /// An `interactive` envelope: the bot has no buttons or modals.
+    /// An `interactive` envelope, its payload run through [`interaction`].
     Interactive {
         envelope_id: String,
+        interactive: Interactive,
     },
 }
 
@@ -134,6 +146,61 @@ pub fn callback(callback: SlackPushEventCallback) -> Inbound {
         },
         added,
         event_id: Some(event_id),
+    })
+}
+
+/// The form Slack POSTs to the interactivity request URL: one field,
+/// `payload`, holding the interaction's JSON.
+#[derive(Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+/// Decodes the `application/x-www-form-urlencoded` body Slack POSTs to the
+/// interactivity request URL (`payload=` and the JSON), then applies
+/// [`interaction`], as Socket Mode does.
+pub fn interaction_form(body: &str) -> Result<Interactive, DecodeError> {
+    let form: InteractionForm =
+        serde_urlencoded::from_str(body).map_err(|e| DecodeError::Interaction(e.to_string()))?;
+    let event: SlackInteractionEvent =
+        serde_json::from_str(&form.payload).map_err(|e| DecodeError::Interaction(e.to_string()))?;
+    Ok(interaction(event))
+}
+
+/// The one click extraction, for both transports: a `block_actions`
+/// payload whose first action is a plan's Approve or Reject button, on a
+/// message in a channel, becomes a [`Click`]; anything else is ignored,
+/// with the reason. The click's delivery id is its `trigger_id` (new for
+/// every click; the same when Slack delivers one click again).
+pub fn interaction(event: SlackInteractionEvent) -> Interactive {
+    let SlackInteractionEvent::BlockActions(event) = event else {
+        return Interactive::Ignored("not a block action");
+    };
+    let Some(user) = event.user else {
+        return Interactive::Ignored("a block action without a user");
+    };
+    let SlackInteractionActionContainer::Message(container) = event.container else {
+        return Interactive::Ignored("a block action outside a message");
+    };
+    let channel = container.channel_id.or_else(|| event.channel.map(|c| c.id));
+    let Some(channel) = channel else {
+        return Interactive::Ignored("a block action on a message without a channel");
+    };
+    let Some(action) = event.actions.into_iter().flatten().next() else {
+        return Interactive::Ignored("a block action without an action");
+    };
+    let Some(choice) = ButtonChoice::parse(action.action_id.as_ref()) else {
+        return Interactive::Ignored("not a plan button");
+    };
+    Interactive::Click(Click {
+        user: user.id.to_string().into(),
+        message: MessageRef {
+            channel: channel.to_string(),
+            ts: container.message_ts.to_string(),
+        },
+        choice,
+        value: action.value.unwrap_or_default(),
+        delivery_id: Some(format!("click:{}", event.trigger_id)),
     })
 }
 
@@ -215,6 +282,7 @@ pub fn socket_mode_envelope(text: &str) -> Result<SocketFrame, DecodeError> {
         Envelope::Disconnect(d) => SocketFrame::Disconnect { reason: d.reason },
         Envelope::Interactive(i) => SocketFrame::Interactive {
             envelope_id: i.envelope_id,
+            interactive: interaction(i.payload),
         },
         Envelope::EventsApi(e) => SocketFrame::Event {
             envelope_id: e.envelope_id,
@@ -283,6 +351,84 @@ mod tests {
             push_event("{not json"),
             Err(DecodeError::PushEvent(_))
         ));
+    }
+
+    const CLICK: &str = r#"{"type":"block_actions","team":{"id":"T1"},
+        "user":{"id":"UBOB","team_id":"T1"},"api_app_id":"A1","token":"t",
+        "container":{"type":"message","message_ts":"1.000100","channel_id":"C1"},
+        "trigger_id":"1.2.abc","channel":{"id":"C1","name":"failover"},
+        "actions":[{"type":"button","action_id":"approve","block_id":"plan_actions",
+        "value":"7:1:0123456789ab","action_ts":"1.3"}]}"#;
+
+    fn form(payload: &str) -> String {
+        serde_urlencoded::to_string([("payload", payload)]).unwrap()
+    }
+
+    #[test]
+    fn a_block_action_on_a_plan_button_becomes_a_click() {
+        let Interactive::Click(click) = interaction_form(&form(CLICK)).unwrap() else {
+            panic!("expected a click");
+        };
+        assert_eq!(
+            (click.user.as_str(), click.choice, click.value.as_str()),
+            ("UBOB", ButtonChoice::Approve, "7:1:0123456789ab")
+        );
+        assert_eq!(
+            (click.message.channel.as_str(), click.message.ts.as_str()),
+            ("C1", "1.000100")
+        );
+        assert_eq!(click.delivery_id.as_deref(), Some("click:1.2.abc"));
+    }
+
+    #[test]
+    fn both_transports_extract_the_same_click() {
+        let envelope = format!(
+            r#"{{"envelope_id":"E2","type":"interactive","accepts_response_payload":false,"payload":{CLICK}}}"#
+        );
+        let SocketFrame::Interactive {
+            envelope_id,
+            interactive,
+        } = socket_mode_envelope(&envelope).unwrap()
+        else {
+            panic!("expected an interactive frame");
+        };
+        assert_eq!(envelope_id, "E2");
+        assert_eq!(
+            format!("{interactive:?}"),
+            format!("{:?}", interaction_form(&form(CLICK)).unwrap())
+        );
+    }
+
+    #[test]
+    fn other_interactions_are_ignored_and_bad_bodies_refused() {
+        let other_button = CLICK.replace(r#""action_id":"approve""#, r#""action_id":"open""#);
+        assert!(matches!(
+            interaction_form(&form(&other_button)).unwrap(),
+            Interactive::Ignored("not a plan button")
+        ));
+        let no_actions = CLICK.replace(r#""actions":["#, r#""nothing":["#);
+        assert!(matches!(
+            interaction_form(&form(&no_actions)).unwrap(),
+            Interactive::Ignored(_)
+        ));
+        let shortcut = r#"{"type":"shortcut","team":{"id":"T1"},"user":{"id":"U1"},
+            "callback_id":"c","trigger_id":"t","token":"t","action_ts":"1.2"}"#;
+        assert!(matches!(
+            interaction_form(&form(shortcut)),
+            Ok(Interactive::Ignored(_)) | Err(DecodeError::Interaction(_))
+        ));
+        for bad in [
+            "",
+            "payload=",
+            "payload=%7Bnot",
+            "text=hello",
+            "payload=%5B%5D",
+        ] {
+            assert!(
+                matches!(interaction_form(bad), Err(DecodeError::Interaction(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The Events API over HTTP: `/slack/commands` and `/slack/events`, both
-//! signed by Slack. A request whose signature is missing, stale (more than
+//! The Events API over HTTP: `/slack/commands`, `/slack/events` and
+//! `/slack/interactivity` (button clicks), all signed by Slack. A request whose signature is missing, stale (more than
 //! five minutes from now) or wrong gets 401 and does nothing; the
 //! comparison is constant-time (slack-morphism's verifier).
 //!
@@ -40,7 +40,9 @@ use super::Secret;
 /// a slash command form is ~600 bytes of fields plus the typed text (a
 /// `/failover` line with its reason is a few hundred characters, and 64 KiB
 /// holds even 20,000 characters form-encoded at 3 bytes each), a
-/// `reaction_added` event callback ~1 KB, a `url_verification` ~150 bytes.
+/// `reaction_added` event callback ~1 KB, a `url_verification` ~150 bytes,
+/// a button click a few KB (it echoes the plan message: its text of at most
+/// 3,000 characters, twice, form-encoded).
 /// The bot subscribes to no event that carries message text or files. So
 /// 64 KiB is dozens of times what the bot acts on, and 256 connections at
 /// the cap hold 16 MB at most.
@@ -53,6 +55,10 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// Slack's replay window: a timestamp further than this from now, either
 /// way, is refused.
 const MAX_TIMESTAMP_SKEW_SECS: i64 = SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS;
+
+/// Where Slack POSTs button clicks: the manifest's
+/// `settings.interactivity.request_url` ends with it.
+pub const INTERACTIVITY_PATH: &str = "/slack/interactivity";
 
 struct HttpState {
     intake: Arc<Intake>,
@@ -72,6 +78,7 @@ pub fn router(intake: Arc<Intake>, signing_secret: &Secret) -> Router {
     Router::new()
         .route("/slack/commands", post(command))
         .route("/slack/events", post(event))
+        .route(INTERACTIVITY_PATH, post(interactivity))
         .route_layer(RequestBodyDeadlineLayer::new(BODY_READ_TIMEOUT))
         .route_layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn(signature_headers_first))
@@ -233,6 +240,33 @@ async fn event(
         Err(error) => {
             tracing::warn!(%error, "malformed event body");
             (StatusCode::BAD_REQUEST, "malformed event").into_response()
+        }
+    }
+}
+
+/// A button click (`payload=` and its JSON, form-encoded). Slack wants a
+/// bare 200 within 3 seconds; the click's work goes on in a task, and what
+/// the clicker must hear comes as an ephemeral message.
+async fn interactivity(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read_signed(&state, &headers, body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response();
+    };
+    match decode::interaction_form(text) {
+        Ok(interactive) => {
+            state.intake.interactive(interactive);
+            StatusCode::OK.into_response()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "malformed interaction body");
+            (StatusCode::BAD_REQUEST, "malformed interaction").into_response()
         }
     }
 }

@@ -1,13 +1,14 @@
 //! What both transports do with what Slack sends: answer at once, work in a
-//! task. Slash commands are deduplicated on their `trigger_id`, events on
-//! their `event_id` (the engine keeps the ids it has acted on).
+//! task. Slash commands and button clicks are deduplicated on their
+//! `trigger_id`, events on their `event_id` (the engine keeps the ids it
+//! has acted on).
 
 use std::sync::Arc;
 
 use slack_morphism::prelude::*;
 
-use super::decode::{self, Inbound};
-use crate::chat::Message;
+use super::decode::{self, Inbound, Interactive};
+use crate::chat::{Click, Message};
 use crate::engine::{CommandRequest, Engine, Reaction};
 
 /// A slash command as both transports deliver it.
@@ -60,6 +61,29 @@ impl Intake {
                 tracing::debug!(?other, "ignoring event");
             }
         }
+    }
+
+    /// An interaction payload as Socket Mode delivers it: decoded by
+    /// [`decode::interaction`], the same extraction the HTTP path uses.
+    pub fn interaction(&self, event: SlackInteractionEvent) {
+        self.interactive(decode::interaction(event));
+    }
+
+    /// A decoded interaction: a click goes to the engine in a task.
+    pub fn interactive(&self, interactive: Interactive) {
+        match interactive {
+            Interactive::Click(click) => self.click(click),
+            Interactive::Ignored(why) => {
+                self.engine.metrics().slack_event("other");
+                tracing::debug!(why, "ignoring interaction");
+            }
+        }
+    }
+
+    fn click(&self, click: Click) {
+        self.engine.metrics().slack_event("block_actions");
+        let engine = self.engine.clone();
+        tokio::spawn(async move { engine.handle_click(click).await });
     }
 
     /// A reaction, handed to the engine in a task.

@@ -1,8 +1,9 @@
 //! Slack: the Web API as the bot's [`Chat`](crate::chat::Chat) and
 //! [`GroupResolver`](crate::chat::GroupResolver) ([`web`]), and the two ways
-//! events arrive — Socket Mode ([`socket`], the default: it needs no public
-//! ingress, which matters for a bot whose job is to move the ingress and DNS
-//! it would otherwise depend on) and the Events API over HTTP ([`http`]).
+//! commands, events and button clicks arrive — Socket Mode ([`socket`], the
+//! default: it needs no public ingress, which matters for a bot whose job is
+//! to move the ingress and DNS it would otherwise depend on) and the Events
+//! API and interactivity over HTTP ([`http`]).
 //!
 //! Both transports go through [`intake`]: acknowledge at once, then do the
 //! work in a task, so Slack's 3-second limit holds whatever the clusters do.

@@ -26,7 +26,8 @@ where
 {
     let callbacks = SlackSocketModeListenerCallbacks::new()
         .with_command_events(on_command::<H>)
-        .with_push_events(on_push_event::<H>);
+        .with_push_events(on_push_event::<H>)
+        .with_interaction_events(on_interaction::<H>);
     let environment = Arc::new(
         SlackClientEventsListenerEnvironment::new(client)
             .with_error_handler(on_error::<H>)
@@ -97,6 +98,21 @@ where
         .await
         .ok_or("no intake in the listener state")?;
     intake.event(event);
+    Ok(())
+}
+
+async fn on_interaction<H>(
+    event: SlackInteractionEvent,
+    _client: Arc<SlackClient<Connector<H>>>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()>
+where
+    H: Send + Sync + Clone + Connect + 'static,
+{
+    let intake = intake_of(&states)
+        .await
+        .ok_or("no intake in the listener state")?;
+    intake.interaction(event);
     Ok(())
 }
 

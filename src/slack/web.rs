@@ -23,7 +23,10 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::Secret;
-use crate::chat::{is_user_group, Chat, ChatError, GroupResolver, Message, MessageRef, Upload};
+use crate::chat::{
+    is_user_group, ButtonChoice, Chat, ChatError, GroupResolver, Message, MessageRef, PlanButtons,
+    Upload,
+};
 
 /// At most this many retries after a 429, and never a wait longer than this.
 const MAX_RATE_LIMIT_RETRIES: usize = 3;
@@ -121,18 +124,51 @@ fn describe(error: &SlackClientError) -> String {
     }
 }
 
-/// The message as Block Kit (one mrkdwn section) with the text as the
+/// The message as Block Kit (one mrkdwn section, and a plan's Approve and
+/// Reject buttons while it awaits approval) with the text as the
 /// plain-text fallback that notifications and screen readers use, and its
 /// kind and facts as the message's metadata: a machine reading the channel
-/// (a test, an audit export) need not parse the words.
+/// (a test, an audit export) need not parse the words. An update without
+/// buttons replaces the blocks whole, so a decided plan shows none.
 fn content(message: &Message) -> SlackMessageContent {
     let section = SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(
         SlackBlockMarkDownText::new(truncate(&message.text, 3000)),
     ));
+    let mut blocks = vec![section.into()];
+    if let Some(buttons) = &message.buttons {
+        blocks.push(actions(buttons).into());
+    }
     SlackMessageContent::new()
         .with_text(message.text.clone())
-        .with_blocks(vec![section.into()])
+        .with_blocks(blocks)
         .with_metadata(metadata(message))
+}
+
+/// The block id of a plan's buttons.
+pub const PLAN_ACTIONS_BLOCK: &str = "plan_actions";
+
+fn actions(buttons: &PlanButtons) -> SlackActionsBlock {
+    let button = |choice: ButtonChoice, style: SlackBlockButtonStyle| {
+        let dialog = buttons.confirmation(choice);
+        let confirm = SlackBlockConfirmItem::new(
+            truncate(&dialog.title, 100).into(),
+            SlackBlockText::Plain(SlackBlockPlainText::new(truncate(&dialog.text, 300))),
+            choice.label().into(),
+            "Cancel".into(),
+        );
+        SlackActionBlockElement::Button(
+            SlackBlockButtonElement::new(choice.label().into())
+                .with_action_id(choice.action_id().into())
+                .with_value(buttons.value.clone())
+                .with_style(style)
+                .with_confirm(confirm),
+        )
+    };
+    SlackActionsBlock::new(vec![
+        button(ButtonChoice::Approve, SlackBlockButtonStyle::Primary),
+        button(ButtonChoice::Reject, SlackBlockButtonStyle::Danger),
+    ])
+    .with_block_id(PLAN_ACTIONS_BLOCK.into())
 }
 
 /// Prefix of the metadata `event_type` of every message the bot posts.
@@ -198,7 +234,8 @@ impl<H: Send + Sync + Clone + Connect + 'static> Chat for SlackChat<H> {
         message: &Message,
     ) -> Result<(), ChatError> {
         let session = self.client.open_session(&self.token);
-        // chat.postEphemeral takes no metadata: only the words.
+        // chat.postEphemeral takes no metadata (and a refusal no buttons):
+        // only the words.
         let mut words = content(message);
         words.metadata = None;
         let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), words);
@@ -283,6 +320,66 @@ mod tests {
         assert!(!is_user_group("U01BOB"));
         assert!(!is_user_group("sam"));
         assert!(!is_user_group("S"));
+    }
+
+    fn plan_with_buttons() -> Message {
+        let dialog = |title: &str| crate::chat::Confirmation {
+            title: title.to_owned(),
+            text: "In dev: blue 100→50, green 0→50. The bot applies it at once.".to_owned(),
+        };
+        Message::new(crate::chat::MessageKind::Plan, "plan").with_buttons(Some(PlanButtons {
+            value: "7:1:0123456789ab".to_owned(),
+            approve: dialog("Approve #7 · step 1/1?"),
+            reject: dialog("Reject #7 · step 1/1?"),
+        }))
+    }
+
+    #[test]
+    fn a_plan_with_buttons_carries_an_actions_block_with_confirmations() {
+        let json = serde_json::to_value(content(&plan_with_buttons())).unwrap();
+        let blocks = json["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), 2, "{json}");
+        let actions = &blocks[1];
+        assert_eq!(actions["type"], "actions");
+        assert_eq!(actions["block_id"], PLAN_ACTIONS_BLOCK);
+        let buttons = actions["elements"].as_array().unwrap();
+        let ids: Vec<&str> = buttons
+            .iter()
+            .map(|b| b["action_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["approve", "reject"]);
+        let approve = &buttons[0];
+        assert_eq!(
+            (
+                &approve["value"],
+                &approve["style"],
+                &approve["text"]["text"]
+            ),
+            (
+                &"7:1:0123456789ab".into(),
+                &"primary".into(),
+                &"Approve".into()
+            )
+        );
+        assert_eq!(buttons[1]["style"], "danger");
+        let confirm = &approve["confirm"];
+        assert_eq!(confirm["title"]["text"], "Approve #7 · step 1/1?");
+        assert_eq!(
+            confirm["text"]["text"],
+            "In dev: blue 100→50, green 0→50. The bot applies it at once."
+        );
+        assert_eq!(
+            (&confirm["confirm"]["text"], &confirm["deny"]["text"]),
+            (&"Approve".into(), &"Cancel".into())
+        );
+    }
+
+    #[test]
+    fn a_message_without_buttons_has_only_its_section() {
+        let mut decided = plan_with_buttons();
+        decided.buttons = None;
+        let json = serde_json::to_value(content(&decided)).unwrap();
+        assert_eq!(json["blocks"].as_array().unwrap().len(), 1, "{json}");
     }
 
     #[test]

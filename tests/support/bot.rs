@@ -14,7 +14,9 @@ use chrono::TimeZone;
 
 use failover_bot::backend::memory::MemoryBackend;
 use failover_bot::backend::RoutingBackend;
-use failover_bot::chat::{Chat, Message, MessageKind, MessageRef, StaticGroups};
+use failover_bot::chat::{
+    ButtonChoice, Chat, Click, Message, MessageKind, MessageRef, StaticGroups,
+};
 use failover_bot::clock::{Clock, OffsetClock, SystemClock};
 use failover_bot::config::Config;
 use failover_bot::engine::{CommandRequest, Engine, EngineParts, Reaction};
@@ -365,6 +367,42 @@ impl Harness {
 
     pub async fn approve(&self, user: &str) {
         self.react(user, "white_check_mark").await;
+    }
+
+    /// `user` clicks `choice` on the newest plan awaiting approval, with
+    /// the value its message shows now; returns the click's delivery id.
+    pub async fn click(&self, user: &str, choice: ButtonChoice) -> String {
+        let at = self.newest_pending().expect("a plan awaits approval");
+        let value = self.button_value(&at).expect("the plan shows buttons");
+        let delivery = format!("click:{}", self.event());
+        self.click_with(&at, user, choice, &value, &delivery).await;
+        delivery
+    }
+
+    /// The value of the buttons message `at` shows now, if it shows any.
+    pub fn button_value(&self, at: &MessageRef) -> Option<String> {
+        Some(self.chat.shown(at)?.buttons?.value)
+    }
+
+    /// A click as a transport delivers it, every part chosen: a stale or
+    /// forged value, a repeated delivery id.
+    pub async fn click_with(
+        &self,
+        at: &MessageRef,
+        user: &str,
+        choice: ButtonChoice,
+        value: &str,
+        delivery: &str,
+    ) {
+        self.engine
+            .handle_click(Click {
+                user: user.into(),
+                message: at.clone(),
+                choice,
+                value: value.to_owned(),
+                delivery_id: Some(delivery.to_owned()),
+            })
+            .await;
     }
 
     pub fn weights(&self) -> Weights {

@@ -148,6 +148,16 @@ impl RecordingChat {
             .collect()
     }
 
+    /// The message at `at` as it shows now: its newest update, else as posted.
+    pub fn shown(&self, at: &MessageRef) -> Option<Message> {
+        self.updates(at).pop().or_else(|| {
+            self.posts()
+                .into_iter()
+                .find(|(posted, _)| posted == at)
+                .map(|(_, message)| message)
+        })
+    }
+
     /// The status the plan message at `at` shows now (its newest update).
     pub fn plan_status(&self, at: &MessageRef) -> Option<String> {
         let newest = self.updates(at).pop()?;

@@ -166,6 +166,7 @@ pub fn engine_refusals() -> Vec<Refusal> {
             after: Some(50),
         },
         PlanClosed { op: 7 },
+        UnknownButton,
         NoSuchEnvironment {
             env: "staging".into(),
         },

@@ -40,7 +40,10 @@ use tokio::task::JoinHandle;
 #[allow(unused_imports)] // not every test reads files
 pub use files::SharedFile;
 #[allow(unused_imports)] // not every test builds payloads
-pub use payloads::{reaction_event, sign, slash_command, slash_command_form};
+pub use payloads::{
+    block_actions, interaction_form, reaction_event, sign, slash_command, slash_command_form,
+    Clicked,
+};
 use socket_mode::SocketState;
 
 pub const TEAM_ID: &str = "TFAKE";
@@ -249,6 +252,60 @@ impl FakeSlack {
     /// What message `ts` was last updated to, if it ever was.
     pub fn last_update(&self, ts: &str) -> Option<Posted> {
         self.updates().into_iter().rfind(|u| u.ts == ts)
+    }
+
+    /// Message `ts` as it shows now: its newest update, else as posted.
+    pub fn message_now(&self, ts: &str) -> Option<Posted> {
+        self.last_update(ts)
+            .or_else(|| self.posts().into_iter().find(|p| p.ts == ts))
+    }
+
+    /// The buttons message `ts` shows now, as (action_id, value).
+    pub fn buttons(&self, ts: &str) -> Vec<(String, String)> {
+        let Some(blocks) = self.message_now(ts).and_then(|m| m.blocks) else {
+            return Vec::new();
+        };
+        let elements = blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default());
+        elements
+            .filter(|e| e["type"] == "button")
+            .map(|e| {
+                let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                (field("action_id"), field("value"))
+            })
+            .collect()
+    }
+
+    /// The `block_actions` payload of `user` clicking the button
+    /// `action_id` on message `ts` as it shows now, or `None` if it shows
+    /// no such button.
+    pub fn click_payload(
+        &self,
+        user: &str,
+        ts: &str,
+        action_id: &str,
+        trigger_id: &str,
+    ) -> Option<Value> {
+        let message = self.message_now(ts)?;
+        let (_, value) = self
+            .buttons(ts)
+            .into_iter()
+            .find(|(id, _)| id == action_id)?;
+        let blocks = message.blocks.clone().unwrap_or(Value::Null);
+        let clicked = Clicked {
+            user,
+            channel: &message.channel,
+            ts,
+            action_id,
+            value: &value,
+            text: &message.text,
+            blocks: &blocks,
+        };
+        Some(block_actions(&clicked, trigger_id))
     }
 
     /// The status the plan message `ts` shows now (`pending`, `applied`,

@@ -1,6 +1,7 @@
 //! What Slack sends a bot, built as Slack builds it: slash commands (as a
-//! Socket Mode payload or an HTTP form), reaction events, and the request
-//! signature; and the form encoding both directions use.
+//! Socket Mode payload or an HTTP form), reaction events, button clicks
+//! (`block_actions`, as a Socket Mode payload or the `payload=` form), and
+//! the request signature; and the form encoding both directions use.
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -85,6 +86,56 @@ pub fn reaction_event(
             "event_ts": format!("{event_time}.000100"),
         },
     })
+}
+
+/// A click on a button of the bot's message `ts` in `channel`: the
+/// `block_actions` payload Slack sends, with the button's `action_id` and
+/// `value` as the message showed them, and the message as Slack echoes it.
+pub fn block_actions(click: &Clicked<'_>, trigger_id: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "fake-workspace"},
+        "user": {"id": click.user, "username": click.user.to_lowercase(), "name": click.user.to_lowercase(), "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": "fake-verification-token",
+        "container": {"type": "message", "message_ts": click.ts, "channel_id": click.channel, "is_ephemeral": false},
+        "trigger_id": trigger_id,
+        "channel": {"id": click.channel, "name": click.channel.to_lowercase()},
+        "message": {
+            "type": "message",
+            "user": DEFAULT_BOT_USER,
+            "ts": click.ts,
+            "text": click.text,
+            "blocks": click.blocks,
+        },
+        "response_url": format!("https://hooks.slack.com/actions/{TEAM_ID}/1/fake"),
+        "actions": [{
+            "type": "button",
+            "action_id": click.action_id,
+            "block_id": "plan_actions",
+            "value": click.value,
+            "text": {"type": "plain_text", "text": click.action_id, "emoji": true},
+            "action_ts": format!("{now}.000200"),
+        }],
+    })
+}
+
+/// What a click is on: who clicks which button of which message, and the
+/// message as it shows.
+pub struct Clicked<'a> {
+    pub user: &'a str,
+    pub channel: &'a str,
+    pub ts: &'a str,
+    pub action_id: &'a str,
+    pub value: &'a str,
+    pub text: &'a str,
+    pub blocks: &'a Value,
+}
+
+/// The body Slack POSTs to the interactivity request URL.
+pub fn interaction_form(payload: &Value) -> String {
+    format!("payload={}", form_encode(&payload.to_string()))
 }
 
 /// Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`.

@@ -330,10 +330,46 @@ fn message_content(p: &Map<String, Value>) -> Result<(String, Option<Value>), &'
     if blocks.as_ref().is_some_and(|b| !b.is_array()) {
         return Err("invalid_blocks");
     }
+    if let Some(blocks) = &blocks {
+        check_buttons(blocks)?;
+    }
     if text.is_none() && blocks.is_none() && !p.contains_key("attachments") {
         return Err("no_text");
     }
     Ok((text.unwrap_or_default(), blocks))
+}
+
+/// Slack refuses a message whose buttons break Block Kit's limits: a
+/// button's text at most 75 characters, its value 2,000, its action_id
+/// 255 (unique in the message); a confirmation dialog's title 100, its
+/// text 300, its confirm and deny labels 30.
+fn check_buttons(blocks: &Value) -> Result<(), &'static str> {
+    let within = |v: &Value, max: usize| v.as_str().is_some_and(|s| s.chars().count() <= max);
+    let buttons = blocks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["type"] == "button");
+    let mut action_ids = std::collections::HashSet::new();
+    for button in buttons {
+        let action_id = &button["action_id"];
+        let ok = within(&button["text"]["text"], 75)
+            && (button["value"].is_null() || within(&button["value"], 2000))
+            && within(action_id, 255)
+            && action_ids.insert(action_id.to_string());
+        let confirm = &button["confirm"];
+        let confirm_ok = confirm.is_null()
+            || (within(&confirm["title"]["text"], 100)
+                && within(&confirm["text"]["text"], 300)
+                && within(&confirm["confirm"]["text"], 30)
+                && within(&confirm["deny"]["text"], 30));
+        if !ok || !confirm_ok {
+            return Err("invalid_blocks");
+        }
+    }
+    Ok(())
 }
 
 /// A message's `metadata`, as Slack takes it: an object (or, in a form

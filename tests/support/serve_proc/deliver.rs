@@ -1,5 +1,5 @@
-//! Slack's deliveries to the process, over its transport: slash commands
-//! and events, as Socket Mode envelopes (acknowledged on the socket) or
+//! Slack's deliveries to the process, over its transport: slash commands,
+//! events and button clicks, as Socket Mode envelopes (acknowledged on the socket) or
 //! signed Events API requests (answered over HTTP), first copies or
 //! Slack's retries.
 
@@ -59,6 +59,45 @@ impl ServeProc {
         let acked = self.deliver_event(fake, event, &envelope, 0).await;
         let acked = acked.unwrap_or_else(|| panic!("event acknowledged; log:\n{}", self.log()));
         assert_eq!(acked.status, 200, "log:\n{}", self.log());
+    }
+
+    /// `user` clicks the button `action_id` (`approve`, `reject`) on
+    /// message `ts` as it shows now; returns once the bot acknowledged the
+    /// click. Panics if the message shows no such button.
+    pub async fn click(&self, fake: &FakeSlack, user: &str, ts: &str, action_id: &str) {
+        let trigger = format!("trigger-click-{}", fake.next_envelope_id());
+        let payload = fake
+            .click_payload(user, ts, action_id, &trigger)
+            .unwrap_or_else(|| panic!("message {ts} shows no {action_id} button"));
+        let envelope = fake.next_envelope_id();
+        let acked = self.deliver_interaction(fake, payload, &envelope, 0).await;
+        let acked = acked.unwrap_or_else(|| panic!("click acknowledged; log:\n{}", self.log()));
+        assert_eq!(acked.status, 200, "log:\n{}", self.log());
+    }
+
+    /// Delivers a `block_actions` payload, attempt `attempt`: an
+    /// `interactive` envelope, or the signed `payload=` form POSTed to
+    /// `/slack/interactivity`.
+    pub async fn deliver_interaction(
+        &self,
+        fake: &FakeSlack,
+        payload: Value,
+        envelope_id: &str,
+        attempt: u32,
+    ) -> Option<Acked> {
+        match self.transport() {
+            Transport::Http => {
+                let form = fake_slack::interaction_form(&payload);
+                Some(
+                    self.post_signed("/slack/interactivity", &form, attempt)
+                        .await,
+                )
+            }
+            Transport::Socket => {
+                self.deliver_envelope(fake, envelope_id, "interactive", payload, attempt)
+                    .await
+            }
+        }
     }
 
     /// Delivers a `/failover` slash command `(user, channel, text,
