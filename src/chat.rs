@@ -36,6 +36,8 @@ pub enum MessageKind {
     Frozen,
     Unfrozen,
     DrillScorecard,
+    Readiness,
+    AllClear,
     Legacy,
 }
 
@@ -64,6 +66,8 @@ impl MessageKind {
             MessageKind::Frozen => "frozen",
             MessageKind::Unfrozen => "unfrozen",
             MessageKind::DrillScorecard => "drill_scorecard",
+            MessageKind::Readiness => "readiness",
+            MessageKind::AllClear => "all_clear",
             MessageKind::Legacy => "legacy",
         }
     }

@@ -20,6 +20,7 @@ use crate::operation::{
     PlanStatus, Refusal, ShownPlan, StepApproval, StepOutcome, StopCause, Tripped, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
+use crate::readiness::{Occasion, Report, Severity};
 
 /// Something the bot says, with the facts it says it from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +106,9 @@ pub enum Notice {
     },
     /// A drill's end: its times, and how it compares with earlier drills.
     DrillScorecard(Box<Scorecard>),
+    /// The scheduled readiness check: an environment's result changed, or
+    /// the weekly all-clear.
+    Readiness(Box<ReadinessNotice>),
     /// Written by a release that journaled text, not facts.
     Legacy {
         text: String,
@@ -437,6 +441,14 @@ pub struct StatusNotice {
     pub frozen: Option<Freeze>,
 }
 
+/// What the scheduled readiness check found about one environment, and why
+/// it says so now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessNotice {
+    pub report: Report,
+    pub occasion: Occasion,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryNotice {
     pub env: EnvId,
@@ -470,6 +482,10 @@ impl Notice {
             Notice::Frozen { .. } => MessageKind::Frozen,
             Notice::Unfrozen { .. } => MessageKind::Unfrozen,
             Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
+            Notice::Readiness(r) => match r.occasion {
+                Occasion::Changed => MessageKind::Readiness,
+                Occasion::AllClear => MessageKind::AllClear,
+            },
             Notice::Legacy { .. } => MessageKind::Legacy,
         }
     }
@@ -674,6 +690,19 @@ impl Notice {
                 add("op", card.op.to_string());
                 add("env", card.env.to_string());
                 add("total_ms", card.total_ms.to_string());
+            }
+            Notice::Readiness(r) => {
+                add("env", r.report.env.to_string());
+                add("worst", r.report.worst().to_string());
+                add("problems", r.report.count(Severity::Problem).to_string());
+                add("warnings", r.report.count(Severity::Warning).to_string());
+                let found: Vec<String> = r
+                    .report
+                    .not_ok()
+                    .iter()
+                    .map(|f| format!("{}@{}={}", f.check.as_str(), f.subject, f.severity))
+                    .collect();
+                add("findings", found.join(" "));
             }
             Notice::InternalError { op: None }
             | Notice::CommandCutShort { .. }

@@ -12,13 +12,15 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use slack_morphism::prelude::*;
 
 use crate::backend::dns::{cluster_zones, DnsVerified, Route53Mode};
+use crate::backend::kube::client_for_context;
 use crate::backend::kube::tls::TlsVerification;
 use crate::backend::kube::KubeBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::route53::Route53;
 use crate::backend::RoutingBackend;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, RoutingMode};
+use crate::doctor::{schedule, Doctor, DoctorParts, Home};
 use crate::engine::{Engine, EngineParts};
 use crate::health::{self, Health};
 use crate::journal::sign::{start_signing, Signer, Tail};
@@ -178,12 +180,14 @@ where
         Some(leadership) => journal.guarded(Box::new(leadership.deadline())),
         None => journal,
     };
+    let config = Arc::new(options.config.clone());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(EngineParts {
-        config: Arc::new(options.config),
-        backend,
+        config: config.clone(),
+        backend: backend.clone(),
         chat: chat.clone(),
         groups: chat,
-        clock: Arc::new(SystemClock),
+        clock: clock.clone(),
         journal,
         records,
         bot_user: bot_user.into(),
@@ -195,6 +199,17 @@ where
     let engine = Arc::new(engine);
     engine.resume().await;
     let ticker = tokio::spawn(tick_forever(engine.clone()));
+    let doctor = match config.doctor.every {
+        Some(every) => {
+            let doctor = scheduled_doctor(&options, config.clone(), backend, clock).await?;
+            Some(tokio::spawn(schedule::run(
+                Arc::new(doctor),
+                engine.clone(),
+                every,
+            )))
+        }
+        None => None,
+    };
     let intake = Arc::new(Intake::new(engine));
     if let Some(secret) = &settings.signing_secret {
         health.take_slack_events(http::router(intake.clone(), secret));
@@ -206,11 +221,47 @@ where
     let result = run_transport(&settings, client, intake, &stop, halt).await;
     metrics.set_leader(false);
     ticker.abort();
+    if let Some(doctor) = doctor {
+        doctor.abort();
+    }
     server.abort();
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
     result
+}
+
+/// The scheduled readiness check's doctor: the engine's backend and clock,
+/// Route53 where an environment has records, and the home cluster's Lease
+/// (and journal) when this replica campaigns for it.
+async fn scheduled_doctor(
+    options: &ServeOptions,
+    config: Arc<Config>,
+    backend: Arc<dyn RoutingBackend>,
+    clock: Arc<dyn Clock>,
+) -> Result<Doctor, String> {
+    let needs_dns = config.environments.values().any(|e| e.route53.is_some());
+    let route53 = match needs_dns && !options.in_memory {
+        true => Some(Arc::new(Route53::for_config(&config).await)),
+        false => None,
+    };
+    let home = match &options.leader_election {
+        Some(election) => Some(Home {
+            client: client_for_context(&election.context, options.tls).await?,
+            context: election.context.clone(),
+            namespace: election.namespace.clone(),
+            lease_name: election.lease_name.clone(),
+            journal: matches!(options.journal, JournalAt::Kube { .. }),
+        }),
+        None => None,
+    };
+    Ok(Doctor::new(DoctorParts {
+        config,
+        backend,
+        route53,
+        home,
+        clock,
+    }))
 }
 
 /// Takes events until stopped, or until `halt` says why this replica must

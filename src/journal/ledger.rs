@@ -20,6 +20,7 @@ use crate::operation::{
     Return, ShownPlan, StepApproval, StepOutcome, StopCause, Tripped,
 };
 use crate::plan::PlanHash;
+use crate::readiness::LastPost;
 
 /// Which step's plan a message showed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +115,9 @@ pub struct Ledger {
     pub last_op: OpId,
     /// Environments frozen now.
     pub frozen: BTreeMap<EnvId, Freeze>,
+    /// What the scheduled readiness check last posted about each
+    /// environment (from its `Say` records): a restart compares with it.
+    pub readiness: BTreeMap<EnvId, LastPost>,
 }
 
 impl Ledger {
@@ -157,6 +161,13 @@ impl Ledger {
                 self.unanswered.remove(event);
             }
             Entry::Say { to, notice } => {
+                if let Notice::Readiness(said) = notice {
+                    let last = LastPost {
+                        at: record.at,
+                        signature: said.report.signature(),
+                    };
+                    self.readiness.insert(said.report.env.clone(), last);
+                }
                 let unsaid = Unsaid {
                     to: to.clone(),
                     notice: notice.clone(),

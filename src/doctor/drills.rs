@@ -1,0 +1,73 @@
+//! The age of an environment's last drill.
+//!
+//! A drill is an operation marked as one. Until the journal carries that
+//! mark as a field of its own, an operation is a drill when its command is
+//! `/failover drill …`: [`is_drill`] is the one place that decides, so it
+//! can be pointed at the field when there is one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::age;
+use crate::journal::ledger::Finished;
+use crate::operation::{OperationHeader, OperationOutcome};
+use crate::readiness::{Check, Finding, Severity};
+
+/// Whether the operation was started as a drill.
+pub fn is_drill(header: &OperationHeader) -> bool {
+    let command = header.command.trim();
+    let command = command.strip_prefix("/failover").unwrap_or(command);
+    command.split_whitespace().next() == Some("drill")
+}
+
+/// When the last drill of `env` that ran to its end finished.
+pub fn last_drill(finished: &[Finished], env: &str) -> Option<DateTime<Utc>> {
+    finished
+        .iter()
+        .filter(|f| f.header.env == env && f.outcome == OperationOutcome::Completed)
+        .filter(|f| is_drill(&f.header))
+        .map(|f| f.finished_at)
+        .max()
+}
+
+/// A warning when there was no drill, or the last one is older than
+/// `max_age`.
+pub fn age_finding(last: Option<DateTime<Utc>>, now: DateTime<Utc>, max_age: Duration) -> Finding {
+    let subject = "last drill";
+    let limit = age(max_age);
+    let Some(last) = last else {
+        return Finding::new(
+            Severity::Warning,
+            Check::Drill,
+            subject,
+            format!("none in the journal (doctor.drill_max_age is {limit}): practise with `/failover drill to CLUSTER and back`"),
+        );
+    };
+    let since = (now - last).to_std().unwrap_or_default();
+    let at = last.format("%Y-%m-%d %H:%M UTC");
+    if since > max_age {
+        Finding::new(
+            Severity::Warning,
+            Check::Drill,
+            subject,
+            format!(
+                "{at}, {} ago: older than doctor.drill_max_age ({limit})",
+                age(since)
+            ),
+        )
+    } else {
+        Finding::ok(Check::Drill, subject, format!("{at}, {} ago", age(since)))
+    }
+}
+
+/// Without the journal the last drill cannot be found: a warning, since
+/// readiness includes having practised.
+pub fn unknown_age() -> Finding {
+    Finding::new(
+        Severity::Warning,
+        Check::Drill,
+        "last drill",
+        "unknown: no journal given (--journal FILE, as `serve --journal`)",
+    )
+}
