@@ -113,7 +113,7 @@ fn readiness_text(notice: &ReadinessNotice) -> String {
     let checks = report.findings.len();
     if notice.occasion == Occasion::AllClear {
         return format!(
-            ":white_check_mark: *{env}: all clear* — every readiness check has passed for a week ({checks} checks each time)."
+            ":white_check_mark: *{env}: all clear* — every readiness check has passed for a week ({checks} checks)."
         );
     }
     let (problems, warnings) = (
@@ -121,9 +121,11 @@ fn readiness_text(notice: &ReadinessNotice) -> String {
         report.count(Severity::Warning),
     );
     let headline = match (problems, warnings) {
-        (0, 0) => return format!(
+        (0, 0) => {
+            return format!(
             ":white_check_mark: *{env}: ready* — every readiness check passes ({checks} checks)."
-        ),
+        )
+        }
         (0, w) => format!(":warning: *{env}: ready, with {}*", count(w, "warning")),
         (p, 0) => format!(
             ":rotating_light: *{env}: not ready* — {}",

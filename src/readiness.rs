@@ -79,7 +79,7 @@ impl Check {
             Check::Ownership => "ownership",
             Check::Drift => "drift",
             Check::Lease => "lease",
-            Check::HomePermissions => "home permissions",
+            Check::HomePermissions => "home-permissions",
             Check::Drill => "drill",
         }
     }

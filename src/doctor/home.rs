@@ -57,15 +57,15 @@ impl Home {
         )
         .await;
         let what = match journal {
-            true => "the Lease and the journal",
-            false => "the Lease",
+            true => "the Lease and the journal need",
+            false => "the Lease needs",
         };
         let subject = format!("namespace {} (context {})", self.namespace, self.context);
         if missing.is_empty() {
             Finding::ok(
                 Check::HomePermissions,
                 subject,
-                format!("allowed everything {what} need"),
+                format!("allowed everything {what}"),
             )
         } else {
             Finding::new(
