@@ -201,3 +201,65 @@ pub fn occasion(last: Option<&LastPost>, report: &Report, now: DateTime<Utc>) ->
     let quiet_for = (now - last.at).to_std().unwrap_or_default();
     (clean && quiet_for >= ALL_CLEAR_EVERY).then_some(Occasion::AllClear)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap()
+    }
+
+    fn report(findings: Vec<Finding>) -> Report {
+        Report {
+            env: "dev".into(),
+            findings,
+        }
+    }
+
+    fn old_drill(days: u32) -> Finding {
+        let detail = format!("{days}days ago");
+        Finding::new(Severity::Warning, Check::Drill, "last drill", detail)
+    }
+
+    #[test]
+    fn a_result_is_compared_by_what_is_wrong_not_by_its_words() {
+        let first = report(vec![old_drill(31)]);
+        let last = LastPost {
+            at: at(1),
+            signature: first.signature(),
+        };
+        let aged = report(vec![old_drill(32)]);
+        assert_eq!(occasion(Some(&last), &aged, at(2)), None);
+        let worse = report(vec![
+            old_drill(32),
+            Finding::new(Severity::Problem, Check::Identity, "a", "x"),
+        ]);
+        assert_eq!(
+            occasion(Some(&last), &worse, at(2)),
+            Some(Occasion::Changed)
+        );
+        assert_eq!(occasion(None, &aged, at(2)), Some(Occasion::Changed));
+    }
+
+    #[test]
+    fn only_a_clean_result_gets_the_weekly_all_clear() {
+        let clean = report(vec![Finding::ok(Check::Health, "a", "fine")]);
+        let last = LastPost {
+            at: at(1),
+            signature: clean.signature(),
+        };
+        assert_eq!(occasion(Some(&last), &clean, at(7)), None);
+        assert_eq!(
+            occasion(Some(&last), &clean, at(8)),
+            Some(Occasion::AllClear)
+        );
+        let warned = report(vec![old_drill(40)]);
+        let last = LastPost {
+            at: at(1),
+            signature: warned.signature(),
+        };
+        assert_eq!(occasion(Some(&last), &warned, at(20)), None);
+    }
+}

@@ -319,7 +319,7 @@ async fn strict_turns_a_missing_or_old_drill_into_a_failure() {
     assert!(!ok, "{out}");
     let old = line(&out, "warning", "drill", "last drill").unwrap_or_else(|| panic!("{out}"));
     assert!(
-        old.contains("older than doctor.drill_max_age (30days)"),
+        old.contains("older than doctor.drill_max_age (30 days)"),
         "{out}"
     );
 

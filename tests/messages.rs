@@ -1239,7 +1239,7 @@ fn readiness() {
             Severity::Warning,
             Check::Drill,
             "last drill",
-            "2026-10-01 09:30 UTC, 55days ago: older than doctor.drill_max_age (30days)",
+            "2026-10-01 09:30 UTC, 55 days ago: older than doctor.drill_max_age (30 days)",
         )
     };
     let fine = || Finding::ok(Check::Health, BLUE, "the health gate passes");

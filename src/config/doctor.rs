@@ -88,3 +88,73 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigError;
+
+    fn config(doctor: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(&format!(
+            "slack:\n  channels: [C1, C2]\napproval:\n  approvers: [bob]\n{doctor}environments:\n  dev:\n    channel: C1\n    clusters:\n      - {{name: a, context: a}}\n  prod:\n    clusters:\n      - {{name: b, context: b}}\n"
+        ))
+    }
+
+    fn problems(doctor: &str) -> Vec<String> {
+        match config(doctor) {
+            Err(ConfigError::Invalid(problems)) => problems.iter().map(|p| p.to_string()).collect(),
+            Err(other) => vec![other.to_string()],
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn defaults_check_nothing_on_a_schedule_and_want_a_drill_a_month() {
+        let config = config("").unwrap();
+        assert_eq!(config.doctor, DoctorConfig::default());
+        assert_eq!(config.doctor.every, None);
+        assert_eq!(
+            config.doctor.drill_max_age,
+            Duration::from_secs(30 * 86_400)
+        );
+    }
+
+    #[test]
+    fn durations_read_as_humantime() {
+        let config = config("doctor:\n  every: 1h\n  drill_max_age: 14d\n  channel: C2\n").unwrap();
+        assert_eq!(config.doctor.every, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            config.doctor.drill_max_age,
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(config.doctor_channel("prod"), Some("C2"));
+    }
+
+    #[test]
+    fn a_schedule_needs_a_channel_for_every_environment() {
+        assert_eq!(
+            problems("doctor:\n  every: 1h\n"),
+            ["doctor.channel: environments.prod names no channel for the scheduled check's posts: set doctor.channel or the environment's channel"]
+        );
+        assert!(
+            problems("doctor:\n  drill_max_age: 7d\n").is_empty(),
+            "no schedule, no post"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named_by_key() {
+        assert_eq!(
+            problems("doctor:\n  every: 10s\n  drill_max_age: 0s\n  channel: C9\n"),
+            [
+                "doctor.every: at least 1m: each check asks every cluster and Prometheus",
+                "doctor.drill_max_age: must be longer than 0, e.g. 30d",
+                "doctor.channel: C9 is not in slack.channels, where the bot is meant to talk",
+            ]
+        );
+        let syntax = problems("doctor:\n  every: hourly\n");
+        assert!(syntax[0].contains("doctor.every"), "{syntax:?}");
+        let unknown = problems("doctor:\n  evry: 1h\n");
+        assert!(unknown[0].contains("evry"), "{unknown:?}");
+    }
+}

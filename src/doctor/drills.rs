@@ -71,3 +71,24 @@ pub fn unknown_age() -> Finding {
         "unknown: no journal given (--journal FILE, as `serve --journal`)",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ages_past_the_limit_warn_and_within_it_pass() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let month = Duration::from_secs(30 * 86_400);
+        let days = |n| Some(now - chrono::Duration::days(n));
+        assert_eq!(age_finding(days(29), now, month).severity, Severity::Ok);
+        let old = age_finding(days(31), now, month);
+        assert_eq!(old.severity, Severity::Warning);
+        assert_eq!(
+            old.detail,
+            "2026-11-05 12:00 UTC, 31 days ago: older than doctor.drill_max_age (30 days)"
+        );
+        assert_eq!(age_finding(None, now, month).severity, Severity::Warning);
+    }
+}

@@ -353,12 +353,18 @@ fn gate_finding(gate: &GateConfig, result: &GateResult) -> Finding {
     }
 }
 
-/// `duration` as people read an age: the largest unit or two.
+/// `duration` as people read an age: whole days past a day, else hours
+/// and minutes, else seconds (humantime would say `1month 13h 26m 24s`).
 pub fn age(duration: Duration) -> String {
-    let rounded = Duration::from_secs(match duration.as_secs() {
-        s if s >= 86_400 => s - s % 3600,
-        s if s >= 3600 => s - s % 60,
-        s => s,
-    });
-    humantime::format_duration(rounded).to_string()
+    let secs = duration.as_secs();
+    let plural = |n: u64, unit: &str| match n {
+        1 => format!("1 {unit}"),
+        n => format!("{n} {unit}s"),
+    };
+    match secs {
+        s if s >= 86_400 => plural(s / 86_400, "day"),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
