@@ -28,9 +28,11 @@ use failover_bot::doctor::{Doctor, DoctorParts};
 use failover_bot::journal::Entry;
 use failover_bot::operation::{OperationHeader, OperationKind, OperationOutcome};
 use failover_bot::readiness::Occasion;
+use support::fake_slack::{FakeSlack, Posted};
 use support::kube_env::{routing_weight_yaml, KubeEnv};
 use support::moto::{change_record_sets, create_zone, owned_weighted_sets, Moto};
 use support::prometheus::{Exporter, Prometheus};
+use support::serve_proc::ServeProc;
 use support::{reopen_journal, Harness, RecordingChat};
 
 const RECORDS: [&str; 2] = ["api.dev.example.com.", "www.dev.example.com."];
@@ -285,6 +287,34 @@ async fn doctor_names_a_permission_the_role_lacks() {
     );
     assert!(!missing.contains("update"), "only what is missing: {out}");
     assert!(out.contains("not ready: 1 problem(s)"), "{out}");
+
+    // The home cluster (cluster 0) grants the bot nothing for the Lease and
+    // the journal: every verb is named, against manifests/home/rbac.yaml.
+    let home = [
+        "--lease-context",
+        &env.clusters()[0].context,
+        "--journal-in-home",
+    ];
+    let (ok, out) = doctor_cli(&as_bot, None, &config, &home);
+    assert!(!ok, "{out}");
+    let home_line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("problem  home-permissions"))
+        .unwrap_or_else(|| panic!("{out}"));
+    for verb in [
+        "get leases.coordination.k8s.io failover-bot in failover-bot",
+        "patch leases.coordination.k8s.io failover-bot in failover-bot",
+        "create leases.coordination.k8s.io in failover-bot",
+        "list journalsegments.failover-bot.github.io in failover-bot",
+        "delete journalsegments.failover-bot.github.io in failover-bot",
+    ] {
+        assert!(home_line.contains(verb), "{verb}: {out}");
+    }
+    let lease = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("problem  lease"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(lease.contains("cannot be read"), "{out}");
 }
 
 #[tokio::test]
@@ -465,4 +495,40 @@ async fn serve_checks_every_doctor_every_by_tokio_time() {
     assert_eq!(posts.len(), 2, "{posts:?}");
     assert_eq!(posts[1].0, MessageKind::Readiness);
     schedule.abort();
+}
+
+/// `serve` itself: with `doctor.every` set it checks at start and posts the
+/// result to the environment's channel; after a restart on the same
+/// journal it checks again and stays quiet, the result being the same.
+#[tokio::test]
+async fn serve_posts_the_readiness_result_once_across_a_restart() {
+    let fake = FakeSlack::start().await;
+    let config = SCHEDULED.replace("every: 1h", "every: 1m");
+    let mut bot = ServeProc::options(&config).start(&fake).await;
+    let readiness = |fake: &FakeSlack| -> Vec<Posted> {
+        fake.posts()
+            .into_iter()
+            .filter(|p| p.kind() == Some("readiness"))
+            .collect()
+    };
+    let posted = fake
+        .wait_until("the first readiness post", Duration::from_secs(20), |f| {
+            !readiness(f).is_empty()
+        })
+        .await;
+    assert!(posted, "{}", bot.log());
+    let first = readiness(&fake);
+    assert_eq!(first[0].channel, "C1");
+    assert!(first[0].is("readiness", &[("env", "dev"), ("worst", "warning")]));
+
+    bot.restart(&fake).await;
+    let checked_again = || bot.log().matches("readiness checked").count() >= 2;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !checked_again() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(checked_again(), "{}", bot.log());
+    // After the restart the same result: checked, nothing said.
+    assert!(bot.log().contains("\"nothing\""), "{}", bot.log());
+    assert_eq!(readiness(&fake).len(), 1, "{}", fake.dump());
 }

@@ -37,7 +37,13 @@ pub async fn check_once(doctor: &Doctor, engine: &Engine) -> Vec<(EnvId, Option<
         if let Some(home) = &home {
             report.findings.extend(home.findings.iter().cloned());
         }
+        let worst = report.worst();
         let occasion = engine.report_readiness(report).await;
+        let said = occasion.map_or("nothing", |o| match o {
+            Occasion::Changed => "changed",
+            Occasion::AllClear => "all clear",
+        });
+        tracing::info!(env = %env, %worst, said, "readiness checked");
         posted.push((env, occasion));
     }
     posted
