@@ -10,7 +10,6 @@ use clap::Args;
 
 use super::TlsArgs;
 use crate::backend::kube::client_for_context;
-use crate::backend::route53::Route53;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::doctor::{Doctor, DoctorParts, Home};
@@ -95,18 +94,13 @@ async fn examine(config: Config, args: &DoctorArgs) -> Result<Vec<Report>, Docto
 
 async fn connect(config: Config, args: &DoctorArgs) -> Result<Doctor, DoctorError> {
     let tls = args.tls.verification();
-    let backend = crate::serve::real_backend(&config, tls)
+    let backends = crate::serve::real_backends(&config, tls)
         .await
         .map_err(DoctorError::Connect)?;
-    let needs_dns = config.environments.values().any(|e| e.route53.is_some());
-    let route53 = match needs_dns {
-        true => Some(Arc::new(Route53::for_config(&config).await)),
-        false => None,
-    };
     Ok(Doctor::new(DoctorParts {
         config: Arc::new(config),
-        backend,
-        route53,
+        backend: backends.routing,
+        route53: backends.route53,
         home: home(args).await?,
         clock: Arc::new(SystemClock),
     }))

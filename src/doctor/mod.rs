@@ -208,11 +208,11 @@ impl Doctor {
         let snapshot = match self.backend.read(environment).await {
             Ok(snapshot) => snapshot,
             Err(e) => {
-                let detail = format!("cannot read the weights: {e}");
+                let detail = format!("cannot be read: {e}");
                 return vec![Finding::new(
                     Severity::Problem,
                     Check::Weight,
-                    e.to_string().split(':').next().unwrap_or("weights"),
+                    "weights",
                     detail,
                 )];
             }
