@@ -216,7 +216,7 @@ async fn doctor_passes_a_ready_setup_and_names_each_problem_of_a_broken_one() {
     );
     assert!(strict_ok, "no warning either: {out}");
 
-    // Broken three ways: cluster 1 answers as another cluster, external-dns
+    // Broken three ways (and one warning): cluster 1 answers as another cluster, external-dns
     // gives cluster 0's records to another owner, and the Lease's holder
     // stopped renewing it.
     env.set_identity(1, "k8s-wrong.example.com");
@@ -226,6 +226,11 @@ async fn doctor_passes_a_ready_setup_and_names_each_problem_of_a_broken_one() {
         .collect();
     change_record_sets(&admin, &zone, ChangeAction::Upsert, foreign).await;
     put_lease(&env, Utc::now() - chrono::Duration::hours(1));
+    // And cluster 0's error ratio is up: its gate would block a step now,
+    // which is how things stand, not how they are set up (a warning).
+    exporter.set_for_cluster("error_ratio", &names[0], 0.5);
+    let query = format!("error_ratio{{cluster=\"{}\"}}", names[0]);
+    prometheus.wait_for(&query, |v| v == [0.5]).await;
 
     let (ok, out) = doctor_cli(env.kubeconfig(), Some(&moto), &config, &home);
     assert!(!ok, "{out}");
@@ -245,10 +250,21 @@ async fn doctor_passes_a_ready_setup_and_names_each_problem_of_a_broken_one() {
         lease.contains("held by bot-0 but not renewed in time"),
         "{out}"
     );
+    let gate = format!("errors@{}", names[0]);
+    let blocked = line(&out, "warning", "gate", &gate).unwrap_or_else(|| panic!("{out}"));
+    assert!(blocked.contains("would block a step now: 0.5"), "{out}");
     assert!(
-        out.contains("not ready: 3 problem(s), 0 warning(s)"),
+        out.contains("not ready: 3 problem(s), 1 warning(s)"),
         "{out}"
     );
+
+    // A gate that cannot be read would stop every step: a problem.
+    prometheus.kill();
+    let (ok, out) = doctor_cli(env.kubeconfig(), Some(&moto), &config, &home);
+    assert!(!ok, "{out}");
+    let unread = line(&out, "problem", "gate", &format!("errors@{}", names[1]))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(unread.contains("cannot be evaluated"), "{out}");
 }
 
 #[tokio::test]
