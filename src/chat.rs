@@ -41,6 +41,8 @@ pub enum MessageKind {
     DrillScorecard,
     DrillChart,
     Drills,
+    Readiness,
+    AllClear,
     Legacy,
 }
 
@@ -71,6 +73,8 @@ impl MessageKind {
             MessageKind::DrillScorecard => "drill_scorecard",
             MessageKind::DrillChart => "drill_chart",
             MessageKind::Drills => "drills",
+            MessageKind::Readiness => "readiness",
+            MessageKind::AllClear => "all_clear",
             MessageKind::Legacy => "legacy",
         }
     }

@@ -255,6 +255,64 @@ impl LeaseApi for KubeLease {
     }
 }
 
+/// Who holds a Lease and when it was last renewed, as an outsider (the
+/// readiness doctor) reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub holder: Option<String>,
+    pub renewed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub duration: Option<Duration>,
+}
+
+impl LeaseHolder {
+    /// Whether the holder renewed within its declared duration before `now`.
+    pub fn is_renewed(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        match (self.renewed_at, self.duration) {
+            (Some(at), Some(duration)) => {
+                let expires = chrono::Duration::from_std(duration)
+                    .ok()
+                    .and_then(|d| at.checked_add_signed(d));
+                expires.is_some_and(|expires| expires >= now)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Reads the Lease `name` in `namespace`: `None` when there is none.
+pub async fn read_lease(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<LeaseHolder>, String> {
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let lease = api
+        .get_opt(name)
+        .await
+        .map_err(|e| crate::backend::kube::with_causes(&e))?;
+    Ok(lease.map(|lease| {
+        let spec = lease.spec.unwrap_or_default();
+        LeaseHolder {
+            holder: spec.holder_identity.filter(|h| !h.is_empty()),
+            renewed_at: spec.renew_time.as_ref().and_then(micro_time_utc),
+            duration: spec
+                .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map(Duration::from_secs),
+        }
+    }))
+}
+
+/// A `MicroTime` as UTC, read through its wire form (RFC 3339), which
+/// stays the same whatever time type k8s-openapi wraps.
+fn micro_time_utc(
+    time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let wire = serde_json::to_value(time).ok()?;
+    let parsed = chrono::DateTime::parse_from_rfc3339(wire.as_str()?).ok()?;
+    Some(parsed.with_timezone(&chrono::Utc))
+}
+
 /// Until when this replica may act; cheap to clone and to check before
 /// every external action.
 #[derive(Clone, Debug)]

@@ -21,6 +21,9 @@
 //!      into its next step's plan;
 //!    - [`drill`] — drill timings, the scorecard's facts and the drill
 //!      chart (PNG), computed without I/O;
+//!    - [`readiness`] — the readiness doctor's findings, and when the
+//!      scheduled check posts about them (on a change, and a weekly
+//!      all-clear);
 //!    - [`notice`] — everything the bot says, as kinds with facts;
 //!    - [`journal`] — versioned records of facts, the hash chain, the file,
 //!      and [`journal::ledger`], the fold of records into state.
@@ -39,6 +42,8 @@
 //!    after a restart.
 //! 6. The outside: [`slack`], [`sandbox`], [`serve`], [`leader`],
 //!    [`health`] (on [`listener`], the HTTP server's connection limits),
+//!    [`doctor`] (the readiness checks of `failover-bot doctor` and of
+//!    `serve`'s schedule),
 //!    [`cli`], [`telemetry`].
 //!
 //! # One command, end to end
@@ -64,6 +69,7 @@ pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod drill;
 pub mod engine;
 pub mod gates;
@@ -78,6 +84,7 @@ pub mod notice;
 pub mod operation;
 pub mod plan;
 pub mod promql;
+pub mod readiness;
 pub mod sandbox;
 pub mod serve;
 pub mod slack;

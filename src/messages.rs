@@ -27,13 +27,15 @@ use crate::config::Config;
 use crate::ids::{ClusterId, EnvId, UserId};
 use crate::notice::{
     BakeNotice, BakeState, FinishedNotice, HistoryNotice, HoldPlan, Notice, OperationLine,
-    PhaseName, PlanNotice, ResumeNotice, Resumption, StatusNotice, StepReport, StepStopped,
+    PhaseName, PlanNotice, ReadinessNotice, ResumeNotice, Resumption, StatusNotice, StepReport,
+    StepStopped,
 };
 use crate::operation::{
     CapacityCheck, ClusterOutcome, GateCheck, GateWarning, OperationHeader, OperationKind,
     OperationOutcome, PlanStatus, StepOutcome, StopCause, Tripped, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
+use crate::readiness::{Occasion, Severity};
 
 /// Marks a post sent again after a restart: Slack may already have taken
 /// the first copy just before the crash, and then the channel shows both.
@@ -103,6 +105,7 @@ pub fn render(notice: &Notice, config: &Config) -> Message {
         Notice::DrillScorecard(card) => scorecard::text(card),
         Notice::DrillChart(chart) => scorecard::chart_text(chart),
         Notice::Drills(list) => scorecard::list_text(list),
+        Notice::Readiness(readiness) => readiness_text(readiness),
         Notice::Legacy { text } => text.clone(),
     };
     Message::new(notice.kind(), text)
@@ -143,6 +146,63 @@ fn which_step(plan: &PlanNotice) -> String {
                 ""
             }
         ),
+    }
+}
+
+/// The scheduled readiness check's post: what is not ok, worst first, or
+/// that everything is.
+fn readiness_text(notice: &ReadinessNotice) -> String {
+    let report = &notice.report;
+    let env = &report.env;
+    let checks = report.findings.len();
+    if notice.occasion == Occasion::AllClear {
+        return format!(
+            ":white_check_mark: *{env}: all clear* — every readiness check has passed for a week ({checks} checks)."
+        );
+    }
+    let (problems, warnings) = (
+        report.count(Severity::Problem),
+        report.count(Severity::Warning),
+    );
+    let headline = match (problems, warnings) {
+        (0, 0) => {
+            return format!(
+            ":white_check_mark: *{env}: ready* — every readiness check passes ({checks} checks)."
+        )
+        }
+        (0, w) => format!(":warning: *{env}: ready, with {}*", count(w, "warning")),
+        (p, 0) => format!(
+            ":rotating_light: *{env}: not ready* — {}",
+            count(p, "problem")
+        ),
+        (p, w) => format!(
+            ":rotating_light: *{env}: not ready* — {}, {}",
+            count(p, "problem"),
+            count(w, "warning")
+        ),
+    };
+    let mut text = format!("{headline}:\n");
+    for finding in report.not_ok() {
+        let icon = match finding.severity {
+            Severity::Problem => ":x:",
+            _ => ":warning:",
+        };
+        let _ = writeln!(
+            text,
+            "• {icon} {} ({}): {}",
+            finding.subject,
+            finding.check.as_str(),
+            finding.detail
+        );
+    }
+    text.push_str("`failover-bot doctor --config …` lists every check.");
+    text
+}
+
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }
 

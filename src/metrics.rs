@@ -270,6 +270,9 @@ impl RoutingBackend for MeteredBackend {
         result
     }
 
+    async fn missing_permissions(&self, cluster: &ClusterConfig) -> Option<Vec<String>> {
+        self.inner.missing_permissions(cluster).await
+    }
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         let started = Instant::now();
         let result = self.inner.check_health(cluster).await;

@@ -20,6 +20,7 @@ use crate::operation::{
     PlanStatus, Refusal, ShownPlan, StepApproval, StepOutcome, StopCause, Tripped, WriteFailure,
 };
 use crate::plan::{Plan, Weights};
+use crate::readiness::{Occasion, Report, Severity};
 
 /// Something the bot says, with the facts it says it from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +111,9 @@ pub enum Notice {
     DrillChart(Box<DrillChart>),
     /// `drills`: an environment's past drills.
     Drills(DrillsNotice),
+    /// The scheduled readiness check: an environment's result changed, or
+    /// the weekly all-clear.
+    Readiness(Box<ReadinessNotice>),
     /// Written by a release that journaled text, not facts.
     Legacy {
         text: String,
@@ -474,6 +478,14 @@ pub struct StatusNotice {
     pub frozen: Option<Freeze>,
 }
 
+/// What the scheduled readiness check found about one environment, and why
+/// it says so now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessNotice {
+    pub report: Report,
+    pub occasion: Occasion,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryNotice {
     pub env: EnvId,
@@ -509,6 +521,10 @@ impl Notice {
             Notice::DrillScorecard(_) => MessageKind::DrillScorecard,
             Notice::DrillChart(_) => MessageKind::DrillChart,
             Notice::Drills(_) => MessageKind::Drills,
+            Notice::Readiness(r) => match r.occasion {
+                Occasion::Changed => MessageKind::Readiness,
+                Occasion::AllClear => MessageKind::AllClear,
+            },
             Notice::Legacy { .. } => MessageKind::Legacy,
         }
     }
@@ -734,6 +750,19 @@ impl Notice {
                 add("env", list.env.to_string());
                 let ops: Vec<String> = list.finished.iter().map(|d| d.op.to_string()).collect();
                 add("drills", ops.join(","));
+            }
+            Notice::Readiness(r) => {
+                add("env", r.report.env.to_string());
+                add("worst", r.report.worst().to_string());
+                add("problems", r.report.count(Severity::Problem).to_string());
+                add("warnings", r.report.count(Severity::Warning).to_string());
+                let found: Vec<String> = r
+                    .report
+                    .not_ok()
+                    .iter()
+                    .map(|f| format!("{}@{}={}", f.check.as_str(), f.subject, f.severity))
+                    .collect();
+                add("findings", found.join(" "));
             }
             Notice::InternalError { op: None }
             | Notice::CommandCutShort { .. }

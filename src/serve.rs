@@ -12,13 +12,15 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use slack_morphism::prelude::*;
 
 use crate::backend::dns::{cluster_zones, DnsVerified, Route53Mode};
+use crate::backend::kube::client_for_context;
 use crate::backend::kube::tls::TlsVerification;
 use crate::backend::kube::KubeBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::route53::Route53;
 use crate::backend::RoutingBackend;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, RoutingMode};
+use crate::doctor::{schedule, Doctor, DoctorParts, Home};
 use crate::engine::{Engine, EngineParts};
 use crate::health::{self, Health};
 use crate::journal::sign::{start_signing, Signer, Tail};
@@ -71,15 +73,16 @@ pub async fn serve(options: ServeOptions, settings: SlackSettings) -> Result<(),
         election.check_home(&options.config)?;
     }
     let metrics = Arc::new(Metrics::new());
-    let backend = metered(backend(&options).await?, &options, metrics.clone());
+    let mut backends = backends(&options).await?;
+    backends.routing = metered(backends.routing, &options, metrics.clone());
     if settings.api_url.starts_with("http://") {
         // Plain HTTP only for a local Slack stand-in (tests); Slack itself is HTTPS.
         let connector = SlackClientHyperConnector::with_connector(HttpConnector::new());
-        serve_with(connector, options, settings, backend, metrics).await
+        serve_with(connector, options, settings, backends, metrics).await
     } else {
         let connector = SlackClientHyperConnector::new()
             .map_err(|e| format!("cannot set up TLS for Slack: {e}"))?;
-        serve_with(connector, options, settings, backend, metrics).await
+        serve_with(connector, options, settings, backends, metrics).await
     }
 }
 
@@ -96,12 +99,22 @@ fn metered(
     Arc::new(MeteredBackend::new(backend, &name, metrics))
 }
 
+/// The routing backend, and the Route53 client inside it (one client, so
+/// one rate budget, for the engine and the readiness check).
+pub struct Backends {
+    pub routing: Arc<dyn RoutingBackend>,
+    pub route53: Option<Arc<Route53>>,
+}
+
 /// In-memory clusters (`--in-memory`), else the real ones.
-pub async fn backend(options: &ServeOptions) -> Result<Arc<dyn RoutingBackend>, String> {
+pub async fn backends(options: &ServeOptions) -> Result<Backends, String> {
     if options.in_memory {
-        return Ok(Arc::new(MemoryBackend::from_config(&options.config)));
+        return Ok(Backends {
+            routing: Arc::new(MemoryBackend::from_config(&options.config)),
+            route53: None,
+        });
     }
-    real_backend(&options.config, options.tls).await
+    real_backends(&options.config, options.tls).await
 }
 
 /// The clusters of the config's mode, reached through `$KUBECONFIG` (and
@@ -111,28 +124,39 @@ pub async fn real_backend(
     config: &Config,
     tls: TlsVerification,
 ) -> Result<Arc<dyn RoutingBackend>, String> {
+    Ok(real_backends(config, tls).await?.routing)
+}
+
+/// [`real_backend`], with its Route53 client when it has one.
+pub async fn real_backends(config: &Config, tls: TlsVerification) -> Result<Backends, String> {
     let kube = Arc::new(KubeBackend::connect_with(config, None, tls).await?);
     let timeout = config.routing.verify_timeout;
     let needs_dns = config.environments.values().any(|e| e.route53.is_some());
     let zones = cluster_zones(config);
-    match config.routing.mode {
-        RoutingMode::Route53 => {
-            let route53 = Arc::new(Route53::for_config(config).await);
-            Ok(Arc::new(Route53Mode::new(kube, route53, timeout, zones)))
+    let route53 = match needs_dns || config.routing.mode == RoutingMode::Route53 {
+        true => Arc::new(Route53::for_config(config).await),
+        false => {
+            return Ok(Backends {
+                routing: kube,
+                route53: None,
+            })
         }
-        _ if needs_dns => {
-            let route53 = Arc::new(Route53::for_config(config).await);
-            Ok(Arc::new(DnsVerified::new(kube, route53, timeout, zones)))
-        }
-        _ => Ok(kube),
-    }
+    };
+    let routing: Arc<dyn RoutingBackend> = match config.routing.mode {
+        RoutingMode::Route53 => Arc::new(Route53Mode::new(kube, route53.clone(), timeout, zones)),
+        _ => Arc::new(DnsVerified::new(kube, route53.clone(), timeout, zones)),
+    };
+    Ok(Backends {
+        routing,
+        route53: Some(route53),
+    })
 }
 
 async fn serve_with<H>(
     connector: SlackClientHyperConnector<H>,
     options: ServeOptions,
     settings: SlackSettings,
-    backend: Arc<dyn RoutingBackend>,
+    backends: Backends,
     metrics: Arc<Metrics>,
 ) -> Result<(), String>
 where
@@ -178,12 +202,14 @@ where
         Some(leadership) => journal.guarded(Box::new(leadership.deadline())),
         None => journal,
     };
+    let config = Arc::new(options.config.clone());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(EngineParts {
-        config: Arc::new(options.config),
-        backend,
+        config: config.clone(),
+        backend: backends.routing.clone(),
         chat: chat.clone(),
         groups: chat,
-        clock: Arc::new(SystemClock),
+        clock: clock.clone(),
         journal,
         records,
         bot_user: bot_user.into(),
@@ -195,6 +221,17 @@ where
     let engine = Arc::new(engine);
     engine.resume().await;
     let ticker = tokio::spawn(tick_forever(engine.clone()));
+    let doctor = match config.doctor.every {
+        Some(every) => {
+            let doctor = scheduled_doctor(&options, config.clone(), backends, clock).await;
+            Some(tokio::spawn(schedule::run(
+                Arc::new(doctor),
+                engine.clone(),
+                every,
+            )))
+        }
+        None => None,
+    };
     let intake = Arc::new(Intake::new(engine));
     if let Some(secret) = &settings.signing_secret {
         health.take_slack_events(http::router(intake.clone(), secret));
@@ -206,11 +243,59 @@ where
     let result = run_transport(&settings, client, intake, &stop, halt).await;
     metrics.set_leader(false);
     ticker.abort();
+    if let Some(doctor) = doctor {
+        doctor.abort();
+    }
     server.abort();
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
     result
+}
+
+/// The scheduled readiness check's doctor: the engine's backends and
+/// clock, and the home cluster's Lease (and journal) when this replica
+/// campaigns for it.
+async fn scheduled_doctor(
+    options: &ServeOptions,
+    config: Arc<Config>,
+    backends: Backends,
+    clock: Arc<dyn Clock>,
+) -> Doctor {
+    let home = match &options.leader_election {
+        Some(election) => home_of(election, &options.journal, options.tls).await,
+        None => None,
+    };
+    Doctor::new(DoctorParts {
+        config,
+        backend: backends.routing,
+        route53: backends.route53,
+        home,
+        clock,
+    })
+}
+
+/// The home cluster as the readiness check sees it. Not reaching it leaves
+/// the Lease unchecked, not the bot stopped: the bot reached it a moment
+/// ago to lead, and a check is no reason to give up serving.
+async fn home_of(
+    election: &LeaderElection,
+    journal: &JournalAt,
+    tls: TlsVerification,
+) -> Option<Home> {
+    match client_for_context(&election.context, tls).await {
+        Ok(client) => Some(Home {
+            client,
+            context: election.context.clone(),
+            namespace: election.namespace.clone(),
+            lease_name: election.lease_name.clone(),
+            journal: matches!(journal, JournalAt::Kube { .. }),
+        }),
+        Err(error) => {
+            tracing::error!(%error, "readiness check: cannot reach the home cluster; its Lease goes unchecked");
+            None
+        }
+    }
 }
 
 /// Takes events until stopped, or until `halt` says why this replica must

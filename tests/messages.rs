@@ -1367,3 +1367,59 @@ fn journal_key_replaced() {
         }
     )]));
 }
+
+/// The scheduled readiness check's posts: a result that changed (problems
+/// and warnings, warnings only, fixed) and the weekly all-clear.
+#[test]
+fn readiness() {
+    use failover_bot::notice::ReadinessNotice;
+    use failover_bot::readiness::{Check, Finding, Occasion, Report, Severity};
+    let identity = || {
+        Finding::new(
+            Severity::Problem,
+            Check::Identity,
+            GREEN,
+            "context green answers as `k8s-old.dev.example.com`, not `k8s-green.dev.example.com`",
+        )
+    };
+    let drill = || {
+        Finding::new(
+            Severity::Warning,
+            Check::Drill,
+            "last drill",
+            "2026-10-01 09:30 UTC, 55 days ago: older than doctor.drill_max_age (30 days)",
+        )
+    };
+    let fine = || Finding::ok(Check::Health, BLUE, "the health gate passes");
+    let post = |findings: Vec<Finding>, occasion| {
+        Notice::Readiness(Box::new(ReadinessNotice {
+            report: Report {
+                env: "dev".into(),
+                findings,
+            },
+            occasion,
+        }))
+    };
+    let changed = Occasion::Changed;
+    insta::assert_snapshot!(cases(vec![
+        (
+            "not ready",
+            post(vec![fine(), drill(), identity()], changed)
+        ),
+        ("warnings only", post(vec![fine(), drill()], changed)),
+        ("ready again", post(vec![fine(), fine()], changed)),
+        (
+            "weekly all-clear",
+            post(vec![fine(), fine()], Occasion::AllClear)
+        ),
+    ]));
+    let message = render(&post(vec![identity(), drill()], changed), &config());
+    assert_eq!(message.kind, MessageKind::Readiness);
+    assert_eq!(message.fact("problems"), Some("1"));
+    assert_eq!(
+        message.fact("findings"),
+        Some(format!("identity@{GREEN}=problem drill@last drill=warning").as_str())
+    );
+    let weekly = render(&post(vec![fine()], Occasion::AllClear), &config());
+    assert_eq!(weekly.kind, MessageKind::AllClear);
+}

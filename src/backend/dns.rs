@@ -155,6 +155,9 @@ impl RoutingBackend for DnsVerified {
     async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         self.inner.check_identity(cluster).await
     }
+    async fn missing_permissions(&self, cluster: &ClusterConfig) -> Option<Vec<String>> {
+        self.inner.missing_permissions(cluster).await
+    }
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         self.inner.check_health(cluster).await?;
         route53_health(&self.route53, &self.zones, cluster).await
@@ -310,6 +313,9 @@ impl RoutingBackend for Route53Mode {
     }
     async fn check_identity(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         self.identity.check_identity(cluster).await
+    }
+    async fn missing_permissions(&self, cluster: &ClusterConfig) -> Option<Vec<String>> {
+        self.identity.missing_permissions(cluster).await
     }
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         self.identity.check_health(cluster).await?;

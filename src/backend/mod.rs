@@ -195,6 +195,13 @@ pub trait RoutingBackend: Send + Sync {
     /// The cluster's health gate passes.
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure>;
 
+    /// What the bot needs in the cluster that its credentials may not do
+    /// (SelfSubjectAccessReviews), as `verb resource …` lines. `None`: this
+    /// backend has no permissions to ask about (in-memory clusters).
+    async fn missing_permissions(&self, _cluster: &ClusterConfig) -> Option<Vec<String>> {
+        None
+    }
+
     /// Sets a routed cluster's weight; with `expected_version`, fails with
     /// [`BackendError::Conflict`] if the object changed since it was read.
     async fn set_weight(

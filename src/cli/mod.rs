@@ -4,6 +4,7 @@
 
 mod audit;
 mod check;
+mod doctor;
 mod journal;
 mod keys;
 
@@ -139,6 +140,12 @@ pub enum CliCommand {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Readiness: for every environment and cluster, identity, permissions
+    /// (SelfSubjectAccessReview), health and Prometheus gates, DNS ownership
+    /// and drift; the Lease holder; the age of the last drill. One line per
+    /// finding (ok, warning, problem); exit ≠ 0 on any problem, and on
+    /// warnings too with --strict.
+    Doctor(doctor::DoctorArgs),
     /// The journal's signing keys: generate one, rotate to a new one, or
     /// start a new signed chain when the old key is lost.
     Keys {
@@ -210,6 +217,10 @@ async fn run(cli: Cli) -> ExitCode {
             tls,
         } => match load(Some(&config)) {
             Ok(config) => check::check(&config, offline, tls.verification()).await,
+            Err(code) => code,
+        },
+        CliCommand::Doctor(args) => match load(Some(&args.config)) {
+            Ok(config) => doctor::doctor(config, &args).await,
             Err(code) => code,
         },
         CliCommand::Status { config, env, tls } => match load(Some(&config)) {

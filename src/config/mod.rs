@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod doctor;
 pub mod gates;
 
 use crate::ids::{ClusterId, EnvId};
@@ -27,6 +28,10 @@ pub struct Config {
     #[serde(default)]
     pub routing: RoutingConfig,
     pub environments: BTreeMap<EnvId, EnvironmentConfig>,
+    /// The readiness doctor (`failover-bot doctor`, and `serve`'s scheduled
+    /// check when `doctor.every` is set).
+    #[serde(default)]
+    pub doctor: doctor::DoctorConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -437,6 +442,7 @@ impl Config {
         self.validate_approval(&mut problems);
         self.validate_routing(&mut problems);
         self.validate_environments(&mut problems);
+        self.validate_doctor(&mut problems);
         problems.0
     }
 

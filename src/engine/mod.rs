@@ -25,6 +25,7 @@ mod hold;
 mod outbox;
 mod policy;
 mod reactions;
+mod readiness;
 mod resume;
 mod signals;
 mod start;

@@ -22,6 +22,7 @@ use crate::operation::{
     Return, ShownPlan, StepApproval, StepOutcome, StopCause, Tripped,
 };
 use crate::plan::PlanHash;
+use crate::readiness::LastPost;
 
 /// Which step's plan a message showed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +140,9 @@ pub struct Ledger {
     pub frozen: BTreeMap<EnvId, Freeze>,
     /// The stopwatch of each running drill, by operation.
     pub drill_clocks: BTreeMap<OpId, DrillClock>,
+    /// What the scheduled readiness check last posted about each
+    /// environment (from its `Say` records): a restart compares with it.
+    pub readiness: BTreeMap<EnvId, LastPost>,
 }
 
 /// How many of the newest finished operations of each environment a
@@ -174,6 +178,9 @@ pub struct LedgerSnapshot {
     /// The stopwatch of each running drill.
     #[serde(default)]
     pub drill_clocks: Vec<(OpId, DrillClock)>,
+    /// What the scheduled readiness check last posted, by environment.
+    #[serde(default)]
+    pub readiness: BTreeMap<EnvId, LastPost>,
 }
 
 impl Ledger {
@@ -204,6 +211,7 @@ impl Ledger {
             last_op: self.last_op,
             frozen: self.frozen.clone(),
             drill_clocks: self.drill_clocks.clone().into_iter().collect(),
+            readiness: self.readiness.clone(),
         }
     }
 
@@ -248,6 +256,7 @@ impl Ledger {
             last_op: snapshot.last_op,
             frozen: snapshot.frozen.clone(),
             drill_clocks: snapshot.drill_clocks.iter().cloned().collect(),
+            readiness: snapshot.readiness.clone(),
         }
     }
 
@@ -301,6 +310,13 @@ impl Ledger {
                 self.unanswered.remove(event);
             }
             Entry::Say { to, notice } => {
+                if let Notice::Readiness(said) = notice {
+                    let last = LastPost {
+                        at: record.at,
+                        signature: said.report.signature(),
+                    };
+                    self.readiness.insert(said.report.env.clone(), last);
+                }
                 let unsaid = Unsaid {
                     to: to.clone(),
                     notice: notice.clone(),

@@ -159,6 +159,9 @@ impl<S: Send + Sync> RoutingBackend for Hooked<S> {
         self.inner.check_identity(cluster).await
     }
 
+    async fn missing_permissions(&self, cluster: &ClusterConfig) -> Option<Vec<String>> {
+        self.inner.missing_permissions(cluster).await
+    }
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         self.inner.check_health(cluster).await
     }

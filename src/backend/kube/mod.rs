@@ -323,7 +323,7 @@ impl KubeBackend {
             .map_err(|e| e.to_string());
         let state = self.read_cluster(cluster).await.map_err(|e| e.to_string());
         let missing = match self.client(&cluster.name) {
-            Ok(client) => self.missing_permissions(client).await,
+            Ok(client) => self.denied_permissions(client).await,
             Err(e) => vec![e.to_string()],
         };
         ClusterCheck {
@@ -334,7 +334,7 @@ impl KubeBackend {
     }
 
     /// What the bot needs in each mode that this client may not do.
-    async fn missing_permissions(&self, client: &Client) -> Vec<String> {
+    async fn denied_permissions(&self, client: &Client) -> Vec<String> {
         let ns = self.settings.namespace.as_str();
         let mut needed = vec![Permission::named(
             "get",
@@ -373,6 +373,50 @@ impl KubeBackend {
         });
         join_all(reviews).await.into_iter().flatten().collect()
     }
+}
+
+/// What the bot does in its home cluster that `client` may not: the Lease
+/// named `lease` (leader election) and, with `journal`, the journal's
+/// JournalSegments, all in `namespace` (as manifests/home/rbac.yaml grants).
+pub async fn missing_home_permissions(
+    client: &Client,
+    namespace: &str,
+    lease: Option<&str>,
+    journal: bool,
+) -> Vec<String> {
+    let mut needed = Vec::new();
+    if let Some(lease) = lease {
+        for verb in ["get", "patch"] {
+            needed.push(Permission::named(
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                namespace,
+                lease,
+            ));
+        }
+        needed.push(Permission::in_namespace(
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            namespace,
+        ));
+    }
+    if journal {
+        for verb in ["get", "list", "create", "patch", "delete"] {
+            needed.push(Permission::in_namespace(
+                verb,
+                "failover-bot.github.io",
+                "journalsegments",
+                namespace,
+            ));
+        }
+    }
+    let reviews = needed.into_iter().map(|p| async move {
+        let allowed = can_i(client, &p).await;
+        (!allowed).then(|| p.to_string())
+    });
+    join_all(reviews).await.into_iter().flatten().collect()
 }
 
 /// One thing the bot must be allowed to do (a SelfSubjectAccessReview).
@@ -574,6 +618,12 @@ impl RoutingBackend for KubeBackend {
         }
     }
 
+    async fn missing_permissions(&self, cluster: &ClusterConfig) -> Option<Vec<String>> {
+        Some(match self.client(&cluster.name) {
+            Ok(client) => self.denied_permissions(client).await,
+            Err(e) => vec![e.to_string()],
+        })
+    }
     async fn check_health(&self, cluster: &ClusterConfig) -> Result<(), GateFailure> {
         match &cluster.health_url {
             Some(url) => self.health.check(url).await,
