@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use support::fake_slack::FakeSlack;
-use support::replicas::{approve, wait_weights, JournalKind, Scene, Shared};
+use support::replicas::{JournalKind, Scene, Shared};
 use support::serve_proc::{ServeProc, READY_WITHIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +30,7 @@ async fn a_new_leader_resumes_the_failover_from_the_journal_in_the_home_cluster(
 
 async fn a_new_leader_resumes_the_failover(kind: JournalKind) {
     let scene = Scene::start(kind).await;
-    let Scene { env, fake, .. } = &scene;
+    let fake = &scene.fake;
     let shared = scene.shared();
 
     let first = shared.replica("replica-a");
@@ -82,22 +82,7 @@ async fn a_new_leader_resumes_the_failover(kind: JournalKind) {
     assert_gauges(&second, "1").await;
 
     // The pending plan from the old leader is approved through the new one.
-    approve(fake, &second, "Ev2", &step2).await;
-    assert_eq!(
-        wait_weights(env, [0, 100]).await,
-        [Some(0), Some(100)],
-        "step 2 applied by the new leader; its log:\n{}\nSlack:\n{}",
-        second.log(),
-        fake.dump()
-    );
-    let finished = fake
-        .wait_until("the closing message", Duration::from_secs(20), |f| {
-            f.posts()
-                .iter()
-                .any(|p| p.is("finished", &[("op", "1"), ("outcome", "completed")]))
-        })
-        .await;
-    assert!(finished, "the channel hears it finished:\n{}", fake.dump());
+    scene.last_step_through(&second, "Ev2", &step2).await;
 
     let (verified, report) = scene.audit();
     assert!(verified, "{report}");

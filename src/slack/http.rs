@@ -188,18 +188,27 @@ fn verified<'b>(
     }
 }
 
+/// The body of a signed request as text, or the answer refusing it.
+fn signed_text(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<String, Response> {
+    let body = read_signed(state, headers, body).map_err(IntoResponse::into_response)?;
+    String::from_utf8(body.to_vec())
+        .map_err(|_| (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response())
+}
+
 async fn command(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read_signed(&state, &headers, body) {
-        Ok(body) => body,
-        Err(refusal) => return refusal.into_response(),
+    let text = match signed_text(&state, &headers, body) {
+        Ok(text) => text,
+        Err(refusal) => return refusal,
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response();
-    };
+    let text = text.as_str();
     let Ok(command) = decode::slash_command_form(text) else {
         return (StatusCode::BAD_REQUEST, "not a slash command form").into_response();
     };
@@ -212,13 +221,11 @@ async fn event(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read_signed(&state, &headers, body) {
-        Ok(body) => body,
-        Err(refusal) => return refusal.into_response(),
+    let text = match signed_text(&state, &headers, body) {
+        Ok(text) => text,
+        Err(refusal) => return refusal,
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response();
-    };
+    let text = text.as_str();
     match decode::push_event(text) {
         Ok(Inbound::UrlVerification { challenge }) => {
             Json(serde_json::json!({ "challenge": challenge })).into_response()
@@ -252,13 +259,11 @@ async fn interactivity(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read_signed(&state, &headers, body) {
-        Ok(body) => body,
-        Err(refusal) => return refusal.into_response(),
+    let text = match signed_text(&state, &headers, body) {
+        Ok(text) => text,
+        Err(refusal) => return refusal,
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response();
-    };
+    let text = text.as_str();
     match decode::interaction_form(text) {
         Ok(interactive) => {
             state.intake.interactive(interactive);

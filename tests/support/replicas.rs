@@ -301,6 +301,28 @@ impl Scene {
         step2
     }
 
+    /// Step 2 (plan `step2`) approved through `leader`: it applies (0/100)
+    /// and the channel hears the operation completed.
+    pub async fn last_step_through(&self, leader: &ServeProc, event_id: &str, step2: &str) {
+        let fake = &self.fake;
+        approve(fake, leader, event_id, step2).await;
+        assert_eq!(
+            wait_weights(&self.env, [0, 100]).await,
+            [Some(0), Some(100)],
+            "step 2 applied by {event_id}'s leader; its log:\n{}\nSlack:\n{}",
+            leader.log(),
+            fake.dump()
+        );
+        let finished = fake
+            .wait_until("the closing message", Duration::from_secs(20), |f| {
+                f.posts()
+                    .iter()
+                    .any(|p| p.is("finished", &[("op", "1"), ("outcome", "completed")]))
+            })
+            .await;
+        assert!(finished, "the channel hears it finished:\n{}", fake.dump());
+    }
+
     /// `failover-bot audit verify` on the replicas' journal: its exit and
     /// what it printed.
     pub fn audit(&self) -> (bool, String) {
