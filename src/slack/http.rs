@@ -193,10 +193,9 @@ fn signed_text(
     state: &HttpState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<String, Response> {
-    let body = read_signed(state, headers, body).map_err(IntoResponse::into_response)?;
-    String::from_utf8(body.to_vec())
-        .map_err(|_| (StatusCode::BAD_REQUEST, "body is not UTF-8").into_response())
+) -> Result<String, Rejection> {
+    let body = read_signed(state, headers, body)?;
+    String::from_utf8(body.to_vec()).map_err(|_| (StatusCode::BAD_REQUEST, "body is not UTF-8"))
 }
 
 async fn command(
@@ -206,7 +205,7 @@ async fn command(
 ) -> Response {
     let text = match signed_text(&state, &headers, body) {
         Ok(text) => text,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let text = text.as_str();
     let Ok(command) = decode::slash_command_form(text) else {
@@ -223,7 +222,7 @@ async fn event(
 ) -> Response {
     let text = match signed_text(&state, &headers, body) {
         Ok(text) => text,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let text = text.as_str();
     match decode::push_event(text) {
@@ -261,7 +260,7 @@ async fn interactivity(
 ) -> Response {
     let text = match signed_text(&state, &headers, body) {
         Ok(text) => text,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let text = text.as_str();
     match decode::interaction_form(text) {
