@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::SystemClock;
-use crate::journal::{parse_line, verify_chain};
+use crate::journal::{parse_line, verify_chain, Entry};
 use crate::store::kube::archive::Export;
 use crate::store::kube::{KubeStore, KubeStoreSettings};
 use crate::store::{Batch, LineStore, StoreError};
@@ -120,9 +120,9 @@ async fn import(at: &JournalAt, file: &Path) -> Result<String, String> {
     }
     let mut head = loaded.head;
     let mut done = 0;
-    for batch in batches(&lines, IMPORT_BATCH_BYTES) {
-        let count = batch.len();
-        head = store.append(&head, &Batch::new(batch)).await.map_err(|e| {
+    for batch in batches(&lines, IMPORT_BATCH_BYTES, is_snapshot) {
+        let count = batch.lines.len();
+        head = store.append(&head, &batch).await.map_err(|e| {
             format!(
                 "{e}; imported {done} of {} line(s): delete the JournalSegment objects in namespace {} and import again",
                 lines.len(),
@@ -166,21 +166,32 @@ fn read_file_journal(path: &Path) -> Result<Vec<String>, String> {
     Ok(lines.into_iter().map(str::to_owned).collect())
 }
 
+/// Whether a journal line is a ledger snapshot (start-up reads from the
+/// latest one).
+fn is_snapshot(line: &str) -> bool {
+    parse_line(line).is_ok_and(|r| matches!(r.entry, Entry::Snapshot { .. }))
+}
+
 /// `lines` in order, in batches of at most `max_bytes` (a longer line
-/// alone).
-fn batches(lines: &[String], max_bytes: usize) -> Vec<Vec<String>> {
+/// alone); a snapshot line starts a batch of its own, marked as a
+/// checkpoint, so that start-up reads an imported journal from its latest
+/// snapshot as it would the file.
+fn batches(lines: &[String], max_bytes: usize, snapshot: impl Fn(&str) -> bool) -> Vec<Batch> {
     let mut all = Vec::new();
-    let mut current: Vec<String> = Vec::new();
+    let mut current = Batch::default();
     let mut bytes = 0;
     for line in lines {
-        if !current.is_empty() && bytes + line.len() > max_bytes {
+        let starts_snapshot = snapshot(line);
+        let full = bytes + line.len() > max_bytes;
+        if !current.lines.is_empty() && (full || starts_snapshot) {
             all.push(std::mem::take(&mut current));
             bytes = 0;
         }
+        current.checkpoint |= current.lines.is_empty() && starts_snapshot;
         bytes += line.len();
-        current.push(line.clone());
+        current.lines.push(line.clone());
     }
-    if !current.is_empty() {
+    if !current.lines.is_empty() {
         all.push(current);
     }
     all
@@ -281,11 +292,35 @@ mod tests {
             .iter()
             .map(|l| l.to_string())
             .collect();
-        let batches = batches(&lines, 6);
+        let batches = batches(&lines, 6, |_| false);
+        let shapes: Vec<Vec<String>> = batches.iter().map(|b| b.lines.clone()).collect();
         assert_eq!(
-            batches,
+            shapes,
             [vec!["aaaa", "bb"], vec!["cccccccc"], vec!["d", "ee"]]
         );
-        assert_eq!(batches.concat(), lines);
+        assert!(batches.iter().all(|b| !b.checkpoint));
+        assert_eq!(shapes.concat(), lines);
+    }
+
+    #[test]
+    fn a_snapshot_line_starts_a_checkpoint_batch() {
+        let lines: Vec<String> = ["a", "S1", "b", "c", "S2"]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let batches = batches(&lines, 100, |l| l.starts_with('S'));
+        let shapes: Vec<(Vec<String>, bool)> = batches
+            .iter()
+            .map(|b| (b.lines.clone(), b.checkpoint))
+            .collect();
+        let owned = |v: &[&str]| v.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shapes,
+            [
+                (owned(&["a"]), false),
+                (owned(&["S1", "b", "c"]), true),
+                (owned(&["S2"]), true)
+            ]
+        );
     }
 }
