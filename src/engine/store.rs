@@ -40,13 +40,13 @@ impl Inner {
         for record in records {
             self.ledger.apply(record);
             match &record.entry {
+                Entry::Snapshot { .. } => self.since_snapshot = 0,
                 Entry::Started { header } => {
                     self.reserved.remove(&header.id);
+                    self.since_snapshot += 1;
                 }
-                Entry::Snapshot { .. } => self.since_snapshot = 0,
-                _ => {}
+                _ => self.since_snapshot += 1,
             }
-            self.since_snapshot += usize::from(!matches!(record.entry, Entry::Snapshot { .. }));
             count(&self.metrics, record);
         }
     }

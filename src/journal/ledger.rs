@@ -185,7 +185,8 @@ pub struct LedgerSnapshot {
 
 impl Ledger {
     /// The state as a snapshot keeping `history` finished operations per
-    /// environment (and each environment's last weight change).
+    /// environment (and each environment's newest drills and last weight
+    /// change).
     pub fn snapshot(&self, history: usize) -> LedgerSnapshot {
         let finished = self.kept_history(history);
         let kept_ops: HashSet<OpId> = finished
