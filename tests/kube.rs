@@ -455,22 +455,7 @@ async fn the_bot_works_with_exactly_the_shipped_role_and_not_without_it() {
 }
 
 fn run_cli(env: &KubeEnv, config: &Config, args: &[&str]) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, serde_json::to_string(config).unwrap()).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-bot"))
-        .args(args)
-        .arg("--config")
-        .arg(&path)
-        .env("KUBECONFIG", env.kubeconfig())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    run_cli_with(env.kubeconfig(), config, args)
 }
 
 #[tokio::test]
@@ -763,6 +748,8 @@ fn insecure_kubeconfig(env: &KubeEnv, index: usize) -> (tempfile::TempDir, std::
     (dir, path)
 }
 
+/// `failover-bot ARGS --config CONFIG` with `kubeconfig`: whether it
+/// succeeded, and what it printed (stdout, then stderr).
 fn run_cli_with(kubeconfig: &std::path::Path, config: &Config, args: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");

@@ -207,8 +207,7 @@ async fn command(
         Ok(text) => text,
         Err(refusal) => return refusal.into_response(),
     };
-    let text = text.as_str();
-    let Ok(command) = decode::slash_command_form(text) else {
+    let Ok(command) = decode::slash_command_form(&text) else {
         return (StatusCode::BAD_REQUEST, "not a slash command form").into_response();
     };
     let reply = state.intake.command(command);
@@ -224,8 +223,7 @@ async fn event(
         Ok(text) => text,
         Err(refusal) => return refusal.into_response(),
     };
-    let text = text.as_str();
-    match decode::push_event(text) {
+    match decode::push_event(&text) {
         Ok(Inbound::UrlVerification { challenge }) => {
             Json(serde_json::json!({ "challenge": challenge })).into_response()
         }
@@ -262,8 +260,7 @@ async fn interactivity(
         Ok(text) => text,
         Err(refusal) => return refusal.into_response(),
     };
-    let text = text.as_str();
-    match decode::interaction_form(text) {
+    match decode::interaction_form(&text) {
         Ok(interactive) => {
             state.intake.interactive(interactive);
             StatusCode::OK.into_response()
